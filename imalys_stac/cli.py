@@ -1,0 +1,111 @@
+"""Command line: `imalys-stac run|check|demo`, and the drop-in `x_Imalys` / `r_Imalys`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bool = False) -> int:
+    from .chain import ChainError, load_chain, read_variable_list
+
+    try:
+        rows = read_variable_list(vars_path) if vars_path else [None]
+    except (ChainError, OSError) as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    if vars_path and not rows:
+        _err(f"{vars_path}: the variable list holds no line")
+        return EXIT_FAILED
+    for n, row in enumerate(rows, 1):
+        try:
+            chain = load_chain(chain_path, variables=row)
+            if check_only:
+                print(f"{chain_path}: ok ({len(chain.commands)} commands: {', '.join(c.name for c in chain.commands)})"
+                      + (f" [variables line {n}]" if row else ""))
+                continue
+            from .commands import run_chain
+
+            run_chain(chain, verbose=verbose)
+        except ChainError as exc:
+            _err(str(exc) + (f" [variables line {n} of {vars_path}]" if row else ""))
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            _err("interrupted")
+            return 130
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="imalys-stac",
+        description="Run Imalys process chains on STAC, stackstac and Dask: archives → cloud-free COGs.",
+    )
+    ap.add_argument("--version", action="version", version=f"imalys-stac {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p_run = sub.add_parser("run", help="run a chain file", description="Run a chain file (and, with --vars, once per line of a variable list).")
+    p_run.add_argument("chain", type=Path, help="the chain file (first word IMALYS)")
+    p_run.add_argument("--vars", type=Path, metavar="LIST", help="repeat mode: tab-separated values for $1, $2, … one run per line")
+    p_run.add_argument("-v", "--verbose", action="store_true", help="show every parameter and debug message on the terminal")
+    p_check = sub.add_parser("check", help="parse and validate a chain; do no work", description="Parse and validate a chain file without running it.")
+    p_check.add_argument("chain", type=Path)
+    p_check.add_argument("--vars", type=Path, metavar="LIST")
+    p_demo = sub.add_parser("demo", help="run the tutorial chains 2a–2e on generated archives",
+                            description="Generate realistic Landsat archives and run the seed tutorial's chains 2a–2e on them.")
+    p_demo.add_argument("dir", type=Path, nargs="?", default=Path("imalys-demo"), help="demo folder (default ./imalys-demo)")
+    p_demo.add_argument("--size", type=int, default=384, help="scene size in pixels (default 384)")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "run":
+        return _run(args.chain, args.vars, args.verbose)
+    if args.cmd == "check":
+        return _run(args.chain, args.vars, False, check_only=True)
+    if args.cmd == "demo":
+        import logging
+
+        from .chain import ChainError
+        from .tutorial import run_demo
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            results = run_demo(args.dir, size=args.size)
+        except ChainError as exc:
+            _err(str(exc))
+            return EXIT_FAILED
+        missing = [p for p in results if not p.exists()]
+        for p in results:
+            print(("missing " if p in missing else "") + str(p))
+        return EXIT_FAILED if missing else EXIT_OK
+    return EXIT_USAGE
+
+
+def x_imalys(argv: list[str] | None = None) -> int:
+    """`x_Imalys CHAIN`: the original's single-run entry point."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: x_Imalys CHAIN\nRun one Imalys process chain.", file=sys.stderr if len(argv) != 1 else sys.stdout)
+        return EXIT_OK if argv and argv[0] in ("-h", "--help") else EXIT_USAGE
+    return _run(Path(argv[0]), None, False)
+
+
+def r_imalys(argv: list[str] | None = None) -> int:
+    """`r_Imalys CHAIN LIST`: the original's repeat mode, one run per line of LIST."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        help_asked = bool(argv) and argv[0] in ("-h", "--help")
+        print("usage: r_Imalys CHAIN LIST\nRun the chain once per line of LIST (tab-separated values for $1, $2, …).",
+              file=sys.stdout if help_asked else sys.stderr)
+        return EXIT_OK if help_asked else EXIT_USAGE
+    return _run(Path(argv[0]), Path(argv[1]), False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`compile`: imported images on one grid, as a lazy stack product.
+
+Chooses the inputs (select/search/period), then one common grid: the `crsystem` (or the most
+common CRS of the inputs), the `pixel` size (or the finest input's), the frame's rectangle (or
+the union of the inputs' extents), aligned to whole pixels — on the inputs' own pixel grid when
+no reprojection is needed, so no resampling happens then.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from ..cube.grid import Frame, Grid, transform_bounds
+from ..products import KIND, compile_item
+from ..workdir import WorkdirError
+from .context import Context, log
+
+
+def pick_inputs(ctx: Context, cmd) -> list[str]:
+    p = cmd.params
+    wd = ctx.workdir
+    names: list[str] = []
+    for s in p.select:
+        if not wd.exists(s):
+            raise cmd.error(f"no product {s!r} in {wd.path} (products: {', '.join(wd.names()) or 'none'})", parameter="select")
+        names.append(s)
+    if p.search:
+        hits = wd.search(p.search)
+        if not hits:
+            raise cmd.error(
+                f"no product in {wd.path} matches {', '.join(p.search)} (products: {', '.join(wd.names()) or 'none'})",
+                parameter="search", hint="run import first, or check the pattern",
+            )
+        names += [h for h in hits if h not in names]
+    if not p.select and not p.search:
+        names = wd.names()
+    items = {}
+    for n in names:
+        it = wd.load(n)
+        if it.properties.get(KIND) == "import":
+            items[it.id] = it
+    if p.period:
+        items = {k: it for k, it in items.items() if any(per.contains(it.datetime.date()) for per in p.period)}
+    if not items:
+        raise cmd.error(
+            "no imported image is left after the selection" + (" and period filter" if p.period else ""),
+            parameter="period" if p.period else ("search" if p.search else "select"),
+        )
+    return sorted(items, key=lambda n: (items[n].datetime, n))
+
+
+def template_grid(ctx: Context, cmd, template: str) -> Grid:
+    wd = ctx.workdir
+    if wd.exists(template):
+        return Grid.from_stac(wd.load(template).properties)
+    path = Path(template).expanduser()
+    if not path.exists():
+        raise cmd.error(f"template {template!r} is neither a product nor a file", parameter="projection")
+    with rasterio.open(path) as ds:
+        b = ds.bounds
+        return Grid(ds.crs.to_epsg(), (b.left, b.bottom, b.right, b.top), abs(ds.transform.a))
+
+
+def run(ctx: Context, cmd) -> None:
+    p = cmd.params
+    names = pick_inputs(ctx, cmd)
+    items = [ctx.workdir.load(n) for n in names]
+    grids = [Grid.from_stac(it.properties) for it in items]
+    frame = None
+    if p.frame:
+        try:
+            frame = Frame.read(p.frame)
+        except ValueError as exc:
+            raise cmd.error(str(exc), parameter="frame") from exc
+    if p.projection:
+        grid = template_grid(ctx, cmd, p.projection)
+    else:
+        epsg = p.crsystem or Counter(g.epsg for g in grids).most_common(1)[0][0]
+        res = p.pixel or min(g.resolution for g in grids)
+        same = [g for g in grids if g.epsg == epsg and g.resolution == res]
+        anchor = same[0].anchor if same else (0.0, 0.0)
+        if frame is not None:
+            bounds = frame.bounds_in(epsg)
+        else:
+            boxes = np.array([transform_bounds(g.bounds, g.epsg, epsg) if g.epsg != epsg else g.bounds for g in grids])
+            bounds = (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
+        grid = Grid.aligned(epsg, bounds, res, anchor)
+    bands = {tuple(it.properties.get("imalys:bands", [])) for it in items}
+    if len(bands) > 1:
+        raise cmd.error(f"the selected images have different bands {sorted(bands)}; import them with the same `bands`",
+                        parameter="search" if p.search else "select")
+    frame_wkt = frame.geometry_in(grid.epsg).wkt if frame is not None else None
+    item = compile_item(p.target, items, grid, frame_wkt, str(p.frame) if p.frame else None)
+    ctx.workdir.save(item)
+    log.info("   %s: %d image(s) %s on EPSG:%d, %d x %d pixels of %g m", p.target, len(items), ", ".join(names),
+             grid.epsg, grid.shape[1], grid.shape[0], grid.resolution)

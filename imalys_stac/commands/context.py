@@ -1,0 +1,21 @@
+"""What every command adapter gets: the chain, the working directory and the run log."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..runtime.log import RunLog
+from ..workdir import WorkDir
+
+log = logging.getLogger("imalys_stac.commands")
+
+
+@dataclass
+class Context:
+    chain: object  # imalys_stac.chain.Chain
+    workdir: WorkDir
+    runlog: RunLog
+    client: object | None = None
+    chunksize: int = 1024
+    outputs: list[Path] = field(default_factory=list)

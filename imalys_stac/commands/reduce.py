@@ -1,0 +1,86 @@
+"""`reduce`: a compiled stack (or one image) → one image per process, computed on Dask and
+stored as a COG product in the working directory."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pystac
+import xarray as xr
+
+from ..composite import reduce_stack
+from ..cube.grid import Grid
+from ..products import KIND, cube_of, derived_item
+from ..runtime.progress import dask_progress
+from ..write import write_cog
+from .context import Context, log
+
+#: methods that reduce each band over time (the others give one index band)
+PER_BAND = {"bestof", "median", "mean", "medoid", "variance", "difference", "count"}
+
+
+def layers_as_time(cube: xr.DataArray) -> xr.DataArray:
+    """Without `preserve = bands` the original reduces the whole layer stack (all bands of all
+    dates) to one band: fold the band axis into time, each layer keeping its image's quality."""
+    t, b = cube.sizes["time"], cube.sizes["band"]
+    data = cube.transpose("time", "band", "y", "x").data.reshape((t * b, 1) + cube.shape[2:])
+    quality = np.repeat(cube.coords["quality"].values, b)
+    out = xr.DataArray(
+        data, dims=("time", "band", "y", "x"),
+        coords={"time": np.arange(t * b), "band": ["all"], "y": cube.y, "x": cube.x, "quality": ("time", quality)},
+    )
+    return out.rio.write_crs(cube.rio.crs)
+
+
+def run(ctx: Context, cmd) -> None:
+    p = cmd.params
+    wd = ctx.workdir
+    if not wd.exists(p.select):
+        raise cmd.error(f"no product {p.select!r} in {wd.path} (products: {', '.join(wd.names()) or 'none'})",
+                        parameter="select", hint="run compile (or import) first")
+    source = wd.load(p.select)
+    if source.properties.get(KIND) not in ("import", "compile"):
+        raise cmd.error(f"{p.select} is a {source.properties.get(KIND)} product; reduce works on a compiled stack or an imported image",
+                        parameter="select")
+    cube = cube_of(wd, source, chunksize=ctx.chunksize)
+    grid = Grid.from_stac(source.properties)
+    if len(p.execute) > 1 and p.target:
+        raise cmd.error("`target` names one result but `execute` is repeated; each result is stored under its process name",
+                        parameter="target")
+    for method in p.execute:
+        work = cube if (p.preserve == "bands" or method not in PER_BAND) else layers_as_time(cube)
+        try:
+            result = reduce_stack(
+                work, method, quality=work.coords["quality"].values, threshold=p.threshold,
+                red=p.red, nir=p.nir, blue=getattr(p, "blue", None), count=p.count, source=p.source, flat=p.flat,
+            )
+        except (ValueError, KeyError) as exc:
+            raise cmd.error(str(exc), parameter="execute") from exc
+        name = p.target or method
+        dates = [str(np.datetime_as_string(t, unit="D")) for t in cube.time.values]
+        tags = {
+            "IMALYS_PROCESS": method,
+            "IMALYS_SOURCE": source.id,
+            "IMALYS_DATES": ",".join(dates),
+            "IMALYS_QUALITY": ",".join(f"{q:.3f}" for q in cube.quality.values),
+        }
+        with tempfile.TemporaryDirectory(dir=wd.path, prefix=f".{name}-") as tmp:
+            tif = Path(tmp) / f"{name}.tif"
+            with dask_progress(method):
+                write_cog(result, tif, tags=tags)
+            item = derived_item(name, "reduce", source, grid, {
+                "imalys:process": method,
+                "imalys:preserve": p.preserve,
+                "imalys:threshold": p.threshold if method == "bestof" else None,
+                "imalys:inputs": [source.id],
+                "imalys:dates": dates,
+                "imalys:layers": int(cube.sizes["time"]),
+                "imalys:bands": [str(b) for b in result.band.values],
+            })
+            item.add_asset("data", pystac.Asset(
+                href=str(tif), media_type=pystac.MediaType.COG, roles=["data"],
+                title=f"{method} of {source.id}",
+            ))
+            ctx.workdir.save(item, files={"data": tif})
+        log.info("   %s: %s over %d layer(s) → %s", name, method, cube.sizes["time"], wd.path / name / f"{name}.tif")

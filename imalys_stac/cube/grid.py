@@ -1,0 +1,163 @@
+"""Explicit output grids (CRS, bounds, pixel size, alignment) and frames from vector files.
+
+A `Grid` is computed from metadata only, before any pixel is read (the habit of stackstac's
+`prepare.py` and odc-geo's GeoBox): import, compile and the cube loader all pass one around
+instead of loose (epsg, bounds, resolution) tuples.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from affine import Affine
+from pyproj import CRS, Transformer
+from shapely import ops
+from shapely.geometry import box, mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up raster grid: `bounds` = (left, bottom, right, top) in `epsg`, square pixels."""
+
+    epsg: int
+    bounds: tuple[float, float, float, float]
+    resolution: float
+
+    @classmethod
+    def aligned(
+        cls,
+        epsg: int,
+        bounds: Iterable[float],
+        resolution: float,
+        anchor: tuple[float, float] = (0.0, 0.0),
+    ) -> "Grid":
+        """The smallest grid covering `bounds` whose pixel edges lie on anchor + k·resolution."""
+        left, bottom, right, top = (float(v) for v in bounds)
+        ax, ay = anchor
+        r = float(resolution)
+        left = ax + math.floor((left - ax) / r + _EPS) * r
+        bottom = ay + math.floor((bottom - ay) / r + _EPS) * r
+        right = ax + math.ceil((right - ax) / r - _EPS) * r
+        top = ay + math.ceil((top - ay) / r - _EPS) * r
+        if right <= left:
+            right = left + r
+        if top <= bottom:
+            top = bottom + r
+        return cls(int(epsg), (left, bottom, right, top), r)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        left, bottom, right, top = self.bounds
+        return (int(round((top - bottom) / self.resolution)), int(round((right - left) / self.resolution)))
+
+    @property
+    def transform(self) -> Affine:
+        left, _, _, top = self.bounds
+        return Affine(self.resolution, 0.0, left, 0.0, -self.resolution, top)
+
+    @property
+    def crs(self) -> CRS:
+        return CRS.from_epsg(self.epsg)
+
+    @property
+    def anchor(self) -> tuple[float, float]:
+        return (self.bounds[0] % self.resolution, self.bounds[3] % self.resolution)
+
+    def wgs84_polygon(self) -> BaseGeometry:
+        return reproject_geometry(box(*self.bounds), self.epsg, 4326)
+
+    def to_stac(self) -> dict:
+        """The grid as projection-extension fields (both `proj:epsg` for stackstac 0.5 and
+        `proj:code` for newer readers)."""
+        t = self.transform
+        return {
+            "proj:epsg": self.epsg,
+            "proj:code": f"EPSG:{self.epsg}",
+            "proj:bbox": list(self.bounds),
+            "proj:shape": list(self.shape),
+            "proj:transform": [t.a, t.b, t.c, t.d, t.e, t.f],
+        }
+
+    @classmethod
+    def from_stac(cls, props: dict) -> "Grid":
+        epsg = props.get("proj:epsg")
+        if epsg is None and str(props.get("proj:code", "")).upper().startswith("EPSG:"):
+            epsg = int(str(props["proj:code"]).split(":")[1])
+        t = props["proj:transform"]
+        rows, cols = props["proj:shape"]
+        left, top, res = t[2], t[5], t[0]
+        return cls(int(epsg), (left, top - rows * abs(t[4]), left + cols * res, top), res)
+
+
+def reproject_geometry(geom: BaseGeometry, src_epsg: int | CRS, dst_epsg: int | CRS) -> BaseGeometry:
+    """Reproject a shapely geometry, densifying edges first so rectangles bend correctly."""
+    src, dst = CRS.from_user_input(src_epsg), CRS.from_user_input(dst_epsg)
+    if src == dst:
+        return geom
+    tr = Transformer.from_crs(src, dst, always_xy=True)
+    length = max(geom.bounds[2] - geom.bounds[0], geom.bounds[3] - geom.bounds[1]) or 1.0
+    dense = geom.segmentize(length / 50.0) if hasattr(geom, "segmentize") else geom
+    return ops.transform(tr.transform, dense)
+
+
+def transform_bounds(bounds: Iterable[float], src_epsg: int, dst_epsg: int) -> tuple[float, float, float, float]:
+    return tuple(reproject_geometry(box(*bounds), src_epsg, dst_epsg).bounds)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A region of interest from a vector file: all its features, in their own CRS."""
+
+    path: Path
+    geometry: BaseGeometry
+    epsg_or_wkt: str
+
+    @classmethod
+    def read(cls, path: Path) -> "Frame":
+        import geopandas as gpd
+
+        path = Path(path)
+        try:
+            df = gpd.read_file(path)
+        except Exception as exc:  # pyogrio raises its own DataSourceError types
+            raise ValueError(f"cannot read the frame {path}: {exc}") from exc
+        if df.empty or df.geometry.isna().all():
+            raise ValueError(f"the frame {path} holds no geometry")
+        if df.crs is None:
+            raise ValueError(f"the frame {path} has no coordinate system (.prj missing?)")
+        geom = df.geometry.union_all() if hasattr(df.geometry, "union_all") else df.geometry.unary_union
+        return cls(path, geom, df.crs.to_wkt())
+
+    @property
+    def crs(self) -> CRS:
+        return CRS.from_user_input(self.epsg_or_wkt)
+
+    def geometry_in(self, epsg: int | CRS) -> BaseGeometry:
+        return reproject_geometry(self.geometry, self.crs, epsg)
+
+    def bounds_in(self, epsg: int | CRS) -> tuple[float, float, float, float]:
+        """The rectangle around all the frame's points, in `epsg` (as the seed defines the region)."""
+        return tuple(self.geometry_in(epsg).bounds)  # type: ignore[return-value]
+
+    def wgs84(self) -> BaseGeometry:
+        return self.geometry_in(4326)
+
+    def wgs84_rectangle(self) -> BaseGeometry:
+        return box(*self.bounds_in(4326))
+
+
+def geometry_mask(geom: BaseGeometry, grid: Grid) -> np.ndarray:
+    """Boolean (rows, cols) mask, True inside `geom` (given in the grid's CRS)."""
+    from rasterio.features import geometry_mask as _gm
+
+    return ~_gm([mapping(geom)], out_shape=grid.shape, transform=grid.transform, all_touched=False)
+
+
+__all__ = ["Grid", "Frame", "reproject_geometry", "transform_bounds", "geometry_mask", "shape"]

@@ -1,0 +1,175 @@
+"""Product items of the working directory: what each kind records, and how a product becomes a
+cube again.
+
+- import product: a recipe, not pixels — the source items (archive members read in place), bands,
+  calibration, QA rule and grid of one acquisition, with its quality fraction. Computed when a
+  later step needs the pixels.
+- compile product: a list of import products and one common grid (plus an optional frame).
+- reduce product: a Cloud Optimized GeoTIFF computed from a compile (or import) product.
+Every product item links `derived_from` its inputs, so provenance can be walked back to the archives.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pystac
+import xarray as xr
+from shapely.geometry import mapping, shape
+from shapely import wkt as shapely_wkt
+
+from . import __version__
+from .cube.bands import Calibration
+from .cube.grid import Grid, geometry_mask, reproject_geometry
+from .cube.load import SceneGroup, load_groups
+from .workdir import WorkDir, WorkdirError
+
+PROJ_EXT = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
+SOURCES_FILE = "sources.json"
+KIND = "imalys:kind"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _base_item(name: str, grid: Grid, dt: datetime | None, props: dict, start=None, end=None) -> pystac.Item:
+    poly = grid.wgs84_polygon()
+    props = {**props, **grid.to_stac(), "created": _now(), "imalys:version": __version__}
+    if dt is None:
+        props["start_datetime"] = start.isoformat().replace("+00:00", "Z")
+        props["end_datetime"] = end.isoformat().replace("+00:00", "Z")
+    item = pystac.Item(
+        id=name,
+        geometry=mapping(poly),
+        bbox=list(poly.bounds),
+        datetime=dt,
+        properties=props,
+        stac_extensions=[PROJ_EXT],
+    )
+    return item
+
+
+# -- import products ----------------------------------------------------------------------------
+def import_item(group: SceneGroup, grid: Grid, *, cover: float, frame: str | None, sources_file: Path) -> pystac.Item:
+    """The STAC item of an import product; its source items go to `sources_file` (a
+    FeatureCollection) so the recipe is self-contained."""
+    first = group.items[0]
+    props = {
+        KIND: "import",
+        "platform": first.properties.get("platform"),
+        "instruments": first.properties.get("instruments"),
+        "constellation": first.properties.get("constellation"),
+        "imalys:quality": group.quality,
+        "imalys:cover": cover,
+        "imalys:sources": [it.id for it in group.items],
+        "imalys:bands": list(group.keys),
+        "imalys:factor": list(group.calibration.factors),
+        "imalys:offset": list(group.calibration.offsets),
+        "imalys:calibration": group.calibration.source,
+        "imalys:mask": group.rule or "fill-only",
+        "imalys:resampling": group.resampling,
+        "imalys:frame": frame,
+        "imalys:nodata": "nan",
+        "imalys:dtype": "float32",
+    }
+    for key in ("landsat:wrs_path", "landsat:wrs_row"):
+        if key in first.properties:
+            props[key] = first.properties[key]
+    item = _base_item(group.name, grid, group.datetime, props)
+    fc = {"type": "FeatureCollection", "features": [it.to_dict(include_self_link=False) for it in group.items]}
+    sources_file.write_text(json.dumps(fc, indent=1))
+    item.add_asset(
+        "sources",
+        pystac.Asset(href=str(sources_file), media_type="application/geo+json", roles=["metadata"],
+                     title="Source archive items (hrefs read in place through /vsitar/)"),
+    )
+    for it in group.items:
+        href = it.get_self_href()
+        if href and not href.startswith("/vsi"):
+            item.add_link(pystac.Link("derived_from", href, media_type="application/json", title=it.id))
+    return item
+
+
+def group_from_item(item: pystac.Item) -> SceneGroup:
+    """Turn an import product back into the SceneGroup that loads its pixels."""
+    if item.properties.get(KIND) != "import":
+        raise WorkdirError(f"{item.id} is a {item.properties.get(KIND)} product, not an imported image")
+    href = item.assets["sources"].get_absolute_href() or item.assets["sources"].href
+    fc = json.loads(Path(href).read_text())
+    sources = [pystac.Item.from_dict(f) for f in fc["features"]]
+    p = item.properties
+    mask = p.get("imalys:mask")
+    return SceneGroup(
+        name=item.id,
+        items=sources,
+        keys=list(p["imalys:bands"]),
+        calibration=Calibration(tuple(p["imalys:factor"]), tuple(p["imalys:offset"]), p.get("imalys:calibration", "given")),
+        rule=None if mask == "fill-only" else mask,
+        resampling=p.get("imalys:resampling", "bilinear"),
+        quality=p.get("imalys:quality"),
+    )
+
+
+# -- compile products ---------------------------------------------------------------------------
+def compile_item(name: str, inputs: Sequence[pystac.Item], grid: Grid, frame_wkt: str | None, frame_path: str | None) -> pystac.Item:
+    times = [it.datetime for it in inputs]
+    props = {
+        KIND: "compile",
+        "imalys:inputs": [it.id for it in inputs],
+        "imalys:frame": frame_path,
+        "imalys:frame_wkt": frame_wkt,  # exact frame polygon in the grid CRS: pixels outside are nodata
+        "imalys:layers": len(inputs),
+        "imalys:bands": inputs[0].properties.get("imalys:bands"),
+    }
+    item = _base_item(name, grid, None, props, start=min(times), end=max(times))
+    for it in inputs:
+        item.add_link(pystac.Link("derived_from", f"../{it.id}/{it.id}.json", media_type="application/json", title=it.id))
+    return item
+
+
+def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int = 1024) -> xr.DataArray:
+    """(time, band, y, x) cube of an import or compile product, lazily."""
+    kind = item.properties.get(KIND)
+    grid = Grid.from_stac(item.properties)
+    if kind == "import":
+        return load_groups([group_from_item(item)], grid, chunksize=chunksize)
+    if kind == "compile":
+        groups = [group_from_item(workdir.load(n)) for n in item.properties["imalys:inputs"]]
+        region = None
+        if item.properties.get("imalys:frame_wkt"):
+            region = geometry_mask(shapely_wkt.loads(item.properties["imalys:frame_wkt"]), grid)
+        return load_groups(groups, grid, chunksize=chunksize, region=region)
+    raise WorkdirError(f"{item.id} is a {kind} product; expected an imported image or a compiled stack")
+
+
+def derived_item(name: str, kind: str, source: pystac.Item, grid: Grid, props: dict) -> pystac.Item:
+    """Item for a computed (pixel) product derived from `source`."""
+    dt = source.datetime
+    start = end = None
+    if dt is None:
+        start = datetime.fromisoformat(source.properties["start_datetime"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(source.properties["end_datetime"].replace("Z", "+00:00"))
+    item = _base_item(name, grid, dt, {KIND: kind, **props}, start=start, end=end)
+    item.add_link(pystac.Link("derived_from", f"../{source.id}/{source.id}.json", media_type="application/json", title=source.id))
+    return item
+
+
+def archive_sources(workdir: WorkDir, item: pystac.Item) -> list[str]:
+    """Ids of the archive items a product was computed from, walking derived products back."""
+    kind = item.properties.get(KIND)
+    if kind == "import":
+        return list(item.properties.get("imalys:sources", []))
+    names = item.properties.get("imalys:inputs") or [
+        l.title for l in item.links if l.rel == "derived_from" and l.title
+    ]
+    out: list[str] = []
+    for n in names:
+        if workdir.exists(n):
+            for s in archive_sources(workdir, workdir.load(n)):
+                if s not in out:
+                    out.append(s)
+    return out
