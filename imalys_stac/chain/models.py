@@ -1,0 +1,216 @@
+"""One typed, validated parameter model per command.
+
+Every field carries its parser in ``metadata`` (see :func:`param`), so the parser in
+``parser.py`` stays generic: it maps keys to fields, parses values and calls ``_check`` for
+rules that involve several parameters.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from . import values as v
+from .errors import ChainError
+from .period import Period
+
+#: ``fail(parameter, message, hint)`` → a located ChainError (at the parameter's line, else the command's).
+Fail = Callable[..., ChainError]
+
+
+def param(
+    parser: v.Parser,
+    *,
+    default: Any = None,
+    factory: Callable[[], Any] | None = None,
+    repeat: bool = False,
+    required: bool = False,
+    aliases: tuple[str, ...] = (),
+    example: str | None = None,
+) -> Any:
+    """A dataclass field that is a chain parameter.
+
+    ``repeat``: the key may be given several times; values are collected in order (a parser
+    returning a list extends the list, e.g. ``collections = a, b``).
+    ``aliases``: other keys naming the same parameter (giving two of them is an error).
+    ``example``: shown when a required parameter is missing.
+    """
+    meta = {"parser": parser, "repeat": repeat, "required": required, "aliases": aliases, "example": example}
+    if repeat:
+        return field(default_factory=list, metadata=meta)
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class Model:
+    """Base of the command models: the hook for cross-parameter rules."""
+
+    command: ClassVar[str] = ""
+
+    def _check(self, fail: Fail, given: set[str], check_files: bool) -> None:
+        """Raise ``fail(...)`` for rules involving several parameters. ``given``: field names set in the chain."""
+
+
+@dataclass
+class Home(Model):
+    """``home``: the working directory and the run's resources."""
+
+    command: ClassVar[str] = "home"
+    directory: Path = param(v.path, factory=lambda: Path(os.path.expanduser("~/.imalys")))
+    clear: bool = param(v.boolean, default=False)
+    log: Path | None = param(v.path)
+    scheduler: str | None = param(v.scheduler)
+    workers: int | None = param(v.positive_int)
+    memory: str | None = param(v.memory)
+
+
+@dataclass
+class Replace(Model):
+    """``replace``: chain variables ``$1 = c7934`` (parsed specially: keys are ``$1``..``$9``)."""
+
+    command: ClassVar[str] = "replace"
+    values: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class Catalog(Model):
+    """``catalog``: build the archive database."""
+
+    command: ClassVar[str] = "catalog"
+    archives: str = param(v.archive_folder_pattern, required=True, example="archives = ~/ESIS/archives/*_L2SP_*.tar")
+    target: Path = param(v.path, required=True, example="target = ~/ESIS/archives/bonds.csv")
+    workers: int | None = param(v.positive_int)
+
+
+@dataclass
+class Import(Model):
+    """``import``: select archives, cut to the frame, check quality, calibrate."""
+
+    command: ClassVar[str] = "import"
+    select: list[str] = param(v.archive_pattern, repeat=True)
+    database: Path | None = param(v.database)
+    stac: str | None = param(v.url)
+    collections: list[str] = param(v.comma_list, repeat=True)
+    distance: float | None = param(v.positive)
+    frame: Path | None = param(v.vector_file)
+    period: list[Period] = param(v.period, repeat=True)
+    cover: float | None = param(v.fraction)
+    quality: float | None = param(v.fraction)
+    bands: list[str] = param(v.comma_list, factory=list)
+    factor: float | str | None = param(v.factor)
+    offset: float | None = param(v.number)
+    warp: int | None = param(v.epsg, aliases=("crsystem",))
+    pixel: float | None = param(v.positive)
+    mask: bool = param(v.boolean, default=True)
+    rule: str = param(v.choice("flags", "confidence"), default="flags")
+    polygon: bool = param(v.boolean, default=False)
+    target: str | None = param(v.name)
+
+    def _check(self, fail: Fail, given: set[str], check_files: bool) -> None:
+        sources = [key for key in ("select", "database", "stac") if key in given]
+        if len(sources) != 1:
+            where = sources[1] if len(sources) > 1 else None
+            found = "none" if not sources else " and ".join(sources)
+            raise fail(
+                where, f"needs exactly one of select, database or stac (found {found})",
+                "select = archive paths, database = a catalog from the catalog command, or stac = a STAC API URL",
+            )
+        if "offset" in given and "factor" not in given:
+            raise fail("offset", f"offset = {self.offset} is given without factor",
+                       "calibration is value · factor + offset; give factor too (e.g. factor = 2.75e-5)")
+        if "distance" in given and "select" in given:
+            raise fail("distance", "distance applies to database or stac searches only, not to select",
+                       "remove distance or use database = …")
+        if "polygon" in given and self.polygon and "frame" not in given:
+            raise fail("polygon", "polygon = true needs a frame", "add frame = a vector file")
+        if "collections" in given and "select" in given:
+            raise fail("collections", "collections filter database or stac searches only, not select",
+                       "remove collections or use database/stac")
+
+
+@dataclass
+class Compile(Model):
+    """``compile``: one stack on a common grid."""
+
+    command: ClassVar[str] = "compile"
+    select: list[str] = param(v.text_value, repeat=True)
+    search: list[str] = param(v.text_value, repeat=True)
+    period: list[Period] = param(v.period, repeat=True)
+    frame: Path | None = param(v.vector_file)
+    crsystem: int | None = param(v.epsg, aliases=("warp",))
+    pixel: float | None = param(v.positive)
+    projection: str | None = param(v.path_text)
+    format: str | None = param(v.text_value)
+    target: str = param(v.name, default="compile")
+
+
+#: ``execute`` processes this version runs.
+REDUCERS = ("bestof", "median", "mean", "medoid", "variance", "brightness", "difference",
+            "ndvi", "nirv", "evi", "count")
+#: Reducers of the original Imalys that this version does not run (named so the message is specific).
+UNSUPPORTED_REDUCERS = ("regression", "principal")
+
+
+def _reducer(text: str, ctx: v.Context) -> str:
+    word = text.strip().lower()
+    if word in UNSUPPORTED_REDUCERS:
+        raise ValueError(f"{word} is an Imalys process this version does not run; use one of: {', '.join(REDUCERS)}")
+    if word not in REDUCERS:
+        close = difflib.get_close_matches(word, REDUCERS, n=1)
+        guess = f"did you mean '{close[0]}'? " if close else ""
+        raise ValueError(f"{guess}must be one of: {', '.join(REDUCERS)}")
+    return word
+
+
+@dataclass
+class Reduce(Model):
+    """``reduce``: per-pixel reductions of an image or stack."""
+
+    command: ClassVar[str] = "reduce"
+    select: str = param(v.text_value, required=True, example="select = compile")
+    execute: list[str] = param(_reducer, repeat=True, required=True, example="execute = bestof")
+    preserve: str | None = param(v.choice("bands"))
+    flat: bool = param(v.boolean, default=False)
+    target: str | None = param(v.name)
+    red: int | None = param(v.band_number)
+    nir: int | None = param(v.band_number)
+    blue: int | None = param(v.band_number)
+    threshold: float = param(v.fraction, default=0.5)
+    count: bool = param(v.boolean, default=False)
+    source: bool = param(v.boolean, default=False)
+
+    def _check(self, fail: Fail, given: set[str], check_files: bool) -> None:
+        seen: set[str] = set()
+        for process in self.execute:
+            if process in seen:
+                raise fail("execute", f"execute = {process} is given twice",
+                           "each process stores its result under its own name; give it once")
+            seen.add(process)
+        for process in self.execute:
+            needs = {"ndvi": ("red", "nir"), "nirv": ("red", "nir"), "evi": ("red", "nir", "blue")}.get(process, ())
+            missing = [band for band in needs if getattr(self, band) is None]
+            if missing:
+                raise fail("execute", f"execute = {process} needs {' and '.join(missing)}",
+                           "give 1-based band numbers, e.g. " + ", ".join(
+                               f"{b} = {n}" for b, n in (("red", 3), ("nir", 4), ("blue", 1)) if b in needs))
+        if self.target is not None and len(self.execute) > 1:
+            raise fail("target", f"target = {self.target} with {len(self.execute)} execute processes",
+                       "target renames one result; give one execute per reduce or drop target")
+
+
+@dataclass
+class Export(Model):
+    """``export``: copy a result out of the working directory (the ending picks the format)."""
+
+    command: ClassVar[str] = "export"
+    select: str = param(v.text_value, required=True, example="select = bestof")
+    target: Path = param(v.path, required=True, example="target = ~/ESIS/results/bestof_summer.tif")
+
+
+#: Command name → parameter model.
+COMMANDS: dict[str, type[Model]] = {
+    model.command: model for model in (Replace, Home, Catalog, Import, Compile, Reduce, Export)
+}

@@ -1,0 +1,329 @@
+"""Chain files → typed commands.
+
+Three passes, so each error can point at its line:
+1. tokenise: lines → commands with their ``key = value`` entries (comments, blanks dropped);
+2. variables: ``replace`` values, overridden by the repeat-list row;
+3. per command: keys → fields, ``$N`` substitution, value parsing, cross-parameter rules.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import values as v
+from .errors import ChainError
+from .models import COMMANDS, Home, Model, Replace
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\$\d+")
+_VARIABLE = re.compile(r"\$([1-9])")
+
+
+@dataclass
+class Command:
+    """One command of a chain, with its typed parameters and where each came from."""
+
+    name: str
+    line: int
+    params: Model
+    param_lines: dict[str, int] = field(default_factory=dict)
+    raw: dict[str, list[str]] = field(default_factory=dict)
+    file: Path | None = None
+
+    def error(self, msg: str, parameter: str | None = None, hint: str | None = None) -> ChainError:
+        """A ChainError located at ``parameter``'s line (else this command's line), for runtime problems."""
+        line = self.param_lines.get(parameter, self.line) if parameter else self.line
+        return ChainError(msg, file=self.file, line=line, command=self.name, parameter=parameter, hint=hint)
+
+
+@dataclass
+class Chain:
+    """A parsed chain: its commands in order and the variables in effect."""
+
+    path: Path
+    commands: list[Command]
+    variables: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Home:
+        """The ``home`` parameters (every valid chain has exactly one)."""
+        return next(c.params for c in self.commands if c.name == "home")  # type: ignore[return-value]
+
+    def find(self, name: str) -> list[Command]:
+        """All commands called ``name``, in order."""
+        return [c for c in self.commands if c.name == name]
+
+    def __iter__(self):
+        return iter(self.commands)
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+
+@dataclass
+class _Entry:
+    key: str
+    value: str
+    line: int
+
+
+@dataclass
+class _Block:
+    name: str
+    line: int
+    entries: list[_Entry] = field(default_factory=list)
+
+
+def _close(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if match:
+        return f"did you mean '{match[0]}'?"
+    return f"accepted: {', '.join(choices)}"
+
+
+def _tokenise(text: str, file: Path) -> list[_Block]:
+    lines = text.splitlines()
+    first = lines[0].split() if lines else []
+    if not first or first[0] != "IMALYS":
+        raise ChainError(
+            "is not an Imalys chain: line 1 must start with the word IMALYS",
+            file=file, line=1 if lines else None, hint="e.g. 'IMALYS [process chain 2a]'",
+        )
+    blocks: list[_Block] = []
+    for number, line in enumerate(lines[1:], start=2):
+        content = line.split("#", 1)[0].strip()
+        if not content:
+            continue
+        if "=" in content:
+            key, _, value = content.partition("=")
+            key, value = key.strip(), value.strip()
+            if not _KEY.fullmatch(key):
+                raise ChainError(f"'{key}' is not a parameter name", file=file, line=number,
+                                 command=blocks[-1].name if blocks else None,
+                                 hint="a parameter line is 'name = value' with a one-word name")
+            if not blocks:
+                raise ChainError(f"parameter '{key}' comes before any command", file=file, line=number,
+                                 hint="parameters belong to the command line above them (e.g. home)")
+            if not value:
+                raise ChainError(f"parameter '{key}' has no value", file=file, line=number,
+                                 command=blocks[-1].name, parameter=key.lower(),
+                                 hint=f"write '{key} = value' or drop the line to use the default")
+            blocks[-1].entries.append(_Entry(key.lower(), value, number))
+        elif len(content.split()) == 1:
+            blocks.append(_Block(content.lower(), number))
+        else:
+            words = content.split()
+            hint = f"did you mean '{words[0]} = {' '.join(words[1:])}'?" if blocks else (
+                "a command is one word on its own line")
+            raise ChainError(f"'{content}' is neither a command (one word) nor a parameter (name = value)",
+                             file=file, line=number, command=blocks[-1].name if blocks else None, hint=hint)
+    return blocks
+
+
+def _read_replace(block: _Block, file: Path) -> dict[int, str]:
+    found: dict[int, str] = {}
+    lines: dict[int, int] = {}
+    for entry in block.entries:
+        match = re.fullmatch(r"\$([1-9])", entry.key)
+        if not match:
+            raise ChainError(f"'{entry.key}' is not a variable", file=file, line=entry.line, command="replace",
+                             parameter=entry.key, hint="replace defines $1 … $9, e.g. $1 = c7934")
+        number = int(match.group(1))
+        if number in found:
+            raise ChainError(f"${number} is given twice (lines {lines[number]} and {entry.line})", file=file,
+                             line=entry.line, command="replace", parameter=entry.key, hint="give it once")
+        found[number], lines[number] = entry.value, entry.line
+    return found
+
+
+def _substitute(entry: _Entry, variables: dict[int, str], file: Path, command: str) -> str:
+    def swap(match: re.Match[str]) -> str:
+        number = int(match.group(1))
+        if number not in variables:
+            raise ChainError(
+                f"{entry.key} = {entry.value}: variable ${number} is not defined", file=file, line=entry.line,
+                command=command, parameter=entry.key,
+                hint=f"define it under replace (${number} = value) or give it in the repeat list (column {number})",
+            )
+        return variables[number]
+
+    return _VARIABLE.sub(swap, entry.value)
+
+
+def _build(block: _Block, variables: dict[int, str], file: Path, ctx: v.Context) -> Command:
+    model = COMMANDS[block.name]
+    fields = {f.name: f for f in dataclasses.fields(model) if "parser" in f.metadata}
+    key_to_field = {name: name for name in fields}
+    for name, f in fields.items():
+        for alias in f.metadata["aliases"]:
+            key_to_field[alias] = name
+
+    given: dict[str, list[_Entry]] = {}
+    raw: dict[str, list[str]] = {}
+    param_lines: dict[str, int] = {}
+    for entry in block.entries:
+        if entry.key not in key_to_field:
+            raise ChainError(f"parameter '{entry.key}' is not known", file=file, line=entry.line,
+                             command=block.name, parameter=entry.key, hint=_close(entry.key, sorted(key_to_field)))
+        entry.value = _substitute(entry, variables, file, block.name)
+        name = key_to_field[entry.key]
+        earlier = given.setdefault(name, [])
+        if earlier and not fields[name].metadata["repeat"]:
+            first = earlier[0]
+            same = f"'{first.key}'" if first.key == entry.key else f"'{first.key}' and '{entry.key}' (the same parameter)"
+            raise ChainError(
+                f"parameter {same} given twice (lines {first.line} and {entry.line})", file=file, line=entry.line,
+                command=block.name, parameter=entry.key, hint="give it once",
+            )
+        earlier.append(entry)
+        raw.setdefault(entry.key, []).append(entry.value)
+        param_lines.setdefault(entry.key, entry.line)
+        param_lines.setdefault(name, entry.line)
+
+    kwargs: dict[str, Any] = {}
+    for name, entries in given.items():
+        meta = fields[name].metadata
+        parsed = []
+        for entry in entries:
+            try:
+                parsed.append(meta["parser"](entry.value, ctx))
+            except ChainError as e:
+                raise e.located(file=file, line=entry.line, command=block.name, parameter=entry.key) from None
+            except ValueError as e:
+                raise ChainError(f"{entry.key} = {entry.value}", file=file, line=entry.line, command=block.name,
+                                 parameter=entry.key, hint=str(e)) from None
+        if meta["repeat"]:
+            kwargs[name] = [x for item in parsed for x in (item if isinstance(item, list) else [item])]
+        else:
+            kwargs[name] = parsed[0]
+
+    for name, f in fields.items():
+        if f.metadata["required"] and name not in given:
+            raise ChainError(f"parameter '{name}' is missing", file=file, line=block.line, command=block.name,
+                             parameter=name, hint=f"add e.g. '{f.metadata['example']}'")
+
+    params = model(**kwargs)
+
+    def fail(parameter: str | None, message: str, hint: str | None = None) -> ChainError:
+        line = param_lines.get(parameter, block.line) if parameter else block.line
+        return ChainError(message, file=file, line=line, command=block.name, parameter=parameter, hint=hint)
+
+    params._check(fail, set(given), ctx.check_files)
+    return Command(block.name, block.line, params, param_lines, raw, file)
+
+
+def parse_chain_text(
+    text: str,
+    path: str | os.PathLike[str] = "<chain>",
+    variables: dict[int, str] | None = None,
+    check_files: bool = True,
+) -> Chain:
+    """Parse chain ``text``; ``path`` names it in messages. See :func:`load_chain`."""
+    file = Path(path)
+    blocks = _tokenise(text, file)
+    for block in blocks:
+        if block.name not in COMMANDS:
+            raise ChainError(f"command '{block.name}' is not known", file=file, line=block.line,
+                             command=None, hint=_close(block.name, list(COMMANDS)))
+
+    # replace (optional, possibly several) must precede home, which must come next.
+    position = 0
+    chain_vars: dict[int, str] = {}
+    replace_lines: dict[int, int] = {}
+    replaces: list[tuple[_Block, dict[int, str]]] = []
+    while position < len(blocks) and blocks[position].name == "replace":
+        values = _read_replace(blocks[position], file)
+        for number, value in values.items():
+            if number in chain_vars:
+                raise ChainError(f"${number} is defined twice (lines {replace_lines[number]} and "
+                                 f"{next(e.line for e in blocks[position].entries if e.key == f'${number}')})",
+                                 file=file, line=blocks[position].line, command="replace", hint="define it once")
+            chain_vars[number] = value
+            replace_lines[number] = next(e.line for e in blocks[position].entries if e.key == f"${number}")
+        replaces.append((blocks[position], values))
+        position += 1
+    if position >= len(blocks):
+        raise ChainError("has no home command", file=file,
+                         hint="every chain needs 'home' as its first command (after an optional replace)")
+    if blocks[position].name != "home":
+        raise ChainError(f"the first command is '{blocks[position].name}', but it must be home", file=file,
+                         line=blocks[position].line,
+                         hint="every chain starts with 'home' (after an optional replace)")
+    for block in blocks[position + 1:]:
+        if block.name == "home":
+            raise ChainError(f"home is given twice (lines {blocks[position].line} and {block.line})", file=file,
+                             line=block.line, command="home", hint="a chain has one home")
+        if block.name == "replace":
+            raise ChainError("replace must come before home", file=file, line=block.line, command="replace",
+                             hint="move the replace command to the top of the chain")
+
+    effective = dict(chain_vars)
+    for number, value in (variables or {}).items():
+        if not isinstance(number, int) or not 1 <= number <= 9:
+            raise ChainError(f"variable number {number!r} is out of range", file=file, hint="variables are $1 … $9")
+        effective[number] = str(value)
+
+    ctx = v.Context(check_files=check_files)
+    commands: list[Command] = []
+    for block, values in replaces:
+        commands.append(Command(
+            "replace", block.line, Replace(values=dict(values)),
+            {e.key: e.line for e in block.entries}, {e.key: [e.value] for e in block.entries}, file,
+        ))
+    for block in blocks[position:]:
+        commands.append(_build(block, effective, file, ctx))
+    return Chain(file, commands, effective)
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:  # chains written on Windows editors
+        return data.decode("cp1252", errors="replace")
+
+
+def load_chain(
+    path: str | os.PathLike[str],
+    variables: dict[int, str] | None = None,
+    check_files: bool = True,
+) -> Chain:
+    """Read and validate the chain file ``path``.
+
+    ``variables`` (repeat mode: one row of :func:`read_variable_list`) override the chain's own
+    ``replace`` values for the same numbers; values it defines for other numbers stay.
+    ``check_files=False`` skips checks that files exist (archives, frames, databases).
+    Raises :class:`ChainError` for every problem, located at its line.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ChainError("chain file not found" if not file.exists() else "is not a file", file=file,
+                         hint=f"looked for {file.absolute()}")
+    return parse_chain_text(_read_text(file), file, variables, check_files)
+
+
+def read_variable_list(path: str | os.PathLike[str]) -> list[dict[int, str]]:
+    """Read a repeat-mode list: one dict per non-empty line; tab-separated column N → ``$N``.
+
+    Cells are stripped of surrounding spaces; an empty cell is left out, so the chain's own
+    ``replace`` value (if any) applies to it. Lines starting with ``#`` are comments.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ChainError("variable list not found", file=file, hint=f"looked for {file.absolute()}")
+    rows: list[dict[int, str]] = []
+    for number, line in enumerate(_read_text(file).splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = line.split("\t")
+        while cells and not cells[-1].strip():
+            cells.pop()  # trailing tabs/spaces mean nothing
+        if len(cells) > 9:
+            raise ChainError(f"has {len(cells)} columns", file=file, line=number,
+                             hint="a repeat list holds at most 9 tab-separated values ($1 … $9)")
+        rows.append({i: cell.strip() for i, cell in enumerate(cells, start=1) if cell.strip()})
+    return rows

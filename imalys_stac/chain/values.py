@@ -1,0 +1,239 @@
+"""Value parsers for parameters.
+
+Each parser takes the text after ``=`` (variables already substituted) and a :class:`Context`, and
+returns the typed value or raises ``ValueError(reason)``; the reason completes the message
+``quality = 1.4 — <reason>`` so it must say what is accepted.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .paths import expand_path_text, has_wildcard, resolve_archive_pattern
+from .period import Period
+
+
+@dataclass(frozen=True)
+class Context:
+    """What parsers need beyond the text."""
+
+    check_files: bool = True
+
+
+Parser = Callable[[str, Context], Any]
+
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+
+
+def boolean(text: str, ctx: Context) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError("must be true or false (also yes/no, 1/0)")
+
+
+def _number(text: str) -> float:
+    word = text.strip()
+    if re.fullmatch(r"[+-]?\d+,\d+", word):
+        raise ValueError("write the decimal point as '.', not ','")
+    try:
+        value = float(word)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not math.isfinite(value) or "_" in word:
+        raise ValueError("must be a finite number")
+    return value
+
+
+def number(text: str, ctx: Context) -> float:
+    return _number(text)
+
+
+def positive(text: str, ctx: Context) -> float:
+    try:
+        value = _number(text)
+    except ValueError as e:
+        raise ValueError(f"{e}; must be a number greater than 0") from None
+    if value <= 0:
+        raise ValueError("must be a number greater than 0")
+    return value
+
+
+def fraction(text: str, ctx: Context) -> float:
+    reason = "must be a fraction between 0 and 1 (e.g. 0.7)"
+    try:
+        value = _number(text)
+    except ValueError as e:
+        raise ValueError(f"{e}; {reason}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(reason)
+    return value
+
+
+def positive_int(text: str, ctx: Context) -> int:
+    word = text.strip()
+    if not re.fullmatch(r"\+?\d+", word) or int(word) < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return int(word)
+
+
+def band_number(text: str, ctx: Context) -> int:
+    try:
+        return positive_int(text, ctx)
+    except ValueError:
+        raise ValueError("must be a 1-based band number (1 for the first band)") from None
+
+
+def epsg(text: str, ctx: Context) -> int:
+    word = text.strip()
+    match = re.fullmatch(r"(?:epsg\s*:\s*)?(\d+)", word, flags=re.IGNORECASE)
+    if not match or int(match.group(1)) < 1:
+        raise ValueError("must be an EPSG code (e.g. 32632 or EPSG:32632)")
+    return int(match.group(1))
+
+
+def factor(text: str, ctx: Context) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _number(text)
+    except ValueError as e:
+        raise ValueError(f"{e}; must be a number (e.g. 2.75e-5) or auto (from the metadata)") from None
+
+
+def text_value(text: str, ctx: Context) -> str:
+    return text.strip()
+
+
+def name(text: str, ctx: Context) -> str:
+    """A result name in the working directory (bare: a path would leave the working directory)."""
+    word = text.strip()
+    if not word or "/" in word or "\\" in word or word in {".", ".."}:
+        raise ValueError("must be a bare name in the working directory (no folder), e.g. bestof")
+    return word
+
+
+def comma_list(text: str, ctx: Context) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if any(not item for item in items):
+        raise ValueError("must be a comma-separated list without empty entries (e.g. _B2, _B3, _B4)")
+    return items
+
+
+def path(text: str, ctx: Context) -> Path:
+    return Path(expand_path_text(text.strip()))
+
+
+def path_text(text: str, ctx: Context) -> str:
+    return expand_path_text(text.strip())
+
+
+_VECTOR_SUFFIXES = (
+    ".shp", ".gpkg", ".geojson", ".json", ".fgb", ".kml", ".gml", ".sqlite", ".gpx",
+    ".parquet", ".geoparquet", ".csv", ".tab", ".mif",
+)
+
+
+def vector_file(text: str, ctx: Context) -> Path:
+    value = path(text, ctx)
+    if value.suffix.lower() not in _VECTOR_SUFFIXES:
+        raise ValueError(f"must be a vector file ({', '.join(_VECTOR_SUFFIXES)})")
+    if ctx.check_files and not value.is_file():
+        raise ValueError("the file does not exist")
+    return value
+
+
+def archive_pattern(text: str, ctx: Context) -> str:
+    """An archive path, wildcards allowed; must name at least one existing file (when checked)."""
+    value = path_text(text, ctx)
+    if ctx.check_files and not resolve_archive_pattern(value):
+        raise ValueError(
+            "no archive matches (neither the path, its wildcards, nor its short name "
+            f"{Path(value).name.partition('.')[0]}_*{''.join(Path(value).suffixes)})"
+        )
+    return value
+
+
+def archive_folder_pattern(text: str, ctx: Context) -> str:
+    """`catalog archives`: wildcards only in the file name; the folder must exist (when checked)."""
+    value = path_text(text, ctx)
+    folder = os.path.dirname(value) or "."
+    if has_wildcard(folder):
+        raise ValueError("wildcards are allowed in the file name only (only that one folder is searched)")
+    if ctx.check_files and not os.path.isdir(folder):
+        raise ValueError(f"the folder {folder} does not exist")
+    return value
+
+
+_DATABASE_SUFFIXES = (".json", ".parquet", ".geoparquet", ".csv")
+
+
+def database(text: str, ctx: Context) -> Path:
+    value = path(text, ctx)
+    accepted = "must be a catalog: a folder, a catalog.json, a .parquet or a .csv file"
+    if value.is_dir():
+        return value
+    if value.suffix.lower() not in _DATABASE_SUFFIXES and (ctx.check_files or value.suffix):
+        raise ValueError(accepted)
+    if ctx.check_files and not value.exists():
+        raise ValueError(f"it does not exist; {accepted}")
+    return value
+
+
+def existing_path(text: str, ctx: Context) -> Path:
+    value = path(text, ctx)
+    if ctx.check_files and not value.exists():
+        raise ValueError("the file does not exist")
+    return value
+
+
+def url(text: str, ctx: Context) -> str:
+    word = text.strip()
+    if not re.fullmatch(r"https?://\S+", word):
+        raise ValueError("must be the http(s) URL of a STAC API (e.g. https://earth-search.aws.element84.com/v1)")
+    return word
+
+
+def period(text: str, ctx: Context) -> Period:
+    return Period.parse(text)
+
+
+def choice(*accepted: str) -> Parser:
+    """A parser for one of ``accepted`` words (case-insensitive, stored lower case)."""
+
+    def parse(text: str, ctx: Context) -> str:
+        word = text.strip().lower()
+        if word not in accepted:
+            raise ValueError(f"must be one of: {', '.join(accepted)}")
+        return word
+
+    return parse
+
+
+_ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9_.-]+):\d{1,5}")
+
+
+def scheduler(text: str, ctx: Context) -> str:
+    word = text.strip()
+    if word.lower() in {"local", "processes", "kubernetes"}:
+        return word.lower()
+    if _ADDRESS.fullmatch(word):
+        return word
+    raise ValueError("must be local, processes, kubernetes or a scheduler address like tcp://host:8786")
+
+
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*([kmgtp]i?)?b", re.IGNORECASE)
+
+
+def memory(text: str, ctx: Context) -> str:
+    word = text.strip()
+    if word.lower() == "auto" or _MEMORY.fullmatch(word):
+        return word
+    raise ValueError("must be a memory size per worker like 4GB, 512MB or 2GiB (or auto)")
