@@ -1,0 +1,453 @@
+"""The static STAC catalog of an archive collection: incremental, parallel, atomic.
+
+Layout (self-contained, relative links)::
+
+    <target>/catalog.json
+    <target>/items.parquet                      search index (see index.py)
+    <target>/.imalys-catalog.json               state: archive path, size, mtime -> item
+    <target>/<collection>/collection.json
+    <target>/<collection>/<item id>/<item id>.json
+
+A ``.csv`` target additionally gets the Imalys table (``bonds.csv``, ``.csvt``, ``.prj``) and the
+catalog goes to the folder of the same name (``bonds/catalog.json``).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import glob
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+from copy import deepcopy
+from dataclasses import dataclass, field
+from datetime import timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from tqdm import tqdm
+
+from ..archives import ArchiveError, open_archive
+from ..archives.bands import METADATA_MEMBERS, SENSORS
+from .index import INDEX_NAME, read_index, row_from_item, write_index
+from .items import EXT, STAC_VERSION, item_dict
+
+STATE_NAME = ".imalys-catalog.json"
+STATE_VERSION = 1
+CATALOG_ID = "imalys-archives"
+TEMPLATES = Path(__file__).resolve().parents[2] / "catalogs"
+WGS84_WKT = (
+    'GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137.0,298.257223563]],'
+    'PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]]'
+)
+CSV_HEADER = "WKT,id,width,height,filename"
+CSVT = "WKT,Integer64(10),Real(24.15),Real(24.15),String(250)"
+#: above this many archives to read, worker processes beat threads (tarfile parsing holds the GIL)
+PROCESS_THRESHOLD = 256
+
+log_default = logging.getLogger("imalys_stac.catalog")
+
+
+@dataclass
+class CatalogReport:
+    """What a catalog run did."""
+
+    added: list[str] = field(default_factory=list)  # item ids
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (archive path, reason)
+    unchanged: int = 0
+    catalog_path: Path | None = None  # .../catalog.json
+    csv_path: Path | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def summary(self) -> str:
+        return (f"catalog {self.catalog_path}: {len(self.added)} added, {len(self.updated)} updated, "
+                f"{len(self.removed)} removed, {len(self.skipped)} skipped, {self.unchanged} unchanged")
+
+
+# ---------------------------------------------------------------------------------------- inputs
+def expand_archives(pattern_or_paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Absolute archive paths from a wildcard pattern, a path, or a list of either (sorted, unique)."""
+    items = [pattern_or_paths] if isinstance(pattern_or_paths, (str, os.PathLike)) else list(pattern_or_paths)
+    found: set[Path] = set()
+    for p in items:
+        text = os.path.expanduser(os.fspath(p))
+        if glob.has_magic(text):
+            found.update(Path(m).resolve() for m in glob.glob(text) if Path(m).is_file())
+        else:
+            found.add(Path(text).resolve())
+    return sorted(found)
+
+
+def catalog_location(target: str | os.PathLike) -> tuple[Path, Path | None]:
+    """(catalog folder, csv path or None) for a ``catalog`` target."""
+    t = Path(os.path.expanduser(os.fspath(target))).resolve()
+    if t.suffix.lower() == ".csv":
+        return t.with_suffix(""), t
+    if t.name == "catalog.json":
+        return t.parent, None
+    if t.suffix.lower() == ".json":
+        raise ValueError(f"catalog target {target}: a .json target must be named catalog.json; "
+                         "accepted: a folder, .../catalog.json or a .csv table")
+    return t, None
+
+
+# ---------------------------------------------------------------------------------------- reading
+def _read_one(path: str) -> tuple[str, dict[str, Any] | None, str | None]:
+    """Worker: item dict of one archive, or the reason it was skipped (picklable result)."""
+    try:
+        return path, item_dict(open_archive(path)), None
+    except ArchiveError as exc:
+        return path, None, str(exc).split(": ", 1)[-1] if str(exc).startswith(path) else str(exc)
+    except Exception as exc:  # a bad archive never aborts the catalog
+        return path, None, f"{exc.__class__.__name__}: {exc}"
+
+
+def _read_all(paths: list[str], workers: int | None, progress: bool) -> Iterable[tuple[str, dict | None, str | None]]:
+    if not paths:
+        return []
+    workers = workers or min(8, os.cpu_count() or 1)
+    show = progress and sys.stderr.isatty()
+    bar = tqdm(total=len(paths), desc="catalog", unit="archive", disable=not show)
+    out = []
+    if workers <= 1:
+        for p in paths:
+            out.append(_read_one(p))
+            bar.update()
+    else:
+        if len(paths) >= PROCESS_THRESHOLD:
+            # spawn: a forked child of a process with GDAL/Dask threads can deadlock
+            pool: cf.Executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        else:
+            pool = cf.ThreadPoolExecutor(workers)
+        with pool:
+            futures = [pool.submit(_read_one, p) for p in paths]
+            for fut in cf.as_completed(futures):
+                out.append(fut.result())
+                bar.update()
+    bar.close()
+    return out
+
+
+# ---------------------------------------------------------------------------------------- state
+def _load_state(folder: Path) -> dict[str, Any] | None:
+    f = folder / STATE_NAME
+    if not f.is_file():
+        return None
+    try:
+        state = json.loads(f.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    if state.get("version") != STATE_VERSION:
+        return None  # older layout: rebuild everything
+    return state
+
+
+def _stat(p: Path) -> tuple[int, int] | None:
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+# ---------------------------------------------------------------------------------------- documents
+def _template(collection_id: str) -> dict[str, Any]:
+    f = TEMPLATES / f"{collection_id}.json"
+    if f.is_file():
+        return json.loads(f.read_text(encoding="utf-8"))
+    return {  # installed without the repository's catalogs/ folder
+        "type": "Collection", "stac_version": STAC_VERSION, "id": collection_id,
+        "description": f"{collection_id} archives catalogued by imalys-stac", "license": "other",
+        "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                                "temporal": {"interval": [[None, None]]}},
+    }
+
+
+def item_assets_for(collection_id: str) -> dict[str, Any]:
+    """``item_assets`` of the Landsat collection, from the band tables of every sensor family."""
+    out: dict[str, Any] = {}
+    for _platform, _inst, table in SENSORS.values():
+        for b in table:
+            if b.key in out:
+                continue
+            a: dict[str, Any] = {"type": "image/tiff; application=geotiff", "title": b.title, "roles": list(b.roles)}
+            if b.common_name:
+                a["eo:bands"] = [{"common_name": b.common_name}]
+            rb: dict[str, Any] = {}
+            if b.nodata is not None:
+                rb["nodata"] = b.nodata
+            if b.unit:
+                rb["unit"] = b.unit
+            if rb:
+                a["raster:bands"] = [rb]
+            out[b.key] = a
+    for key, media, title in METADATA_MEMBERS.values():
+        out[key] = {"type": media, "title": title, "roles": ["metadata"]}
+    return out
+
+
+def _iso(dt) -> str:
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def collection_dict(collection_id: str, rows: list[dict[str, Any]], item_hrefs: list[str]) -> dict[str, Any]:
+    """A collection document with extent and summaries from its index rows."""
+    c = deepcopy(_template(collection_id))
+    c["stac_version"] = STAC_VERSION
+    exts = set(c.get("stac_extensions") or [])
+    exts.update({EXT["eo"], EXT["proj"], EXT["raster"]})  # those the summaries and item_assets use
+    c["stac_extensions"] = sorted(exts)
+    if rows:
+        c["extent"] = {
+            "spatial": {"bbox": [[min(r["xmin"] for r in rows), min(r["ymin"] for r in rows),
+                                  max(r["xmax"] for r in rows), max(r["ymax"] for r in rows)]]},
+            "temporal": {"interval": [[_iso(min(r["datetime"] for r in rows)),
+                                       _iso(max(r["datetime"] for r in rows))]]},
+        }
+        clouds = [r["eo_cloud_cover"] for r in rows if r["eo_cloud_cover"] is not None]
+        summaries = dict(c.get("summaries") or {})
+        summaries["platform"] = sorted({r["platform"] for r in rows if r["platform"]})
+        summaries["instruments"] = sorted({i for r in rows for i in (r["instruments"] or "").split(",") if i})
+        summaries["proj:epsg"] = sorted({int(r["epsg"]) for r in rows if r["epsg"]})
+        summaries["gsd"] = sorted({float(r["gsd"]) for r in rows if r["gsd"]})
+        if clouds:
+            summaries["eo:cloud_cover"] = {"minimum": min(clouds), "maximum": max(clouds)}
+        c["summaries"] = summaries
+    c["item_assets"] = item_assets_for(collection_id)
+    links = [l for l in c.get("links", []) if l.get("rel") not in {"root", "parent", "self", "item"}]
+    links = [{"rel": "root", "href": "../catalog.json", "type": "application/json"},
+             {"rel": "parent", "href": "../catalog.json", "type": "application/json"}] + links
+    links += [{"rel": "item", "href": f"./{h}", "type": "application/geo+json"} for h in item_hrefs]
+    c["links"] = links
+    return c
+
+
+def catalog_dict(collection_ids: list[str]) -> dict[str, Any]:
+    return {
+        "type": "Catalog", "stac_version": STAC_VERSION, "id": CATALOG_ID,
+        "title": "Imalys archive catalog",
+        "description": "Provider archives catalogued in place by imalys-stac (read with GDAL /vsitar/).",
+        "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json"}]
+        + [{"rel": "child", "href": f"./{c}/collection.json", "type": "application/json"} for c in collection_ids],
+    }
+
+
+def _item_links(d: dict[str, Any]) -> dict[str, Any]:
+    d = dict(d)
+    d["links"] = [
+        {"rel": "root", "href": "../../catalog.json", "type": "application/json"},
+        {"rel": "parent", "href": "../collection.json", "type": "application/json"},
+        {"rel": "collection", "href": "../collection.json", "type": "application/json"},
+    ]
+    return d
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1)
+        fh.write("\n")
+
+
+def _csv_rows(rows: list[dict[str, Any]]) -> list[str]:
+    out = [CSV_HEADER]
+    for i, r in enumerate(sorted(rows, key=lambda r: (r["archive"] or "", r["id"])), 1):
+        cx, cy = (r["xmin"] + r["xmax"]) / 2, (r["ymin"] + r["ymax"]) / 2
+        hw, hh = (r["xmax"] - r["xmin"]) / 2, (r["ymax"] - r["ymin"]) / 2
+        out.append(f'"POINT ({cx:.8f} {cy:.8f})",{i},{hw:.15f},{hh:.15f},{r["archive"]}')
+    return out
+
+
+def write_csv(rows: list[dict[str, Any]], csv_path: Path) -> None:
+    """Imalys table + ``.csvt`` + ``.prj``, each written to a temp name and renamed."""
+    for path, text in ((csv_path, "\n".join(_csv_rows(rows)) + "\n"),
+                       (csv_path.with_suffix(".csvt"), CSVT + "\n"),
+                       (csv_path.with_suffix(".prj"), WGS84_WKT + "\n")):
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------- build
+def _check_target(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"catalog target {folder} is a file; accepted: a folder, .../catalog.json or a .csv")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / STATE_NAME).is_file():
+        raise ValueError(f"catalog target {folder} is a non-empty folder that is not an imalys-stac catalog; "
+                         "the catalog replaces its folder as a whole, so give an empty or new folder")
+
+
+def _recover(folder: Path) -> None:
+    """Finish a swap that a crash interrupted between its two renames."""
+    backup = folder.with_name(f".{folder.name}.old")
+    if not folder.exists() and backup.is_dir():
+        os.replace(backup, folder)
+    elif backup.is_dir():
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def build_catalog(
+    pattern_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    target: str | os.PathLike,
+    workers: int | None = None,
+    progress: bool = True,
+    log: logging.Logger | None = None,
+) -> CatalogReport:
+    """Catalog archives into a static STAC catalog at ``target`` (see module doc).
+
+    Incremental (only new or changed archives are read), parallel, and atomic: the new catalog is
+    written to a temporary folder beside the target and swapped in by renaming.
+    """
+    log = log or log_default
+    folder, csv_path = catalog_location(target)
+    _recover(folder)
+    _check_target(folder)
+    archives = expand_archives(pattern_or_paths)
+    report = CatalogReport(catalog_path=folder / "catalog.json", csv_path=csv_path)
+    old = _load_state(folder) or {"version": STATE_VERSION, "archives": {}, "skipped": {}}
+    old_archives: dict[str, Any] = old.get("archives", {})
+    old_skipped: dict[str, Any] = old.get("skipped", {})
+
+    keep: dict[str, Any] = {}  # path -> state entry (unchanged)
+    todo: list[str] = []
+    new_skipped: dict[str, Any] = {}
+    for p in archives:
+        key = str(p)
+        st = _stat(p)
+        if st is None:
+            report.skipped.append((key, "no such file"))
+            log.warning("catalog: skipped %s: no such file", key)
+            continue
+        prev = old_archives.get(key)
+        if prev and (prev["size"], prev["mtime_ns"]) == st:
+            keep[key] = prev
+            continue
+        prev_skip = old_skipped.get(key)
+        if prev_skip and (prev_skip["size"], prev_skip["mtime_ns"]) == st:
+            # a known bad archive, unchanged: report it again without re-reading it
+            report.skipped.append((key, prev_skip["reason"]))
+            new_skipped[key] = prev_skip
+            continue
+        todo.append(key)
+
+    results = _read_all(todo, workers, progress)
+    fresh: dict[str, dict[str, Any]] = {}
+    ids_in_use = {e["id"]: k for k, e in keep.items()}
+    for path, d, reason in sorted(results, key=lambda r: r[0]):
+        if d is not None and d["id"] in ids_in_use and ids_in_use[d["id"]] != path:
+            d, reason = None, f"duplicate product id {d['id']} (also in {ids_in_use[d['id']]})"
+        if d is None:
+            report.skipped.append((path, reason or "unreadable"))
+            size, mtime = _stat(Path(path)) or (0, 0)
+            new_skipped[path] = {"size": size, "mtime_ns": mtime, "reason": reason}
+            log.warning("catalog: skipped %s: %s", path, reason)
+            continue
+        ids_in_use[d["id"]] = path
+        fresh[path] = d
+        (report.updated if path in old_archives else report.added).append(d["id"])
+    report.skipped.sort()
+    current = set(keep) | set(fresh)
+    for path, entry in old_archives.items():
+        if path not in current:
+            report.removed.append(entry["id"])
+    report.unchanged = len(keep)
+
+    csv_missing = csv_path is not None and not csv_path.is_file()
+    if not report.changed and (folder / "catalog.json").is_file() and new_skipped == old_skipped:
+        if csv_missing:
+            write_csv(_rows_for(folder, keep, {}), csv_path)
+        log.info("%s (nothing changed)", report.summary())
+        return report
+
+    _write_catalog(folder, keep, fresh, new_skipped)
+    if csv_path is not None:
+        write_csv(_rows_for(folder, keep, fresh), csv_path)
+    log.info(report.summary())
+    return report
+
+
+def _old_rows(folder: Path, keep: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Index rows of unchanged items, from the old index (or their JSON if it is unreadable)."""
+    ids = {e["id"] for e in keep.values()}
+    rows: dict[str, dict[str, Any]] = {}
+    idx = folder / INDEX_NAME
+    if idx.is_file() and ids:
+        try:
+            for r in read_index(idx).to_pylist():
+                if r["id"] in ids:
+                    rows[r["id"]] = r
+        except ValueError:
+            rows = {}
+    for e in keep.values():
+        if e["id"] not in rows:
+            d = json.loads((folder / e["href"]).read_text(encoding="utf-8"))
+            rows[e["id"]] = row_from_item(d, e["href"])
+    return rows
+
+
+def _rows_for(folder: Path, keep: dict[str, Any], fresh: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = list(_old_rows(folder, keep).values())
+    rows += [row_from_item(d, _item_href(d)) for d in fresh.values()]
+    return rows
+
+
+def _item_href(d: dict[str, Any]) -> str:
+    return f"{d['collection']}/{d['id']}/{d['id']}.json"
+
+
+def _write_catalog(folder: Path, keep: dict[str, Any], fresh: dict[str, dict[str, Any]],
+                   skipped: dict[str, Any]) -> None:
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        rows = _old_rows(folder, keep)
+        state: dict[str, Any] = {"version": STATE_VERSION, "archives": {}, "skipped": skipped}
+        for path, e in keep.items():
+            src, dst = folder / e["href"], tmp / e["href"]
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)  # unchanged item: same bytes, no rewrite
+            except OSError:
+                shutil.copy2(src, dst)
+            state["archives"][path] = e
+        for path, d in fresh.items():
+            href = _item_href(d)
+            _write_json(tmp / href, _item_links(d))
+            rows[d["id"]] = row_from_item(d, href)
+            size, mtime = _stat(Path(path)) or (0, 0)
+            state["archives"][path] = {"size": size, "mtime_ns": mtime, "id": d["id"],
+                                       "collection": d["collection"], "href": href}
+        ordered = sorted(rows.values(), key=lambda r: (r["datetime"], r["id"]))
+        by_collection: dict[str, list[dict[str, Any]]] = {}
+        for r in ordered:
+            by_collection.setdefault(r["collection"], []).append(r)
+        for cid, crow in by_collection.items():
+            hrefs = [r["href"].split("/", 1)[1] for r in crow]
+            _write_json(tmp / cid / "collection.json", collection_dict(cid, crow, hrefs))
+        _write_json(tmp / "catalog.json", catalog_dict(sorted(by_collection)))
+        write_index(ordered, tmp / INDEX_NAME)
+        _write_json(tmp / STATE_NAME, state)
+        _swap(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap(tmp: Path, folder: Path) -> None:
+    """Replace ``folder`` by ``tmp`` with two renames; ``_recover`` completes an interrupted swap."""
+    backup = folder.with_name(f".{folder.name}.old")
+    if backup.exists():
+        shutil.rmtree(backup)
+    if folder.exists():
+        os.replace(folder, backup)
+    os.replace(tmp, folder)
+    shutil.rmtree(backup, ignore_errors=True)

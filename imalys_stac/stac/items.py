@@ -1,0 +1,195 @@
+"""STAC items from provider archives (one item per archive, assets read in place).
+
+The item is written as a plain dict with explicit extension versions, then handed to pystac:
+projection v1.2.0 is the one schema that accepts both ``proj:epsg`` (the only field stackstac
+0.5 reads, stackstac issue 262) and ``proj:code`` (what newer readers want).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pystac
+from pyproj import Transformer
+
+from ..archives import SceneMetadata, open_archive
+from ..archives import qa
+from ..archives.bands import METADATA_MEMBERS
+from ..archives.landsat import Grid
+
+STAC_VERSION = "1.1.0"
+EXT = {
+    "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+    "proj": "https://stac-extensions.github.io/projection/v1.2.0/schema.json",
+    "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+    "view": "https://stac-extensions.github.io/view/v1.0.0/schema.json",
+    "landsat": "https://stac-extensions.github.io/landsat/v2.0.0/schema.json",
+    "classification": "https://stac-extensions.github.io/classification/v1.1.0/schema.json",
+    "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+}
+LANDSAT_COLLECTION = "landsat-c2-l2"
+GEOTIFF = "image/tiff; application=geotiff"
+
+
+def collection_id_for(meta: SceneMetadata) -> str:
+    """Collection an archive's item belongs to (one per product family)."""
+    return LANDSAT_COLLECTION
+
+
+def qa_pixel_bitfields(landsat8: bool = True) -> list[dict[str, Any]]:
+    """``classification:bitfields`` for QA_PIXEL, every flag bit and confidence pair (qa.py names)."""
+    fields: list[dict[str, Any]] = []
+    for offset, (name, desc) in sorted(qa.FLAG_BITS.items()):
+        if not landsat8 and offset == qa.CIRRUS:
+            continue
+        fields.append({
+            "name": name, "description": desc, "offset": offset, "length": 1,
+            "classes": [{"name": f"not_{name}", "value": 0, "description": f"{desc}: no"},
+                        {"name": name, "value": 1, "description": f"{desc}: yes"}],
+        })
+    for offset, (name, desc) in sorted(qa.CONFIDENCE_PAIRS.items()):
+        if not landsat8 and offset == qa.CIRRUS_CONFIDENCE:
+            continue
+        fields.append({
+            "name": name, "description": desc, "offset": offset, "length": 2,
+            "classes": [{"name": level, "value": v, "description": f"{desc}: {level}"}
+                        for v, level in enumerate(qa.CONFIDENCE_NAMES)],
+        })
+    return fields
+
+
+def _proj_fields(grid: Grid) -> dict[str, Any]:
+    return {
+        "proj:shape": list(grid.shape),
+        "proj:transform": [float(v) for v in grid.transform],
+    }
+
+
+def _spatial_resolution(grid: Grid) -> float:
+    a, b, _, d, e, _ = grid.transform
+    return round(float(((abs(a) + abs(b)) + (abs(d) + abs(e))) / 2), 6)
+
+
+def item_dict(meta: SceneMetadata) -> dict[str, Any]:
+    """The item of one archive as a STAC 1.1 dict (no links)."""
+    # the item grid is the reflectance grid; assets on another grid carry their own
+    ref_suffix = next(b.suffix for b in meta.bands if b.suffix.startswith("SR_B"))
+    ref = meta.grids[ref_suffix]
+    landsat8 = meta.sensor in ("LC08", "LC09")
+    assets: dict[str, Any] = {}
+    for band in meta.bands:
+        grid = meta.grids[band.suffix]
+        rb: dict[str, Any] = {"data_type": grid.dtype, "spatial_resolution": _spatial_resolution(grid)}
+        nodata = band.nodata if band.nodata is not None else grid.nodata
+        if nodata is not None:
+            rb["nodata"] = nodata
+        if band.scale is not None:
+            rb["scale"] = band.scale
+            rb["offset"] = band.offset if band.offset is not None else 0.0
+        if band.unit:
+            rb["unit"] = band.unit
+        eo: dict[str, Any] = {"name": band.suffix}
+        if band.common_name:
+            eo["common_name"] = band.common_name
+        if band.wavelength is not None:
+            eo["center_wavelength"] = band.wavelength
+        if band.fwhm is not None:
+            eo["full_width_half_max"] = band.fwhm
+        asset: dict[str, Any] = {
+            "href": meta.href(band.suffix),
+            "type": GEOTIFF,
+            "title": band.title,
+            "roles": list(band.roles),
+            "gsd": band.gsd,
+            "raster:bands": [rb],
+        }
+        if band.common_name or band.wavelength is not None:
+            asset["eo:bands"] = [eo]
+        if band.suffix == "QA_PIXEL":
+            asset["classification:bitfields"] = qa_pixel_bitfields(landsat8)
+        if grid.shape != ref.shape or tuple(grid.transform) != tuple(ref.transform):
+            asset.update(_proj_fields(grid))
+            asset["proj:bbox"] = list(grid.bbox)
+        assets[band.key] = asset
+    for suffix, (key, media, title) in METADATA_MEMBERS.items():
+        if suffix in meta.members:
+            assets[key] = {"href": meta.href(suffix), "type": media, "title": title, "roles": ["metadata"]}
+
+    props: dict[str, Any] = {
+        "datetime": meta.datetime.isoformat().replace("+00:00", "Z"),
+        "platform": meta.platform,
+        "instruments": list(meta.instruments),
+        "constellation": "landsat",
+        "eo:cloud_cover": meta.cloud_cover,
+        "landsat:wrs_type": "2",
+        "landsat:wrs_path": f"{meta.path:03d}",
+        "landsat:wrs_row": f"{meta.row:03d}",
+        "landsat:collection_category": meta.collection_category,
+        "landsat:collection_number": meta.collection_number,
+        "landsat:correction": meta.correction,
+        "landsat:cloud_cover_land": meta.cloud_cover_land if meta.cloud_cover_land is not None else meta.cloud_cover,
+        "proj:epsg": meta.epsg,
+        "proj:code": f"EPSG:{meta.epsg}",
+        "proj:bbox": list(ref.bbox),
+        **_proj_fields(ref),
+        "gsd": 30.0,
+    }
+    if meta.scene_id:
+        props["landsat:scene_id"] = meta.scene_id
+    if meta.processed is not None:
+        props["landsat:product_generated"] = meta.processed.isoformat().replace("+00:00", "Z")
+    if meta.sun_azimuth is not None:
+        props["view:sun_azimuth"] = meta.sun_azimuth
+    if meta.sun_elevation is not None:
+        props["view:sun_elevation"] = meta.sun_elevation
+    props["imalys:archive"] = str(meta.archive)
+
+    extensions = [EXT["eo"], EXT["proj"], EXT["raster"], EXT["classification"]]
+    if meta.sun_azimuth is not None or meta.sun_elevation is not None:
+        extensions.append(EXT["view"])
+    if meta.scene_id:  # the landsat schema requires it; without it the fields stay, undeclared
+        extensions.append(EXT["landsat"])
+    geometry = meta.footprint_geojson
+    return {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": extensions,
+        "id": meta.product_id,
+        "collection": collection_id_for(meta),
+        "geometry": _as_lists(geometry),
+        "bbox": list(meta.footprint.bounds),
+        "properties": props,
+        "links": [],
+        "assets": assets,
+    }
+
+
+def _as_lists(obj: Any) -> Any:
+    """GeoJSON with lists instead of shapely's tuples (stable JSON round trips)."""
+    if isinstance(obj, dict):
+        return {k: _as_lists(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_as_lists(v) for v in obj]
+    return obj
+
+
+def item_from_metadata(meta: SceneMetadata) -> pystac.Item:
+    d = item_dict(meta)
+    return pystac.Item.from_dict(d, preserve_dict=False, migrate=False)
+
+
+def item_from_archive(path: str | Path) -> pystac.Item:
+    """One STAC item for one archive, assets pointing into it with ``/vsitar/``.
+
+    Raises :class:`~imalys_stac.archives.ArchiveError` for archives that cannot be read.
+    """
+    return item_from_metadata(open_archive(path))
+
+
+def footprint_in_crs(item: pystac.Item, epsg: int):
+    """The item's footprint projected to ``epsg`` (helper for tests and cube code)."""
+    from shapely.geometry import shape
+    from shapely.ops import transform as shp_transform
+
+    tr = Transformer.from_crs(4326, epsg, always_xy=True)
+    return shp_transform(tr.transform, shape(item.geometry))

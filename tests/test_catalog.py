@@ -1,0 +1,209 @@
+"""The static STAC catalog: schema-valid, walkable, incremental, atomic, CSV, stackstac-ready."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+
+from imalys_stac.archives import qa
+from imalys_stac.stac import build_catalog, item_from_archive, open_items, read_item
+from imalys_stac.stac import catalog as catalog_mod
+from tests.realdata import PRODUCT_ID, tar_real_scene, tar_real_variant
+from tests.stac_validate import errors, validate_tree
+
+
+@pytest.fixture()
+def archives(tmp_path):
+    folder = tmp_path / "archives"
+    tar_real_scene(folder)
+    tar_real_variant(folder, acquired="20200117", cloud=12.5)
+    tar_real_variant(folder, sensor="LT05", path=9, row=59, acquired="19990615", cloud=3.0)
+    return folder
+
+
+def _ids(report_list):
+    return sorted(report_list)
+
+
+def test_catalog_valid_and_walkable(archives, tmp_path):
+    rep = build_catalog(str(archives / "*.tar"), tmp_path / "cat", progress=False)
+    assert len(rep.added) == 3 and not rep.skipped
+    n, problems = validate_tree(tmp_path / "cat")
+    assert n == 5 and problems == []  # catalog + collection + 3 items
+    cat = pystac.Catalog.from_file(str(tmp_path / "cat" / "catalog.json"))
+    cols = list(cat.get_children())
+    assert [c.id for c in cols] == ["landsat-c2-l2"]
+    assert len(list(cat.get_items(recursive=True))) == 3
+    col = json.loads((tmp_path / "cat" / "landsat-c2-l2" / "collection.json").read_text())
+    assert col["extent"]["temporal"]["interval"][0][0].startswith("1999-06-15")
+    assert col["extent"]["temporal"]["interval"][0][1].startswith("2020-01-17")
+    assert col["summaries"]["platform"] == ["landsat-5", "landsat-8"]
+    assert {"red", "qa_pixel", "lwir11", "lwir", "mtl.txt"} <= set(col["item_assets"])
+    for doc in (tmp_path / "cat").rglob("*.json"):  # relative links only
+        for link in json.loads(doc.read_text()).get("links", []):
+            if link["rel"] in {"root", "parent", "child", "item", "collection"}:
+                assert not link["href"].startswith("/") and "://" not in link["href"]
+
+
+def test_item_content(archives):
+    item = item_from_archive(archives / f"{PRODUCT_ID}.tar")
+    d = item.to_dict(include_self_link=False)
+    d_valid = dict(d, collection=None)
+    d_valid.pop("collection")  # standalone item: no collection link to go with the field
+    assert errors(d_valid) == []
+    p = d["properties"]
+    assert p["platform"] == "landsat-8" and p["instruments"] == ["oli", "tirs"]
+    assert p["constellation"] == "landsat" and p["eo:cloud_cover"] == 81.02
+    assert (p["landsat:wrs_path"], p["landsat:wrs_row"]) == ("008", "059")
+    assert p["proj:epsg"] == 32618 and p["proj:code"] == "EPSG:32618"
+    assert p["proj:shape"] == [512, 512]
+    assert p["datetime"] == "2019-12-01T15:13:51.861099Z"
+    red = d["assets"]["red"]
+    assert red["href"].startswith("/vsitar//") and red["href"].endswith("_SR_B4.TIF")
+    assert red["eo:bands"][0] == {"name": "SR_B4", "common_name": "red", "center_wavelength": 0.65,
+                                  "full_width_half_max": 0.04}
+    assert red["raster:bands"][0]["scale"] == 2.75e-05 and red["raster:bands"][0]["offset"] == -0.2
+    assert red["raster:bands"][0]["nodata"] == 0 and red["raster:bands"][0]["data_type"] == "uint16"
+    assert d["assets"]["lwir11"]["raster:bands"][0]["unit"] == "kelvin"
+    qa_asset = d["assets"]["qa_pixel"]
+    assert "data-mask" in qa_asset["roles"] and "cloud" in qa_asset["roles"]
+    fields = {f["name"]: (f["offset"], f["length"]) for f in qa_asset["classification:bitfields"]}
+    expected = {n: (o, 1) for o, (n, _) in qa.FLAG_BITS.items()}
+    expected.update({n: (o, 2) for o, (n, _) in qa.CONFIDENCE_PAIRS.items()})
+    assert fields == expected
+    assert d["assets"]["mtl.txt"]["roles"] == ["metadata"]
+    for key in ("red", "qa_pixel", "mtl.txt"):
+        with rasterio.open(d["assets"][key]["href"]) if key != "mtl.txt" else open(os.devnull) as _:
+            pass
+
+
+def test_stackstac_cube_georeferenced_without_io(archives, monkeypatch):
+    stackstac = pytest.importorskip("stackstac")
+    item = item_from_archive(archives / f"{PRODUCT_ID}.tar")
+    href = item.assets["red"].href
+    with rasterio.open(href) as ds:
+        bounds, res, ref = ds.bounds, ds.res, ds.read(1)
+    opened = []
+    real_open = rasterio.open
+    monkeypatch.setattr(rasterio, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    cube = stackstac.stack([item], assets=["red", "qa_pixel"], snap_bounds=False, dtype="float64")
+    assert opened == []  # graph built from metadata alone
+    assert cube.attrs["crs"].lower() == "epsg:32618"
+    assert cube.shape == (1, 2, 512, 512)
+    assert float(cube.x[0]) == pytest.approx(bounds.left) and float(cube.y[0]) == pytest.approx(bounds.top)
+    assert float(cube.x[1] - cube.x[0]) == pytest.approx(res[0])
+    assert float(cube.y[0] - cube.y[1]) == pytest.approx(res[1])
+    # stackstac applies raster:bands scale/offset (from the MTL) and masks nodata 0
+    values = cube.sel(band="red").isel(time=0).compute().values
+    expected = np.where(ref == 0, np.nan, ref * 2.75e-05 - 0.2)
+    np.testing.assert_allclose(values, expected, rtol=1e-12)
+
+
+def test_incremental(archives, tmp_path, caplog):
+    target = tmp_path / "cat"
+    build_catalog(str(archives / "*.tar"), target, progress=False)
+    cat_json = target / "catalog.json"
+    before = cat_json.stat().st_mtime_ns
+    rep = build_catalog(str(archives / "*.tar"), target, progress=False)
+    assert (rep.added, rep.updated, rep.removed, rep.unchanged) == ([], [], [], 3)
+    assert cat_json.stat().st_mtime_ns == before  # nothing rewritten
+
+    new = tar_real_variant(archives, acquired="20200305")
+    changed = archives / f"{PRODUCT_ID}.tar"
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    gone = next(archives.glob("LT05_*.tar"))
+    gone.unlink()
+    (archives / "junk.tar").write_bytes(b"\0" * 100)
+    with caplog.at_level(logging.WARNING):
+        rep = build_catalog(str(archives / "*.tar"), target, progress=False)
+    assert rep.added == [new.stem]
+    assert rep.updated == [PRODUCT_ID]
+    assert rep.removed == [gone.stem]
+    assert rep.unchanged == 1
+    assert [p for p, _ in rep.skipped] == [str(archives / "junk.tar")]
+    assert "junk.tar" in caplog.text
+    assert sorted(i.id for i in open_items(target)) == sorted(p.stem for p in archives.glob("L*.tar"))
+    assert validate_tree(target)[1] == []
+    # a known bad archive is reported again but not re-read
+    rep = build_catalog(str(archives / "*.tar"), target, progress=False)
+    assert not rep.changed and len(rep.skipped) == 1
+
+
+def test_atomic_crash_keeps_previous_catalog(archives, tmp_path, monkeypatch):
+    target = tmp_path / "cat"
+    build_catalog(str(archives / "*.tar"), target, progress=False)
+    snapshot = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    tar_real_variant(archives, acquired="20210101")
+
+    def crash(*a, **k):
+        raise RuntimeError("simulated crash while writing")
+
+    monkeypatch.setattr(catalog_mod, "write_index", crash)
+    with pytest.raises(RuntimeError, match="simulated"):
+        build_catalog(str(archives / "*.tar"), target, progress=False)
+    assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == snapshot
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["archives", "cat"]  # no temp left
+    monkeypatch.undo()
+    rep = build_catalog(str(archives / "*.tar"), target, progress=False)
+    assert len(rep.added) == 1
+
+
+def test_interrupted_swap_recovered(archives, tmp_path):
+    target = tmp_path / "cat"
+    build_catalog(str(archives / "*.tar"), target, progress=False)
+    os.replace(target, tmp_path / ".cat.old")  # crash between the two renames
+    rep = build_catalog(str(archives / "*.tar"), target, progress=False)
+    assert rep.unchanged == 3 and (target / "catalog.json").is_file()
+
+
+def test_csv_target(archives, tmp_path):
+    csv = tmp_path / "bonds.csv"
+    rep = build_catalog(str(archives / "*.tar"), csv, progress=False)
+    assert rep.csv_path == csv and rep.catalog_path == tmp_path / "bonds" / "catalog.json"
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "WKT,id,width,height,filename"
+    assert len(lines) == 4
+    items = {i.properties["imalys:archive"]: i for i in open_items(tmp_path / "bonds")}
+    for n, line in enumerate(lines[1:], 1):
+        wkt, rest = line.split('",')
+        assert wkt.startswith('"POINT (')
+        x, y = map(float, wkt[len('"POINT ('):-1].split())
+        rid, w, h, fname = rest.split(",")
+        assert int(rid) == n
+        w_, s, e, nn = items[fname].bbox  # reference: the item's bbox
+        assert x == pytest.approx((w_ + e) / 2, abs=1e-7) and y == pytest.approx((s + nn) / 2, abs=1e-7)
+        assert float(w) == pytest.approx((e - w_) / 2) and float(h) == pytest.approx((nn - s) / 2)
+    assert csv.with_suffix(".csvt").read_text().strip() == "WKT,Integer64(10),Real(24.15),Real(24.15),String(250)"
+    assert 'GEOGCS["GCS_WGS_1984"' in csv.with_suffix(".prj").read_text()
+    # GDAL reads it as a point layer in WGS84
+    import pyogrio
+    df = pyogrio.read_dataframe(csv)
+    assert len(df) == 3
+
+
+def test_refuses_foreign_folder(archives, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "precious.txt").write_text("keep")
+    with pytest.raises(ValueError, match="not an imalys-stac catalog"):
+        build_catalog(str(archives / "*.tar"), tmp_path / "mine", progress=False)
+    assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"
+
+
+def test_read_item_keeps_proj_epsg(archives, tmp_path):
+    build_catalog(str(archives / "*.tar"), tmp_path / "cat", progress=False)
+    f = next((tmp_path / "cat" / "landsat-c2-l2").rglob("L*.json"))
+    it = read_item(f)
+    assert it.properties["proj:epsg"] == 32618
+    assert Path(it.get_self_href()).is_absolute()
+
+
+def test_process_pool_path(archives, tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog_mod, "PROCESS_THRESHOLD", 2)
+    rep = build_catalog(str(archives / "*.tar"), tmp_path / "cat", workers=2, progress=False)
+    assert len(rep.added) == 3
