@@ -41,6 +41,13 @@ def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bo
         except KeyboardInterrupt:
             _err("interrupted")
             return 130
+        except Exception as exc:  # a bug, not a user error: say so, keep the traceback in the log
+            import logging
+            import traceback
+
+            logging.getLogger("imalys_stac").debug("%s", traceback.format_exc())
+            _err(f"internal error ({type(exc).__name__}: {exc}); please report it with the run log")
+            return EXIT_FAILED
     return EXIT_OK
 
 

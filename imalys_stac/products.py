@@ -100,7 +100,9 @@ def group_from_item(item: pystac.Item) -> SceneGroup:
         raise WorkdirError(f"{item.id} is a {item.properties.get(KIND)} product, not an imported image")
     href = item.assets["sources"].get_absolute_href() or item.assets["sources"].href
     fc = json.loads(Path(href).read_text())
-    sources = [pystac.Item.from_dict(f) for f in fc["features"]]
+    from .stac import item_from_dict
+
+    sources = [item_from_dict(f) for f in fc["features"]]
     p = item.properties
     mask = p.get("imalys:mask")
     return SceneGroup(

@@ -113,7 +113,9 @@ class WorkDir:
         if not path.exists():
             known = ", ".join(self.names()) or "none yet"
             raise WorkdirError(f"no product {name!r} in the working directory {self.path} (products: {known})")
-        item = pystac.Item.from_file(str(path))
+        from .stac import read_item  # no migration: keeps proj:epsg, which stackstac reads
+
+        item = read_item(path)
         item.make_asset_hrefs_absolute()
         return item
 

@@ -10,18 +10,24 @@ from ..chain import Chain, ChainError
 from ..runtime.cluster import ClusterSpec, dask_runtime
 from ..runtime.log import RunLog
 from ..workdir import WorkDir, WorkdirError
-from . import catalog, compile, export, import_, reduce
 from .context import Context
 
 log = logging.getLogger("imalys_stac.commands")
 
+#: command name → adapter module (imported when a chain uses it, so `check` stays light)
 HANDLERS = {
-    "catalog": catalog.run,
-    "import": import_.run,
-    "compile": compile.run,
-    "reduce": reduce.run,
-    "export": export.run,
+    "catalog": "catalog",
+    "import": "import_",
+    "compile": "compile",
+    "reduce": "reduce",
+    "export": "export",
 }
+
+
+def handler_for(name: str):
+    import importlib
+
+    return importlib.import_module(f"{__name__}.{HANDLERS[name]}").run
 
 
 def _params(cmd) -> dict:
@@ -53,7 +59,7 @@ def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int = 1024) -> 
                     with runlog.command(cmd.name, cmd.line, _params(cmd)):
                         pass
                     continue
-                handler = HANDLERS[cmd.name]
+                handler = handler_for(cmd.name)
                 with runlog.command(cmd.name, cmd.line, _params(cmd)):
                     try:
                         handler(ctx, cmd)

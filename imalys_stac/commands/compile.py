@@ -61,7 +61,8 @@ def template_grid(ctx: Context, cmd, template: str) -> Grid:
         raise cmd.error(f"template {template!r} is neither a product nor a file", parameter="projection")
     with rasterio.open(path) as ds:
         b = ds.bounds
-        return Grid(ds.crs.to_epsg(), (b.left, b.bottom, b.right, b.top), abs(ds.transform.a))
+        rx, ry = abs(ds.transform.a), abs(ds.transform.e)
+        return Grid(ds.crs.to_epsg(), (b.left, b.bottom, b.right, b.top), rx, None if rx == ry else ry)
 
 
 def run(ctx: Context, cmd) -> None:
@@ -79,15 +80,16 @@ def run(ctx: Context, cmd) -> None:
         grid = template_grid(ctx, cmd, p.projection)
     else:
         epsg = p.crsystem or Counter(g.epsg for g in grids).most_common(1)[0][0]
-        res = p.pixel or min(g.resolution for g in grids)
-        same = [g for g in grids if g.epsg == epsg and g.resolution == res]
+        finest = min(grids, key=lambda g: g.res_xy)
+        res = (p.pixel, p.pixel) if p.pixel else finest.res_xy
+        same = [g for g in grids if g.epsg == epsg and g.res_xy == res]
         anchor = same[0].anchor if same else (0.0, 0.0)
         if frame is not None:
             bounds = frame.bounds_in(epsg)
         else:
             boxes = np.array([transform_bounds(g.bounds, g.epsg, epsg) if g.epsg != epsg else g.bounds for g in grids])
             bounds = (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
-        grid = Grid.aligned(epsg, bounds, res, anchor)
+        grid = Grid.aligned(epsg, bounds, res[0], anchor, yres=res[1])
     bands = {tuple(it.properties.get("imalys:bands", [])) for it in items}
     if len(bands) > 1:
         raise cmd.error(f"the selected images have different bands {sorted(bands)}; import them with the same `bands`",

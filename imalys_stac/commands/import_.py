@@ -32,8 +32,8 @@ from .context import Context, log
 _AUX_PREFIXES = ("qa", "atmos", "cloud_qa", "aerosol")
 
 
-def native_grid_of(item: pystac.Item, key: str) -> tuple[int, float, tuple[float, float], tuple[float, float, float, float]]:
-    """(epsg, resolution, anchor, bounds) of an asset from its projection metadata."""
+def native_grid_of(item: pystac.Item, key: str) -> tuple[int, tuple[float, float], tuple[float, float], tuple[float, float, float, float]]:
+    """(epsg, (xres, yres), anchor, bounds) of an asset from its projection metadata."""
     a = item.assets[key].extra_fields
     p = item.properties
     epsg = a.get("proj:epsg") or p.get("proj:epsg")
@@ -42,10 +42,10 @@ def native_grid_of(item: pystac.Item, key: str) -> tuple[int, float, tuple[float
         epsg = int(str(code).split(":")[1])
     t = a.get("proj:transform") or p["proj:transform"]
     shape = a.get("proj:shape") or p["proj:shape"]
-    res = float(t[0])
+    res, yres = float(t[0]), abs(float(t[4]))
     left, top = float(t[2]), float(t[5])
-    bounds = (left, top + shape[0] * float(t[4]), left + shape[1] * res, top)
-    return int(epsg), res, (left % res, top % res), bounds
+    bounds = (left, top - shape[0] * yres, left + shape[1] * res, top)
+    return int(epsg), (res, yres), (left % res, top % yres), bounds
 
 
 def scene_key(item: pystac.Item) -> tuple[str, str, str]:
@@ -81,7 +81,7 @@ def select_items(cmd, frame: Frame | None) -> list[pystac.Item]:
     p = cmd.params
     query = Query(
         bbox=frame.bounds_in(4326) if frame else None,
-        periods=[(per.start, per.end) for per in p.period] or None,
+        periods=tuple((per.start, per.end) for per in p.period),
         distance=p.distance,
         collections=p.collections or None,
     )
@@ -111,7 +111,7 @@ def choose_grid(items: list[pystac.Item], key: str, frame: Frame | None, warp: i
     """The archive's own grid by default; `warp`/`pixel` reproject; the frame's rectangle crops."""
     epsg, res, anchor, _ = native_grid_of(items[0], key)
     target_epsg = warp or epsg
-    target_res = pixel or res
+    target_res = (pixel, pixel) if pixel else res
     if target_epsg != epsg or target_res != res:
         anchor = (0.0, 0.0)
     if frame is not None:
@@ -123,7 +123,7 @@ def choose_grid(items: list[pystac.Item], key: str, frame: Frame | None, warp: i
             boxes.append(transform_bounds(b, e, target_epsg) if e != target_epsg else b)
         arr = np.array(boxes)
         bounds = (arr[:, 0].min(), arr[:, 1].min(), arr[:, 2].max(), arr[:, 3].max())
-    return Grid.aligned(target_epsg, bounds, target_res, anchor)
+    return Grid.aligned(target_epsg, bounds, target_res[0], anchor, yres=target_res[1])
 
 
 def run(ctx: Context, cmd) -> None:

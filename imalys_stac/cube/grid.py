@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 from affine import Affine
 from pyproj import CRS, Transformer
-from shapely import ops
+import shapely
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
@@ -24,11 +24,17 @@ _EPS = 1e-6
 
 @dataclass(frozen=True)
 class Grid:
-    """A north-up raster grid: `bounds` = (left, bottom, right, top) in `epsg`, square pixels."""
+    """A north-up raster grid: `bounds` = (left, bottom, right, top) in `epsg`; pixels are
+    `resolution` wide and `yres` (default: the same) high."""
 
     epsg: int
     bounds: tuple[float, float, float, float]
     resolution: float
+    yres: float | None = None
+
+    @property
+    def res_xy(self) -> tuple[float, float]:
+        return (self.resolution, self.yres or self.resolution)
 
     @classmethod
     def aligned(
@@ -37,30 +43,34 @@ class Grid:
         bounds: Iterable[float],
         resolution: float,
         anchor: tuple[float, float] = (0.0, 0.0),
+        yres: float | None = None,
     ) -> "Grid":
         """The smallest grid covering `bounds` whose pixel edges lie on anchor + k·resolution."""
         left, bottom, right, top = (float(v) for v in bounds)
         ax, ay = anchor
         r = float(resolution)
+        ry = float(yres or resolution)
         left = ax + math.floor((left - ax) / r + _EPS) * r
-        bottom = ay + math.floor((bottom - ay) / r + _EPS) * r
+        bottom = ay + math.floor((bottom - ay) / ry + _EPS) * ry
         right = ax + math.ceil((right - ax) / r - _EPS) * r
-        top = ay + math.ceil((top - ay) / r - _EPS) * r
+        top = ay + math.ceil((top - ay) / ry - _EPS) * ry
         if right <= left:
             right = left + r
         if top <= bottom:
-            top = bottom + r
-        return cls(int(epsg), (left, bottom, right, top), r)
+            top = bottom + ry
+        return cls(int(epsg), (left, bottom, right, top), r, None if ry == r else ry)
 
     @property
     def shape(self) -> tuple[int, int]:
         left, bottom, right, top = self.bounds
-        return (int(round((top - bottom) / self.resolution)), int(round((right - left) / self.resolution)))
+        rx, ry = self.res_xy
+        return (int(round((top - bottom) / ry)), int(round((right - left) / rx)))
 
     @property
     def transform(self) -> Affine:
         left, _, _, top = self.bounds
-        return Affine(self.resolution, 0.0, left, 0.0, -self.resolution, top)
+        rx, ry = self.res_xy
+        return Affine(rx, 0.0, left, 0.0, -ry, top)
 
     @property
     def crs(self) -> CRS:
@@ -68,7 +78,8 @@ class Grid:
 
     @property
     def anchor(self) -> tuple[float, float]:
-        return (self.bounds[0] % self.resolution, self.bounds[3] % self.resolution)
+        rx, ry = self.res_xy
+        return (self.bounds[0] % rx, self.bounds[3] % ry)
 
     def wgs84_polygon(self) -> BaseGeometry:
         return reproject_geometry(box(*self.bounds), self.epsg, 4326)
@@ -92,8 +103,8 @@ class Grid:
             epsg = int(str(props["proj:code"]).split(":")[1])
         t = props["proj:transform"]
         rows, cols = props["proj:shape"]
-        left, top, res = t[2], t[5], t[0]
-        return cls(int(epsg), (left, top - rows * abs(t[4]), left + cols * res, top), res)
+        left, top, res, yres = t[2], t[5], t[0], abs(t[4])
+        return cls(int(epsg), (left, top - rows * yres, left + cols * res, top), res, None if yres == res else yres)
 
 
 def reproject_geometry(geom: BaseGeometry, src_epsg: int | CRS, dst_epsg: int | CRS) -> BaseGeometry:
@@ -104,7 +115,7 @@ def reproject_geometry(geom: BaseGeometry, src_epsg: int | CRS, dst_epsg: int | 
     tr = Transformer.from_crs(src, dst, always_xy=True)
     length = max(geom.bounds[2] - geom.bounds[0], geom.bounds[3] - geom.bounds[1]) or 1.0
     dense = geom.segmentize(length / 50.0) if hasattr(geom, "segmentize") else geom
-    return ops.transform(tr.transform, dense)
+    return shapely.transform(dense, lambda x, y: tr.transform(x, y), interleaved=False)
 
 
 def transform_bounds(bounds: Iterable[float], src_epsg: int, dst_epsg: int) -> tuple[float, float, float, float]:

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import pystac
 import stackstac
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from rasterio.enums import Resampling
 
@@ -52,7 +53,7 @@ def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling
         list(items),
         assets=keys,
         epsg=grid.epsg,
-        resolution=grid.resolution,
+        resolution=grid.res_xy,
         bounds=grid.bounds,
         snap_bounds=False,
         resampling=RESAMPLING[resampling],

@@ -1,0 +1,1 @@
+"""Benchmarks: prepare → run → report, each a command of `python -m benchmarks.<name>`."""

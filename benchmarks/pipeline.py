@@ -1,0 +1,167 @@
+"""The whole chain against the notebook a user would otherwise write, side by side.
+
+    python -m benchmarks.pipeline prepare [--size 4096] [--dates 8] [--cloud 0.3]
+    python -m benchmarks.pipeline run                # naive + chain for every prepared date count
+    python -m benchmarks.pipeline report             # → benchmarks/RESULTS.md (pipeline section)
+    python -m benchmarks.pipeline all                # the three in a row
+
+Both variants read the same generated archives (Landsat 8 C2 L2 tars, 6 optical bands + QA) and
+end in a COG of the masked composite. Each runs in its own process; wall time and the peak RSS
+of its whole process tree (Dask workers included) are sampled from outside.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORK = Path(os.environ.get("IMALYS_BENCH_WORK", HERE / "work"))
+RESULTS_JSON = HERE / "results" / "pipeline.json"
+BANDS = ["blue", "green", "red", "nir08", "swir16", "swir22"]
+
+
+def prepare(size: int, dates: int, cloud: float, seed: int = 1) -> None:
+    from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
+
+    folder = WORK / f"archives-{size}-{dates}"
+    folder.mkdir(parents=True, exist_ok=True)
+    landscape = Landscape(seed=seed)
+    start = date(2022, 5, 15)
+    for i in range(dates):
+        acquired = start + timedelta(days=16 * i)
+        if list(folder.glob(f"*_193026_{acquired:%Y%m%d}_*.tar")):
+            continue
+        t = time.perf_counter()
+        write_landsat_archive(folder, SceneSpec(sensor="LC08", path=193, row=26, acquired=acquired, size=size,
+                                                cloud_cover=cloud, seed=seed + i), landscape=landscape)
+        print(f"prepared {acquired} ({size}²) in {time.perf_counter() - t:.1f} s", flush=True)
+
+
+def _naive(archives: Path, out: Path) -> dict:
+    """What a user writes in a notebook: stackstac, where on the QA mask, nanmedian, to_raster."""
+    import threading
+
+    import rioxarray  # noqa: F401
+    import stackstac
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    from imalys_stac.stac import item_from_archive
+
+    t0 = time.perf_counter()
+    items = [item_from_archive(p) for p in sorted(archives.glob("*.tar"))]
+    stack = stackstac.stack(items, assets=BANDS + ["qa_pixel"], chunksize=1024)
+    qa = stack.sel(band="qa_pixel").astype("uint16")
+    clear = (qa & 0b11110) == 0  # dilated cloud, cirrus, cloud, shadow
+    refl = stack.sel(band=BANDS).where(clear)
+    median = refl.median("time", skipna=True)
+    median = median.rio.write_crs(stack.rio.crs if stack.rio.crs else f"EPSG:{items[0].properties['proj:epsg']}")
+    tmp = out.with_suffix(".tmp.tif")
+    median.rio.to_raster(tmp, tiled=True, lock=threading.Lock(), compress="deflate")
+    t1 = time.perf_counter()
+    cog_translate(str(tmp), str(out), cog_profiles.get("deflate"), quiet=True)
+    tmp.unlink()
+    t2 = time.perf_counter()
+    return {"compute_s": t1 - t0, "cog_s": t2 - t1}
+
+
+def _chain(archives: Path, out: Path) -> dict:
+    from imalys_stac.chain import load_chain
+    from imalys_stac.commands import run_chain
+
+    wd = out.parent / f"wd-{out.stem}"
+    chain = out.parent / f"{out.stem}.chain.txt"
+    chain.write_text(
+        "IMALYS [benchmark]\nhome\n"
+        f"\tdirectory = {wd}\n\tclear = true\n\tlog = {out.parent / 'logs'}\n"
+        f"import\n\tselect = {archives}/*.tar\n\tbands = _B2, _B3, _B4, _B5, _B6, _B7\n"
+        "\tfactor = 2.75e-5\n\toffset = -0.2\n"
+        "compile\n\tsearch = LC0*\n"
+        "reduce\n\tselect = compile\n\texecute = bestof\n\tpreserve = bands\n"
+        f"export\n\tselect = bestof\n\ttarget = {out}\n"
+    )
+    t0 = time.perf_counter()
+    run_chain(load_chain(chain))
+    return {"chain_s": time.perf_counter() - t0}
+
+
+def run() -> None:
+    from benchmarks.memory import run_measured
+
+    results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    runs = results.setdefault("runs", {})
+    for folder in sorted(WORK.glob("archives-*")):
+        _, size, dates = folder.name.split("-")
+        out_dir = WORK / f"out-{size}-{dates}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for variant in ("naive", "chain"):
+            out = out_dir / f"{variant}.tif"
+            r = run_measured([sys.executable, "-m", "benchmarks.pipeline", f"_{variant}", str(folder), str(out)],
+                             env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+            detail = {}
+            for line in r["output"].splitlines()[::-1]:
+                if line.startswith("{"):
+                    detail = json.loads(line)
+                    break
+            key = f"{size}x{size}, {dates} dates, {variant}"
+            runs[key] = {"size": int(size), "dates": int(dates), "variant": variant, "seconds": round(r["seconds"], 2),
+                         "peak_rss_gib": round(r["peak_rss"] / 2**30, 3), "ok": r["returncode"] == 0, **detail}
+            print(key, runs[key], flush=True)
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(results, indent=2))
+
+
+def report() -> None:
+    results = json.loads(RESULTS_JSON.read_text())
+    runs = results["runs"]
+    lines = ["## Chain vs naive notebook (import → compile → reduce bestof → export COG)", "",
+             "| scene | dates | variant | wall s | peak RSS GiB (process tree) | speed-up |", "|---|---|---|---|---|---|"]
+    for key in sorted(runs, key=lambda k: (runs[k]["size"], runs[k]["dates"], runs[k]["variant"])):
+        r = runs[key]
+        naive = runs.get(f"{r['size']}x{r['size']}, {r['dates']} dates, naive")
+        speed = f"{naive['seconds'] / r['seconds']:.1f}×" if naive and r["variant"] == "chain" and r["ok"] else ""
+        lines.append(f"| {r['size']}² | {r['dates']} | {r['variant']} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} | {speed} |")
+    section = "\n".join(lines) + "\n"
+    results_md = HERE / "RESULTS.md"
+    text = results_md.read_text() if results_md.exists() else "# Benchmark results\n\n"
+    marker_start, marker_end = "<!-- pipeline:start -->", "<!-- pipeline:end -->"
+    block = f"{marker_start}\n{section}{marker_end}"
+    if marker_start in text:
+        pre, rest = text.split(marker_start, 1)
+        text = pre + block + rest.split(marker_end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    results_md.write_text(text)
+    print(section)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("step", choices=["prepare", "run", "report", "all", "_naive", "_chain"])
+    ap.add_argument("args", nargs="*")
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--dates", type=str, default="8", help="comma list, e.g. 4,8")
+    ap.add_argument("--cloud", type=float, default=0.3)
+    a = ap.parse_args()
+    if a.step in ("_naive", "_chain"):
+        fn = _naive if a.step == "_naive" else _chain
+        print(json.dumps({k: round(v, 2) for k, v in fn(Path(a.args[0]), Path(a.args[1])).items()}))
+        return
+    if a.step in ("prepare", "all"):
+        for d in a.dates.split(","):
+            prepare(a.size, int(d), a.cloud)
+    if a.step in ("run", "all"):
+        run()
+    if a.step in ("report", "all"):
+        report()
+
+
+if __name__ == "__main__":
+    main()
