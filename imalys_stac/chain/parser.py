@@ -275,7 +275,11 @@ def parse_chain_text(
             {e.key: e.line for e in block.entries}, {e.key: [e.value] for e in block.entries}, file,
         ))
     for block in blocks[position:]:
-        commands.append(_build(block, effective, file, ctx))
+        cmd = _build(block, effective, file, ctx)
+        commands.append(cmd)
+        if cmd.name == "catalog":
+            target = Path(cmd.params.target)
+            ctx.produced.update({target, target.with_suffix("") if target.suffix.lower() == ".csv" else target})
     return Chain(file, commands, effective)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +22,9 @@ class Context:
     """What parsers need beyond the text."""
 
     check_files: bool = True
+    #: files that earlier commands of the same chain will make (a `catalog` target that a later
+    #: `import database` reads need not exist before the chain runs)
+    produced: set = field(default_factory=set)
 
 
 Parser = Callable[[str, Context], Any]
@@ -182,7 +185,7 @@ def database(text: str, ctx: Context) -> Path:
         return value
     if value.suffix.lower() not in _DATABASE_SUFFIXES and (ctx.check_files or value.suffix):
         raise ValueError(accepted)
-    if ctx.check_files and not value.exists():
+    if ctx.check_files and not value.exists() and value not in ctx.produced:
         raise ValueError(f"it does not exist; {accepted}")
     return value
 
