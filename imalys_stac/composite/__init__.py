@@ -1,1 +1,11 @@
+"""Compositing: per-pixel reducers over time (numba kernels) run blockwise on Dask.
 
+``reduce_stack(cube, method, ...)`` turns a ``(time, band, y, x)`` stack into one
+``(band, y, x)`` image; :mod:`.reference` holds plain loop versions for tests.
+No I/O here.
+"""
+
+from . import reference
+from .reduce import BLOCK_BYTES, METHODS, reduce_stack
+
+__all__ = ["reduce_stack", "METHODS", "reference", "BLOCK_BYTES"]
