@@ -1,0 +1,135 @@
+"""Cube loading through the import command: same-day merge, UTM zones, frames in other CRSs."""
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import numpy as np
+import pytest
+from pyproj import Transformer
+from shapely.geometry import box
+
+from imalys_stac.chain import load_chain
+from imalys_stac.commands import run_chain
+from imalys_stac.cube.grid import Frame, Grid
+from imalys_stac.products import cube_of
+from imalys_stac.synth import Landscape, SceneSpec, write_frame, write_landsat_archive
+from imalys_stac.workdir import WorkDir
+
+DAY = date(2022, 6, 16)
+QUANT = 2.75e-5  # one DN step of Landsat C2 L2 reflectance
+
+
+@pytest.fixture(scope="module")
+def land():
+    return Landscape(seed=5)
+
+
+@pytest.fixture(scope="module")
+def two_rows(tmp_path_factory, land):
+    root = tmp_path_factory.mktemp("rows")
+    s26 = write_landsat_archive(root, SceneSpec(path=193, row=26, acquired=DAY, size=128, cloud_cover=0.08, seed=1), landscape=land)
+    s27 = write_landsat_archive(root, SceneSpec(path=193, row=27, acquired=DAY, size=128, cloud_cover=0.08, seed=2), landscape=land)
+    return root, s26, s27
+
+
+def run(tmp, text):
+    chain = tmp / "chain.txt"
+    chain.write_text("IMALYS [test]\nhome\n\tdirectory = " + str(tmp / "wd") + "\n\tclear = true\n" + text)
+    run_chain(load_chain(chain))
+    return WorkDir(tmp / "wd")
+
+
+def _truth(land, cube, band):
+    xx, yy = np.meshgrid(cube.x.values, cube.y.values)
+    return land.reflectance(xx, yy, cube.rio.crs, [band])[0]
+
+
+def test_two_half_covering_tiles_merge_without_seam(two_rows, land, tmp_path):
+    root, s26, s27 = two_rows
+    # a frame straddling the lower edge of row 26's swath and the upper part of row 27's
+    b26, b27 = s26.bounds, s27.bounds
+    mid_y = (b26[1] + b27[3]) / 2
+    width = b26[2] - b26[0]
+    frame_utm = box(b26[0] + 0.35 * width, mid_y - 0.3 * width, b26[0] + 0.65 * width, mid_y + 0.3 * width)
+    frame = write_frame(tmp_path / "frame.gpkg", frame_utm, s26.crs)
+    wd = run(tmp_path, f"import\n\tselect = {root}/*.tar\n\tframe = {frame}\n\tbands = red\n\tfactor = auto\n")
+    assert wd.names() == ["LC08_193026_20220616"]
+    item = wd.load("LC08_193026_20220616")
+    assert len(item.properties["imalys:sources"]) == 2
+    cube = cube_of(wd, item).isel(time=0).sel(band="red")
+    got = cube.values
+    truth = _truth(land, cube, "red")
+    # each tile alone covers only part of the frame; merged, every pixel that is not cloudy in the
+    # tile(s) covering it has a value — no seam of nodata where the tiles meet
+    valid = ~np.isnan(got)
+    assert valid.mean() > 0.75
+    rows_with_data = valid.any(axis=1)
+    assert rows_with_data.all(), "a row of the frame without data: a seam"
+    np.testing.assert_allclose(got[valid], truth[valid], atol=QUANT)
+
+
+def test_scene_in_another_utm_zone_reprojects_not_empty(tmp_path, land):
+    root = tmp_path / "a"
+    s = write_landsat_archive(root, SceneSpec(path=192, row=26, acquired=DAY, size=128, cloud_cover=0.05, seed=3), landscape=land)
+    assert s.crs.to_epsg() == 32633
+    # frame in the middle of the zone-33 scene, written in zone 32
+    l, b, r, t = s.bounds
+    cx, cy = (l + r) / 2, (b + t) / 2
+    tr = Transformer.from_crs(32633, 32632, always_xy=True)
+    pts = [tr.transform(x, y) for x, y in ((cx - 600, cy - 600), (cx + 600, cy + 600))]
+    frame = write_frame(tmp_path / "f.geojson", box(pts[0][0], pts[0][1], pts[1][0], pts[1][1]), "EPSG:32632")
+    wd = run(tmp_path, f"import\n\tselect = {root}/*.tar\n\tframe = {frame}\n\tbands = nir08\n\tfactor = auto\n\twarp = 32632\n\tpixel = 30\n")
+    item = wd.load("LC08_192026_20220616")
+    assert item.properties["proj:epsg"] == 32632
+    cube = cube_of(wd, item).isel(time=0).sel(band="nir08")
+    got = cube.values
+    assert np.isfinite(got).mean() > 0.8
+    truth = _truth(land, cube, "nir08")
+    ok = np.isfinite(got)
+    # bilinear resampling of a smooth field: close to the truth, not exact
+    assert np.nanmedian(np.abs(got[ok] - truth[ok])) < 0.01
+
+
+def test_frame_in_another_crs_crops_the_right_rectangle(two_rows, tmp_path):
+    root, s26, _ = two_rows
+    l, b, r, t = s26.bounds
+    rect = box(l + 0.3 * (r - l), b + 0.4 * (t - b), l + 0.6 * (r - l), b + 0.7 * (t - b))
+    tr = Transformer.from_crs(s26.crs, 3035, always_xy=True)
+    import shapely
+
+    rect3035 = shapely.transform(rect, lambda x, y: tr.transform(x, y), interleaved=False)
+    frame = write_frame(tmp_path / "laea.geojson", rect3035, "EPSG:3035")
+    wd = run(tmp_path, f"import\n\tselect = {s26.path}\n\tframe = {frame}\n\tbands = _B4\n\tfactor = 2.75e-5\n\toffset = -0.2\n")
+    item = wd.load("LC08_193026_20220616")
+    grid = Grid.from_stac(item.properties)
+    # independent expectation: the LAEA rectangle's points back in UTM, their bounding box, snapped
+    # outward to the archive's 30 m pixel edges
+    back = Transformer.from_crs(3035, s26.crs, always_xy=True)
+    xs, ys = [], []
+    for x, y in rect3035.segmentize(10).exterior.coords:
+        bx, by = back.transform(x, y)
+        xs.append(bx)
+        ys.append(by)
+    T = s26.transform
+    exp_left = T.c + np.floor((min(xs) - T.c) / 30) * 30
+    exp_right = T.c + np.ceil((max(xs) - T.c) / 30) * 30
+    exp_top = T.f - np.floor((T.f - max(ys)) / 30) * 30
+    exp_bottom = T.f - np.ceil((T.f - min(ys)) / 30) * 30
+    assert grid.bounds == pytest.approx((exp_left, exp_bottom, exp_right, exp_top), abs=0.01)
+    assert grid.epsg == s26.crs.to_epsg() and grid.resolution == 30
+
+
+def test_confidence_rule_and_mask_off(two_rows, tmp_path):
+    """`rule = confidence` reads the high-confidence pairs; `mask = false` keeps disturbed pixels."""
+    from imalys_stac.archives.qa import MaskRule
+
+    _, s26, _ = two_rows
+    wd = run(tmp_path, f"import\n\tselect = {s26.path}\n\tbands = red\n\tfactor = auto\n\trule = confidence\n\ttarget = conf\n")
+    got = cube_of(wd, wd.load("conf")).isel(time=0, band=0).values
+    qa = s26.truth["qa"]
+    expected_nan = ~MaskRule("confidence").valid(qa)
+    np.testing.assert_array_equal(np.isnan(got), expected_nan)
+    wd = run(tmp_path, f"import\n\tselect = {s26.path}\n\tbands = red\n\tfactor = auto\n\tmask = false\n\ttarget = raw\n")
+    got = cube_of(wd, wd.load("raw")).isel(time=0, band=0).values
+    np.testing.assert_array_equal(np.isnan(got), s26.truth["fill"])
