@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import dask
 import dask.array as da
@@ -306,3 +307,88 @@ def test_errors_are_clear(kwargs, match):
 def test_method_names_case_insensitive():
     cube = as_cube(make_stack(0, 3, 2, 2, 2, 0.0, False))
     assert reduce_stack(cube, "NDVI", red=1, nir=2).band.values.tolist() == ["ndvi"]
+
+
+# --------------------------------------------------------------------------- fused bestof kernel
+@settings(max_examples=40, deadline=None)
+@given(q=st.lists(st.sampled_from([0.0, 0.1, 0.2, 0.25, 0.4, 0.5, 0.8, 1.0]), min_size=1, max_size=12),
+       threshold=st.sampled_from([0.0, 0.25, 0.5, 0.8, 1.0]))
+def test_quality_order_cut_is_the_pair_rule(q, threshold):
+    """In reading order, position j beats nothing and p wins over j iff j >= cut[p] iff the rule says so."""
+    quality = np.array(q, dtype=np.float64)
+    order, cut = K._quality_order(quality, threshold)
+    assert sorted(order.tolist()) == list(range(len(q)))
+    assert np.all(np.diff(quality[order]) <= 0)
+    for p in range(len(q)):
+        for j in range(p + 1, len(q)):
+            a, b = sorted((int(order[p]), int(order[j])))
+            _, pick = reference._bestof_pick([a, b], [1.0, 2.0], quality, threshold)
+            assert (j >= cut[p]) == (pick is not None)
+            if pick is not None:
+                assert pick == order[p]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=stacks, threshold=st.sampled_from([0.0, 0.3, 0.5, 1.0]), use_quality=st.booleans(),
+       q=st.lists(st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.6, 1.0]), min_size=12, max_size=12))
+def test_fused_kernel_equals_two_pass_and_reference(data, threshold, use_quality, q):
+    """The one-pass generated kernel vs median + select_few vs the reference, values and source."""
+    stack, _ = data
+    T = stack.shape[0]
+    quality = np.array(q[:T], dtype=np.float64)
+    block = np.ascontiguousarray(stack)
+    out, src = K.median_block(block, quality, threshold, use_quality, True)
+    med, cnt = K.median_counts(block)
+    src2 = K.select_few(block, med, cnt, quality, threshold, use_quality, True)
+    np.testing.assert_array_equal(out, med)
+    np.testing.assert_array_equal(src, src2)
+    if use_quality:
+        check_equal(out, reference.bestof(stack, quality, threshold), True)
+        check_equal(src, reference.bestof_source(stack, quality, threshold), True)
+    else:
+        check_equal(out, reference.median(stack), True)
+        check_equal(src, reference.median_source(stack), True)
+    out_nosrc, none = K.median_block(block, quality, threshold, use_quality, False)
+    np.testing.assert_array_equal(out_nosrc, out)
+    assert none.size == 0
+
+
+def test_bestof_generic_path_beyond_unrolled_limit():
+    T = K.MAX_UNROLLED + 3
+    stack = make_stack(3, T, 2, 6, 7, 0.9, False)
+    quality = np.random.default_rng(3).choice([0.1, 0.3, 0.6, 1.0], size=T)
+    out = reduce_stack(as_cube(stack), "bestof", quality=quality, source=True).values
+    check_equal(out[:-1], reference.bestof(stack, quality), True)
+    check_equal(out[-1], reference.bestof_source(stack, quality), True)
+
+
+@pytest.mark.parametrize("threshold", [1.5, -0.5])
+def test_kernel_outside_documented_threshold_follows_reference(threshold):
+    """median_block called directly with a threshold reduce_stack would reject: two-pass fallback."""
+    stack = make_stack(8, 6, 2, 5, 5, 0.6, False)
+    quality = np.array([1.0, 0.2, 0.9, 0.4, 0.45, 0.05])
+    out, src = K.median_block(np.ascontiguousarray(stack), quality, threshold, True, True)
+    check_equal(out, reference.bestof(stack, quality, threshold), True)
+    check_equal(src, reference.bestof_source(stack, quality, threshold), True)
+
+
+@pytest.mark.parametrize("T", [5, K.MAX_UNROLLED + 3])
+def test_median_of_huge_values_does_not_overflow(T):
+    """An odd count takes the middle value itself (as ``numpy.median`` of the valid values),
+    not (v + v) / 2 → inf (``numpy.nanmedian`` along a short axis does overflow there)."""
+    big = np.finfo(np.float32).max
+    stack = np.full((T, 1, 1, 3), np.nan, np.float32)
+    stack[:3, 0, 0, 0] = [big, big * 0.75, -big]  # 3 valid: middle 0.75·max
+    stack[1, 0, 0, 1] = big  # 1 valid
+    stack[:2, 0, 0, 2] = [big, big]  # 2 valid: the mean overflows in numpy too
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.array([np.median(v[~np.isnan(v)]) for v in stack[:, 0, 0, :].T],
+                        np.float32).reshape(1, 1, 3)
+    got = reduce_stack(as_cube(stack), "median").values
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got[0, 0], [big * np.float32(0.75), big, np.inf])
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(reference.median(stack), want)
+    best = reduce_stack(as_cube(stack), "bestof", quality=np.ones(T)).values
+    np.testing.assert_array_equal(best, want)

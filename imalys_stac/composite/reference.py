@@ -27,7 +27,9 @@ def _median_of(values: list) -> np.float32:
     k = len(s)
     if k == 0:
         return NAN
-    lo, hi = s[(k - 1) // 2], s[k // 2]
+    if k % 2:
+        return s[k // 2]
+    lo, hi = s[k // 2 - 1], s[k // 2]
     return F32((lo + hi) / F32(2))
 
 
