@@ -69,6 +69,10 @@ class RunLog:
             for h in self._handlers[1:]:
                 lib.addHandler(h)
         warnings.simplefilter("default")
+        # Libraries' deprecation notices are for their developers, not for a chain's user.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+        warnings.filterwarnings("default", category=DeprecationWarning, module="imalys_stac")
         return self
 
     def close(self) -> None:
