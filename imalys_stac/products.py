@@ -73,6 +73,8 @@ def import_item(group: SceneGroup, grid: Grid, *, cover: float, frame: str | Non
         "imalys:mask": group.rule or "fill-only",
         "imalys:resampling": group.resampling,
         "imalys:frame": frame,
+        "imalys:region_wkt": group.region_wkt,
+        "imalys:region_epsg": group.region_epsg,
         "imalys:nodata": "nan",
         "imalys:dtype": "float32",
     }
@@ -113,6 +115,8 @@ def group_from_item(item: pystac.Item) -> SceneGroup:
         rule=None if mask == "fill-only" else mask,
         resampling=p.get("imalys:resampling", "bilinear"),
         quality=p.get("imalys:quality"),
+        region_wkt=p.get("imalys:region_wkt"),
+        region_epsg=p.get("imalys:region_epsg"),
     )
 
 

@@ -133,3 +133,22 @@ def test_confidence_rule_and_mask_off(two_rows, tmp_path):
     wd = run(tmp_path, f"import\n\tselect = {s26.path}\n\tbands = red\n\tfactor = auto\n\tmask = false\n\ttarget = raw\n")
     got = cube_of(wd, wd.load("raw")).isel(time=0, band=0).values
     np.testing.assert_array_equal(np.isnan(got), s26.truth["fill"])
+
+
+def test_import_vrt_opens_in_gdal_and_matches_the_cube(two_rows, tmp_path):
+    """The import product's VRT (what a GIS opens) equals the computed product where unmasked."""
+    import rasterio
+
+    root, s26, s27 = two_rows
+    b26 = s26.bounds
+    frame = write_frame(tmp_path / "f.gpkg", box(b26[0] + 2000, b26[1] - 1500, b26[2] - 1500, b26[1] + 1500), s26.crs)
+    wd = run(tmp_path, f"import\n\tselect = {root}/*.tar\n\tframe = {frame}\n\tbands = _B3, _B5\n\tfactor = auto\n\tmask = false\n")
+    item = wd.load("LC08_193026_20220616")
+    cube = cube_of(wd, item).isel(time=0).values
+    with rasterio.open(item.assets["image"].href) as ds:
+        assert ds.count == 2 and ds.dtypes[0] == "float32"
+        assert ds.crs == s26.crs
+        vrt = ds.read()
+        assert tuple(ds.bounds) == pytest.approx(Grid.from_stac(item.properties).bounds)
+    np.testing.assert_array_equal(np.isnan(vrt), np.isnan(cube))
+    np.testing.assert_allclose(vrt, cube, rtol=1e-6, equal_nan=True)

@@ -21,8 +21,9 @@ from shapely.geometry import box
 from ..archives.qa import MaskRule
 from ..chain import resolve_archive_pattern
 from ..cube.bands import QA_ASSET, Calibration, image_assets, resolve_band
-from ..cube.grid import Frame, Grid, geometry_mask, transform_bounds
+from ..cube.grid import Frame, Grid, asset_grid, geometry_mask, transform_bounds
 from ..cube.load import SceneGroup, qa_cube
+from ..cube.vrt import recipe_vrt, vrt_possible
 from ..products import import_item
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
@@ -30,22 +31,6 @@ from .context import Context, log
 
 # Bands taken when `bands` is not given: every image asset but the QA/auxiliary ones.
 _AUX_PREFIXES = ("qa", "atmos", "cloud_qa", "aerosol")
-
-
-def native_grid_of(item: pystac.Item, key: str) -> tuple[int, tuple[float, float], tuple[float, float], tuple[float, float, float, float]]:
-    """(epsg, (xres, yres), anchor, bounds) of an asset from its projection metadata."""
-    a = item.assets[key].extra_fields
-    p = item.properties
-    epsg = a.get("proj:epsg") or p.get("proj:epsg")
-    if epsg is None:
-        code = a.get("proj:code") or p.get("proj:code")
-        epsg = int(str(code).split(":")[1])
-    t = a.get("proj:transform") or p["proj:transform"]
-    shape = a.get("proj:shape") or p["proj:shape"]
-    res, yres = float(t[0]), abs(float(t[4]))
-    left, top = float(t[2]), float(t[5])
-    bounds = (left, top - shape[0] * yres, left + shape[1] * res, top)
-    return int(epsg), (res, yres), (left % res, top % yres), bounds
 
 
 def scene_key(item: pystac.Item) -> tuple[str, str, str]:
@@ -109,7 +94,8 @@ def group_items(items: list[pystac.Item]) -> list[list[pystac.Item]]:
 
 def choose_grid(items: list[pystac.Item], key: str, frame: Frame | None, warp: int | None, pixel: float | None) -> Grid:
     """The archive's own grid by default; `warp`/`pixel` reproject; the frame's rectangle crops."""
-    epsg, res, anchor, _ = native_grid_of(items[0], key)
+    native = asset_grid(items[0], key)
+    epsg, res, anchor = native.epsg, native.res_xy, native.anchor
     target_epsg = warp or epsg
     target_res = (pixel, pixel) if pixel else res
     if target_epsg != epsg or target_res != res:
@@ -119,8 +105,8 @@ def choose_grid(items: list[pystac.Item], key: str, frame: Frame | None, warp: i
     else:
         boxes = []
         for it in items:
-            e, _, _, b = native_grid_of(it, key)
-            boxes.append(transform_bounds(b, e, target_epsg) if e != target_epsg else b)
+            g = asset_grid(it, key)
+            boxes.append(transform_bounds(g.bounds, g.epsg, target_epsg) if g.epsg != target_epsg else g.bounds)
         arr = np.array(boxes)
         bounds = (arr[:, 0].min(), arr[:, 1].min(), arr[:, 2].max(), arr[:, 3].max())
     return Grid.aligned(target_epsg, bounds, target_res[0], anchor, yres=target_res[1])
@@ -163,7 +149,8 @@ def run(ctx: Context, cmd) -> None:
         qa = qa_cube([g], grid, chunksize=ctx.chunksize)[0]
         region = None
         if frame is not None and p.polygon:
-            region = xr.DataArray(geometry_mask(frame.geometry_in(grid.epsg), grid), dims=("y", "x"))
+            g.region_wkt, g.region_epsg = frame.geometry_in(grid.epsg).wkt, grid.epsg
+            region = xr.DataArray(g.region_mask(grid), dims=("y", "x"))
         present = qa.notnull()
         clear = xr.apply_ufunc(mask_rule.valid, qa, dask="parallelized", output_dtypes=[bool]) & present
         if region is not None:
@@ -196,7 +183,17 @@ def run(ctx: Context, cmd) -> None:
         with tempfile.TemporaryDirectory(dir=ctx.workdir.path, prefix=".import-") as tmp:
             sources = Path(tmp) / "sources.json"
             item = import_item(g, grid, cover=round(cover, 6), frame=str(p.frame) if p.frame else None, sources_file=sources)
-            ctx.workdir.save(item, files={"sources": sources})
+            files = {"sources": sources}
+            if vrt_possible(g, grid):
+                vrt = Path(tmp) / f"{name}.vrt"
+                vrt.write_text(recipe_vrt(g, grid))
+                item.add_asset("image", pystac.Asset(
+                    href=str(vrt), media_type="application/xml", roles=["data"],
+                    title="Calibrated, cropped bands as a GDAL VRT over the archive members (QA mask not applied)",
+                    description="Bands: " + ", ".join(g.keys),
+                ))
+                files["image"] = vrt
+            ctx.workdir.save(item, files=files)
         written += 1
         log.info("   %s: quality %.3f, cover %.3f, %d tile(s) %s, grid EPSG:%d %dx%d at %g m",
                  name, g.quality, cover, len(g.items), ", ".join(it.id for it in g.items),

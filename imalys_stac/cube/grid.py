@@ -172,3 +172,12 @@ def geometry_mask(geom: BaseGeometry, grid: Grid) -> np.ndarray:
 
 
 __all__ = ["Grid", "Frame", "reproject_geometry", "transform_bounds", "geometry_mask", "shape"]
+
+
+def asset_grid(item, key: str) -> Grid:
+    """The native grid of an item's asset from its projection metadata (asset level first,
+    then item level), without opening the file."""
+    a = item.assets[key].extra_fields
+    p = item.properties
+    merged = {k: a.get(k, p.get(k)) for k in ("proj:epsg", "proj:code", "proj:transform", "proj:shape")}
+    return Grid.from_stac(merged)

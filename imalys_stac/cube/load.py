@@ -19,7 +19,7 @@ from rasterio.enums import Resampling
 
 from ..archives.qa import MaskRule
 from .bands import QA_ASSET, Calibration
-from .grid import Grid
+from .grid import Grid, geometry_mask, reproject_geometry
 
 DEFAULT_CHUNK = 1024
 RESAMPLING = {
@@ -41,6 +41,17 @@ class SceneGroup:
     rule: str | None  # QA rule for per-pixel masking; None keeps disturbed pixels (fill is always masked)
     resampling: str = "bilinear"
     quality: float | None = None
+    #: exact frame polygon (WKT in `region_epsg`): pixels outside become nodata (`import polygon = true`)
+    region_wkt: str | None = None
+    region_epsg: int | None = None
+
+    def region_mask(self, grid: Grid) -> np.ndarray | None:
+        if not self.region_wkt:
+            return None
+        from shapely import wkt
+
+        geom = reproject_geometry(wkt.loads(self.region_wkt), self.region_epsg or grid.epsg, grid.epsg)
+        return geometry_mask(geom, grid)
 
     @property
     def datetime(self) -> datetime:
@@ -93,7 +104,7 @@ def qa_cube(groups: Sequence[SceneGroup], grid: Grid, chunksize: int = DEFAULT_C
         i += len(g.items)
         fill = ~_valid(part, None)
         part = part.where(~fill)
-        merged = part.isel(time=0, drop=True) if len(g.items) == 1 else stackstac.mosaic(part, dim="time")
+        merged = part.isel(time=0, drop=True) if len(g.items) == 1 else stackstac.mosaic(part, dim="time", reverse=True)
         out.append(merged.drop_vars([c for c in merged.coords if c not in ("x", "y")]))
     return out
 
@@ -128,8 +139,11 @@ def load_groups(
         factor = xr.DataArray(np.asarray(g.calibration.factors, dtype="float32"), dims="band")
         offset = xr.DataArray(np.asarray(g.calibration.offsets, dtype="float32"), dims="band")
         calibrated = (b * factor + offset).where(_valid(qa.isel(time=sl), g.rule))
-        merged = calibrated.isel(time=0, drop=True) if len(g.items) == 1 else stackstac.mosaic(calibrated, dim="time")
+        merged = calibrated.isel(time=0, drop=True) if len(g.items) == 1 else stackstac.mosaic(calibrated, dim="time", reverse=True)
         merged = merged.drop_vars([c for c in merged.coords if c not in ("x", "y", "band")], errors="ignore")
+        own = g.region_mask(grid)
+        if own is not None:
+            merged = merged.where(xr.DataArray(own, dims=("y", "x"), coords={"y": merged.y, "x": merged.x}))
         layers.append(merged.astype("float32"))
     cube = xr.concat(layers, dim="time", coords="minimal", compat="override", join="override")
     cube = cube.assign_coords(
