@@ -82,7 +82,7 @@ def import_item(group: SceneGroup, grid: Grid, *, cover: float, frame: str | Non
         if key in first.properties:
             props[key] = first.properties[key]
     item = _base_item(group.name, grid, group.datetime, props)
-    fc = {"type": "FeatureCollection", "features": [it.to_dict(include_self_link=False) for it in group.items]}
+    fc = {"type": "FeatureCollection", "features": [it.to_dict(include_self_link=False, transform_hrefs=False) for it in group.items]}
     sources_file.write_text(json.dumps(fc, indent=1))
     item.add_asset(
         "sources",

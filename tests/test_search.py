@@ -11,6 +11,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
+
+from tests.stac_api import serve_collection
 import shapely
 from shapely.geometry import Polygon, box
 
@@ -144,37 +146,10 @@ def test_plain_imalys_csv_reads_archives(collection, tmp_path):
     assert len(got) == 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stac_api(collection):
-    exe = Path(sys.executable).with_name("rustac")
-    if not exe.exists():
-        exe = Path(shutil.which("rustac") or "rustac")
-    port = _free_port()
-    col = collection / "bonds" / "landsat-c2-l2"
-    # rustac resolves the collection's item links against its working directory: run it there
-    proc = subprocess.Popen([str(exe), "serve", "collection.json", "--load-collection-items",
-                             "-a", f"127.0.0.1:{port}"], cwd=col,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            if proc.poll() is not None:
-                raise RuntimeError(f"rustac serve exited: {proc.stdout.read().decode()}")
-            try:
-                urllib.request.urlopen(url, timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with serve_collection(collection / "bonds" / "landsat-c2-l2") as url:
         yield url
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.parametrize("query", [

@@ -74,7 +74,7 @@ def write_provenance(ctx: Context, cmd, item, target: Path) -> Path:
     the provenance (archive items, chain text, every command's parameters, package version)."""
     from ..write import FORMATS as _F  # noqa: F401
 
-    data = item.to_dict(include_self_link=False)
+    data = item.to_dict(include_self_link=False, transform_hrefs=False)
     media = {".tif": "image/tiff; application=geotiff; profile=cloud-optimized", ".tiff": "image/tiff; application=geotiff; profile=cloud-optimized",
              ".png": "image/png", ".nc": "application/netcdf", ".zarr": "application/vnd+zarr", ".vrt": "application/xml"}
     data["assets"] = {"data": {"href": f"./{target.name}", "type": media.get(target.suffix.lower(), "application/octet-stream"), "roles": ["data"]}}

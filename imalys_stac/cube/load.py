@@ -60,8 +60,9 @@ class SceneGroup:
 
 def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling: str, chunksize: int) -> xr.DataArray:
     """(time=item, band=asset, y, x) float32, NaN where the file has nodata or the grid leaves the raster."""
+    # plain dicts: pystac's to_dict() would try to resolve links (e.g. an API item's root) over the network
     return stackstac.stack(
-        list(items),
+        [it.to_dict(include_self_link=False, transform_hrefs=False) for it in items],
         assets=keys,
         epsg=grid.epsg,
         resolution=grid.res_xy,
