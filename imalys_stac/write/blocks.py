@@ -1,0 +1,175 @@
+"""Streaming an array to a block sink: compute one chunk at a time and write it in this process.
+
+The sink is any object with `__setitem__(key, block)` where `key` is a tuple of slices into the
+full array. Writes always happen in the calling process (GDAL/HDF5 handles cannot be pickled and
+workers may not share our file system); only the chunk computations run on the scheduler."""
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import dask
+import dask.array as da
+import numpy as np
+
+
+class BlockSink(Protocol):
+    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None: ...
+
+
+class _Locked:
+    """Serialises `__setitem__` calls of a sink (dask's threaded store calls from many threads)."""
+
+    def __init__(self, sink: BlockSink):
+        self.sink = sink
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
+        with self.lock:
+            if self.closed:
+                raise RuntimeError("write after the output was closed")
+            self.sink[key] = np.asarray(value)
+
+    def close(self) -> None:
+        """No write after this returns. When one task fails, dask's threaded scheduler raises
+        while other tasks may still be running; their late writes would recreate removed temps."""
+        with self.lock:
+            self.closed = True
+
+
+def is_dask(data: Any) -> bool:
+    return isinstance(data, da.Array)
+
+
+def _chunk_slices(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[slice, ...]]:
+    starts = [np.cumsum((0,) + c[:-1]) for c in chunks]
+    return [tuple(slice(int(s), int(s) + n) for s, n in zip(st, sz))
+            for st, sz in zip(itertools.product(*starts), itertools.product(*chunks))]
+
+
+def _distributed_client() -> Any | None:
+    """The distributed Client dask would use right now, or None."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        client = default_client()
+    except ValueError:
+        return None
+    try:
+        scheduler = dask.base.get_scheduler()
+    except Exception:  # pragma: no cover
+        return None
+    return client if getattr(scheduler, "__self__", None) is client else None
+
+
+def _local_scheduler_kind() -> str:
+    """'threads' or 'sync' when dask.store may call a non-picklable sink in this process."""
+    scheduler = dask.base.get_scheduler()
+    if scheduler in (None, dask.threaded.get):
+        return "threads"
+    if scheduler is dask.local.get_sync:
+        return "sync"
+    return "other"
+
+
+def numpy_windows(shape: tuple[int, ...], block: int) -> Iterator[tuple[slice, ...]]:
+    """Windows of at most `block` rows × `block` columns covering an in-memory array."""
+    lead = tuple(slice(0, n) for n in shape[:-2])
+    for y in range(0, shape[-2], block):
+        for x in range(0, shape[-1], block):
+            yield lead + (slice(y, min(y + block, shape[-2])), slice(x, min(x + block, shape[-1])))
+
+
+def stream(data: Any, sink: BlockSink, *, numpy_block: int = 1024) -> None:
+    """Write `data` (dask or numpy) into `sink` chunk by chunk.
+
+    - numpy: windows of `numpy_block` pixels, in this thread.
+    - dask with the threaded or synchronous scheduler: `dask.array.store` with a lock; each task
+      computes one chunk and writes it, so at most a few chunks are alive at once.
+    - dask with a distributed Client: chunks are computed on the workers in batches (two batches
+      in flight), gathered and written here as they complete.
+    - any other scheduler: the same batching with `dask.compute`.
+    """
+    if not is_dask(data):
+        arr = np.asarray(data)
+        for key in numpy_windows(arr.shape, numpy_block):
+            sink[key] = arr[key]
+        return
+    client = _distributed_client()
+    if client is not None:
+        _stream_distributed(data, sink, client)
+    elif _local_scheduler_kind() in ("threads", "sync"):
+        locked = _Locked(sink)
+        try:
+            da.store(data, locked, lock=False, compute=True)
+        finally:
+            locked.close()
+    else:
+        _stream_batches(data, sink)
+
+
+def _batch_size(client: Any | None) -> int:
+    if client is not None:
+        try:
+            threads = sum(client.nthreads().values())
+        except Exception:  # pragma: no cover - scheduler gone
+            threads = 2
+    else:
+        import os
+
+        threads = os.cpu_count() or 2
+    return max(2, 2 * threads)
+
+
+def _stream_batches(data: da.Array, sink: BlockSink) -> None:
+    keys = _chunk_slices(data.chunks)
+    blocks = data.to_delayed().ravel()
+    size = _batch_size(None)
+    for i in range(0, len(keys), size):
+        results = dask.compute(*blocks[i:i + size])
+        for key, block in zip(keys[i:i + size], results):
+            sink[key] = block
+
+
+def _stream_distributed(data: da.Array, sink: BlockSink, client: Any) -> None:
+    from distributed import as_completed
+
+    keys = _chunk_slices(data.chunks)
+    blocks = data.to_delayed().ravel()
+    size = _batch_size(client)
+    where: dict[str, tuple[slice, ...]] = {}
+    live: dict[str, Any] = {}
+    todo = iter(range(0, len(keys), size))
+    ac = as_completed()
+
+    def submit() -> bool:
+        i = next(todo, None)
+        if i is None:
+            return False
+        # one compute call per batch: the graph is sent (and culled) once per batch, not per chunk
+        futures = client.compute(list(blocks[i:i + size]))
+        for fut, key in zip(futures, keys[i:i + size]):
+            where[fut.key] = key
+            live[fut.key] = fut
+            ac.add(fut)
+        return True
+
+    submit()
+    submit()  # two batches in flight: workers keep computing while we write
+    try:
+        for fut in ac:
+            block = fut.result()  # re-raises the worker's exception
+            sink[where.pop(fut.key)] = block
+            del block
+            live.pop(fut.key, None)
+            fut.release()
+            if ac.count() < size:
+                submit()
+    except BaseException:
+        client.cancel(list(live.values()))
+        raise

@@ -1,0 +1,79 @@
+"""What every writer needs from a DataArray: pixels (lazy or not), grid, band names, nodata."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
+
+
+@dataclass
+class Raster:
+    """A (band, y, x) array with its grid. `data` stays dask-backed when the input was."""
+
+    data: Any
+    crs: CRS | None
+    transform: Affine
+    band_names: list[str] | None
+    nodata: float | int | None
+    tags: dict[str, str]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.data.dtype)
+
+    @property
+    def count(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[2])
+
+    @property
+    def is_float(self) -> bool:
+        return np.issubdtype(self.dtype, np.floating)
+
+
+def as_raster(da: xr.DataArray, *, band_names: Sequence[str] | None = None,
+              tags: dict[str, Any] | None = None) -> Raster:
+    """Check and unpack a DataArray with dims (band, y, x) or (y, x), georeferenced by rioxarray.
+
+    Band names: `band_names` when given, else the `band` coordinate when it holds strings."""
+    if not isinstance(da, xr.DataArray):
+        raise TypeError(f"expected an xarray.DataArray, got {type(da).__name__}")
+    if da.ndim == 2:
+        da = da.expand_dims("band")
+    if da.ndim != 3:
+        raise ValueError(f"expected dims (band, y, x) or (y, x), got {da.dims}")
+    try:
+        ydim, xdim = da.rio.y_dim, da.rio.x_dim
+    except Exception as exc:
+        raise ValueError(f"cannot find the spatial dims of an array with dims {da.dims}: "
+                         "name them (y, x) or (latitude, longitude)") from exc
+    band_dim = next(d for d in da.dims if d not in (ydim, xdim))
+    da = da.transpose(band_dim, ydim, xdim)
+    crs = da.rio.crs
+    transform = da.rio.transform(recalc=True) if da.sizes[xdim] > 1 and da.sizes[ydim] > 1 else da.rio.transform()
+    names: list[str] | None
+    if band_names is not None:
+        names = [str(b) for b in band_names]
+        if len(names) != da.shape[0]:
+            raise ValueError(f"{len(names)} band names given for {da.shape[0]} bands")
+    elif band_dim in da.coords and da[band_dim].dtype.kind in "UO":
+        names = [str(b) for b in da[band_dim].values]
+    else:
+        names = None
+    if np.issubdtype(da.dtype, np.floating):
+        nodata: float | int | None = float("nan")
+    else:
+        nodata = da.rio.nodata if da.rio.nodata is not None else da.rio.encoded_nodata
+    return Raster(da.data, crs, transform, names, nodata, {str(k): str(v) for k, v in (tags or {}).items()})

@@ -1,0 +1,377 @@
+"""Writers: COG validity and overview content, exact round trips, ENVI bytes, other formats,
+atomicity, distributed clients, streaming. References are plain numpy computed independently."""
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import dask
+import dask.array as dsa
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from affine import Affine
+from PIL import Image
+
+from imalys_stac.write import (FORMATS, atomic_path, check_cog, write_cog, write_envi, write_image,
+                               write_quicklook)
+from imalys_stac.write.cog import overview_factors
+from imalys_stac.write.quicklook import guess_rgb
+
+H, W = 700, 900
+NAMES = ["red", "green", "nir08"]
+X0, Y0, RES = 600000.0, 5400000.0, 30.0
+
+
+def reference() -> np.ndarray:
+    """3 × 700 × 900 float32 with NaN areas aligned to 4-pixel blocks (so every overview block is
+    either all-NaN or all-valid and block means are unambiguous) plus scattered NaN pixels."""
+    rng = np.random.default_rng(42)
+    a = rng.random((3, H, W), dtype=np.float32) * 0.5
+    a[:, :100, :] = np.nan  # a stripe
+    a[1, 200:320, 400:600] = np.nan  # a hole in one band only
+    return a
+
+
+def as_da(a: np.ndarray, chunks=(3, 256, 256), names=NAMES) -> xr.DataArray:
+    data = dsa.from_array(a, chunks=chunks) if chunks else a
+    return xr.DataArray(
+        data, dims=("band", "y", "x"),
+        coords={"band": names, "y": Y0 - RES / 2 - RES * np.arange(a.shape[1]),
+                "x": X0 + RES / 2 + RES * np.arange(a.shape[2])},
+    ).rio.write_crs("EPSG:32632")
+
+
+def block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    """Independent overview reference: mean of the valid pixels of each f × f block."""
+    b, h, w = a.shape
+    blocks = a.reshape(b, h // f, f, w // f, f)
+    valid = np.isfinite(blocks)
+    n = valid.sum(axis=(2, 4))
+    s = np.where(valid, blocks, 0).astype(np.float64).sum(axis=(2, 4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, s / n, np.nan)
+
+
+@pytest.fixture(scope="module")
+def ref() -> np.ndarray:
+    return reference()
+
+
+# ---------------------------------------------------------------- COG
+
+
+def test_cog_structure_values_and_metadata(tmp_path, ref):
+    from rio_cogeo.cogeo import cog_validate
+
+    out = write_cog(as_da(ref), tmp_path / "p.tif", blocksize=256, tags={"IMALYS_PROCESS": "bestof"})
+    assert out == tmp_path / "p.tif"
+    valid, errors, _ = cog_validate(str(out), quiet=True)
+    assert valid, errors
+    ok, errors, _ = check_cog(out)
+    assert ok, errors
+    with rasterio.open(out) as src:
+        st = src.tags(ns="IMAGE_STRUCTURE")
+        assert st["LAYOUT"] == "COG" and st["COMPRESSION"] == "ZSTD" and st["PREDICTOR"] == "3"
+        assert src.profile["tiled"] and src.block_shapes[0] == (256, 256)
+        assert np.isnan(src.nodata)
+        assert src.descriptions == tuple(NAMES)
+        assert src.tags()["IMALYS_PROCESS"] == "bestof"
+        assert src.crs.to_epsg() == 32632
+        assert src.transform == Affine(RES, 0, X0, 0, -RES, Y0)
+        assert src.overviews(1) == [2, 4]
+        np.testing.assert_array_equal(src.read(), ref)  # exact, NaN where NaN
+    for level, f in enumerate([2, 4]):
+        with rasterio.open(out, overview_level=level) as ov:
+            o = ov.read()
+        expect = block_mean(ref, f)
+        assert np.array_equal(np.isnan(o), np.isnan(expect))
+        np.testing.assert_allclose(o[np.isfinite(o)], expect[np.isfinite(expect)], rtol=1e-5)
+        assert np.nanmax(np.abs(o)) > 0.1  # the rioxarray-410 trap: all-zero overviews
+
+
+def test_cog_deflate_numpy_input_and_2d(tmp_path, ref):
+    out = write_cog(as_da(ref, chunks=None), tmp_path / "n.tif", compress="deflate", level=6)
+    with rasterio.open(out) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
+        np.testing.assert_array_equal(src.read(), ref)
+    two = as_da(ref)[0].drop_vars("band")
+    out = write_cog(two, tmp_path / "one.tif", band_names=["ndvi"])
+    with rasterio.open(out) as src:
+        assert src.count == 1 and src.descriptions == ("ndvi",)
+        np.testing.assert_array_equal(src.read(1), ref[0])
+    assert check_cog(out)[0]
+
+
+def test_cog_integer_uses_predictor_2(tmp_path):
+    a = np.arange(600 * 600, dtype=np.uint16).reshape(1, 600, 600) % 1000
+    out = write_cog(as_da(a, chunks=(1, 200, 200), names=["count"]), tmp_path / "c.tif")
+    with rasterio.open(out) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "2"
+        np.testing.assert_array_equal(src.read(), a)
+    assert check_cog(out)[0]
+
+
+def test_check_cog_catches_wrong_overviews(tmp_path, ref):
+    """A structurally valid COG whose overviews do not show its pixels (all zero) must fail."""
+    src_path = tmp_path / "src.tif"
+    profile = dict(driver="GTiff", width=W, height=H, count=3, dtype="float32", crs="EPSG:32632",
+                   transform=Affine(RES, 0, X0, 0, -RES, Y0), nodata=np.nan, tiled=True,
+                   blockxsize=256, blockysize=256)
+    with rasterio.open(src_path, "w", **profile) as dst:
+        dst.write(np.zeros_like(ref))
+        dst.build_overviews([2, 4], rasterio.enums.Resampling.average)  # overviews of zeros…
+        dst.write(np.nan_to_num(ref, nan=0.3))  # …then the real pixels: stale overviews
+    bad = tmp_path / "bad.tif"
+    rasterio.shutil.copy(src_path, bad, driver="COG", OVERVIEWS="FORCE_USE_EXISTING", BLOCKSIZE=256)
+    ok, errors, _ = check_cog(bad)
+    assert not ok
+    assert any("all zero" in e for e in errors)
+
+
+def test_overview_factors_match_gdal_auto():
+    assert overview_factors(4096, 4096, 512) == [2, 4, 8]
+    assert overview_factors(900, 700, 512) == [2]
+    assert overview_factors(500, 300, 512) == []
+
+
+def test_cog_bad_arguments(tmp_path, ref):
+    with pytest.raises(ValueError, match="deflate"):
+        write_cog(as_da(ref), tmp_path / "x.tif", compress="jpeg2000")
+    with pytest.raises(ValueError, match="overviews"):
+        write_cog(as_da(ref), tmp_path / "x.tif", overviews="some")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- ENVI
+
+
+def parse_hdr(text: str) -> dict[str, str]:
+    lines = text.splitlines()
+    assert lines[0] == "ENVI"
+    out = {}
+    for line in lines[1:]:
+        k, v = line.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def test_envi_header_raw_values_and_gdal(tmp_path, ref):
+    out = write_image(as_da(ref, chunks=(1, 300, 400)), tmp_path / "bestof", tags={"IMALYS_PROCESS": "bestof"})
+    assert out == tmp_path / "bestof"
+    hdr = parse_hdr((tmp_path / "bestof.hdr").read_text())
+    assert (hdr["samples"], hdr["lines"], hdr["bands"]) == ("900", "700", "3")
+    assert hdr["header offset"] == "0" and hdr["file type"] == "ENVI Standard"
+    assert hdr["data type"] == "4" and hdr["interleave"] == "bsq" and hdr["byte order"] == "0"
+    assert hdr["map info"] == "{UTM, 1, 1, 600000.0, 5400000.0, 30.0, 30.0, 32, North, WGS-84, units=Meters}"
+    assert "UTM_Zone_32N" in hdr["coordinate system string"]
+    assert hdr["band names"] == "{red, green, nir08}"
+    assert hdr["data ignore value"] == "nan"
+    assert "IMALYS_PROCESS=bestof" in hdr["description"]
+    raw = np.fromfile(out, dtype="<f4")
+    assert raw.size == 3 * H * W
+    np.testing.assert_array_equal(raw.reshape(3, H, W), ref)
+    with rasterio.open(out) as src:
+        assert src.driver == "ENVI"
+        assert src.transform.almost_equals(Affine(RES, 0, X0, 0, -RES, Y0))
+        assert src.crs.to_epsg() == 32632
+        assert np.isnan(src.nodata)
+        assert src.descriptions == tuple(NAMES)
+        np.testing.assert_array_equal(src.read(), ref)
+
+
+# ---------------------------------------------------------------- other formats
+
+
+def test_netcdf_zarr_vrt(tmp_path, ref):
+    nc = write_image(as_da(ref), tmp_path / "p.nc", tags={"K": "v"})
+    with xr.open_dataset(nc, engine="h5netcdf") as ds:
+        assert list(ds["band"].values) == NAMES and ds.attrs["K"] == "v"
+        np.testing.assert_array_equal(ds["p"].values, ref)
+        np.testing.assert_allclose(ds["x"].values, X0 + 15 + 30 * np.arange(W))
+        assert ds["p"].rio.crs.to_epsg() == 32632
+    zr = write_image(as_da(ref), tmp_path / "p.zarr")
+    with xr.open_zarr(zr) as ds:
+        np.testing.assert_array_equal(ds["p"].values, ref)
+        assert list(ds["band"].values) == NAMES
+        assert ds["p"].rio.crs.to_epsg() == 32632
+    vrt = write_image(as_da(ref), tmp_path / "p.vrt")
+    assert "relativeToVRT=\"1\"" in vrt.read_text()
+    with rasterio.open(vrt) as src:
+        assert src.driver == "VRT" and src.descriptions == tuple(NAMES)
+        assert src.transform == Affine(RES, 0, X0, 0, -RES, Y0)
+        np.testing.assert_array_equal(src.read(), ref)
+    assert check_cog(tmp_path / "p.tif")[0]
+
+
+def test_zarr_replaces_existing_store(tmp_path, ref):
+    write_image(as_da(ref), tmp_path / "p.zarr")
+    write_image(as_da(ref * 2), tmp_path / "p.zarr")
+    with xr.open_zarr(tmp_path / "p.zarr") as ds:
+        np.testing.assert_array_equal(ds["p"].values, ref * 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.zarr"]
+
+
+def test_png_quicklook(tmp_path, ref):
+    png = write_image(as_da(ref), tmp_path / "q.png")
+    img = Image.open(png)
+    img.load()
+    assert img.format == "PNG" and img.mode == "RGBA" and max(img.size) <= 1024
+    assert img.size == (W, H)
+    small = write_quicklook(as_da(ref), tmp_path / "s.png", max_size=300)
+    a = np.asarray(Image.open(small))
+    assert a.shape == (234, 300, 4)  # 700/3 padded up, 900/3
+    assert (a[:33, :, 3] == 0).all() and (a[:33, :, :3] == 0).all()  # NaN stripe: black, transparent
+    assert (a[40:, :, 3] == 255).mean() > 0.9
+    cog = write_cog(as_da(ref), tmp_path / "c.tif", blocksize=256)
+    from_file = np.asarray(Image.open(write_quicklook(cog, tmp_path / "f.png", max_size=200, rgb=["red"])))
+    assert from_file.shape[2] == 2 and max(from_file.shape[:2]) <= 200
+
+
+def test_guess_rgb():
+    assert guess_rgb(["blue", "green", "red", "nir08", "swir16"], 5) == [3, 2, 1]
+    assert guess_rgb(["blue", "green", "red"], 3) == [2, 1, 0]
+    assert guess_rgb(["20220515_blue", "20220515_green", "20220515_red"], 3) == [2, 1, 0]
+    assert guess_rgb(["a", "b", "c", "d"], 4) == [0, 1, 2]
+    assert guess_rgb(None, 1) == [0]
+
+
+def test_unknown_ending(tmp_path, ref):
+    with pytest.raises(ValueError, match=r"\.tif.*\.zarr.*ENVI"):
+        write_image(as_da(ref), tmp_path / "p.jpg")
+    assert "" in FORMATS and ".tif" in FORMATS
+
+
+# ---------------------------------------------------------------- atomicity
+
+
+def failing(ref: np.ndarray) -> xr.DataArray:
+    """A lazy array whose last block raises while writing."""
+    good = as_da(ref)
+
+    def boom(block, block_info=None):
+        if block_info[0]["chunk-location"][1:] == (2, 3):
+            raise RuntimeError("block failed")
+        return block
+
+    return good.copy(data=good.data.map_blocks(boom, dtype=good.dtype))
+
+
+@pytest.mark.parametrize("name", ["p.tif", "p", "p.nc", "p.zarr", "p.vrt", "p.png"])
+def test_atomic_on_error(tmp_path, ref, name):
+    with pytest.raises(RuntimeError, match="block failed"):
+        write_image(failing(ref), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    # an existing product stays untouched
+    write_image(as_da(ref), tmp_path / name)
+    before = {p.name: (p.read_bytes() if p.is_file() else None) for p in tmp_path.iterdir()}
+    with pytest.raises(RuntimeError, match="block failed"):
+        write_image(failing(ref), tmp_path / name)
+    after = {p.name: (p.read_bytes() if p.is_file() else None) for p in tmp_path.iterdir()}
+    assert after == before
+
+
+def test_atomic_path(tmp_path):
+    target = tmp_path / "t.txt"
+    target.write_text("old")
+    with pytest.raises(KeyError):
+        with atomic_path(target) as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(".t.txt.tmp-")
+            tmp.write_text("half")
+            raise KeyError("x")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+
+
+# ---------------------------------------------------------------- schedulers and streaming
+
+
+@pytest.fixture(scope="module")
+def thread_client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def spy_distributed(monkeypatch) -> list[int]:
+    """Record that chunks went through the client path (computed on workers, written here)."""
+    from imalys_stac.write import blocks
+
+    calls: list[int] = []
+    real = blocks._stream_distributed
+
+    def spy(data, sink, client):
+        calls.append(1)
+        return real(data, sink, client)
+
+    monkeypatch.setattr(blocks, "_stream_distributed", spy)
+    return calls
+
+
+def test_distributed_in_process(tmp_path, ref, thread_client, monkeypatch):
+    calls = spy_distributed(monkeypatch)
+    out = write_cog(as_da(ref, chunks=(3, 128, 128)), tmp_path / "d.tif")
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(), ref)
+    assert check_cog(out)[0]
+    write_envi(as_da(ref), tmp_path / "d")
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "d", "<f4").reshape(3, H, W), ref)
+    with pytest.raises(RuntimeError, match="block failed"):
+        write_cog(failing(ref), tmp_path / "e.tif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "d.hdr", "d.tif"]
+    assert len(calls) == 3
+
+
+def test_distributed_processes(tmp_path, ref, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    calls = spy_distributed(monkeypatch)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster):
+        out = write_image(as_da(ref), tmp_path / "d.tif")
+        nc = write_image(as_da(ref), tmp_path / "d.nc")
+    assert len(calls) == 2
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(), ref)
+    with xr.open_dataset(nc, engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["d"].values, ref)
+
+
+def test_synchronous_scheduler(tmp_path, ref):
+    with dask.config.set(scheduler="sync"):
+        out = write_cog(as_da(ref), tmp_path / "s.tif")
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(), ref)
+
+
+def test_never_materialised(tmp_path):
+    """A 48 MB lazy array in 0.75 MB chunks: numpy memory traced while writing stays a small
+    fraction of the whole (GDAL's own cache is C memory, bounded by GDAL_CACHEMAX)."""
+    n, c = 2048, 256
+
+    def make(block_info=None):
+        (b0, b1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        return np.broadcast_to(((yy * 7 + xx * 3) % 1000).astype(np.float32), (b1 - b0, y1 - y0, x1 - x0)).copy()
+
+    data = dsa.map_blocks(make, chunks=((3,), (c,) * (n // c), (c,) * (n // c)), dtype=np.float32)
+    total = 3 * n * n * 4
+    tracemalloc.start()
+    try:
+        write_cog(xr.DataArray(data, dims=("band", "y", "x"),
+                               coords={"y": Y0 - 15 - 30 * np.arange(n), "x": X0 + 15 + 30 * np.arange(n)}
+                               ).rio.write_crs(32632), tmp_path / "big.tif")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < total / 2, f"peak {peak / 2**20:.1f} MiB for a {total / 2**20:.0f} MiB array"
+    with rasterio.open(tmp_path / "big.tif") as src:
+        window = src.read(window=((300, 310), (500, 520)))
+    yy, xx = np.mgrid[300:310, 500:520]
+    np.testing.assert_array_equal(window[2], ((yy * 7 + xx * 3) % 1000).astype(np.float32))
