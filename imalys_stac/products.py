@@ -137,7 +137,7 @@ def compile_item(name: str, inputs: Sequence[pystac.Item], grid: Grid, frame_wkt
     return item
 
 
-def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int = 1024) -> xr.DataArray:
+def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None) -> xr.DataArray:
     """(time, band, y, x) cube of an import or compile product, lazily."""
     kind = item.properties.get(KIND)
     grid = Grid.from_stac(item.properties)

@@ -34,7 +34,7 @@ def _params(cmd) -> dict:
     return asdict(cmd.params) if is_dataclass(cmd.params) else dict(vars(cmd.params))
 
 
-def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int = 1024) -> Context:
+def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = None) -> Context:
     """Run every command of `chain`. Raises ChainError (with file, line and parameter) on any
     failure; the run log records the cause."""
     home_cmd = next(c for c in chain.commands if c.name == "home")

@@ -17,5 +17,5 @@ class Context:
     workdir: WorkDir
     runlog: RunLog
     client: object | None = None
-    chunksize: int = 1024
+    chunksize: int | None = None  # None: sized per cube so a block's memory does not grow with the dates
     outputs: list[Path] = field(default_factory=list)

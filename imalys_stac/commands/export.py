@@ -23,7 +23,8 @@ def _product_array(ctx: Context, item) -> xr.DataArray:
     kind = item.properties.get(KIND)
     if kind == "reduce":
         href = item.assets["data"].get_absolute_href()
-        da = rioxarray.open_rasterio(href, chunks={"band": -1, "y": ctx.chunksize, "x": ctx.chunksize}, masked=True)
+        side = ctx.chunksize or 1024
+        da = rioxarray.open_rasterio(href, chunks={"band": -1, "y": side, "x": side}, masked=True)
         names = item.properties.get("imalys:bands")
         if names and len(names) == da.sizes["band"]:
             da = da.assign_coords(band=names)

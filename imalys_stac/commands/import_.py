@@ -22,7 +22,7 @@ from ..archives.qa import MaskRule
 from ..chain import resolve_archive_pattern
 from ..cube.bands import QA_ASSET, Calibration, image_assets, resolve_band
 from ..cube.grid import Frame, Grid, asset_grid, geometry_mask, transform_bounds
-from ..cube.load import SceneGroup, qa_cube
+from ..cube.load import DEFAULT_CHUNK, SceneGroup, qa_cube
 from ..cube.vrt import recipe_vrt, vrt_possible
 from ..products import import_item
 from ..runtime.progress import dask_progress
@@ -146,7 +146,7 @@ def run(ctx: Context, cmd) -> None:
     stats = []
     mask_rule = MaskRule(p.rule)
     for g, grid in zip(groups, grids):
-        qa = qa_cube([g], grid, chunksize=ctx.chunksize)[0]
+        qa = qa_cube([g], grid, chunksize=ctx.chunksize or DEFAULT_CHUNK)[0]
         region = None
         if frame is not None and p.polygon:
             g.region_wkt, g.region_epsg = frame.geometry_in(grid.epsg).wkt, grid.epsg

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
+import dask.array as da
 import numpy as np
 import pystac
 import stackstac
@@ -17,11 +18,12 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from rasterio.enums import Resampling
 
-from ..archives.qa import MaskRule
+from ..archives.qa import QA_FILL_VALUE, MaskRule
 from .bands import QA_ASSET, Calibration
+from .fuse import RULE_CODES, auto_chunk, fuse_block
 from .grid import Grid, geometry_mask, reproject_geometry
 
-DEFAULT_CHUNK = 1024
+DEFAULT_CHUNK = 1024  # QA-only passes (import quality); band cubes size their chunks with auto_chunk
 RESAMPLING = {
     "nearest": Resampling.nearest,
     "bilinear": Resampling.bilinear,
@@ -58,8 +60,10 @@ class SceneGroup:
         return self.items[0].datetime  # type: ignore[return-value]
 
 
-def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling: str, chunksize: int) -> xr.DataArray:
-    """(time=item, band=asset, y, x) float32, NaN where the file has nodata or the grid leaves the raster."""
+def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling: str, chunksize: int,
+           dtype: str = "float32", fill: float = np.nan) -> xr.DataArray:
+    """(time=item, band=asset, y, x) DNs on `grid`; `fill` where the file has nodata or the grid
+    leaves the raster."""
     # plain dicts: pystac's to_dict() would try to resolve links (e.g. an API item's root) over the network
     return stackstac.stack(
         [it.to_dict(include_self_link=False, transform_hrefs=False) for it in items],
@@ -69,8 +73,8 @@ def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling
         bounds=grid.bounds,
         snap_bounds=False,
         resampling=RESAMPLING[resampling],
-        dtype=np.dtype("float32"),
-        fill_value=np.float32(np.nan),
+        dtype=np.dtype(dtype),
+        fill_value=np.dtype(dtype).type(fill),
         rescale=False,  # we calibrate ourselves: stackstac's rescale on integer data is the trap of its issue 206
         sortby_date=False,
         xy_coords="center",
@@ -98,13 +102,13 @@ def qa_cube(groups: Sequence[SceneGroup], grid: Grid, chunksize: int = DEFAULT_C
     items = [it for g in groups for it in g.items]
     if not items:
         return []
-    qa = _stack(items, [QA_ASSET], grid, "nearest", chunksize).isel(band=0, drop=True)
+    qa = _stack(items, [QA_ASSET], grid, "nearest", chunksize, "uint16", QA_FILL_VALUE).isel(band=0, drop=True)
     out, i = [], 0
     for g in groups:
         part = qa.isel(time=slice(i, i + len(g.items)))
         i += len(g.items)
         fill = ~_valid(part, None)
-        part = part.where(~fill)
+        part = part.astype("float32").where(~fill)
         merged = part.isel(time=0, drop=True) if len(g.items) == 1 else stackstac.mosaic(part, dim="time", reverse=True)
         out.append(merged.drop_vars([c for c in merged.coords if c not in ("x", "y")]))
     return out
@@ -114,14 +118,16 @@ def load_groups(
     groups: Sequence[SceneGroup],
     grid: Grid,
     *,
-    chunksize: int = DEFAULT_CHUNK,
+    chunksize: int | None = None,
     region: np.ndarray | None = None,
 ) -> xr.DataArray:
     """The calibrated, masked cube (time, band, y, x) float32 of the groups on `grid`.
 
-    One stackstac graph reads every tile; per group: value = DN·factor + offset where the QA says
-    the pixel is usable, NaN elsewhere; tiles of the same acquisition are merged (first valid
-    value). `region` (bool y×x) sets pixels outside an exact frame polygon to NaN."""
+    One stackstac graph reads every tile's DNs (uint16) and QA; per spatial block one compiled
+    pass (`fuse.fuse_block`) computes value = DN·factor + offset where the QA says the pixel is
+    usable, NaN elsewhere, merging tiles of the same acquisition (first usable value). Time comes
+    out in one chunk, ready for the compositing kernels. `region` (bool y×x) sets pixels outside
+    an exact frame polygon to NaN."""
     if not groups:
         raise ValueError("no images to load")
     keys = groups[0].keys
@@ -129,32 +135,45 @@ def load_groups(
         if g.keys != keys:
             raise ValueError(f"{g.name} has bands {g.keys}, {groups[0].name} has {keys}: compile needs the same bands")
     items = [it for g in groups for it in g.items]
-    resampling = groups[0].resampling
-    bands = _stack(items, keys, grid, resampling, chunksize)
-    qa = _stack(items, [QA_ASSET], grid, "nearest", chunksize).isel(band=0, drop=True)
-    layers, i = [], 0
-    for g in groups:
-        sl = slice(i, i + len(g.items))
-        i += len(g.items)
-        b = bands.isel(time=sl)
-        factor = xr.DataArray(np.asarray(g.calibration.factors, dtype="float32"), dims="band")
-        offset = xr.DataArray(np.asarray(g.calibration.offsets, dtype="float32"), dims="band")
-        calibrated = (b * factor + offset).where(_valid(qa.isel(time=sl), g.rule))
-        merged = calibrated.isel(time=0, drop=True) if len(g.items) == 1 else stackstac.mosaic(calibrated, dim="time", reverse=True)
-        merged = merged.drop_vars([c for c in merged.coords if c not in ("x", "y", "band")], errors="ignore")
-        own = g.region_mask(grid)
-        if own is not None:
-            merged = merged.where(xr.DataArray(own, dims=("y", "x"), coords={"y": merged.y, "x": merged.x}))
-        layers.append(merged.astype("float32"))
-    cube = xr.concat(layers, dim="time", coords="minimal", compat="override", join="override")
-    cube = cube.assign_coords(
-        time=("time", np.array([np.datetime64(g.datetime.replace(tzinfo=None), "ns") for g in groups])),
-        band=("band", list(keys)),
-        quality=("time", np.array([np.nan if g.quality is None else g.quality for g in groups], dtype="float64")),
-        product=("time", [g.name for g in groups]),
+    chunk = chunksize or auto_chunk(len(items), len(keys))
+    nodata = np.array([_nodata(items[0], k) for k in keys], dtype=np.float64)
+    if len(set(nodata)) > 1:
+        raise ValueError(f"bands {keys} have different nodata values {sorted(set(nodata))}")
+    dn = _stack(items, keys, grid, groups[0].resampling, chunk, "uint16", nodata[0])
+    qa = _stack(items, [QA_ASSET], grid, "nearest", chunk, "uint16", QA_FILL_VALUE).isel(band=0, drop=True)
+    group_of = np.array([gi for gi, g in enumerate(groups) for _ in g.items], dtype=np.int64)
+    factors = np.array([g.calibration.factors for g in groups], dtype=np.float64)
+    offsets = np.array([g.calibration.offsets for g in groups], dtype=np.float64)
+    rules = np.array([RULE_CODES[g.rule] for g in groups], dtype=np.int64)
+    dn_d = dn.data.rechunk({0: -1, 1: -1})
+    qa_d = qa.data.rechunk({0: -1})
+    data = da.map_blocks(
+        fuse_block, dn_d, qa_d[:, None], dtype=np.float32,
+        chunks=((len(groups),), (len(keys),), dn_d.chunks[2], dn_d.chunks[3]),
+        group_of=group_of, factors=factors, offsets=offsets, rules=rules, nodata=nodata, ngroups=len(groups),
+        name="imalys-calibrate-mask-merge",
     )
+    cube = xr.DataArray(
+        data, dims=("time", "band", "y", "x"),
+        coords={
+            "time": np.array([np.datetime64(g.datetime.replace(tzinfo=None), "ns") for g in groups]),
+            "band": list(keys), "y": dn.y.values, "x": dn.x.values,
+            "quality": ("time", np.array([np.nan if g.quality is None else g.quality for g in groups], dtype="float64")),
+            "product": ("time", [g.name for g in groups]),
+        },
+    )
+    regions = [g.region_mask(grid) for g in groups]
+    if any(r is not None for r in regions):
+        per_group = np.stack([np.ones(grid.shape, bool) if r is None else r for r in regions])
+        cube = cube.where(xr.DataArray(per_group, dims=("time", "y", "x"), coords={"y": cube.y, "x": cube.x}))
     if region is not None:
         cube = cube.where(xr.DataArray(region, dims=("y", "x"), coords={"y": cube.y, "x": cube.x}))
     cube = cube.rio.write_crs(grid.epsg)
     cube.attrs = {"_FillValue": np.nan}
     return cube
+
+
+def _nodata(item: pystac.Item, key: str) -> float:
+    rb = item.assets[key].extra_fields.get("raster:bands") or [{}]
+    value = rb[0].get("nodata")
+    return 0.0 if value is None else float(value)
