@@ -15,11 +15,10 @@ import dask
 
 log = logging.getLogger("imalys_stac.runtime")
 
-# GDAL settings every reader needs, in the client and in every worker: archives are read in place
-# (/vsitar/), so no directory listing of remote folders and a block cache large enough for
-# several 512-pixel tiles per thread.
+# GDAL settings for the client and every worker: a block cache large enough for several
+# 512-pixel tiles per thread, and a cache for the archive members read through /vsitar/.
+# (Not GDAL_DISABLE_READDIR_ON_OPEN: it hides sidecar files such as ENVI's .hdr.)
 GDAL_ENV = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_CACHEMAX": "512",
     "VSI_CACHE": "TRUE",
     "VSI_CACHE_SIZE": str(64 * 1024 * 1024),

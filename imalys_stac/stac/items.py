@@ -16,6 +16,7 @@ from ..archives import SceneMetadata, open_archive
 from ..archives import qa
 from ..archives.bands import METADATA_MEMBERS
 from ..archives.landsat import Grid
+from ..archives.sentinel2 import Sentinel2Metadata, scl_classes  # Sentinel-2 L2A zips
 
 STAC_VERSION = "1.1.0"
 EXT = {
@@ -26,6 +27,11 @@ EXT = {
     "landsat": "https://stac-extensions.github.io/landsat/v2.0.0/schema.json",
     "classification": "https://stac-extensions.github.io/classification/v1.1.0/schema.json",
     "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    # Sentinel-2 items
+    "sat": "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
+    "grid": "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
+    "mgrs": "https://stac-extensions.github.io/mgrs/v1.0.0/schema.json",
+    "s2": "https://stac-extensions.github.io/sentinel-2/v1.0.0/schema.json",
 }
 LANDSAT_COLLECTION = "landsat-c2-l2"
 GEOTIFF = "image/tiff; application=geotiff"
@@ -33,7 +39,7 @@ GEOTIFF = "image/tiff; application=geotiff"
 
 def collection_id_for(meta: SceneMetadata) -> str:
     """Collection an archive's item belongs to (one per product family)."""
-    return LANDSAT_COLLECTION
+    return getattr(meta, "collection", LANDSAT_COLLECTION)  # Sentinel2Metadata: "sentinel-2-l2a"
 
 
 def qa_pixel_bitfields(landsat8: bool = True) -> list[dict[str, Any]]:
@@ -73,7 +79,8 @@ def _spatial_resolution(grid: Grid) -> float:
 def item_dict(meta: SceneMetadata) -> dict[str, Any]:
     """The item of one archive as a STAC 1.1 dict (no links)."""
     # the item grid is the reflectance grid; assets on another grid carry their own
-    ref_suffix = next(b.suffix for b in meta.bands if b.suffix.startswith("SR_B"))
+    ref_suffix = next(b.suffix for b in meta.bands if "reflectance" in b.roles)  # SR_B*, or B02 (S2)
+    s2 = isinstance(meta, Sentinel2Metadata)
     ref = meta.grids[ref_suffix]
     landsat8 = meta.sensor in ("LC08", "LC09")
     assets: dict[str, Any] = {}
@@ -97,7 +104,7 @@ def item_dict(meta: SceneMetadata) -> dict[str, Any]:
             eo["full_width_half_max"] = band.fwhm
         asset: dict[str, Any] = {
             "href": meta.href(band.suffix),
-            "type": GEOTIFF,
+            "type": meta.media_type(band.suffix) if s2 else GEOTIFF,
             "title": band.title,
             "roles": list(band.roles),
             "gsd": band.gsd,
@@ -107,14 +114,21 @@ def item_dict(meta: SceneMetadata) -> dict[str, Any]:
             asset["eo:bands"] = [eo]
         if band.suffix == "QA_PIXEL":
             asset["classification:bitfields"] = qa_pixel_bitfields(landsat8)
-        if grid.shape != ref.shape or tuple(grid.transform) != tuple(ref.transform):
+        if s2 and band.suffix == "SCL":
+            asset["classification:classes"] = scl_classes()
+        if s2:  # assets at 10, 20 and 60 m: every raster asset carries its own grid
+            asset.update({"proj:epsg": meta.epsg, "proj:code": f"EPSG:{meta.epsg}"})
+        if s2 or grid.shape != ref.shape or tuple(grid.transform) != tuple(ref.transform):
             asset.update(_proj_fields(grid))
             asset["proj:bbox"] = list(grid.bbox)
         assets[band.key] = asset
-    for suffix, (key, media, title) in METADATA_MEMBERS.items():
+    for suffix, (key, media, title) in getattr(meta, "metadata_members", METADATA_MEMBERS).items():
         if suffix in meta.members:
             assets[key] = {"href": meta.href(suffix), "type": media, "title": title, "roles": ["metadata"]}
 
+    if s2:
+        props, extensions = _s2_properties(meta, ref)
+        return _item(meta, props, extensions, assets)
     props: dict[str, Any] = {
         "datetime": meta.datetime.isoformat().replace("+00:00", "Z"),
         "platform": meta.platform,
@@ -149,6 +163,10 @@ def item_dict(meta: SceneMetadata) -> dict[str, Any]:
         extensions.append(EXT["view"])
     if meta.scene_id:  # the landsat schema requires it; without it the fields stay, undeclared
         extensions.append(EXT["landsat"])
+    return _item(meta, props, extensions, assets)
+
+
+def _item(meta: SceneMetadata, props: dict[str, Any], extensions: list[str], assets: dict[str, Any]) -> dict[str, Any]:
     geometry = meta.footprint_geojson
     return {
         "type": "Feature",
@@ -162,6 +180,55 @@ def item_dict(meta: SceneMetadata) -> dict[str, Any]:
         "links": [],
         "assets": assets,
     }
+
+
+# --- Sentinel-2 L2A (archives/sentinel2.py) -------------------------------------------------
+def _s2_properties(meta: Sentinel2Metadata, ref: Grid) -> tuple[dict[str, Any], list[str]]:
+    """Item properties and extensions of a Sentinel-2 L2A product (the item grid is 10 m)."""
+    iso = lambda t: t.isoformat().replace("+00:00", "Z")  # noqa: E731
+    tile = meta.mgrs_tile
+    props: dict[str, Any] = {
+        "datetime": iso(meta.datetime),
+        "platform": meta.platform,
+        "instruments": list(meta.instruments),
+        "constellation": "sentinel-2",
+        "eo:cloud_cover": meta.cloud_cover,
+        "proj:epsg": meta.epsg,
+        "proj:code": f"EPSG:{meta.epsg}",
+        "proj:bbox": list(ref.bbox),
+        **_proj_fields(ref),
+        "gsd": 10.0,
+        "grid:code": meta.grid_code,
+        "mgrs:utm_zone": int(tile[:2]),
+        "mgrs:latitude_band": tile[2],
+        "mgrs:grid_square": tile[3:],
+        "s2:mgrs_tile": tile,
+        "s2:product_uri": f"{meta.product_id}.SAFE",
+        "s2:product_type": meta.product_type,
+        "s2:processing_baseline": meta.processing_baseline,
+    }
+    for key, value in (("s2:datatake_id", meta.datatake_id), ("s2:datatake_type", meta.datatake_type),
+                       ("s2:datastrip_id", meta.datastrip_id), ("s2:granule_id", meta.granule_id),
+                       ("s2:tile_id", meta.tile_id), ("s2:reflectance_conversion_factor", meta.reflectance_conversion)):
+        if value is not None:
+            props[key] = value
+    if meta.generation_time is not None:
+        props["s2:generation_time"] = iso(meta.generation_time)
+    props.update(sorted(meta.quality.items()))
+    sat = {"sat:relative_orbit": meta.relative_orbit, "sat:absolute_orbit": meta.absolute_orbit,
+           "sat:orbit_state": meta.orbit_state}
+    props.update({k: v for k, v in sat.items() if v is not None})
+    view = {"view:sun_azimuth": meta.sun_azimuth, "view:sun_elevation": meta.sun_elevation,
+            "view:incidence_angle": meta.view_incidence, "view:azimuth": meta.view_azimuth}
+    props.update({k: v for k, v in view.items() if v is not None})
+    props["imalys:archive"] = str(meta.archive)
+    extensions = [EXT["eo"], EXT["proj"], EXT["raster"], EXT["classification"], EXT["grid"], EXT["mgrs"], EXT["s2"]]
+    if any(k.startswith("view:") for k in props):
+        extensions.append(EXT["view"])
+    if any(k.startswith("sat:") for k in props):
+        extensions.append(EXT["sat"])
+    return props, extensions
+# --- end Sentinel-2
 
 
 def _as_lists(obj: Any) -> Any:
@@ -179,7 +246,7 @@ def item_from_metadata(meta: SceneMetadata) -> pystac.Item:
 
 
 def item_from_archive(path: str | Path) -> pystac.Item:
-    """One STAC item for one archive, assets pointing into it with ``/vsitar/``.
+    """One STAC item for one archive, assets pointing into it with ``/vsitar/`` (``/vsizip/``).
 
     Raises :class:`~imalys_stac.archives.ArchiveError` for archives that cannot be read.
     """

@@ -8,8 +8,10 @@ from .collection import write_frame, write_tutorial_collection
 from .landscape import Landscape
 from .scene import SceneSpec, SyntheticScene, encode_qa, write_landsat_archive
 from .wrs import scene_grid, wrs_centre
+from .sentinel2 import SyntheticS2Scene, write_sentinel2_archive  # Sentinel-2 L2A SAFE zips
 
 __all__ = [
     "Landscape", "SceneSpec", "SyntheticScene", "write_landsat_archive", "write_tutorial_collection",
     "write_frame", "wrs_centre", "scene_grid", "encode_qa",
+    "SyntheticS2Scene", "write_sentinel2_archive",
 ]
