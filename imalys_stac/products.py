@@ -144,7 +144,14 @@ def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None) -
     if kind == "import":
         return load_groups([group_from_item(item)], grid, chunksize=chunksize)
     if kind == "compile":
-        groups = [group_from_item(workdir.load(n)) for n in item.properties["imalys:inputs"]]
+        groups = []
+        for n in item.properties["imalys:inputs"]:
+            source = workdir.load(n)
+            g = group_from_item(source)
+            own = Grid.from_stac(source.properties)
+            if (own.epsg, own.res_xy) != (grid.epsg, grid.res_xy):
+                g.resampling = "bilinear"  # compile reprojects this image: interpolate reflectance (QA stays nearest)
+            groups.append(g)
         region = None
         if item.properties.get("imalys:frame_wkt"):
             region = geometry_mask(shapely_wkt.loads(item.properties["imalys:frame_wkt"]), grid)

@@ -152,3 +152,32 @@ def test_import_vrt_opens_in_gdal_and_matches_the_cube(two_rows, tmp_path):
         assert tuple(ds.bounds) == pytest.approx(Grid.from_stac(item.properties).bounds)
     np.testing.assert_array_equal(np.isnan(vrt), np.isnan(cube))
     np.testing.assert_allclose(vrt, cube, rtol=1e-6, equal_nan=True)
+
+
+def test_compile_across_utm_zones(tmp_path, land):
+    """Images imported on their own grids in zones 32 and 33 compile onto one EPSG:32632 grid."""
+    root = tmp_path / "a"
+    s32 = write_landsat_archive(root, SceneSpec(path=193, row=26, acquired=date(2022, 6, 16), size=128, cloud_cover=0.05, seed=4), landscape=land)
+    s33 = write_landsat_archive(root, SceneSpec(path=192, row=26, acquired=date(2022, 6, 25), size=128, cloud_cover=0.05, seed=5), landscape=land)
+    assert (s32.crs.to_epsg(), s33.crs.to_epsg()) == (32632, 32633)
+    # a frame over the overlap of the two paths, in zone 32
+    tr33 = Transformer.from_crs(32633, 32632, always_xy=True)
+    l33, b33, r33, t33 = s33.bounds
+    x0, y0 = tr33.transform(l33, b33)
+    x1, y1 = tr33.transform(l33 + 0.3 * (r33 - l33), t33)
+    l32, b32, r32, t32 = s32.bounds
+    rect = box(max(x0, l32), max(y0, b32), min(x1, r32), min(y1, t32))
+    assert rect.area > 0, "scenes of neighbouring paths must overlap"
+    frame = write_frame(tmp_path / "f.gpkg", rect, "EPSG:32632")
+    wd = run(tmp_path, f"import\n\tselect = {root}/*.tar\n\tframe = {frame}\n\tbands = red\n\tfactor = auto\n"
+                       f"compile\n\tsearch = LC08*\n\tcrsystem = 32632\n\tpixel = 30\n")
+    assert {i for i in wd.names()} >= {"LC08_193026_20220616", "LC08_192026_20220625", "compile"}
+    assert wd.load("LC08_192026_20220625").properties["proj:epsg"] == 32633
+    cube = cube_of(wd, wd.load("compile")).sel(band="red")
+    assert cube.sizes["time"] == 2 and cube.rio.crs.to_epsg() == 32632
+    values = cube.values
+    truth = _truth(land, cube.isel(time=0), "red")
+    for t in range(2):
+        ok = np.isfinite(values[t])
+        assert ok.mean() > 0.5, f"layer {t} is (nearly) empty after reprojection"
+        assert np.nanmedian(np.abs(values[t][ok] - truth[ok])) < 0.01
