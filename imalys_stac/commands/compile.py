@@ -67,6 +67,9 @@ def template_grid(ctx: Context, cmd, template: str) -> Grid:
 
 def run(ctx: Context, cmd) -> None:
     p = cmd.params
+    if p.format:
+        log.warning("compile: format = %s is not applied (line %d): imalys-stac keeps stacks as float32 with NaN "
+                    "nodata; choose the file format and type on export", p.format, cmd.param_lines.get("format", cmd.line))
     names = pick_inputs(ctx, cmd)
     items = [ctx.workdir.load(n) for n in names]
     grids = [Grid.from_stac(it.properties) for it in items]
