@@ -18,11 +18,11 @@ import pystac
 import xarray as xr
 from shapely.geometry import box
 
-from ..archives.qa import MaskRule
 from ..chain import resolve_archive_pattern
-from ..cube.bands import QA_ASSET, Calibration, image_assets, resolve_band
+from ..cube.bands import Calibration, image_assets, resolve_band
 from ..cube.grid import Frame, Grid, asset_grid, geometry_mask, transform_bounds
-from ..cube.load import DEFAULT_CHUNK, SceneGroup, qa_cube
+from ..cube.load import DEFAULT_CHUNK, SceneGroup, qa_cube, usable
+from ..cube.quality import quality_band
 from ..cube.vrt import recipe_vrt, vrt_possible
 from ..products import import_item
 from ..runtime.progress import dask_progress
@@ -30,12 +30,17 @@ from ..stac import Query, search
 from .context import Context, log
 
 # Bands taken when `bands` is not given: every image asset but the QA/auxiliary ones.
-_AUX_PREFIXES = ("qa", "atmos", "cloud_qa", "aerosol")
+_AUX_PREFIXES = ("qa", "atmos", "cloud_qa", "aerosol", "scl", "aot", "wvp")
 
 
 def scene_key(item: pystac.Item) -> tuple[str, str, str]:
     p = item.properties
-    sensor = item.id[:4] if item.id[:2] in ("LC", "LE", "LT", "LO") else str(p.get("platform", "S2"))
+    if item.id[:2] in ("LC", "LE", "LT", "LO"):
+        sensor = item.id[:4]  # LC08
+    elif item.id.startswith("S2"):
+        sensor = item.id[:3]  # S2A
+    else:
+        sensor = str(p.get("platform", "unknown"))
     orbit = str(p.get("landsat:wrs_path") or p.get("sat:relative_orbit") or "")
     return sensor, orbit, item.datetime.strftime("%Y%m%d")
 
@@ -48,14 +53,14 @@ def product_name(items: list[pystac.Item]) -> str:
         rows = sorted(str(it.properties.get("landsat:wrs_row", "")).zfill(3) for it in items)
         tile = f"{str(p['landsat:wrs_path']).zfill(3)}{rows[0]}"
     else:
-        tile = str(p.get("s2:mgrs_tile") or p.get("grid:code") or first.id.split("_")[1])
+        tile = str(p.get("s2:mgrs_tile") or str(p.get("grid:code", "")).replace("MGRS-", "") or first.id.split("_")[1])
     return f"{sensor}_{tile}_{date}"
 
 
 def _default_bands(item: pystac.Item) -> list[str]:
     keys = []
     for key, asset in image_assets(item).items():
-        if key.lower().startswith(_AUX_PREFIXES) or key == QA_ASSET:
+        if key.lower().startswith(_AUX_PREFIXES):
             continue
         if "data" in (asset.roles or []) or "reflectance" in (asset.roles or []) or "temperature" in (asset.roles or []):
             keys.append(key)
@@ -144,7 +149,6 @@ def run(ctx: Context, cmd) -> None:
 
     # Quality and cover: one lazy QA pass per acquisition, computed together.
     stats = []
-    mask_rule = MaskRule(p.rule)
     for g, grid in zip(groups, grids):
         qa = qa_cube([g], grid, chunksize=ctx.chunksize or DEFAULT_CHUNK)[0]
         region = None
@@ -152,7 +156,7 @@ def run(ctx: Context, cmd) -> None:
             g.region_wkt, g.region_epsg = frame.geometry_in(grid.epsg).wkt, grid.epsg
             region = xr.DataArray(g.region_mask(grid), dims=("y", "x"))
         present = qa.notnull()
-        clear = xr.apply_ufunc(mask_rule.valid, qa, dask="parallelized", output_dtypes=[bool]) & present
+        clear = usable(qa, quality_band(g.items[0]), p.rule) & present
         if region is not None:
             present = present & region.values
             clear = clear & region.values

@@ -20,8 +20,12 @@ def _raster_bands(asset: pystac.Asset) -> list[dict]:
     return asset.extra_fields.get("raster:bands") or asset.extra_fields.get("bands") or []
 
 
+_RASTER_TYPES = ("tiff", "jp2")
+
+
 def image_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
-    return {k: a for k, a in item.assets.items() if a.media_type and "tiff" in a.media_type.lower()}
+    """Raster assets (GeoTIFF/COG or JPEG 2000)."""
+    return {k: a for k, a in item.assets.items() if a.media_type and any(t in a.media_type.lower() for t in _RASTER_TYPES)}
 
 
 def resolve_band(item: pystac.Item, label: str) -> str:

@@ -14,9 +14,7 @@ import numpy as np
 from numba import njit
 
 from ..archives import qa as Q
-
-#: rule codes shared with SceneGroup.rule
-RULE_CODES = {None: 0, "flags": 1, "confidence": 2}
+from .quality import SCL_DISTURBED_TABLE
 
 _FILL = np.uint16(1 << Q.FILL)
 _FLAGS = np.uint16(Q.FLAGS_DISTURBED)
@@ -25,29 +23,36 @@ _CONF_HIGH = Q.CONF_HIGH
 
 
 @njit(nogil=True, cache=True)
-def _usable(qa, rule, fill_bit, flags, conf_shifts, conf_high, ok):
+def _usable(qa, rule, fill_bit, flags, conf_shifts, conf_high, scl_bad, ok):
+    """Rule codes (see cube.quality): 0/1/2 Landsat QA_PIXEL fill-only/flags/confidence,
+    3/4 Sentinel-2 SCL classes/fill-only."""
     ny, nx = qa.shape
     for y in range(ny):
         for x in range(nx):
             q = qa[y, x]
-            good = (q & fill_bit) == 0
-            if good and rule == 1:
-                good = (q & flags) == 0
-            elif good and rule == 2:
-                for s in conf_shifts:
-                    if ((q >> s) & 3) == conf_high:
-                        good = False
+            if rule >= 3:
+                good = q != 0
+                if good and rule == 3 and q < 256:
+                    good = not scl_bad[q]
+            else:
+                good = (q & fill_bit) == 0
+                if good and rule == 1:
+                    good = (q & flags) == 0
+                elif good and rule == 2:
+                    for s in conf_shifts:
+                        if ((q >> s) & 3) == conf_high:
+                            good = False
             ok[y, x] = good
 
 
 @njit(nogil=True, cache=True)
-def _fuse(dn, qa, group_of, factors, offsets, rules, nodata, ngroups, fill_bit, flags, conf_shifts, conf_high):
+def _fuse(dn, qa, group_of, factors, offsets, rules, nodata, ngroups, fill_bit, flags, conf_shifts, conf_high, scl_bad):
     n, nb, ny, nx = dn.shape
     out = np.full((ngroups, nb, ny, nx), np.nan, dtype=np.float32)
     ok = np.empty((ny, nx), dtype=np.bool_)
     for i in range(n):
         g = group_of[i]
-        _usable(qa[i], rules[g], fill_bit, flags, conf_shifts, conf_high, ok)
+        _usable(qa[i], rules[g], fill_bit, flags, conf_shifts, conf_high, scl_bad, ok)
         for b in range(nb):
             f = factors[g, b]
             o = offsets[g, b]
@@ -67,7 +72,7 @@ def fuse_block(dn: np.ndarray, qa: np.ndarray, *, group_of: np.ndarray, factors:
     if qa.ndim == 4:  # map_blocks aligns dimensions, so the QA arrives with a unit band axis
         qa = qa[:, 0]
     return _fuse(np.ascontiguousarray(dn), np.ascontiguousarray(qa), group_of, factors, offsets, rules,
-                 nodata, ngroups, _FILL, _FLAGS, _CONF_SHIFTS, _CONF_HIGH)
+                 nodata, ngroups, _FILL, _FLAGS, _CONF_SHIFTS, _CONF_HIGH, SCL_DISTURBED_TABLE)
 
 
 def auto_chunk(ntime: int, nbands: int, budget: int = 256 * 2**20) -> int:

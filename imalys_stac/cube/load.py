@@ -18,9 +18,9 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from rasterio.enums import Resampling
 
-from ..archives.qa import QA_FILL_VALUE, MaskRule
-from .bands import QA_ASSET, Calibration
-from .fuse import RULE_CODES, auto_chunk, fuse_block
+from .bands import Calibration
+from .fuse import auto_chunk, fuse_block
+from .quality import QualityBand, quality_band
 from .grid import Grid, geometry_mask, reproject_geometry
 
 DEFAULT_CHUNK = 1024  # QA-only passes (import quality); band cubes size their chunks with auto_chunk
@@ -84,14 +84,16 @@ def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling
     )
 
 
-def _valid(qa: xr.DataArray, rule: str | None) -> xr.DataArray:
-    """True where the QA value marks a usable pixel (not fill; not disturbed unless rule is None)."""
-    mask_rule = MaskRule(rule or "flags")
+def usable(qa: xr.DataArray, band: QualityBand, rule: str | None) -> xr.DataArray:
+    """True where the quality band marks a usable pixel (not fill; not disturbed unless rule is None)."""
+    return xr.apply_ufunc(lambda q: band.valid(q, rule), qa, dask="parallelized", output_dtypes=[bool])
 
-    def fn(q: np.ndarray) -> np.ndarray:
-        return ~mask_rule.fill(q) if rule is None else mask_rule.valid(q)
 
-    return xr.apply_ufunc(fn, qa, dask="parallelized", output_dtypes=[bool])
+def _quality_band_of(groups: Sequence[SceneGroup]) -> QualityBand:
+    bands = {quality_band(it) for g in groups for it in g.items}
+    if len(bands) > 1:
+        raise ValueError("cannot mix Landsat and Sentinel-2 tiles in one load: their quality bands differ")
+    return bands.pop()
 
 
 def qa_cube(groups: Sequence[SceneGroup], grid: Grid, chunksize: int = DEFAULT_CHUNK) -> list[xr.DataArray]:
@@ -102,12 +104,13 @@ def qa_cube(groups: Sequence[SceneGroup], grid: Grid, chunksize: int = DEFAULT_C
     items = [it for g in groups for it in g.items]
     if not items:
         return []
-    qa = _stack(items, [QA_ASSET], grid, "nearest", chunksize, "uint16", QA_FILL_VALUE).isel(band=0, drop=True)
+    qband = _quality_band_of(groups)
+    qa = _stack(items, [qband.asset], grid, "nearest", chunksize, "uint16", qband.fill_value).isel(band=0, drop=True)
     out, i = [], 0
     for g in groups:
         part = qa.isel(time=slice(i, i + len(g.items)))
         i += len(g.items)
-        fill = ~_valid(part, None)
+        fill = ~usable(part, qband, None)
         part = part.astype("float32").where(~fill)
         merged = part.isel(time=0, drop=True) if len(g.items) == 1 else stackstac.mosaic(part, dim="time", reverse=True)
         out.append(merged.drop_vars([c for c in merged.coords if c not in ("x", "y")]))
@@ -140,11 +143,12 @@ def load_groups(
     if len(set(nodata)) > 1:
         raise ValueError(f"bands {keys} have different nodata values {sorted(set(nodata))}")
     dn = _stack(items, keys, grid, groups[0].resampling, chunk, "uint16", nodata[0])
-    qa = _stack(items, [QA_ASSET], grid, "nearest", chunk, "uint16", QA_FILL_VALUE).isel(band=0, drop=True)
+    qband = _quality_band_of(groups)
+    qa = _stack(items, [qband.asset], grid, "nearest", chunk, "uint16", qband.fill_value).isel(band=0, drop=True)
     group_of = np.array([gi for gi, g in enumerate(groups) for _ in g.items], dtype=np.int64)
     factors = np.array([g.calibration.factors for g in groups], dtype=np.float64)
     offsets = np.array([g.calibration.offsets for g in groups], dtype=np.float64)
-    rules = np.array([RULE_CODES[g.rule] for g in groups], dtype=np.int64)
+    rules = np.array([qband.code(g.rule) for g in groups], dtype=np.int64)
     dn_d = dn.data.rechunk({0: -1, 1: -1})
     qa_d = qa.data.rechunk({0: -1})
     data = da.map_blocks(

@@ -79,7 +79,8 @@ def _spatial_resolution(grid: Grid) -> float:
 def item_dict(meta: SceneMetadata) -> dict[str, Any]:
     """The item of one archive as a STAC 1.1 dict (no links)."""
     # the item grid is the reflectance grid; assets on another grid carry their own
-    ref_suffix = next(b.suffix for b in meta.bands if "reflectance" in b.roles)  # SR_B*, or B02 (S2)
+    # the finest reflectance band: SR_B* (all 30 m, the first one), or B02 at 10 m (Sentinel-2)
+    ref_suffix = min((b for b in meta.bands if "reflectance" in b.roles), key=lambda b: b.gsd).suffix
     s2 = isinstance(meta, Sentinel2Metadata)
     ref = meta.grids[ref_suffix]
     landsat8 = meta.sensor in ("LC08", "LC09")

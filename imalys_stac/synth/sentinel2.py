@@ -570,7 +570,7 @@ def write_sentinel2_archive(
         # the edge line col + 0.35*(n-1-row) = thr through the 20 m pixel-centre coordinates
         def pt(row: float) -> tuple[float, float]:
             col = thr - 0.35 * (n20 - 1 - row)
-            return t20 * (col + 0.5, row + 0.5)
+            return t20 @ (col + 0.5, row + 0.5)
         top, bottom = pt(-0.5), pt(n20 - 0.5)
         poly = Polygon([(top[0], oy), (ox + ext_m, oy), (ox + ext_m, oy - ext_m), (bottom[0], oy - ext_m)])
     else:
