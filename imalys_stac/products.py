@@ -38,7 +38,7 @@ def _now() -> str:
 
 def _base_item(name: str, grid: Grid, dt: datetime | None, props: dict, start=None, end=None) -> pystac.Item:
     poly = grid.wgs84_polygon()
-    props = {**props, **grid.to_stac(), "created": _now(), "imalys:version": __version__}
+    props = {k: v for k, v in {**props, **grid.to_stac(), "created": _now(), "imalys:version": __version__}.items() if v is not None}
     if dt is None:
         props["start_datetime"] = start.isoformat().replace("+00:00", "Z")
         props["end_datetime"] = end.isoformat().replace("+00:00", "Z")
@@ -171,16 +171,38 @@ def derived_item(name: str, kind: str, source: pystac.Item, grid: Grid, props: d
     return item
 
 
+def inputs_of(item: pystac.Item) -> list[str]:
+    return list(item.properties.get("imalys:inputs") or [l.title for l in item.links if l.rel == "derived_from" and l.title])
+
+
+def lineage(workdir: WorkDir, item: pystac.Item) -> list[dict]:
+    """The products `item` was computed from (itself first, then its inputs, depth first), each
+    with the command that made it: the chain-spanning provenance of an exported file."""
+    out: list[dict] = []
+    seen: set[str] = set()
+
+    def walk(it: pystac.Item) -> None:
+        if it.id in seen:
+            return
+        seen.add(it.id)
+        out.append({"product": it.id, "kind": it.properties.get(KIND), "command": it.properties.get("imalys:command")})
+        if it.properties.get(KIND) == "import":
+            return
+        for n in inputs_of(it):
+            if workdir.exists(n):
+                walk(workdir.load(n))
+
+    walk(item)
+    return out
+
+
 def archive_sources(workdir: WorkDir, item: pystac.Item) -> list[str]:
     """Ids of the archive items a product was computed from, walking derived products back."""
     kind = item.properties.get(KIND)
     if kind == "import":
         return list(item.properties.get("imalys:sources", []))
-    names = item.properties.get("imalys:inputs") or [
-        l.title for l in item.links if l.rel == "derived_from" and l.title
-    ]
     out: list[str] = []
-    for n in names:
+    for n in inputs_of(item):
         if workdir.exists(n):
             for s in archive_sources(workdir, workdir.load(n)):
                 if s not in out:

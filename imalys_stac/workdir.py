@@ -66,6 +66,9 @@ class WorkDir:
         """
         if self.path.exists() and not self.path.is_dir():
             raise WorkdirError(f"{self.path} exists and is not a folder")
+        # Only a folder we create (or find empty) becomes ours: a user's non-empty folder used with
+        # clear = false must never get the marker, or a later clear = true would empty it.
+        ours = not self.path.exists() or not any(self.path.iterdir()) or (self.path / MARKER).exists()
         if clear and self.path.exists() and any(self.path.iterdir()) and not (self.path / MARKER).exists():
             raise WorkdirError(
                 f"refusing to clear {self.path}: it is not empty and was not made by imalys-stac "
@@ -82,7 +85,7 @@ class WorkDir:
                 else:
                     entry.unlink()
         marker = self.path / MARKER
-        if not marker.exists():
+        if ours and not marker.exists():
             marker.write_text("This folder is an imalys-stac working directory; `home clear = true` may empty it.\n")
         if not (self.path / "catalog.json").exists():
             self.write_catalog()
@@ -145,6 +148,7 @@ class WorkDir:
         name = item.id
         folder = self.product_folder(name)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.path))
+        staging.chmod(0o755)  # mkdtemp makes 0700; workers and browsers under other users must read it
         try:
             for key, src in (files or {}).items():
                 dst = staging / Path(src).name

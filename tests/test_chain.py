@@ -580,3 +580,18 @@ def test_windows_files(tmp_path):
     assert load_chain(path).home.directory == Path("/tmp/w")
     path.write_bytes("IMALYS Ölfeld\r\nhome\r\n\tlog = /tmp/Übersicht\r\n".encode("cp1252"))
     assert load_chain(path).home.log == Path("/tmp/Übersicht")
+
+
+def test_export_ending_checked_before_any_work(tmp_path):
+    chain = tmp_path / "x.txt"
+    chain.write_text("IMALYS\nhome\n\tdirectory = /tmp/wd\nexport\n\tselect = bestof\n\ttarget = /tmp/r.xyz\n")
+    with pytest.raises(ChainError) as err:
+        load_chain(chain)
+    assert err.value.line == 6 and err.value.parameter == "target" and ".png" in str(err.value)
+
+
+def test_export_endings_match_the_writers():
+    from imalys_stac.chain.values import EXPORT_ENDINGS
+    from imalys_stac.write import FORMATS
+
+    assert set(EXPORT_ENDINGS) == set(FORMATS)

@@ -73,3 +73,16 @@ def test_missing_select_archive_names_line(tmp_path, capsys):
     chain = write(tmp_path / "c.txt", f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\nimport\n\tselect = {tmp_path}/nothing_here.tar\n")
     assert main(["run", str(chain)]) == 1
     assert "c.txt:5" in capsys.readouterr().err
+
+
+def test_clear_false_on_a_foreign_folder_never_makes_it_clearable(tmp_path, capsys):
+    """Using a user's folder once with clear = false must not mark it as ours."""
+    folder = tmp_path / "ESIS"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "thesis.docx").write_text("years of work")
+    keep = write(tmp_path / "keep.txt", f"IMALYS\nhome\n\tdirectory = {folder}\n\tclear = false\n")
+    wipe = write(tmp_path / "wipe.txt", f"IMALYS\nhome\n\tdirectory = {folder}\n\tclear = true\n")
+    assert main(["run", str(keep)]) == 0
+    assert main(["run", str(wipe)]) == 1
+    assert "refusing to clear" in capsys.readouterr().err
+    assert (folder / "thesis.docx").exists() and (folder / "sub").is_dir()

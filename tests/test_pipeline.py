@@ -169,6 +169,13 @@ def test_import_products_carry_quality_and_provenance(chain_run, scenes, frame_w
     prov = side["properties"]["imalys:provenance"]
     assert sorted(prov["archive_items"]) == sorted(s.path.name[:-4] for s in sc)
     assert "bestof" in prov["chain_text"]
+    kinds = [step["kind"] for step in prov["lineage"]]
+    assert kinds[:2] == ["reduce", "compile"] and kinds.count("import") == len(sc)
+    imports = [step["command"] for step in prov["lineage"] if step["kind"] == "import"]
+    assert all(c["command"] == "import" and c["parameters"]["factor"] == "2.75e-5" for c in imports)
+    assert side["properties"]["imalys:qualities"] == pytest.approx(
+        [json.loads((chain_run / "wd" / n / f"{n}.json").read_text())["properties"]["imalys:quality"]
+         for n in side["properties"]["imalys:inputs"] and [f"LC08_193026_{s.spec.acquired:%Y%m%d}" for s in sc]])
 
 
 def test_quality_threshold_just_below_and_above(scenes, frame_wgs84, tmp_path):
@@ -238,3 +245,13 @@ def test_working_directory_is_a_valid_stac_catalog(chain_run):
     checked, errors = validate_tree(chain_run / "wd")
     assert errors == []
     assert checked >= len(ids) + 1
+
+
+def test_two_exports_of_one_name_keep_their_own_items(chain_run, tmp_path):
+    wd = chain_run / "wd"
+    chain = _chain(tmp_path, f"home\n\tdirectory = {wd}\nexport\n\tselect = bestof\n\ttarget = {tmp_path}/o.tif\n"
+                             f"export\n\tselect = bestof\n\ttarget = {tmp_path}/o.png\n")
+    run_chain(load_chain(chain))
+    tif = json.loads((tmp_path / "o.json").read_text())
+    png = json.loads((tmp_path / "o.png.json").read_text())
+    assert tif["assets"]["data"]["href"] == "./o.tif" and png["assets"]["data"]["href"] == "./o.png"

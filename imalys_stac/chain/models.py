@@ -207,7 +207,7 @@ class Export(Model):
 
     command: ClassVar[str] = "export"
     select: str = param(v.text_value, required=True, example="select = bestof")
-    target: Path = param(v.path, required=True, example="target = ~/ESIS/results/bestof_summer.tif")
+    target: Path = param(v.export_target, required=True, example="target = ~/ESIS/results/bestof_summer.tif")
 
 
 #: Command name → parameter model.

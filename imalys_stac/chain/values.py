@@ -134,6 +134,21 @@ def path(text: str, ctx: Context) -> Path:
     return Path(expand_path_text(text.strip()))
 
 
+#: file endings `export` can write (kept equal to imalys_stac.write.FORMATS by a test; no GDAL
+#: import here, so a chain can be checked without loading the raster stack)
+EXPORT_ENDINGS = (".tif", ".tiff", ".vrt", ".nc", ".zarr", ".png", "")
+
+
+def export_target(text: str, ctx: Context) -> Path:
+    value = path(text, ctx)
+    if value.suffix.lower() not in EXPORT_ENDINGS:
+        raise ValueError(
+            f"unknown format {value.suffix!r}: the ending picks the format — "
+            + ", ".join(e for e in EXPORT_ENDINGS if e) + ", or no ending for ENVI"
+        )
+    return value
+
+
 def path_text(text: str, ctx: Context) -> str:
     return expand_path_text(text.strip())
 

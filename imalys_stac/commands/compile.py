@@ -16,7 +16,7 @@ import rasterio
 from ..cube.grid import Frame, Grid, transform_bounds
 from ..products import KIND, compile_item
 from ..workdir import WorkdirError
-from .context import Context, log
+from .context import Context, command_record, log
 
 
 def pick_inputs(ctx: Context, cmd) -> list[str]:
@@ -99,6 +99,7 @@ def run(ctx: Context, cmd) -> None:
                         parameter="search" if p.search else "select")
     frame_wkt = frame.geometry_in(grid.epsg).wkt if frame is not None else None
     item = compile_item(p.target, items, grid, frame_wkt, str(p.frame) if p.frame else None)
+    item.properties["imalys:command"] = command_record(ctx, cmd)
     ctx.workdir.save(item)
     log.info("   %s: %d image(s) %s on EPSG:%d, %d x %d pixels of %g m", p.target, len(items), ", ".join(names),
              grid.epsg, grid.shape[1], grid.shape[0], grid.resolution)

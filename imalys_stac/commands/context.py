@@ -19,3 +19,10 @@ class Context:
     client: object | None = None
     chunksize: int | None = None  # None: sized per cube so a block's memory does not grow with the dates
     outputs: list[Path] = field(default_factory=list)
+
+
+def command_record(ctx: Context, cmd) -> dict:
+    """What made a product: chain file, line, command and its parameters as written (after
+    variables) — stored in every product item so provenance survives across chains."""
+    return {"chain": str(getattr(ctx.chain, "path", "")), "line": cmd.line, "command": cmd.name,
+            "parameters": {k: (v if len(v) > 1 else v[0]) for k, v in cmd.raw.items()}}

@@ -12,7 +12,7 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from .. import __version__
-from ..products import KIND, archive_sources, cube_of
+from ..products import KIND, archive_sources, cube_of, lineage
 from ..runtime.progress import dask_progress
 from ..workdir import write_json_atomic
 from ..write import FORMATS, atomic_path, check_cog, write_image
@@ -70,11 +70,17 @@ def run(ctx: Context, cmd) -> None:
     log.info("   exported %s → %s", item.id, target)
 
 
+def item_path_for(target: Path) -> Path:
+    """Where the STAC item of an exported file goes: `x.json` beside a COG `x.tif` (the usual
+    pairing), `x.png.json` beside other formats so two exports of one name never share an item."""
+    if target.suffix.lower() in (".tif", ".tiff"):
+        return target.with_name(target.stem + ".json")
+    return target.with_name(target.name + ".json")
+
+
 def write_provenance(ctx: Context, cmd, item, target: Path) -> Path:
     """A STAC item beside the exported file: the product's item with the file as its asset and
     the provenance (archive items, chain text, every command's parameters, package version)."""
-    from ..write import FORMATS as _F  # noqa: F401
-
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
     media = {".tif": "image/tiff; application=geotiff; profile=cloud-optimized", ".tiff": "image/tiff; application=geotiff; profile=cloud-optimized",
              ".png": "image/png", ".nc": "application/netcdf", ".zarr": "application/vnd+zarr", ".vrt": "application/xml"}
@@ -88,9 +94,12 @@ def write_provenance(ctx: Context, cmd, item, target: Path) -> Path:
         "chain": str(chain.path),
         "chain_text": Path(chain.path).read_text(encoding="utf-8", errors="replace") if Path(chain.path).exists() else None,
         "commands": [{"command": c.name, "line": c.line, "parameters": {k: v for k, v in c.raw.items()}} for c in chain.commands],
+        # every product this file was computed from, with the command (chain, line, parameters)
+        # that made it — imports made by an earlier chain included
+        "lineage": lineage(ctx.workdir, item),
         "package": f"imalys-stac {__version__}",
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    out = target.with_name(target.stem + ".json") if target.suffix else target.with_name(target.name + ".json")
+    out = item_path_for(target)
     write_json_atomic(out, data)
     return out

@@ -27,7 +27,7 @@ from ..cube.vrt import recipe_vrt, vrt_possible
 from ..products import import_item
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
-from .context import Context, log
+from .context import Context, command_record, log
 
 # Bands taken when `bands` is not given: every image asset but the QA/auxiliary ones.
 _AUX_PREFIXES = ("qa", "atmos", "cloud_qa", "aerosol", "scl", "aot", "wvp")
@@ -187,6 +187,7 @@ def run(ctx: Context, cmd) -> None:
         with tempfile.TemporaryDirectory(dir=ctx.workdir.path, prefix=".import-") as tmp:
             sources = Path(tmp) / "sources.json"
             item = import_item(g, grid, cover=round(cover, 6), frame=str(p.frame) if p.frame else None, sources_file=sources)
+            item.properties["imalys:command"] = command_record(ctx, cmd)
             files = {"sources": sources}
             if vrt_possible(g, grid):
                 vrt = Path(tmp) / f"{name}.vrt"

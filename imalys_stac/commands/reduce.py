@@ -14,7 +14,7 @@ from ..cube.grid import Grid
 from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog
-from .context import Context, log
+from .context import Context, command_record, log
 
 #: methods that reduce each band over time (the others give one index band)
 PER_BAND = {"bestof", "median", "mean", "medoid", "variance", "difference", "count"}
@@ -77,6 +77,8 @@ def run(ctx: Context, cmd) -> None:
                 "imalys:dates": dates,
                 "imalys:layers": int(cube.sizes["time"]),
                 "imalys:bands": [str(b) for b in result.band.values],
+                "imalys:qualities": [round(float(q), 6) for q in cube.quality.values],
+                "imalys:command": command_record(ctx, cmd),
             })
             item.add_asset("data", pystac.Asset(
                 href=str(tif), media_type=pystac.MediaType.COG, roles=["data"],
