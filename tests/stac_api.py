@@ -43,3 +43,4 @@ def serve_collection(collection_folder: Path) -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()

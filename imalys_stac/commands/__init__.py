@@ -69,7 +69,7 @@ def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = No
                         log.debug("%s", traceback.format_exc())
                         raise cmd.error(f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)) from exc
     except ChainError as exc:
-        log.error("%s", exc)
+        log.error("%s", exc, extra={"file_only": True})
         if exc.__cause__ is not None:
             log.debug("cause: %s", "".join(traceback.format_exception(exc.__cause__)))
         raise

@@ -51,16 +51,25 @@ def run(ctx: Context, cmd) -> None:
     if ending and ending not in FORMATS:
         raise cmd.error(f"unknown format {ending!r}", parameter="target",
                         hint="use one of " + ", ".join(e for e in FORMATS if e) + " or no ending for ENVI")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cmd.error(f"cannot create the folder {target.parent}: {exc.strerror or exc}", parameter="target") from exc
     tags = {"IMALYS_PRODUCT": item.id, "IMALYS_PROCESS": str(item.properties.get("imalys:process", item.properties.get(KIND)))}
-    if item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff"):
-        # Already a COG written by reduce: copying is exact and cheap.
-        src = Path(item.assets["data"].get_absolute_href())
-        with atomic_path(target) as tmp:
-            shutil.copyfile(src, tmp)
-    else:
-        with dask_progress("export"):
-            write_image(_product_array(ctx, item), target, tags=tags)
+    try:
+        if item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff"):
+            # Already a COG written by reduce: copying is exact and cheap.
+            src = Path(item.assets["data"].get_absolute_href())
+            with atomic_path(target) as tmp:
+                shutil.copyfile(src, tmp)
+        else:
+            with dask_progress("export"):
+                write_image(_product_array(ctx, item), target, tags=tags)
+    except PermissionError as exc:
+        raise cmd.error(f"cannot write {target}: permission denied", parameter="target",
+                        hint="choose a folder you can write to") from exc
+    except OSError as exc:
+        raise cmd.error(f"cannot write {target}: {exc.strerror or exc}", parameter="target") from exc
     if ending in (".tif", ".tiff"):
         ok, errors, _ = check_cog(target)
         if not ok:

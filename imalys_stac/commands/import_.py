@@ -199,6 +199,9 @@ def run(ctx: Context, cmd) -> None:
                 ))
                 files["image"] = vrt
             ctx.workdir.save(item, files=files)
+        if frame is not None and cover < 0.99:
+            log.warning("%s covers %.1f %% of the frame: the rest is nodata (another tile of the same "
+                        "path and date, e.g. the neighbouring row, would fill it)", name, 100 * cover)
         written += 1
         log.info("   %s: quality %.3f, cover %.3f, %d tile(s) %s, grid EPSG:%d %dx%d at %g m",
                  name, g.quality, cover, len(g.items), ", ".join(it.id for it in g.items),

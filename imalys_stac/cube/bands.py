@@ -48,9 +48,11 @@ def resolve_band(item: pystac.Item, label: str) -> str:
     for key, asset in assets.items():
         if any(str(b.get("common_name", "")).lower() == low for b in _eo_bands(asset)):
             return key
-    available = ", ".join(
-        f"{k} ({'/'.join(str(b.get('name')) for b in _eo_bands(a))})" for k, a in assets.items()
-    )
+    def describe(key: str, asset: pystac.Asset) -> str:
+        names = "/".join(str(b["name"]) for b in _eo_bands(asset) if b.get("name"))
+        return f"{key} ({names})" if names else key
+
+    available = ", ".join(describe(k, a) for k, a in assets.items())
     raise BandError(f"band {label!r} is not in {item.id}; it has: {available}")
 
 

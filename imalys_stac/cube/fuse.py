@@ -75,8 +75,9 @@ def fuse_block(dn: np.ndarray, qa: np.ndarray, *, group_of: np.ndarray, factors:
                  nodata, ngroups, _FILL, _FLAGS, _CONF_SHIFTS, _CONF_HIGH, SCL_DISTURBED_TABLE)
 
 
-def auto_chunk(ntime: int, nbands: int, budget: int = 256 * 2**20) -> int:
-    """Spatial chunk side so one fused block (uint16 in, float32 out) stays within `budget`
-    bytes: memory per task must not grow with the number of dates."""
-    side = int(math.sqrt(budget / max(1, ntime * nbands * 6)))
+def auto_chunk(ntime: int, nbands: int, budget: int = 64 * 2**20) -> int:
+    """Spatial chunk side so one block of the calibrated cube (float32, all dates and bands)
+    stays within `budget` bytes — the same budget the compositing kernels use, so they never
+    re-split it — and a block's memory does not grow with the number of dates."""
+    side = int(math.sqrt(budget / max(1, ntime * nbands * 4)))
     return int(min(2048, max(256, (side // 256) * 256)))

@@ -101,7 +101,11 @@ class RunLog:
 
 
 class _ShortLevel(logging.Filter):
+    """Terminal format; records marked `file_only` (errors the CLI prints itself) stay in the file."""
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "file_only", False):
+            return False
         record.levelname_short = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
         return True
 

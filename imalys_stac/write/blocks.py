@@ -103,6 +103,8 @@ def stream(data: Any, sink: BlockSink, *, numpy_block: int = 1024) -> None:
     client = _distributed_client()
     if client is not None:
         _stream_distributed(data, sink, client)
+    elif _local_scheduler_kind() == "threads" and data.ndim >= 2 and len(data.chunks[-2]) > 1:
+        _stream_rows(data, sink)
     elif _local_scheduler_kind() in ("threads", "sync"):
         locked = _Locked(sink)
         try:
@@ -111,6 +113,31 @@ def stream(data: Any, sink: BlockSink, *, numpy_block: int = 1024) -> None:
             locked.close()
     else:
         _stream_batches(data, sink)
+
+
+def _stream_rows(data: da.Array, sink: BlockSink) -> None:
+    """One row of chunks per compute call. A single `store` over the whole graph lets the
+    threaded scheduler run input reads far ahead of the reductions that consume them (measured:
+    3 GiB for 8 dates of a 4096² scene, growing with the dates); a row at a time bounds memory by
+    one row of blocks. Rows follow chunk boundaries, so no input block is computed twice when
+    the input is chunked like the output."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lead = tuple(slice(0, n) for n in data.shape[:-2])
+    keys, y0 = [], 0
+    for height in data.chunks[-2]:
+        keys.append(lead + (slice(y0, y0 + height), slice(0, data.shape[-1])))
+        y0 += height
+    # the sink writes row i in its own thread while the scheduler computes row i + 1
+    with ThreadPoolExecutor(1, thread_name_prefix="imalys-write") as writer:
+        pending = None
+        for key in keys:
+            block = data[key].compute()
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(sink.__setitem__, key, block)
+        if pending is not None:
+            pending.result()
 
 
 def _batch_size(client: Any | None) -> int:
