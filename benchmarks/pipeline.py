@@ -130,6 +130,22 @@ def report() -> None:
         naive = runs.get(f"{r['size']}x{r['size']}, {r['dates']} dates, naive")
         speed = f"{naive['seconds'] / r['seconds']:.1f}×" if naive and r["variant"] == "chain" and r["ok"] else ""
         lines.append(f"| {r['size']}² | {r['dates']} | {r['variant']} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} | {speed} |")
+    lines += [
+        "",
+        "Same generated archives for both (Landsat 8 C2 L2 tars, DEFLATE COG members, ~30 % cloud; 6 optical",
+        "bands + QA_PIXEL), each variant in its own process on "
+        f"{results.get('machine', {}).get('cpus', '?')} CPUs; peak RSS of the whole process tree sampled from outside.",
+        "- naive: the notebook a user would write — `stackstac.stack(items, dtype=float32, rescale=False)`,",
+        "  calibrate by hand, `where` on the QA flags, `.median('time', skipna=True)`, `rio.to_raster` + `cog_translate`.",
+        "- chain: `imalys-stac run` on the seed's 2a + 2b (import → compile → reduce bestof → export) over whole scenes.",
+        "",
+        "Where the chain's time goes (8 dates, from its run log): import ≈ 2 s (one pass over the QA bands to measure",
+        "quality), reduce ≈ 13 s, export ≈ 1 s (copy + COG check), start-up ≈ 1.5 s. Inside reduce, decompressing",
+        "the DEFLATE archive members through GDAL is the floor (56 members × ~0.14 s CPU ≈ 4 s on two cores), the",
+        "fused mask/calibrate/merge kernel and the bestof kernel take < 1 s together, and writing the COG",
+        "(uncompressed tiled temp file, overviews, ZSTD copy) ≈ 3–4 s. Timings on this shared 2-CPU machine vary",
+        "by ±20 % between runs; the ratio is measured side by side in one run.",
+    ]
     section = "\n".join(lines) + "\n"
     results_md = HERE / "RESULTS.md"
     text = results_md.read_text() if results_md.exists() else "# Benchmark results\n\n"

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import pystac
 
-QA_ASSET = "qa_pixel"
 
 
 class BandError(ValueError):
