@@ -15,15 +15,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pystac
 import xarray as xr
-from shapely.geometry import mapping, shape
+from shapely.geometry import mapping
 from shapely import wkt as shapely_wkt
 
 from . import __version__
 from .cube.bands import Calibration
-from .cube.grid import Grid, geometry_mask, reproject_geometry
+from .cube.grid import Grid, geometry_mask
 from .cube.load import SceneGroup, load_groups
 from .workdir import WorkDir, WorkdirError
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from imalys_stac.cli import main, r_imalys, x_imalys
 

@@ -1,7 +1,6 @@
 """Cube loading through the import command: same-day merge, UTM zones, frames in other CRSs."""
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import numpy as np
@@ -11,7 +10,7 @@ from shapely.geometry import box
 
 from imalys_stac.chain import load_chain
 from imalys_stac.commands import run_chain
-from imalys_stac.cube.grid import Frame, Grid
+from imalys_stac.cube.grid import Grid
 from imalys_stac.products import cube_of
 from imalys_stac.synth import Landscape, SceneSpec, write_frame, write_landsat_archive
 from imalys_stac.workdir import WorkDir

@@ -57,7 +57,6 @@ def expected_window(scene, frame_path):
     """Frame rectangle in the scene CRS, snapped outward to the scene's own pixel grid."""
     import geopandas as gpd
 
-    g = gpd.read_file(frame_path).to_crs(scene.crs)
     # rectangle around all the points of the (densified) reprojected frame
     geom = gpd.read_file(frame_path).geometry.iloc[0].segmentize(0.0005)
     geom = gpd.GeoSeries([geom], crs=4326).to_crs(scene.crs).iloc[0]

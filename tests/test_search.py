@@ -2,11 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from datetime import date, datetime, timezone
 from pathlib import Path
 

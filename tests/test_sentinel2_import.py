@@ -2,7 +2,6 @@
 calibrated with the baseline's scale and offset, checked against plain rasterio + numpy."""
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import numpy as np

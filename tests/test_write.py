@@ -2,9 +2,7 @@
 atomicity, distributed clients, streaming. References are plain numpy computed independently."""
 from __future__ import annotations
 
-import os
 import tracemalloc
-from pathlib import Path
 
 import dask
 import dask.array as dsa

@@ -20,13 +20,12 @@ import re
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
-from affine import Affine
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
 from shapely.geometry.polygon import orient

@@ -15,7 +15,6 @@ import rasterio
 
 from ..cube.grid import Frame, Grid, transform_bounds
 from ..products import KIND, compile_item
-from ..workdir import WorkdirError
 from .context import Context, command_record, log
 
 

@@ -2,7 +2,6 @@
 item beside it that records where it came from."""
 from __future__ import annotations
 
-import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path

@@ -16,11 +16,10 @@ import dask
 import numpy as np
 import pystac
 import xarray as xr
-from shapely.geometry import box
 
 from ..chain import resolve_archive_pattern
 from ..cube.bands import Calibration, image_assets, resolve_band
-from ..cube.grid import Frame, Grid, asset_grid, geometry_mask, transform_bounds
+from ..cube.grid import Frame, Grid, asset_grid, transform_bounds
 from ..cube.load import DEFAULT_CHUNK, SceneGroup, qa_cube, usable
 from ..cube.quality import quality_band
 from ..cube.vrt import recipe_vrt, vrt_possible

@@ -1,7 +1,7 @@
 """The tutorial archive collection of the seed chapter, and frame files."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
