@@ -24,7 +24,9 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.bench_kernels
+	$(BIN)/python -m benchmarks.pipeline all --size 4096 --dates 4,8
+	$(BIN)/python -m benchmarks.bench_catalog all --count 1000,10000
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache benchmarks/work

@@ -39,6 +39,8 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from benchmarks.results_md import write_section
+
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("IMALYS_BENCH_WORK", HERE / "work")) / "catalog"
 RESULTS_JSON = HERE / "results" / "catalog.json"
@@ -357,16 +359,7 @@ def report() -> None:
     lines.append("")
     lines.append("Written by `benchmarks/bench_catalog.py`.")
     section = "\n".join(lines) + "\n"
-    results_md = HERE / "RESULTS.md"
-    text = results_md.read_text() if results_md.exists() else "# Benchmark results\n\n"
-    marker_start, marker_end = "<!-- catalog:start -->", "<!-- catalog:end -->"
-    block = f"{marker_start}\n{section}{marker_end}"
-    if marker_start in text:
-        pre, rest = text.split(marker_start, 1)
-        text = pre + block + rest.split(marker_end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    results_md.write_text(text)
+    write_section("catalog", section)
     print(section)
 
 

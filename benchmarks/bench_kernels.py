@@ -12,7 +12,7 @@ only ever adds time); the median is kept beside it.  Speed-ups are min/min.
 Writes ``benchmarks/results/kernels.json``, refreshes the "Kernels" section of
 ``benchmarks/RESULTS.md`` (between ``<!-- kernels:start -->`` and
 ``<!-- kernels:end -->``; other sections are left alone) and prints a table.
-Run: ``.venv/bin/python benchmarks/bench_kernels.py [--size 1024] [--repeat 15]``.
+Run: ``.venv/bin/python -m benchmarks.bench_kernels [--size 1024] [--repeat 15]``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import numpy as np  # noqa: E402
 from imalys_stac.composite import kernels as K  # noqa: E402
 
 HERE = Path(__file__).parent
-MARK_START, MARK_END = "<!-- kernels:start -->", "<!-- kernels:end -->"
 
 
 def make_stack(t: int, b: int, n: int, nan_frac: float, seed: int = 0) -> np.ndarray:
@@ -93,16 +92,9 @@ def markdown(result: dict) -> str:
 
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) the kernels section of ``path``; everything else is kept as is."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    block = f"{MARK_START}\n{section}{MARK_END}"
-    if MARK_START in text and MARK_END in text.split(MARK_START, 1)[1]:
-        pre, rest = text.split(MARK_START, 1)
-        text = pre + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from benchmarks.results_md import write_section as write_named
+
+    write_named("kernels", section, path)
 
 
 def main() -> None:

@@ -19,6 +19,8 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from benchmarks.results_md import write_section
+
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("IMALYS_BENCH_WORK", HERE / "work"))
 RESULTS_JSON = HERE / "results" / "pipeline.json"
@@ -147,16 +149,7 @@ def report() -> None:
         "by ±20 % between runs; the ratio is measured side by side in one run.",
     ]
     section = "\n".join(lines) + "\n"
-    results_md = HERE / "RESULTS.md"
-    text = results_md.read_text() if results_md.exists() else "# Benchmark results\n\n"
-    marker_start, marker_end = "<!-- pipeline:start -->", "<!-- pipeline:end -->"
-    block = f"{marker_start}\n{section}{marker_end}"
-    if marker_start in text:
-        pre, rest = text.split(marker_start, 1)
-        text = pre + block + rest.split(marker_end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    results_md.write_text(text)
+    write_section("pipeline", section)
     print(section)
 
 

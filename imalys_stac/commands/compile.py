@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from ..cube.grid import Frame, Grid, transform_bounds
+from ..cube.grid import Grid, transform_bounds
 from ..products import KIND, compile_item
-from .context import Context, command_record, log
+from .context import Context, command_record, load_product, log, read_frame
 
 
 def pick_inputs(ctx: Context, cmd) -> list[str]:
@@ -23,9 +23,7 @@ def pick_inputs(ctx: Context, cmd) -> list[str]:
     wd = ctx.workdir
     names: list[str] = []
     for s in p.select:
-        if not wd.exists(s):
-            raise cmd.error(f"no product {s!r} in {wd.path} (products: {', '.join(wd.names()) or 'none'})", parameter="select")
-        names.append(s)
+        names.append(load_product(ctx, cmd, s, hint="run import first").id)
     if p.search:
         hits = wd.search(p.search)
         if not hits:
@@ -72,12 +70,7 @@ def run(ctx: Context, cmd) -> None:
     names = pick_inputs(ctx, cmd)
     items = [ctx.workdir.load(n) for n in names]
     grids = [Grid.from_stac(it.properties) for it in items]
-    frame = None
-    if p.frame:
-        try:
-            frame = Frame.read(p.frame)
-        except ValueError as exc:
-            raise cmd.error(str(exc), parameter="frame") from exc
+    frame = read_frame(cmd)
     if p.projection:
         grid = template_grid(ctx, cmd, p.projection)
     else:

@@ -26,3 +26,24 @@ def command_record(ctx: Context, cmd) -> dict:
     variables) — stored in every product item so provenance survives across chains."""
     return {"chain": str(getattr(ctx.chain, "path", "")), "line": cmd.line, "command": cmd.name,
             "parameters": {k: (v if len(v) > 1 else v[0]) for k, v in cmd.raw.items()}}
+
+
+def load_product(ctx: Context, cmd, name: str, hint: str):
+    """A product of the working directory named in `select`, or an error that lists the products."""
+    wd = ctx.workdir
+    if not wd.exists(name):
+        raise cmd.error(f"no product {name!r} in {wd.path} (products: {', '.join(wd.names()) or 'none'})",
+                        parameter="select", hint=hint)
+    return wd.load(name)
+
+
+def read_frame(cmd):
+    """The command's `frame` as a Frame (None without one); unreadable files name the line."""
+    from ..cube.grid import Frame
+
+    if not cmd.params.frame:
+        return None
+    try:
+        return Frame.read(cmd.params.frame)
+    except ValueError as exc:
+        raise cmd.error(str(exc), parameter="frame") from exc

@@ -15,7 +15,7 @@ from ..products import KIND, archive_sources, cube_of, lineage
 from ..runtime.progress import dask_progress
 from ..workdir import write_json_atomic
 from ..write import FORMATS, atomic_path, check_cog, write_image
-from .context import Context, log
+from .context import Context, load_product, log
 
 
 def _product_array(ctx: Context, item) -> xr.DataArray:
@@ -40,11 +40,7 @@ def _product_array(ctx: Context, item) -> xr.DataArray:
 
 def run(ctx: Context, cmd) -> None:
     p = cmd.params
-    wd = ctx.workdir
-    if not wd.exists(p.select):
-        raise cmd.error(f"no product {p.select!r} in {wd.path} (products: {', '.join(wd.names()) or 'none'})",
-                        parameter="select", hint="run reduce (or compile/import) first")
-    item = wd.load(p.select)
+    item = load_product(ctx, cmd, p.select, hint="run reduce (or compile/import) first")
     target = Path(p.target).expanduser()
     ending = target.suffix.lower()
     if ending and ending not in FORMATS:

@@ -26,7 +26,7 @@ from ..cube.vrt import recipe_vrt, vrt_possible
 from ..products import import_item
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
-from .context import Context, command_record, log
+from .context import Context, command_record, log, read_frame
 
 # Bands taken when `bands` is not given: every image asset but the QA/auxiliary ones.
 _AUX_PREFIXES = ("qa", "atmos", "cloud_qa", "aerosol", "scl", "aot", "wvp")
@@ -118,12 +118,7 @@ def choose_grid(items: list[pystac.Item], key: str, frame: Frame | None, warp: i
 
 def run(ctx: Context, cmd) -> None:
     p = cmd.params
-    frame = None
-    if p.frame:
-        try:
-            frame = Frame.read(p.frame)
-        except ValueError as exc:
-            raise cmd.error(str(exc), parameter="frame") from exc
+    frame = read_frame(cmd)
     items = select_items(cmd, frame)
     log.info("   %d archive item(s) selected", len(items))
     if not items:

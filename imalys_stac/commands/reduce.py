@@ -14,7 +14,7 @@ from ..cube.grid import Grid
 from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog
-from .context import Context, command_record, log
+from .context import Context, command_record, load_product, log
 
 #: methods that reduce each band over time (the others give one index band)
 PER_BAND = {"bestof", "median", "mean", "medoid", "variance", "difference", "count"}
@@ -36,10 +36,7 @@ def layers_as_time(cube: xr.DataArray) -> xr.DataArray:
 def run(ctx: Context, cmd) -> None:
     p = cmd.params
     wd = ctx.workdir
-    if not wd.exists(p.select):
-        raise cmd.error(f"no product {p.select!r} in {wd.path} (products: {', '.join(wd.names()) or 'none'})",
-                        parameter="select", hint="run compile (or import) first")
-    source = wd.load(p.select)
+    source = load_product(ctx, cmd, p.select, hint="run compile (or import) first")
     if source.properties.get(KIND) not in ("import", "compile"):
         raise cmd.error(f"{p.select} is a {source.properties.get(KIND)} product; reduce works on a compiled stack or an imported image",
                         parameter="select")
