@@ -128,3 +128,145 @@ def test_level1_product_refused(tmp_path):
 
 def test_missing_file(tmp_path):
     _expect(tmp_path / "nope.tar", "no such file")
+
+
+# ---------------------------------------------------------------------------------------- grid reuse
+def _retar(src_tar, dest, replace=None, extra=None, mode="w"):
+    """Copy ``src_tar`` to ``dest`` with members replaced (suffix -> bytes) or added (name -> bytes)."""
+    import io
+
+    replace, extra = replace or {}, extra or {}
+    with tarfile.open(src_tar) as tin, tarfile.open(dest, mode) as tout:
+        for m in tin.getmembers():
+            data = tin.extractfile(m).read()
+            for suffix, new in replace.items():
+                if m.name.endswith(suffix):
+                    data = new
+            ti = tarfile.TarInfo(m.name)
+            ti.size = len(data)
+            tout.addfile(ti, io.BytesIO(data))
+        for name, data in extra.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tout.addfile(ti, io.BytesIO(data))
+    return dest
+
+
+def _tiff_bytes(width, height, transform, nodata=0, dtype="uint16", tiled=False):
+    import numpy as np
+    from rasterio.io import MemoryFile
+
+    profile = dict(driver="GTiff", width=width, height=height, count=1, dtype=dtype, crs="EPSG:32618",
+                   transform=transform, nodata=nodata)
+    if tiled:
+        profile.update(tiled=True, blockxsize=16, blockysize=16)
+    with MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(np.ones((1, height, width), dtype=dtype))
+        return mem.read()
+
+
+def _reference_grids(path, m):
+    from imalys_stac.archives import read_grid, vsitar
+
+    return {s: read_grid(vsitar(path, m.members[s])) for s in m.grids}
+
+
+def test_grid_read_once_per_distinct_header(real_tar, monkeypatch):
+    import imalys_stac.archives.landsat as L
+
+    opened = []
+    real = L.read_grid
+    monkeypatch.setattr(L, "read_grid", lambda href: opened.append(href) or real(href))
+    m = open_archive(real_tar)
+    # SR bands + ST share one header, the QA members and the aerosol band have their own
+    assert len(opened) < len(m.grids) == 11
+    monkeypatch.undo()
+    assert m.grids == _reference_grids(real_tar, m)
+
+
+def test_members_with_other_grids_are_read_themselves(tmp_path, real_tar):
+    from affine import Affine
+
+    with rasterio.open(f"/vsitar/{real_tar}/{PRODUCT_ID}_SR_B2.TIF") as ds:
+        t = ds.transform
+    half = Affine(t.a * 2, t.b, t.c, t.d, t.e * 2, t.f)
+    shifted = Affine(t.a, t.b, t.c + 30, t.d, t.e, t.f)
+    p = _retar(real_tar, tmp_path / f"{PRODUCT_ID}.tar", replace={
+        "_SR_B3.TIF": _tiff_bytes(256, 256, half),          # other size and pixel size
+        "_SR_B4.TIF": _tiff_bytes(512, 512, shifted),       # same size, shifted origin
+        "_SR_B5.TIF": _tiff_bytes(512, 512, t, nodata=1),   # other nodata
+        "_SR_B6.TIF": _tiff_bytes(512, 512, t, dtype="int16"),
+        "_SR_B7.TIF": _tiff_bytes(512, 512, t, tiled=True),  # same grid, other layout
+    })
+    m = open_archive(p)
+    assert m.grids == _reference_grids(p, m)
+    assert m.grids["SR_B3"].shape == (256, 256)
+    assert m.grids["SR_B4"].transform[2] == pytest.approx(t.c + 30)
+    assert m.grids["SR_B5"].nodata == 1 and m.grids["SR_B6"].dtype == "int16"
+    assert m.grids["SR_B7"] == m.grids["SR_B2"]  # read by itself, same grid
+
+
+def test_not_a_tiff_member_is_reported(tmp_path, real_tar):
+    p = _retar(real_tar, tmp_path / f"{PRODUCT_ID}.tar", replace={"_SR_B5.TIF": b"II*\0garbage" * 10})
+    _expect(p, "SR_B5.TIF is not a readable raster")
+
+
+def test_sidecar_disables_reuse_and_gzip_tar(tmp_path, real_tar, monkeypatch):
+    import imalys_stac.archives.landsat as L
+
+    for name, kw in (("side", {"extra": {f"{PRODUCT_ID}_SR_B4.TIF.aux.xml": b"<PAMDataset/>"}}),
+                     ("gz", {"mode": "w:gz"})):
+        (tmp_path / name).mkdir()
+        p = _retar(real_tar, tmp_path / name / (f"{PRODUCT_ID}.tar" + (".gz" if name == "gz" else "")), **kw)
+        opened: list[str] = []
+        monkeypatch.setattr(L, "read_grid", lambda href, o=opened, r=L.read_grid: o.append(href) or r(href))
+        m = open_archive(p)
+        monkeypatch.undo()
+        assert len(opened) == len(m.grids) == 11  # every member through GDAL
+        assert m.grids == _reference_grids(p, m)
+
+
+def test_tiff_signature(tmp_path):
+    import os
+
+    from affine import Affine
+
+    from imalys_stac.archives.landsat import tiff_signature
+
+    t = Affine(30, 0, 300000, 0, -30, 5000000)
+    blobs = {"a": _tiff_bytes(64, 64, t), "b": _tiff_bytes(64, 64, t), "c": _tiff_bytes(64, 32, t),
+             "big": None, "junk": b"not a tiff at all"}
+    from rasterio.io import MemoryFile
+    import numpy as np
+    with MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=64, height=64, count=1, dtype="uint16", crs="EPSG:32618",
+                      transform=t, nodata=0, BIGTIFF="YES") as ds:
+            ds.write(np.ones((1, 64, 64), dtype="uint16"))
+        blobs["big"] = mem.read()
+    f = tmp_path / "blob"
+    offsets = {}
+    with open(f, "wb") as fh:
+        for k, b in blobs.items():
+            fh.write(b"\0" * 7)  # members need not be aligned
+            offsets[k] = (fh.tell(), len(b))
+            fh.write(b)
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        sig = {k: tiff_signature(fd, *offsets[k]) for k in blobs}
+    finally:
+        os.close(fd)
+    assert sig["a"] is not None and sig["a"] == sig["b"] != sig["c"]
+    assert sig["big"] is not None and sig["big"] != sig["a"]
+    assert sig["junk"] is None
+
+
+def test_ang_corners_only(tmp_path):
+    from imalys_stac.archives.landsat import _find, _parse_ang
+
+    text = (REAL_DIR / PRODUCT_ID / f"{PRODUCT_ID}_ANG.txt").read_text()
+    full, quick = parse_odl(text), _parse_ang(text)
+    for k in ("BAND01_L1T_IMAGE_CORNER_LINES", "BAND01_L1T_IMAGE_CORNER_SAMPS"):
+        assert _find(quick, k) == _find(full, k) and len(_find(quick, k)) == 4
+    # an ANG without the two keys exactly once is parsed whole (and may fail as before)
+    assert _parse_ang("GROUP = A\n  X = 1\nEND_GROUP = A\nEND\n") == {"A": {"X": 1}}

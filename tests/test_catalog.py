@@ -207,3 +207,45 @@ def test_process_pool_path(archives, tmp_path, monkeypatch):
     monkeypatch.setattr(catalog_mod, "PROCESS_THRESHOLD", 2)
     rep = build_catalog(str(archives / "*.tar"), tmp_path / "cat", workers=2, progress=False)
     assert len(rep.added) == 3
+
+
+def test_items_written_as_read(archives, tmp_path, monkeypatch):
+    """Each item's JSON is staged as soon as its archive is read (memory flat in the count)."""
+    target = tmp_path / "cat"
+    staged = []
+    real = catalog_mod._read_one
+
+    def spy(path):
+        tmp = tmp_path / f".cat.tmp-{os.getpid()}"
+        staged.append(len(list(tmp.rglob("L*.json"))))
+        return real(path)
+
+    monkeypatch.setattr(catalog_mod, "_read_one", spy)
+    rep = build_catalog(str(archives / "*.tar"), target, workers=1, progress=False)
+    assert staged == [0, 1, 2] and len(rep.added) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["archives", "cat"]
+    assert validate_tree(target)[1] == []
+
+
+@pytest.mark.parametrize("order", ["sorted", "reversed"])
+def test_duplicate_ids_settled_by_path_not_arrival(archives, tmp_path, monkeypatch, order):
+    copy = tar_real_scene(archives, name="zz-copy.tar")  # same product id, sorts after the original
+    original = archives / f"{PRODUCT_ID}.tar"
+    real = catalog_mod._read_all
+
+    def shuffled(paths, workers, progress, sink=None):
+        results = real(paths, 1, progress)
+        for r in sorted(results, key=lambda r: r[0], reverse=order == "reversed"):
+            sink(r)
+        return []
+
+    monkeypatch.setattr(catalog_mod, "_read_all", shuffled)
+    target = tmp_path / "cat"
+    rep = build_catalog(str(archives / "*.tar"), target, progress=False)
+    assert len(rep.added) == 3
+    assert rep.skipped == [(str(copy), f"duplicate product id {PRODUCT_ID} (also in {original})")]
+    state = json.loads((target / ".imalys-catalog.json").read_text())
+    assert str(original) in state["archives"] and str(copy) in state["skipped"]
+    (item,) = list(target.rglob(f"{PRODUCT_ID}.json"))
+    assert str(original) in json.loads(item.read_text())["assets"]["red"]["href"]
+    assert validate_tree(target)[1] == []

@@ -1,11 +1,15 @@
 """Read a Landsat Collection 2 Level-2 archive in place: member list, MTL, raster headers.
 
-Nothing is extracted: the tar's member table is read with :mod:`tarfile` (headers only), the
-MTL/ANG text members are read into memory, and the raster headers through GDAL ``/vsitar/``.
+Nothing is extracted: the tar's member table is read once with :mod:`tarfile` (headers only),
+the MTL/ANG text members are read into memory from the same open archive, and the raster headers
+through GDAL ``/vsitar/`` — once per distinct TIFF header: members whose first IFD has the same
+tags (apart from where their pixel data lie) share the grid GDAL read for the first of them.
 """
 from __future__ import annotations
 
+import os
 import re
+import struct
 import tarfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -82,6 +86,8 @@ class SceneMetadata:
 
     def href(self, suffix: str) -> str:
         """GDAL path of a member, read in place."""
+        if self.archive.is_absolute():  # open_archive resolved it already: no resolve() per href
+            return f"/vsitar/{self.archive.as_posix()}/{self.members[suffix]}"
         return vsitar(self.archive, self.members[suffix])
 
     @property
@@ -98,11 +104,14 @@ def _fail(path: Path, reason: str) -> ArchiveError:
     return ArchiveError(f"{path}: {reason}")
 
 
-def _members(path: Path) -> list[tarfile.TarInfo]:
-    """Regular file members of a tar, refusing truncated archives."""
+def _members(path: Path, tar: tarfile.TarFile | None = None) -> list[tarfile.TarInfo]:
+    """Regular file members of a tar, refusing truncated archives (``tar``: already open)."""
     size = path.stat().st_size
     try:
-        with tarfile.open(path, "r:*") as tar:
+        if tar is None:
+            with tarfile.open(path, "r:*") as t:
+                infos = [m for m in t.getmembers() if m.isfile()]
+        else:
             infos = [m for m in tar.getmembers() if m.isfile()]
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         reason = str(exc).splitlines()[-1].strip(" -") if str(exc) else exc.__class__.__name__
@@ -118,15 +127,115 @@ def _members(path: Path) -> list[tarfile.TarInfo]:
     return infos
 
 
-def _read_member(path: Path, name: str) -> str:
+def _read_member(path: Path, name: str | tarfile.TarInfo, tar: tarfile.TarFile | None = None) -> str:
+    """A text member (``tar``: the archive already open, else it is opened for this read)."""
+    label = name.name if isinstance(name, tarfile.TarInfo) else name
     try:
-        with tarfile.open(path, "r:*") as tar:
-            fh = tar.extractfile(name)
-            if fh is None:
-                raise _fail(path, f"member {name} is not a regular file")
-            return fh.read().decode("utf-8", errors="replace")
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise _fail(path, f"cannot read member {name}: {exc}") from None
+        if tar is None:
+            with tarfile.open(path, "r:*") as t:
+                return _read_member(path, name, t)
+        fh = tar.extractfile(name)
+        if fh is None:
+            raise _fail(path, f"member {label} is not a regular file")
+        return fh.read().decode("utf-8", errors="replace")
+    except (tarfile.TarError, EOFError, OSError, KeyError) as exc:
+        raise _fail(path, f"cannot read member {label}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------- TIFF headers
+#: TIFF field types -> bytes per value (classic + BigTIFF)
+_TIFF_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
+                   16: 8, 17: 8, 18: 8}
+#: tags that only say where a member's pixel data lie: left out of the header signature
+_TIFF_DATA_TAGS = frozenset({273, 279, 324, 325})  # StripOffsets, StripByteCounts, TileOffsets, TileByteCounts
+#: sidecar files GDAL would consult for a raster's georeferencing or nodata (then no reuse)
+_SIDECARS = (".aux.xml", ".tfw", ".tifw", ".wld", ".tab", ".ovr", ".msk")
+_HEAD = 4096
+
+
+def tiff_signature(fd: int, start: int, size: int) -> tuple | None:
+    """The first IFD of a TIFF stored at bytes ``start .. start + size`` of file ``fd``: every
+    tag (id, type, count, value bytes) except the strip/tile offsets and byte counts, or None if
+    the bytes are not a TIFF this parser understands.
+
+    Two members with equal signatures have the same size, data type, nodata, georeferencing and
+    compression as far as GDAL's GTiff driver can tell from the file itself, hence the same
+    :class:`Grid`; a None only means "read this one with GDAL".
+    """
+    if size < 16:
+        return None
+    head = os.pread(fd, min(size, _HEAD), start)
+
+    def read(off: int, n: int) -> bytes | None:
+        if off < 0 or off + n > size:
+            return None
+        if off + n <= len(head):
+            return head[off:off + n]
+        b = os.pread(fd, n, start + off)
+        return b if len(b) == n else None
+
+    if len(head) < 16:
+        return None
+    bo = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if bo is None:
+        return None
+    magic = struct.unpack(bo + "H", head[2:4])[0]
+    if magic == 42:
+        big, ifd = False, struct.unpack(bo + "I", head[4:8])[0]
+        cnt_fmt, cnt_size, entry_fmt, entry_size, inline = "H", 2, "HHI4s", 12, 4
+    elif magic == 43:
+        if struct.unpack(bo + "HH", head[4:8]) != (8, 0):
+            return None
+        big, ifd = True, struct.unpack(bo + "Q", head[8:16])[0]
+        cnt_fmt, cnt_size, entry_fmt, entry_size, inline = "Q", 8, "HHQ8s", 20, 8
+    else:
+        return None
+    raw = read(ifd, cnt_size)
+    if raw is None:
+        return None
+    n = struct.unpack(bo + cnt_fmt, raw)[0]
+    if not 0 < n < 4096:
+        return None
+    table = read(ifd + cnt_size, n * entry_size)
+    if table is None:
+        return None
+    tags = []
+    for i in range(n):
+        tag, typ, count, value = struct.unpack_from(bo + entry_fmt, table, i * entry_size)
+        if tag in _TIFF_DATA_TAGS:
+            continue
+        width = _TIFF_TYPE_SIZE.get(typ)
+        if width is None:
+            return None
+        nbytes = width * count
+        if nbytes > inline:
+            off = struct.unpack(bo + ("Q" if big else "I"), value)[0]
+            value = read(off, nbytes)
+            if value is None:
+                return None
+        else:
+            value = value[:nbytes]
+        tags.append((tag, typ, count, value))
+    return (bo, big, tuple(tags))
+
+
+def _has_sidecars(names: list[str]) -> bool:
+    return any(n.lower().endswith(_SIDECARS) for n in names)
+
+
+_ANG_CORNERS = re.compile(r"^[ \t]*(BAND01_L1T_IMAGE_CORNER_(?:LINES|SAMPS))[ \t]*=[ \t]*\([^)]*\)", re.MULTILINE)
+
+
+def _parse_ang(text: str) -> dict[str, Any]:
+    """The ANG.txt values the footprint uses (the band 1 image corners).
+
+    A real ANG.txt is ~120 KB of ephemeris and RPC tables; when each corner key occurs exactly
+    once only those two assignments are parsed, otherwise the whole file (as before).
+    """
+    found = _ANG_CORNERS.findall(text)
+    if sorted(found) == ["BAND01_L1T_IMAGE_CORNER_LINES", "BAND01_L1T_IMAGE_CORNER_SAMPS"]:
+        return parse_odl("\n".join(m.group(0) for m in _ANG_CORNERS.finditer(text)))
+    return parse_odl(text)
 
 
 def _get(d: dict[str, Any], *keys: str) -> Any:
@@ -227,8 +336,21 @@ def open_archive(path: str | Path) -> SceneMetadata:
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise _fail(path, "no such file")
-    infos = _members(path)
+    with open(path, "rb") as fh:
+        try:
+            tar = tarfile.open(fileobj=fh, mode="r:*")
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            reason = str(exc).splitlines()[-1].strip(" -") if str(exc) else exc.__class__.__name__
+            raise _fail(path, f"not a readable tar archive ({reason})") from None
+        with tar:
+            # an uncompressed tar reads from ``fh`` itself: its TIFF headers can be read in place
+            return _open_tar(path, tar, fh.fileno() if tar.fileobj is fh else None)
+
+
+def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> SceneMetadata:
+    infos = _members(path, tar)
     names = [m.name for m in infos]
+    by_name = {m.name: m for m in infos}
     mtl_names = [n for n in names if n.endswith("_MTL.txt")]
     if not mtl_names:
         raise _fail(path, "no *_MTL.txt member: not a Landsat Collection 2 archive "
@@ -255,7 +377,7 @@ def open_archive(path: str | Path) -> SceneMetadata:
         members[suffix] = n
 
     try:
-        mtl = parse_odl(_read_member(path, mtl_name))
+        mtl = parse_odl(_read_member(path, by_name[mtl_name], tar))
     except ValueError as exc:
         raise _fail(path, f"unreadable MTL.txt: {exc}") from None
     root = mtl.get("LANDSAT_METADATA_FILE")
@@ -266,7 +388,7 @@ def open_archive(path: str | Path) -> SceneMetadata:
     ang = None
     if "ANG.txt" in members:
         try:
-            ang = parse_odl(_read_member(path, members["ANG.txt"]))
+            ang = _parse_ang(_read_member(path, by_name[members["ANG.txt"]], tar))
         except ValueError:
             ang = None  # footprint falls back to the MTL corners
 
@@ -284,6 +406,9 @@ def open_archive(path: str | Path) -> SceneMetadata:
     st = root.get("LEVEL2_SURFACE_TEMPERATURE_PARAMETERS") or {}
     bands: list[BandInfo] = []
     grids: dict[str, Grid] = {}
+    seen: dict[tuple, Grid] = {}  # TIFF header signature -> grid GDAL read for it
+    reuse = not _has_sidecars(names)
+    root_posix = path.as_posix()
     for info in table:
         if info.suffix not in members:
             continue
@@ -296,10 +421,23 @@ def open_archive(path: str | Path) -> SceneMetadata:
                 offset = _float(st.get(f"TEMPERATURE_ADD_BAND_{info.mtl_band}"))
             info = info.with_calibration(scale if scale is not None else info.scale,
                                          offset if offset is not None else info.offset)
-        try:
-            grids[info.suffix] = read_grid(vsitar(path, members[info.suffix]))
-        except rasterio.errors.RasterioError as exc:
-            raise _fail(path, f"member {members[info.suffix]} is not a readable raster: {exc}") from None
+        member = members[info.suffix]
+        sig = None
+        if fd is not None and reuse:
+            ti = by_name[member]
+            try:
+                sig = tiff_signature(fd, ti.offset_data, ti.size)
+            except (OSError, struct.error):
+                sig = None
+        if sig is not None and sig in seen:
+            grids[info.suffix] = seen[sig]
+        else:
+            try:
+                grids[info.suffix] = read_grid(f"/vsitar/{root_posix}/{member}")
+            except rasterio.errors.RasterioError as exc:
+                raise _fail(path, f"member {member} is not a readable raster: {exc}") from None
+            if sig is not None:
+                seen[sig] = grids[info.suffix]
         bands.append(info)
     if not any(b.suffix.startswith("SR_B") for b in bands) or "QA_PIXEL" not in members:
         raise _fail(path, "no SR_B* and QA_PIXEL raster members: not a Level-2 surface reflectance archive")
@@ -353,4 +491,5 @@ def open_archive(path: str | Path) -> SceneMetadata:
     )
 
 
-__all__ = ["ArchiveError", "Grid", "SceneMetadata", "open_archive", "read_grid", "vsitar", "METADATA_MEMBERS"]
+__all__ = ["ArchiveError", "Grid", "SceneMetadata", "open_archive", "read_grid", "tiff_signature", "vsitar",
+           "METADATA_MEMBERS"]

@@ -25,7 +25,7 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
@@ -109,30 +109,54 @@ def _read_one(path: str) -> tuple[str, dict[str, Any] | None, str | None]:
         return path, None, f"{exc.__class__.__name__}: {exc}"
 
 
-def _read_all(paths: list[str], workers: int | None, progress: bool) -> Iterable[tuple[str, dict | None, str | None]]:
+def _read_all(paths: list[str], workers: int | None, progress: bool,
+              sink: Callable[[tuple[str, dict | None, str | None]], None] | None = None,
+              ) -> list[tuple[str, dict | None, str | None]]:
+    """Read ``paths`` in parallel. With ``sink`` each result is handed to it as it arrives and
+    nothing is kept (memory flat in the number of archives); without, the results are returned."""
     if not paths:
         return []
     workers = workers or min(8, os.cpu_count() or 1)
     show = progress and sys.stderr.isatty()
     bar = tqdm(total=len(paths), desc="catalog", unit="archive", disable=not show)
-    out = []
-    if workers <= 1:
-        for p in paths:
-            out.append(_read_one(p))
-            bar.update()
-    else:
-        if len(paths) >= PROCESS_THRESHOLD:
-            # spawn: a forked child of a process with GDAL/Dask threads can deadlock
-            pool: cf.Executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        else:
-            pool = cf.ThreadPoolExecutor(workers)
-        with pool:
-            futures = [pool.submit(_read_one, p) for p in paths]
-            for fut in cf.as_completed(futures):
-                out.append(fut.result())
+    out: list[tuple[str, dict | None, str | None]] = []
+    take = sink or out.append
+    try:
+        if workers <= 1:
+            for p in paths:
+                take(_read_one(p))
                 bar.update()
-    bar.close()
+        else:
+            if len(paths) >= PROCESS_THRESHOLD:
+                # spawn: a forked child of a process with GDAL/Dask threads can deadlock
+                pool: cf.Executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+                # a few archives per task: less pickling and IPC, results still arrive steadily
+                chunk = max(1, min(16, len(paths) // (workers * 8)))
+            else:
+                pool, chunk = cf.ThreadPoolExecutor(workers), 1
+            with pool:
+                try:
+                    if chunk == 1:
+                        for fut in cf.as_completed([pool.submit(_read_one, p) for p in paths]):
+                            take(fut.result())
+                            bar.update()
+                    else:
+                        batches = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+                        for fut in cf.as_completed([pool.submit(_read_some, b) for b in batches]):
+                            for r in fut.result():
+                                take(r)
+                            bar.update(len(fut.result()))
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    finally:
+        bar.close()
     return out
+
+
+def _read_some(paths: list[str]) -> list[tuple[str, dict[str, Any] | None, str | None]]:
+    """Worker: ``_read_one`` over a batch of archives."""
+    return [_read_one(p) for p in paths]
 
 
 # ---------------------------------------------------------------------------------------- state
@@ -347,40 +371,104 @@ def build_catalog(
             continue
         todo.append(key)
 
-    results = _read_all(todo, workers, progress)
-    fresh: dict[str, dict[str, Any]] = {}
-    ids_in_use = {e["id"]: k for k, e in keep.items()}
-    for path, d, reason in sorted(results, key=lambda r: r[0]):
-        if d is not None and d["id"] in ids_in_use and ids_in_use[d["id"]] != path:
-            d, reason = None, f"duplicate product id {d['id']} (also in {ids_in_use[d['id']]})"
-        if d is None:
+    if not todo and not (set(old_archives) - set(keep)) and (folder / "catalog.json").is_file() \
+            and new_skipped == old_skipped:
+        report.unchanged = len(keep)
+        report.skipped.sort()
+        if csv_path is not None and not csv_path.is_file():
+            write_csv(list(_old_rows(folder, keep).values()), csv_path)
+        log.info("%s (nothing changed)", report.summary())
+        return report
+
+    staging = _Staging(folder, keep)
+    try:
+        _read_all(todo, workers, progress, staging.add)
+        for path, reason in staging.rejected():
             report.skipped.append((path, reason or "unreadable"))
             size, mtime = _stat(Path(path)) or (0, 0)
             new_skipped[path] = {"size": size, "mtime_ns": mtime, "reason": reason}
             log.warning("catalog: skipped %s: %s", path, reason)
-            continue
-        ids_in_use[d["id"]] = path
-        fresh[path] = d
-        (report.updated if path in old_archives else report.added).append(d["id"])
-    report.skipped.sort()
-    current = set(keep) | set(fresh)
-    for path, entry in old_archives.items():
-        if path not in current:
-            report.removed.append(entry["id"])
-    report.unchanged = len(keep)
+        for path, e in sorted(staging.fresh.items()):
+            (report.updated if path in old_archives else report.added).append(e["id"])
+        report.skipped.sort()
+        current = set(keep) | set(staging.fresh)
+        for path, entry in old_archives.items():
+            if path not in current:
+                report.removed.append(entry["id"])
+        report.unchanged = len(keep)
 
-    csv_missing = csv_path is not None and not csv_path.is_file()
-    if not report.changed and (folder / "catalog.json").is_file() and new_skipped == old_skipped:
-        if csv_missing:
-            write_csv(_rows_for(folder, keep, {}), csv_path)
-        log.info("%s (nothing changed)", report.summary())
-        return report
-
-    _write_catalog(folder, keep, fresh, new_skipped)
+        csv_missing = csv_path is not None and not csv_path.is_file()
+        if not report.changed and (folder / "catalog.json").is_file() and new_skipped == old_skipped:
+            staging.discard()
+            if csv_missing:
+                write_csv(list(_old_rows(folder, keep).values()), csv_path)
+            log.info("%s (nothing changed)", report.summary())
+            return report
+        rows = _write_catalog(folder, keep, staging, new_skipped)
+    except BaseException:
+        staging.discard()
+        raise
     if csv_path is not None:
-        write_csv(_rows_for(folder, keep, fresh), csv_path)
+        write_csv(rows, csv_path)
     log.info(report.summary())
     return report
+
+
+class _Staging:
+    """The temporary catalog folder, filled as read results arrive.
+
+    Each new or updated item's JSON is written at once; only its index row and state entry stay in
+    memory. Duplicate product ids are settled as a sorted pass over the archive paths would: an id
+    already held by an unchanged item wins, else the smallest archive path.
+    """
+
+    def __init__(self, folder: Path, keep: dict[str, Any]) -> None:
+        self.folder = folder
+        self.tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir(parents=True)
+        self.keep_ids = {e["id"]: k for k, e in keep.items()}
+        self.fresh: dict[str, dict[str, Any]] = {}  # archive path -> state entry
+        self.rows: dict[str, dict[str, Any]] = {}  # item id -> index row (fresh items)
+        self.owner: dict[str, str] = {}  # item id -> archive path (fresh items)
+        self.skipped: dict[str, str | None] = {}  # archive path -> reason (unreadable)
+        self.duplicates: dict[str, str] = {}  # archive path -> id it duplicates
+
+    def add(self, result: tuple[str, dict[str, Any] | None, str | None]) -> None:
+        path, d, reason = result
+        if d is None:
+            self.skipped[path] = reason
+            return
+        iid = d["id"]
+        if iid in self.keep_ids and self.keep_ids[iid] != path:
+            self.duplicates[path] = iid
+            return
+        other = self.owner.get(iid)
+        if other is not None:
+            if other < path:
+                self.duplicates[path] = iid
+                return
+            old = self.fresh.pop(other)  # this one sorts first: it takes the id
+            self.duplicates[other] = iid
+            (self.tmp / old["href"]).unlink(missing_ok=True)
+        href = _item_href(d)
+        _write_json(self.tmp / href, _item_links(d))
+        self.rows[iid] = row_from_item(d, href)
+        self.owner[iid] = path
+        size, mtime = _stat(Path(path)) or (0, 0)
+        self.fresh[path] = {"size": size, "mtime_ns": mtime, "id": iid, "collection": d["collection"], "href": href}
+
+    def rejected(self) -> list[tuple[str, str | None]]:
+        """(archive path, reason) of every result not catalogued, in path order."""
+        out: list[tuple[str, str | None]] = list(self.skipped.items())
+        for p, iid in self.duplicates.items():
+            holder = self.keep_ids.get(iid) or self.owner[iid]
+            out.append((p, f"duplicate product id {iid} (also in {holder})"))
+        return sorted(out, key=lambda r: r[0])
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def _old_rows(folder: Path, keep: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -402,54 +490,42 @@ def _old_rows(folder: Path, keep: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _rows_for(folder: Path, keep: dict[str, Any], fresh: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = list(_old_rows(folder, keep).values())
-    rows += [row_from_item(d, _item_href(d)) for d in fresh.values()]
-    return rows
-
-
 def _item_href(d: dict[str, Any]) -> str:
     return f"{d['collection']}/{d['id']}/{d['id']}.json"
 
 
-def _write_catalog(folder: Path, keep: dict[str, Any], fresh: dict[str, dict[str, Any]],
-                   skipped: dict[str, Any]) -> None:
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        rows = _old_rows(folder, keep)
-        state: dict[str, Any] = {"version": STATE_VERSION, "archives": {}, "skipped": skipped}
-        for path, e in keep.items():
-            src, dst = folder / e["href"], tmp / e["href"]
+def _write_catalog(folder: Path, keep: dict[str, Any], staging: _Staging,
+                   skipped: dict[str, Any]) -> list[dict[str, Any]]:
+    """Complete the staged folder (unchanged items, collections, catalog, index, state) and swap
+    it in; return the index rows. The caller discards the staging folder on failure."""
+    tmp = staging.tmp
+    rows = _old_rows(folder, keep)
+    state: dict[str, Any] = {"version": STATE_VERSION, "archives": {}, "skipped": skipped}
+    made: set[Path] = set()
+    for path, e in keep.items():
+        src, dst = folder / e["href"], tmp / e["href"]
+        if dst.parent not in made:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dst)  # unchanged item: same bytes, no rewrite
-            except OSError:
-                shutil.copy2(src, dst)
-            state["archives"][path] = e
-        for path, d in fresh.items():
-            href = _item_href(d)
-            _write_json(tmp / href, _item_links(d))
-            rows[d["id"]] = row_from_item(d, href)
-            size, mtime = _stat(Path(path)) or (0, 0)
-            state["archives"][path] = {"size": size, "mtime_ns": mtime, "id": d["id"],
-                                       "collection": d["collection"], "href": href}
-        ordered = sorted(rows.values(), key=lambda r: (r["datetime"], r["id"]))
-        by_collection: dict[str, list[dict[str, Any]]] = {}
-        for r in ordered:
-            by_collection.setdefault(r["collection"], []).append(r)
-        for cid, crow in by_collection.items():
-            hrefs = [r["href"].split("/", 1)[1] for r in crow]
-            _write_json(tmp / cid / "collection.json", collection_dict(cid, crow, hrefs))
-        _write_json(tmp / "catalog.json", catalog_dict(sorted(by_collection)))
-        write_index(ordered, tmp / INDEX_NAME)
-        _write_json(tmp / STATE_NAME, state)
-        _swap(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            made.add(dst.parent)
+        try:
+            os.link(src, dst)  # unchanged item: same bytes, no rewrite
+        except OSError:
+            shutil.copy2(src, dst)
+        state["archives"][path] = e
+    rows.update(staging.rows)
+    state["archives"].update(staging.fresh)
+    ordered = sorted(rows.values(), key=lambda r: (r["datetime"], r["id"]))
+    by_collection: dict[str, list[dict[str, Any]]] = {}
+    for r in ordered:
+        by_collection.setdefault(r["collection"], []).append(r)
+    for cid, crow in by_collection.items():
+        hrefs = [r["href"].split("/", 1)[1] for r in crow]
+        _write_json(tmp / cid / "collection.json", collection_dict(cid, crow, hrefs))
+    _write_json(tmp / "catalog.json", catalog_dict(sorted(by_collection)))
+    write_index(ordered, tmp / INDEX_NAME)
+    _write_json(tmp / STATE_NAME, state)
+    _swap(tmp, folder)
+    return ordered
 
 
 def _swap(tmp: Path, folder: Path) -> None:
