@@ -13,7 +13,7 @@ from ..composite import reduce_stack
 from ..cube.grid import Grid
 from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
-from ..write import write_cog
+from ..write import write_cog, write_quicklook
 from .context import Context, command_record, load_product, log
 
 #: methods that reduce each band over time (the others give one index band)
@@ -81,5 +81,9 @@ def run(ctx: Context, cmd) -> None:
                 href=str(tif), media_type=pystac.MediaType.COG, roles=["data"],
                 title=f"{method} of {source.id}",
             ))
-            ctx.workdir.save(item, files={"data": tif})
+            # a small preview from the COG's overviews, shown by STAC Browser
+            png = write_quicklook(str(tif), Path(tmp) / f"{name}.png", max_size=512)
+            item.add_asset("thumbnail", pystac.Asset(href=str(png), media_type=pystac.MediaType.PNG,
+                                                     roles=["thumbnail"], title="Quicklook"))
+            ctx.workdir.save(item, files={"data": tif, "thumbnail": png})
         log.info("   %s: %s over %d layer(s) → %s", name, method, cube.sizes["time"], wd.path / name / f"{name}.tif")
