@@ -141,6 +141,10 @@ def run(ctx: Context, cmd) -> None:
         groups.append(SceneGroup(product_name(tiles), tiles, keys, calibration, rule, resampling))
         grids.append(choose_grid(tiles, keys[0], frame, p.warp, p.pixel))
 
+    if p.target and len(groups) > 1:
+        log.warning("import: target = %s names one image but %d acquisitions were selected; they keep "
+                    "their sensor_tile_date names", p.target, len(groups))
+
     # Quality and cover: one lazy QA pass per acquisition, computed together.
     stats = []
     for g, grid in zip(groups, grids):
