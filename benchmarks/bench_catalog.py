@@ -39,7 +39,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from benchmarks.results_md import write_section
+from benchmarks.results_md import save_results, write_section
 
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("IMALYS_BENCH_WORK", HERE / "work")) / "catalog"
@@ -311,9 +311,7 @@ def run(counts: list[int]) -> None:
     runs = results.setdefault("runs", {})
     for n in counts:
         runs[str(n)] = run_one(n)
-        results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-        RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_JSON.write_text(json.dumps(results, indent=2))
+        save_results(RESULTS_JSON, results)
 
 
 # ---------------------------------------------------------------------------------------- report

@@ -19,7 +19,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from benchmarks.results_md import write_section
+from benchmarks.results_md import save_results, write_section
 
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("IMALYS_BENCH_WORK", HERE / "work"))
@@ -117,9 +117,7 @@ def run(variants: tuple[str, ...] = ("naive", "chain")) -> None:
             runs[key] = {"size": int(size), "dates": int(dates), "variant": variant, "seconds": round(r["seconds"], 2),
                          "peak_rss_gib": round(r["peak_rss"] / 2**30, 3), "ok": r["returncode"] == 0, **detail}
             print(key, runs[key], flush=True)
-    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(results, indent=2))
+    save_results(RESULTS_JSON, results)
 
 
 def report() -> None:

@@ -21,3 +21,13 @@ def write_section(name: str, section: str, path: Path = RESULTS_MD) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def save_results(path: Path, results: dict) -> None:
+    """Write a benchmark's results JSON (with the machine it ran on) where `report` reads it."""
+    import json
+    import sys
+
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
