@@ -148,8 +148,8 @@ def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None) -
             source = workdir.load(n)
             g = group_from_item(source)
             own = Grid.from_stac(source.properties)
-            if (own.epsg, own.res_xy) != (grid.epsg, grid.res_xy):
-                g.resampling = "bilinear"  # compile reprojects this image: interpolate reflectance (QA stays nearest)
+            if (own.epsg, own.res_xy, own.anchor) != (grid.epsg, grid.res_xy, grid.anchor):
+                g.resampling = "bilinear"  # compile reprojects or shifts this image: interpolate reflectance (QA stays nearest)
             groups.append(g)
         region = None
         if item.properties.get("imalys:frame_wkt"):

@@ -85,3 +85,10 @@ def test_clear_false_on_a_foreign_folder_never_makes_it_clearable(tmp_path, caps
     assert main(["run", str(wipe)]) == 1
     assert "refusing to clear" in capsys.readouterr().err
     assert (folder / "thesis.docx").exists() and (folder / "sub").is_dir()
+
+
+def test_unwritable_log_is_a_located_error(tmp_path, capsys):
+    bad_log = write(tmp_path / "l.txt", f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\n\tlog = /proc/nolog\n")
+    assert main(["run", str(bad_log)]) == 1
+    err = capsys.readouterr().err
+    assert "l.txt:" in err and "home" in err and "internal error" not in err

@@ -45,7 +45,11 @@ def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = No
         workdir.prepare(clear=home.clear)
     except (WorkdirError, OSError) as exc:
         raise home_cmd.error(str(exc), parameter="clear" if home.clear and "clear" in str(exc) else "directory") from exc
-    runlog.open(home.log or workdir.path)
+    try:
+        runlog.open(home.log or workdir.path)
+    except OSError as exc:
+        raise home_cmd.error(f"cannot write the run log to {home.log or workdir.path}: {exc.strerror or exc}",
+                             parameter="log" if home.log else "directory") from exc
     log.info("imalys-stac: %s → working directory %s", chain.path, workdir.path)
     if runlog.path:
         log.info("log: %s", runlog.path)
@@ -73,6 +77,15 @@ def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = No
         if exc.__cause__ is not None:
             log.debug("cause: %s", "".join(traceback.format_exception(exc.__cause__)))
         raise
+    except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
+        # every command converts its own errors: what arrives here comes from starting or
+        # reaching the Dask scheduler that home asked for
+        log.debug("%s", traceback.format_exc())
+        err = home_cmd.error(f"cannot use the Dask scheduler {spec.scheduler or 'local'}: {exc}",
+                             parameter="scheduler" if spec.scheduler else "workers",
+                             hint="check the address (tcp://host:8786) and that the scheduler is running")
+        log.error("%s", err, extra={"file_only": True})
+        raise err from exc
     finally:
         log.info("finished with %d warning(s), %d error(s)", runlog.warnings, runlog.errors)
         runlog.close()

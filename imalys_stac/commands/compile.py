@@ -51,7 +51,7 @@ def pick_inputs(ctx: Context, cmd) -> list[str]:
 
 def template_grid(ctx: Context, cmd, template: str) -> Grid:
     wd = ctx.workdir
-    if wd.exists(template):
+    if "/" not in template and wd.exists(template):  # a bare name is a product, a path an image file
         return Grid.from_stac(wd.load(template).properties)
     path = Path(template).expanduser()
     if not path.exists():
@@ -77,8 +77,12 @@ def run(ctx: Context, cmd) -> None:
         epsg = p.crsystem or Counter(g.epsg for g in grids).most_common(1)[0][0]
         finest = min(grids, key=lambda g: g.res_xy)
         res = (p.pixel, p.pixel) if p.pixel else finest.res_xy
-        same = [g for g in grids if g.epsg == epsg and g.res_xy == res]
-        anchor = same[0].anchor if same else (0.0, 0.0)
+        same = [g for g, it in zip(grids, items) if g.epsg == epsg and g.res_xy == res]
+        native = [g for g, it in zip(grids, items) if g in same and it.properties.get("imalys:resampling") == "nearest"]
+        # the pixel grid the inputs kept from their archives (most common first), so those are
+        # read without resampling; images warped at import have an arbitrary anchor
+        pool = native or same
+        anchor = Counter(g.anchor for g in pool).most_common(1)[0][0] if pool else (0.0, 0.0)
         if frame is not None:
             bounds = frame.bounds_in(epsg)
         else:

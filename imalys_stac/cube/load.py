@@ -142,7 +142,19 @@ def load_groups(
     nodata = np.array([_nodata(items[0], k) for k in keys], dtype=np.float64)
     if len(set(nodata)) > 1:
         raise ValueError(f"bands {keys} have different nodata values {sorted(set(nodata))}")
-    dn = _stack(items, keys, grid, groups[0].resampling, chunk, "uint16", nodata[0])
+    # each image is read with its own resampling (nearest on its native grid, bilinear where
+    # compile reprojects it): one stackstac graph per resampling, back in item order
+    resamplings = [g.resampling for g in groups for _ in g.items]
+    if len(set(resamplings)) == 1:
+        dn = _stack(items, keys, grid, resamplings[0], chunk, "uint16", nodata[0])
+    else:
+        parts, order = [], []
+        for r in sorted(set(resamplings)):
+            idx = [i for i, ri in enumerate(resamplings) if ri == r]
+            parts.append(_stack([items[i] for i in idx], keys, grid, r, chunk, "uint16", nodata[0]))
+            order += idx
+        dn = xr.concat(parts, dim="time", coords="minimal", compat="override", join="override")
+        dn = dn.isel(time=np.argsort(order))
     qband = _quality_band_of(groups)
     qa = _stack(items, [qband.asset], grid, "nearest", chunk, "uint16", qband.fill_value).isel(band=0, drop=True)
     group_of = np.array([gi for gi, g in enumerate(groups) for _ in g.items], dtype=np.int64)
