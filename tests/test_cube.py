@@ -180,3 +180,32 @@ def test_compile_across_utm_zones(tmp_path, land):
         ok = np.isfinite(values[t])
         assert ok.mean() > 0.5, f"layer {t} is (nearly) empty after reprojection"
         assert np.nanmedian(np.abs(values[t][ok] - truth[ok])) < 0.01
+
+
+def test_compile_keeps_the_archive_pixel_grid_and_takes_template_paths(tmp_path, land):
+    """A warped import must not shift the compile grid off the native Landsat pixels, and a
+    template image given by path sets the grid."""
+    import rasterio
+
+    root = tmp_path / "a"
+    s33 = write_landsat_archive(root / "z33", SceneSpec(path=192, row=26, acquired=date(2022, 6, 9), size=96, cloud_cover=0.0, seed=6), landscape=land)
+    s32 = write_landsat_archive(root / "z32", SceneSpec(path=193, row=26, acquired=date(2022, 6, 16), size=96, cloud_cover=0.0, seed=7), landscape=land)
+    wd = run(tmp_path, f"import\n\tselect = {s33.path}\n\tbands = red\n\tfactor = auto\n\twarp = 32632\n\tpixel = 30\n"
+                       f"import\n\tselect = {s32.path}\n\tbands = red\n\tfactor = auto\n"
+                       f"compile\n\tsearch = LC08*\n\tcrsystem = 32632\n\tpixel = 30\n")
+    grid = Grid.from_stac(wd.load("compile").properties)
+    native = Grid.from_stac(wd.load("LC08_193026_20220616").properties)
+    assert grid.anchor == pytest.approx(native.anchor)
+    cube = cube_of(wd, wd.load("compile")).sel(time="2022-06-16").isel(time=0).sel(band="red")
+    truth = _truth(land, cube, "red")
+    ok = np.isfinite(cube.values)
+    np.testing.assert_allclose(cube.values[ok], truth[ok], atol=QUANT)  # read without resampling
+    # template by path
+    template = tmp_path / "tmpl.tif"
+    with rasterio.open(template, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8",
+                       crs="EPSG:32632", transform=rasterio.transform.from_origin(*native.bounds[::3], 60, 60)) as ds:
+        ds.write(np.zeros((1, 10, 10), "uint8"))
+    (tmp_path / "t").mkdir()
+    wd = run(tmp_path / "t", f"import\n\tselect = {s32.path}\n\tbands = red\n\tfactor = auto\n"
+                             f"compile\n\tsearch = LC08*\n\tprojection = {template}\n")
+    assert Grid.from_stac(wd.load("compile").properties).res_xy == (60.0, 60.0)
