@@ -109,7 +109,9 @@ class WorkDir:
         return out
 
     def exists(self, name: str) -> bool:
-        return self.item_path(strip_ending(name)).exists()
+        """Whether a product of that name is here; a path or other non-name is never a product."""
+        name = strip_ending(name)
+        return bool(_NAME_OK.match(name)) and self.item_path(name).exists()
 
     def load(self, name: str) -> pystac.Item:
         name = strip_ending(name)

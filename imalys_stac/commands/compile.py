@@ -51,7 +51,7 @@ def pick_inputs(ctx: Context, cmd) -> list[str]:
 
 def template_grid(ctx: Context, cmd, template: str) -> Grid:
     wd = ctx.workdir
-    if "/" not in template and wd.exists(template):  # a bare name is a product, a path an image file
+    if wd.exists(template):
         return Grid.from_stac(wd.load(template).properties)
     path = Path(template).expanduser()
     if not path.exists():
