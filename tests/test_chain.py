@@ -31,7 +31,7 @@ from imalys_stac.chain import (
 )
 
 CHAINS = Path(__file__).parent / "chains"
-SEED = Path("/work/shared/spec/seed-seamless-image-products.md")
+SEED = Path(__file__).parent / "data" / "seed" / "seed-seamless-image-products.md"
 ARCHIVE_DATES = ["20220515", "20220531", "20220702", "20220718"]
 
 
