@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from . import __version__
 
@@ -37,7 +40,31 @@ def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
 
 
-def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bool = False) -> int:
+@contextmanager
+def _signals_stop_cleanly() -> Iterator[None]:
+    """SIGTERM (sent by `timeout`, batch schedulers and Kubernetes) stops a run exactly like
+    Ctrl-C: the exception unwinds through every temporary-file guard, so nothing is left behind."""
+    import signal
+
+    from .errors import Interrupted
+
+    def stop(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, stop)
+        except (ValueError, OSError):  # not the main thread (e.g. called from a test runner thread)
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bool = False, debug: bool = False) -> int:
     from .chain import ChainError, load_chain, read_variable_list
 
     try:
@@ -48,29 +75,35 @@ def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bo
     if vars_path and not rows:
         _err(f"{vars_path}: the variable list holds no line")
         return EXIT_FAILED
-    for n, row in enumerate(rows, 1):
-        try:
-            chain = load_chain(chain_path, variables=row)
-            if check_only:
-                print(f"{chain_path}: ok ({len(chain.commands)} commands: {', '.join(c.name for c in chain.commands)})"
-                      + (f" [variables line {n}]" if row else ""))
-                continue
-            from .commands import run_chain
+    with _signals_stop_cleanly():
+        for n, row in enumerate(rows, 1):
+            try:
+                chain = load_chain(chain_path, variables=row)
+                if check_only:
+                    print(f"{chain_path}: ok ({len(chain.commands)} commands: {', '.join(c.name for c in chain.commands)})"
+                          + (f" [variables line {n}]" if row else ""))
+                    continue
+                from .commands import run_chain
 
-            run_chain(chain, verbose=verbose)
-        except ChainError as exc:
-            _err(str(exc) + (f" [variables line {n} of {vars_path}]" if row else ""))
-            return EXIT_FAILED
-        except KeyboardInterrupt:
-            _err("interrupted")
-            return 130
-        except Exception as exc:  # a bug, not a user error: say so, keep the traceback in the log
-            import logging
-            import traceback
-
-            logging.getLogger("imalys_stac").debug("%s", traceback.format_exc())
-            _err(f"internal error ({type(exc).__name__}: {exc}); please report it with the run log")
-            return EXIT_FAILED
+                run_chain(chain, verbose=verbose or debug)
+            except ChainError as exc:
+                _err(str(exc) + (f" [variables line {n} of {vars_path}]" if row else ""))
+                if debug and exc.__cause__ is not None:
+                    traceback.print_exception(exc.__cause__, file=sys.stderr)
+                return EXIT_FAILED
+            except KeyboardInterrupt as exc:
+                signame = getattr(exc, "signame", "SIGINT")
+                _err(f"stopped by {signame}: temporary files were removed; products finished before the stop are kept "
+                     "and the next run continues from them")
+                return 143 if signame == "SIGTERM" else 129 if signame == "SIGHUP" else 130
+            except Exception as exc:  # a bug, not a user error: say so, keep the traceback in the log
+                log_path = getattr(exc, "imalys_log", None)
+                if debug:
+                    traceback.print_exc()
+                _err(f"internal error ({type(exc).__name__}: {exc}); this is a bug in imalys-stac, please report it "
+                     + (f"with the run log {log_path}" if log_path else "with the output of --debug")
+                     + ("" if debug else " (run again with --debug to see the traceback)"))
+                return EXIT_FAILED
     return EXIT_OK
 
 
@@ -85,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("chain", type=Path, help="the chain file (first word IMALYS)")
     p_run.add_argument("--vars", type=Path, metavar="LIST", help="repeat mode: tab-separated values for $1, $2, … one run per line")
     p_run.add_argument("-v", "--verbose", action="store_true", help="show every parameter and debug message on the terminal")
+    p_run.add_argument("--debug", action="store_true", help="show the traceback of an error (for bug reports)")
     p_check = sub.add_parser("check", help="parse and validate a chain; do no work", description="Parse and validate a chain file without running it.")
     p_check.add_argument("chain", type=Path)
     p_check.add_argument("--vars", type=Path, metavar="LIST")
@@ -95,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.cmd == "run":
-        return _run(args.chain, args.vars, args.verbose)
+        return _run(args.chain, args.vars, args.verbose, debug=args.debug)
     if args.cmd == "check":
         return _run(args.chain, args.vars, False, check_only=True)
     if args.cmd == "demo":

@@ -13,20 +13,32 @@ import os
 import re
 import shutil
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import pystac
 
+from .errors import ImalysError
+from .write.atomic import pid_alive, remove, scratch_dir, sweep_stale, write_json_atomic
+
 MARKER = ".imalys-stac"
+LOCK = ".imalys-stac.lock"
 CATALOG_ID = "imalys-working-directory"
 #: endings that old chains append to image names (the original's ENVI files, GeoTIFFs…)
 NAME_ENDINGS = (".hdr", ".bsq", ".img", ".tif", ".tiff", ".json", ".vrt")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+#: a product folder moved aside while its replacement moves in: `.<name>.old-<pid>`
+_OLD = re.compile(r"^\.(?P<name>.+)\.old-(?P<pid>\d+)$")
 
 
-class WorkdirError(Exception):
+class WorkdirError(ImalysError):
     """A problem with the working directory that the user must resolve."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 def strip_ending(name: str) -> str:
@@ -35,20 +47,6 @@ def strip_ending(name: str) -> str:
         if low.endswith(ending):
             return name[: -len(ending)]
     return name
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON through a temporary file in the same folder and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a catalog is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class WorkDir:
@@ -62,33 +60,109 @@ class WorkDir:
         """Create the folder (with its parents) and, with `clear`, empty it safely.
 
         The original runs `rm -R dir/*`, so a typo in `directory` could wipe a user's folder. We
-        clear only a folder this tool made (it holds our marker) or an empty one.
+        clear only a folder this tool made (it holds our marker) or an empty one. The caller
+        holds the lock (`locked`) so that no other run uses the folder meanwhile.
         """
-        if self.path.exists() and not self.path.is_dir():
-            raise WorkdirError(f"{self.path} exists and is not a folder")
+        self.check_usable()
         # Only a folder we create (or find empty) becomes ours: a user's non-empty folder used with
         # clear = false must never get the marker, or a later clear = true would empty it.
-        ours = not self.path.exists() or not any(self.path.iterdir()) or (self.path / MARKER).exists()
-        if clear and self.path.exists() and any(self.path.iterdir()) and not (self.path / MARKER).exists():
+        entries = [e for e in self.path.iterdir() if e.name != LOCK] if self.path.exists() else []
+        ours = not entries or (self.path / MARKER).exists()
+        if clear and entries and not (self.path / MARKER).exists():
             raise WorkdirError(
                 f"refusing to clear {self.path}: it is not empty and was not made by imalys-stac "
-                f"(no {MARKER} marker inside). Choose a new or empty folder for `directory`, "
-                "or empty it yourself if it really is a working directory"
+                f"(no {MARKER} marker inside)",
+                hint="choose a new or empty folder for `directory`, or empty it yourself if it really is a working directory",
             )
         self.path.mkdir(parents=True, exist_ok=True)
         if clear:
             for entry in self.path.iterdir():
-                if entry.name == MARKER:
+                if entry.name in (MARKER, LOCK):
                     continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
+                remove(entry)
+        else:
+            self.recover()
         marker = self.path / MARKER
         if ours and not marker.exists():
             marker.write_text("This folder is an imalys-stac working directory; `home clear = true` may empty it.\n")
-        if not (self.path / "catalog.json").exists():
-            self.write_catalog()
+        self.write_catalog()
+
+    def check_usable(self) -> None:
+        """Refuse a path that is a file, or a folder holding a STAC catalog of something else
+        (an archive catalog): writing a working directory there would replace its catalog.json."""
+        if self.path.exists() and not self.path.is_dir():
+            raise WorkdirError(f"{self.path} exists and is not a folder", hint="give a folder for `directory`")
+        cat = self.path / "catalog.json"
+        if cat.exists():
+            try:
+                cat_id = json.loads(cat.read_text(encoding="utf-8")).get("id")
+            except (OSError, ValueError, AttributeError):
+                cat_id = None
+            if cat_id != CATALOG_ID:
+                raise WorkdirError(
+                    f"{self.path} holds a STAC catalog that is not an imalys-stac working directory "
+                    f"(catalog.json id {cat_id!r}); using it as `directory` would replace that catalog",
+                    hint="choose another folder for `directory` (the archive catalog stays where it is and "
+                         "import reads it with database = …)",
+                )
+
+    @contextmanager
+    def locked(self, what: str = "") -> Iterator[None]:
+        """Hold the working directory for one run. A second run on the same folder stops at once
+        with a message that names the run holding it; the lock dies with its process (flock), so a
+        killed run never leaves the folder locked."""
+        import fcntl
+
+        self.check_usable()
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path / LOCK
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = ""
+            try:
+                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            raise WorkdirError(
+                f"the working directory {self.path} is in use by another imalys-stac run"
+                + (f" ({holder})" if holder else ""),
+                hint="wait until that run has finished, or give this chain its own `directory`",
+            ) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}, {what}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+            yield
+        finally:
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def recover(self) -> list[str]:
+        """Repair what a killed run left (call with the lock held): put back a product folder that
+        was moved aside while its replacement moved in, and remove temporaries of dead runs."""
+        notes = []
+        for entry in list(self.path.iterdir()):
+            m = _OLD.match(entry.name)
+            if m and (int(m.group("pid")) == os.getpid() or not pid_alive(int(m.group("pid")))):
+                folder = self.path / m.group("name")
+                if folder.exists():
+                    remove(entry)
+                else:
+                    os.replace(entry, folder)
+                    notes.append(f"restored {m.group('name')} (a run was stopped while replacing it)")
+        for path in sweep_stale(self.path, include_own=True):
+            notes.append(f"removed {path.name} (temporary file of a stopped run)")
+        return notes
+
+    def scratch(self, name: str):
+        """A temporary folder inside the working directory for a product being made."""
+        return scratch_dir(self.path, name)
 
     # -- products ---------------------------------------------------------------------------------
     def product_folder(self, name: str) -> Path:
@@ -149,27 +223,33 @@ class WorkDir:
         Imalys)."""
         name = item.id
         folder = self.product_folder(name)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.path))
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=self.path))
         staging.chmod(0o755)  # mkdtemp makes 0700; workers and browsers under other users must read it
         try:
             for key, src in (files or {}).items():
                 dst = staging / Path(src).name
                 shutil.move(str(src), dst)
                 item.assets[key].href = f"./{dst.name}"
+            # keep the links that say where a product comes from; the catalog links are ours
+            kept = [link for link in item.links if link.rel not in ("root", "parent", "self", "collection")]
             item.clear_links()
             item.add_link(pystac.Link("root", "../catalog.json", media_type="application/json"))
             item.add_link(pystac.Link("parent", "../catalog.json", media_type="application/json"))
+            for link in kept:
+                item.add_link(link)
             data = item.to_dict(include_self_link=False, transform_hrefs=False)
             write_json_atomic(staging / f"{name}.json", data)
             if folder.exists():
+                # a kill between the two renames leaves `.<name>.old-<pid>`: `recover` puts it back
                 old = self.path / f".{name}.old-{os.getpid()}"
+                remove(old)
                 os.replace(folder, old)
                 os.replace(staging, folder)
-                shutil.rmtree(old, ignore_errors=True)
+                remove(old)
             else:
                 os.replace(staging, folder)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove(staging)
             raise
         self.write_catalog()
         return folder / f"{name}.json"

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import rasterio
+
+from ..errors import ImalysError
 from affine import Affine
 from pyproj import Transformer
 from shapely.geometry import Polygon, mapping
@@ -26,7 +28,7 @@ from .bands import METADATA_MEMBERS, SENSORS, BandInfo
 from .mtl import parse_odl
 
 
-class ArchiveError(Exception):
+class ArchiveError(ImalysError):
     """An archive that cannot be catalogued; the message is ``"<file>: <reason>"``."""
 
 

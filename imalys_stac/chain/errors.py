@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import ImalysError
 
-class ChainError(ValueError):
+
+class ChainError(ImalysError, ValueError):
     """A problem in a chain file (or a repeat list), located as precisely as known.
 
     ``str(e)`` is one readable line, e.g.
@@ -25,6 +27,8 @@ class ChainError(ValueError):
         command: str | None = None,
         parameter: str | None = None,
         hint: str | None = None,
+        rows: str | Path | None = None,
+        row_line: int | None = None,
     ) -> None:
         self.message = message
         self.file = Path(file) if file is not None else None
@@ -32,6 +36,9 @@ class ChainError(ValueError):
         self.command = command
         self.parameter = parameter
         self.hint = hint
+        #: repeat mode: the variable list and the line of the row the chain was read with
+        self.rows = Path(rows) if rows is not None else None
+        self.row_line = row_line
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -48,10 +55,13 @@ class ChainError(ValueError):
         text = prefix + self.message
         if self.hint:
             text += f" — {self.hint}"
-        return text
+        if self.rows is not None:
+            text += f" [variables line {self.row_line} of {self.rows}]" if self.row_line else f" [variables {self.rows}]"
+        return printable(text)
 
     def __reduce__(self):  # keep the fields when the error crosses a process boundary (Dask)
-        return (_rebuild, (self.message, self.file, self.line, self.command, self.parameter, self.hint))
+        return (_rebuild, (self.message, self.file, self.line, self.command, self.parameter, self.hint,
+                           self.rows, self.row_line))
 
     def located(
         self,
@@ -69,8 +79,31 @@ class ChainError(ValueError):
             command=self.command or command,
             parameter=self.parameter or parameter,
             hint=self.hint,
+            rows=self.rows,
+            row_line=self.row_line,
         )
 
+    def in_row(self, rows: str | Path, row_line: int) -> "ChainError":
+        """A copy that also names the repeat-list row the chain was read with."""
+        return ChainError(self.message, file=self.file, line=self.line, command=self.command,
+                          parameter=self.parameter, hint=self.hint, rows=rows, row_line=row_line)
 
-def _rebuild(message, file, line, command, parameter, hint) -> ChainError:
-    return ChainError(message, file=file, line=line, command=command, parameter=parameter, hint=hint)
+
+def printable(text: str) -> str:
+    """``text`` safe to print on any terminal: bytes of a file name that are not UTF-8 (kept by
+    Python as lone surrogates, e.g. a Latin-1 ``é``) are shown as ``\\xe9`` instead of making
+    ``print`` raise ``UnicodeEncodeError``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _rebuild(message, file, line, command, parameter, hint, rows=None, row_line=None) -> ChainError:
+    return ChainError(message, file=file, line=line, command=command, parameter=parameter, hint=hint,
+                      rows=rows, row_line=row_line)

@@ -1,12 +1,15 @@
 """Run a parsed chain: one thin adapter per command, in chain order."""
 from __future__ import annotations
 
+import errno
 import logging
 import traceback
+from contextlib import ExitStack
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from ..chain import Chain, ChainError
+from ..errors import ImalysError
 from ..runtime.cluster import ClusterSpec, dask_runtime
 from ..runtime.log import RunLog
 from ..workdir import WorkDir, WorkdirError
@@ -34,30 +37,69 @@ def _params(cmd) -> dict:
     return asdict(cmd.params) if is_dataclass(cmd.params) else dict(vars(cmd.params))
 
 
+def _located(cmd, exc: BaseException) -> ChainError:
+    """A user-resolvable error of a command as one located line (file:line: command: …)."""
+    if isinstance(exc, OSError) and not isinstance(exc, ImalysError):
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        text = f"{exc.strerror or exc}{':' + where if where else ''}"
+        hint = {errno.ENOSPC: "free some space or choose another folder", errno.EROFS: "choose a folder you can write to",
+                errno.EACCES: "choose a folder you can write to", errno.EDQUOT: "free some space or choose another folder",
+                }.get(exc.errno or 0)
+        return cmd.error(text, parameter=getattr(exc, "parameter", None), hint=hint)
+    return cmd.error(str(exc.args[0]) if exc.args else str(exc), parameter=getattr(exc, "parameter", None),
+                     hint=getattr(exc, "hint", None))
+
+
 def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = None) -> Context:
-    """Run every command of `chain`. Raises ChainError (with file, line and parameter) on any
-    failure; the run log records the cause."""
+    """Run every command of `chain`.
+
+    A problem the user can fix (an `ImalysError`, or a file-system error such as a full disk)
+    raises a ChainError naming the file, line and parameter; the run log records the cause.
+    Anything else is a bug and propagates unchanged, so the CLI reports it as an internal error.
+    """
     home_cmd = next(c for c in chain.commands if c.name == "home")
     home = home_cmd.params
     workdir = WorkDir(home.directory)
     runlog = RunLog(None, chain_name=Path(chain.path).name, verbose=verbose)
-    try:
-        workdir.prepare(clear=home.clear)
-    except (WorkdirError, OSError) as exc:
-        raise home_cmd.error(str(exc), parameter="clear" if home.clear and "clear" in str(exc) else "directory") from exc
-    try:
-        runlog.open(home.log or workdir.path)
-    except OSError as exc:
-        raise home_cmd.error(f"cannot write the run log to {home.log or workdir.path}: {exc.strerror or exc}",
-                             parameter="log" if home.log else "directory") from exc
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(workdir.locked(f"chain {Path(chain.path).name}"))
+            workdir.prepare(clear=home.clear)
+        except (WorkdirError, OSError) as exc:
+            raise home_cmd.error(exc.args[0] if isinstance(exc, WorkdirError) else f"{workdir.path}: {exc.strerror or exc}",
+                                 parameter="clear" if home.clear and "clear" in str(exc) else "directory",
+                                 hint=getattr(exc, "hint", None)) from exc
+        try:
+            runlog.open(home.log or workdir.path)
+        except OSError as exc:
+            raise home_cmd.error(f"cannot write the run log to {home.log or workdir.path}: {exc.strerror or exc}",
+                                 parameter="log" if home.log else "directory") from exc
+        stack.callback(runlog.close)
+        return _run_commands(chain, home_cmd, workdir, runlog, chunksize)
+
+
+def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chunksize: int | None) -> Context:
+    home = home_cmd.params
     log.info("imalys-stac: %s → working directory %s", chain.path, workdir.path)
     if runlog.path:
         log.info("log: %s", runlog.path)
     ctx = Context(chain=chain, workdir=workdir, runlog=runlog, chunksize=chunksize)
     spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
+    ok = False
     try:
-        with dask_runtime(spec) as client:
-            ctx.client = client
+        with ExitStack() as stack:
+            try:
+                ctx.client = stack.enter_context(dask_runtime(spec))
+            except ImalysError as exc:
+                raise home_cmd.error(str(exc.args[0]) if exc.args else str(exc),
+                                     parameter="scheduler" if spec.scheduler else "memory" if spec.memory else "workers",
+                                     hint=getattr(exc, "hint", None)) from exc
+            except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
+                # starting or reaching the Dask scheduler that home asked for
+                log.debug("%s", traceback.format_exc())
+                raise home_cmd.error(f"cannot use the Dask scheduler {spec.scheduler or 'local'}: {exc}",
+                                     parameter="scheduler" if spec.scheduler else "workers",
+                                     hint="check the address (tcp://host:8786) and that the scheduler is running") from exc
             for cmd in chain.commands:
                 if cmd.name in ("home", "replace"):
                     with runlog.command(cmd.name, cmd.line, _params(cmd)):
@@ -69,24 +111,28 @@ def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = No
                         handler(ctx, cmd)
                     except ChainError:
                         raise
-                    except (WorkdirError, ValueError, OSError, KeyError, RuntimeError) as exc:
+                    except (ImalysError, OSError) as exc:
                         log.debug("%s", traceback.format_exc())
-                        raise cmd.error(f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)) from exc
+                        raise _located(cmd, exc) from exc
+        ok = True
     except ChainError as exc:
         log.error("%s", exc, extra={"file_only": True})
         if exc.__cause__ is not None:
             log.debug("cause: %s", "".join(traceback.format_exception(exc.__cause__)))
         raise
-    except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
-        # every command converts its own errors: what arrives here comes from starting or
-        # reaching the Dask scheduler that home asked for
-        log.debug("%s", traceback.format_exc())
-        err = home_cmd.error(f"cannot use the Dask scheduler {spec.scheduler or 'local'}: {exc}",
-                             parameter="scheduler" if spec.scheduler else "workers",
-                             hint="check the address (tcp://host:8786) and that the scheduler is running")
-        log.error("%s", err, extra={"file_only": True})
-        raise err from exc
+    except KeyboardInterrupt as exc:
+        signame = getattr(exc, "signame", "SIGINT")
+        log.error("stopped by %s; temporary files removed, finished products kept", signame, extra={"file_only": True})
+        raise
+    except Exception as exc:
+        log.error("internal error:\n%s", traceback.format_exc(), extra={"file_only": True})
+        try:
+            exc.imalys_log = runlog.path  # the CLI names the log in its message
+        except AttributeError:
+            pass
+        raise
     finally:
-        log.info("finished with %d warning(s), %d error(s)", runlog.warnings, runlog.errors)
-        runlog.close()
+        # on failure the CLI prints the error last; the summary then goes to the log file only
+        log.info("finished with %d warning(s), %d error(s)", runlog.warnings, runlog.errors,
+                 extra={} if ok else {"file_only": True})
     return ctx

@@ -5,9 +5,11 @@ from dataclasses import dataclass
 
 import pystac
 
+from ..errors import InputError
 
 
-class BandError(ValueError):
+
+class BandError(InputError):
     """A requested band that an item does not have."""
 
 

@@ -1,11 +1,14 @@
 """Atomic outputs: write under a temporary name in the target's folder, rename on success."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 def temp_name(target: Path, extra: str = "") -> Path:
@@ -63,4 +66,84 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         replace(tmp, target)
     except BaseException:
         remove(tmp)
+        raise
+
+
+# -- temporary files of dead runs ---------------------------------------------------------------
+# Every temporary name imalys-stac makes carries the writing process id: `.<name>.tmp-<pid>…`
+# (files from `temp_name`, folders from `scratch_dir`). A run that is killed (SIGKILL, OOM,
+# power) cannot remove its temporaries; the next run recognises them by the pattern and the
+# dead pid and removes them.
+TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)(?:[-.].*)?$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id exists (on this machine)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, belongs to someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def stale_temporaries(folder: Path, *, include_own: bool = False) -> list[Path]:
+    """Temporaries in `folder` whose writing process is gone (or this very process, when
+    `include_own`: a run that has just started owns none yet)."""
+    folder = Path(folder)
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        m = TEMP_PATTERN.match(entry.name)
+        if not m:
+            continue
+        pid = int(m.group("pid"))
+        if (include_own and pid == os.getpid()) or (pid != os.getpid() and not pid_alive(pid)):
+            found.append(folder / entry.name)
+    return found
+
+
+def sweep_stale(folder: Path, *, include_own: bool = False) -> list[Path]:
+    """Remove the stale temporaries of `folder` (see `stale_temporaries`); returns what it removed."""
+    removed = stale_temporaries(folder, include_own=include_own)
+    for path in removed:
+        remove(path)
+    return removed
+
+
+@contextmanager
+def scratch_dir(folder: Path, name: str) -> Iterator[Path]:
+    """A temporary folder `.<name>.tmp-<pid>-XXXX` inside `folder` (same file system as the
+    product, so the result can be renamed into place), removed on exit whatever happens."""
+    folder = Path(folder)
+    path = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=folder))
+    path.chmod(0o755)  # mkdtemp makes 0700; workers and browsers under other users must read it
+    try:
+        yield path
+    finally:
+        remove(path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through `.<name>.tmp-<pid>-XXXX` in the same folder and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a catalog is meant to be read by others
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
         raise
