@@ -187,12 +187,167 @@ def test_csv_target(archives, tmp_path):
     assert len(df) == 3
 
 
-def test_refuses_foreign_folder(archives, tmp_path):
+def _catalog_ids(folder: Path) -> set[str]:
+    """Item ids reachable from catalog.json through its links, every link checked to resolve."""
+    ids: set[str] = set()
+    stack = [folder / "catalog.json"]
+    while stack:
+        doc_path = stack.pop()
+        doc = json.loads(doc_path.read_text())
+        for link in doc["links"]:
+            if "://" in link["href"]:
+                continue
+            target = (doc_path.parent / link["href"]).resolve()
+            assert target.is_file(), f"{doc_path}: broken {link['rel']} link {link['href']}"
+            if link["rel"] == "child":
+                stack.append(target)
+            elif link["rel"] == "item":
+                ids.add(json.loads(target.read_text())["id"])
+    return ids
+
+
+def test_archive_folder_as_target_keeps_archives_and_user_files(archives, tmp_path):
+    """Issue 8: target = the archive folder, empty at the first run, archives copied in later."""
+    folder = tmp_path / "landsat"
+    folder.mkdir()
+    rep = build_catalog(str(folder / "*.tar"), folder, progress=False)
+    assert (rep.added, rep.removed) == ([], []) and (folder / "catalog.json").is_file()
+    originals = {p.name: p.read_bytes() for p in archives.glob("*.tar")}
+    for name, data in originals.items():
+        (folder / name).write_bytes(data)
+    (folder / "notes.txt").write_text("mine")
+    rep = build_catalog(str(folder / "*.tar"), folder, progress=False)
+    assert rep.summary() == f"catalog {folder / 'catalog.json'}: 3 added, 0 updated, 0 removed, 0 skipped, 0 unchanged"
+    assert {p.name: p.read_bytes() for p in folder.glob("*.tar")} == originals  # not one byte lost
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert _catalog_ids(folder) == {n[:-4] for n in originals}
+    for item in open_items(folder):
+        with rasterio.open(item.assets["red"].href) as ds:  # the items point at the archives in place
+            assert ds.read(1, window=((0, 1), (0, 1))).shape == (1, 1)
+        assert Path(item.properties["imalys:archive"]).parent == folder
+    assert validate_tree(folder)[1] == []
+
+    # user files inside the catalog's own folders survive an update that removes an item
+    gone = next(folder.glob("LT05_*.tar"))
+    item_dir = folder / "landsat-c2-l2" / gone.stem
+    (item_dir / "review.txt").write_text("checked")
+    (folder / "landsat-c2-l2" / "README").write_text("collection notes")
+    gone.unlink()
+    rep = build_catalog(str(folder / "*.tar"), folder, progress=False)
+    assert (rep.added, rep.updated, rep.removed, rep.unchanged) == ([], [], [gone.stem], 2)
+    assert (item_dir / "review.txt").read_text() == "checked"
+    assert not (item_dir / f"{gone.stem}.json").exists()
+    assert (folder / "landsat-c2-l2" / "README").read_text() == "collection notes"
+    assert {p.name for p in folder.glob("*.tar")} == set(originals) - {gone.name}
+    assert _catalog_ids(folder) == {n[:-4] for n in originals} - {gone.stem}
+    # only the catalog's own files and the user's are left: no temporaries
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [
+        ".imalys-catalog.json", ".imalys-catalog.lock"]
+
+
+def test_user_files_in_a_new_target_survive(archives, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "precious.txt").write_text("keep")
-    with pytest.raises(ValueError, match="not an imalys-stac catalog"):
-        build_catalog(str(archives / "*.tar"), tmp_path / "mine", progress=False)
+    rep = build_catalog(str(archives / "*.tar"), tmp_path / "mine", progress=False)
+    assert len(rep.added) == 3
     assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"
+    rep = build_catalog(str(archives / "LC08_*.tar"), tmp_path / "mine", progress=False)
+    assert len(rep.removed) == 1
+    assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"
+
+
+def test_refuses_to_replace_a_foreign_catalog(archives, tmp_path):
+    """A working directory (its catalog.json) or another tool's catalog is never replaced."""
+    from imalys_stac.workdir import WorkDir
+
+    wd = WorkDir(tmp_path / "work")
+    wd.prepare()
+    before = (tmp_path / "work" / "catalog.json").read_bytes()
+    with pytest.raises(ValueError) as err:
+        build_catalog(str(archives / "*.tar"), tmp_path / "work", progress=False)
+    assert str(err.value) == (
+        f"catalog target {tmp_path / 'work'} holds a catalog.json that imalys-stac did not write (no "
+        ".imalys-catalog.json beside it); the catalog never replaces files it did not write: move that "
+        "file away or choose another target folder")
+    assert (tmp_path / "work" / "catalog.json").read_bytes() == before
+
+
+def test_refuses_to_replace_a_foreign_collection_file(archives, tmp_path):
+    folder = tmp_path / "cat"
+    (folder / "landsat-c2-l2").mkdir(parents=True)
+    (folder / "landsat-c2-l2" / "collection.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"holds landsat-c2-l2/collection.json that imalys-stac did not write"):
+        build_catalog(str(archives / "*.tar"), folder, progress=False)
+    assert (folder / "landsat-c2-l2" / "collection.json").read_text() == "{}"
+    assert sorted(p.name for p in folder.iterdir()) == [".imalys-catalog.lock", "landsat-c2-l2"]
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+import imalys_stac.stac.catalog as C
+n, calls = int(sys.argv[3]), [0]
+real = os.replace
+def replace(a, b):
+    calls[0] += 1
+    if calls[0] == n:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(a, b)
+os.replace = replace
+if n == 0:  # killed while reading the archives
+    C._read_one = lambda p: os.kill(os.getpid(), signal.SIGKILL)
+C.build_catalog(sys.argv[1], sys.argv[2], workers=1, progress=False)
+print("calls", calls[0])
+"""
+
+
+def test_sigkill_at_every_step_leaves_catalog_before_or_complete(archives, tmp_path):
+    """SIGKILL before and at every rename of an update: archives and user files intact, the catalog
+    (every link resolving) holds the old or the new items, and the next run completes it."""
+    import shutil
+    import subprocess
+    import sys
+
+    first, extra = sorted(archives.glob("*.tar"))[:1], sorted(archives.glob("*.tar"))[1:]
+    old_ids, new_ids = {p.stem for p in first}, {p.stem for p in first + extra}
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    repo = Path(__file__).resolve().parents[1]
+    seen_new = False
+    for n in range(0, 30):
+        work = tmp_path / f"run{n}"
+        work.mkdir()
+        for p in first:
+            shutil.copy(p, work / p.name)
+        build_catalog(str(work / "*.tar"), work, progress=False)
+        (work / "notes.txt").write_text("mine")
+        snapshot = {p.relative_to(work): p.read_bytes() for p in work.rglob("*") if p.is_file()}
+        for p in extra:
+            shutil.copy(p, work / p.name)
+        tars = {p.name: p.read_bytes() for p in work.glob("*.tar")}
+        proc = subprocess.run([sys.executable, str(script), str(work / "*.tar"), str(work), str(n)],
+                              cwd=repo, capture_output=True, text=True, timeout=120)
+        if proc.returncode == 0:  # n is past the last rename: the run completed
+            assert _catalog_ids(work) == new_ids
+            break
+        assert proc.returncode == -9, proc.stderr
+        assert {p.name: p.read_bytes() for p in work.glob("*.tar")} == tars
+        assert (work / "notes.txt").read_text() == "mine"
+        ids = _catalog_ids(work)
+        assert ids in (old_ids, new_ids), n
+        seen_new |= ids == new_ids
+        if ids == old_ids and not (work / ".imalys-catalog.journal.json").exists():
+            unchanged = {r: b for r, b in snapshot.items() if r.name != ".imalys-catalog.lock"}
+            assert {r: (work / r).read_bytes() for r in unchanged} == unchanged
+        rep = build_catalog(str(work / "*.tar"), work, progress=False)
+        assert _catalog_ids(work) == new_ids
+        assert {i.id for i in open_items(work)} == new_ids
+        assert validate_tree(work)[1] == []
+        assert not [p.name for p in work.iterdir() if ".tmp-" in p.name or "journal" in p.name]
+        assert len(rep.added) in (0, len(extra))
+        shutil.rmtree(work)
+    else:
+        raise AssertionError("the update never completed")
+    assert n > 5 and seen_new  # kills landed before and after the commit
 
 
 def test_read_item_keeps_proj_epsg(archives, tmp_path):
@@ -216,7 +371,7 @@ def test_items_written_as_read(archives, tmp_path, monkeypatch):
     real = catalog_mod._read_one
 
     def spy(path):
-        tmp = tmp_path / f".cat.tmp-{os.getpid()}"
+        tmp = target / f".imalys-catalog.tmp-{os.getpid()}"
         staged.append(len(list(tmp.rglob("L*.json"))))
         return real(path)
 

@@ -1,12 +1,17 @@
-"""The static STAC catalog of an archive collection: incremental, parallel, atomic.
+"""The static STAC catalog of an archive collection: incremental, parallel, crash-safe.
 
 Layout (self-contained, relative links)::
 
     <target>/catalog.json
     <target>/items.parquet                      search index (see index.py)
-    <target>/.imalys-catalog.json               state: archive path, size, mtime -> item
+    <target>/.imalys-catalog.json               state: archive path, size, mtime -> item; files written
     <target>/<collection>/collection.json
     <target>/<collection>/<item id>/<item id>.json
+
+The catalog owns only the files it wrote (listed in its state file): archives and any other file
+may live in the target folder (the tutorial catalogs an archive folder in place) and are never
+replaced or deleted. Updates are staged in ``.imalys-catalog.tmp-<pid>/`` inside the target,
+committed by renaming a journal into place, then moved in; a lock file serialises runs.
 
 A ``.csv`` target additionally gets the Imalys table (``bonds.csv``, ``.csvt``, ``.prj``) and the
 catalog goes to the folder of the same name (``bonds/catalog.json``).
@@ -31,13 +36,13 @@ from tqdm import tqdm
 
 from ..archives import ArchiveError, open_archive
 from ..archives.bands import METADATA_MEMBERS, SENSORS
+from ..templates import collection_template
 from .index import INDEX_NAME, read_index, row_from_item, write_index
 from .items import EXT, STAC_VERSION, item_dict
 
 STATE_NAME = ".imalys-catalog.json"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the files the catalog wrote are listed (it deletes no other)
 CATALOG_ID = "imalys-archives"
-TEMPLATES = Path(__file__).resolve().parents[2] / "catalogs"
 WGS84_WKT = (
     'GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137.0,298.257223563]],'
     'PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]]'
@@ -160,7 +165,8 @@ def _read_some(paths: list[str]) -> list[tuple[str, dict[str, Any] | None, str |
 
 
 # ---------------------------------------------------------------------------------------- state
-def _load_state(folder: Path) -> dict[str, Any] | None:
+def _read_state(folder: Path) -> dict[str, Any] | None:
+    """The state file as written by any version, or None (none, or not ours)."""
     f = folder / STATE_NAME
     if not f.is_file():
         return None
@@ -168,7 +174,12 @@ def _load_state(folder: Path) -> dict[str, Any] | None:
         state = json.loads(f.read_text(encoding="utf-8"))
     except ValueError:
         return None
-    if state.get("version") != STATE_VERSION:
+    return state if isinstance(state, dict) and "version" in state else None
+
+
+def _load_state(folder: Path) -> dict[str, Any] | None:
+    state = _read_state(folder)
+    if state is None or state.get("version") != STATE_VERSION:
         return None  # older layout: rebuild everything
     return state
 
@@ -183,10 +194,10 @@ def _stat(p: Path) -> tuple[int, int] | None:
 
 # ---------------------------------------------------------------------------------------- documents
 def _template(collection_id: str) -> dict[str, Any]:
-    f = TEMPLATES / f"{collection_id}.json"
-    if f.is_file():
-        return json.loads(f.read_text(encoding="utf-8"))
-    return {  # installed without the repository's catalogs/ folder
+    template = collection_template(collection_id)
+    if template is not None:
+        return template
+    return {  # a collection without a template of its own
         "type": "Collection", "stac_version": STAC_VERSION, "id": collection_id,
         "description": f"{collection_id} archives catalogued by imalys-stac", "license": "other",
         "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
@@ -310,21 +321,144 @@ def write_csv(rows: list[dict[str, Any]], csv_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------- build
-def _check_target(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"catalog target {folder} is a file; accepted: a folder, .../catalog.json or a .csv")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / STATE_NAME).is_file():
-        raise ValueError(f"catalog target {folder} is a non-empty folder that is not an imalys-stac catalog; "
-                         "the catalog replaces its folder as a whole, so give an empty or new folder")
+#: hidden names inside the target: staging folders of running updates, the commit journal, the lock
+STAGING_PREFIX = ".imalys-catalog.tmp-"
+JOURNAL_NAME = ".imalys-catalog.journal.json"
+LOCK_NAME = ".imalys-catalog.lock"
 
 
-def _recover(folder: Path) -> None:
-    """Finish a swap that a crash interrupted between its two renames."""
+def _check_target(folder: Path, state: dict[str, Any] | None) -> None:
+    """Refuse a target whose ``catalog.json`` or index another tool wrote (the catalog never
+    replaces a file it did not write). Any other file may live in the target: archives included."""
+    if state is not None:
+        return
+    for name in ("catalog.json", INDEX_NAME):
+        if (folder / name).exists():
+            raise ValueError(
+                f"catalog target {folder} holds a {name} that imalys-stac did not write (no {STATE_NAME} "
+                "beside it); the catalog never replaces files it did not write: move that file away or "
+                "choose another target folder")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _temp_pid(name: str, prefix: str) -> int | None:
+    """The pid in ``<prefix><pid>`` (or ``<prefix><pid>.<anything>``), else None."""
+    if not name.startswith(prefix):
+        return None
+    digits = name[len(prefix):].split(".", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+class _Lock:
+    """An exclusive lock on the catalog folder (one catalog run at a time); the kernel releases it
+    when the process dies, so a killed run never blocks the next one."""
+
+    def __init__(self, folder: Path, log: logging.Logger) -> None:
+        self.path, self.log = folder / LOCK_NAME, log
+        self.fh: Any = None
+
+    def __enter__(self) -> "_Lock":
+        import fcntl
+
+        self.fh = open(self.path, "a")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.log.warning("catalog %s: another catalog run is updating it; waiting for it to finish",
+                             self.path.parent)
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.fh.close()
+
+
+def _recover(folder: Path, csv_path: Path | None, log: logging.Logger) -> None:
+    """Under the lock: finish an update a crash interrupted and remove temporaries of dead runs.
+
+    A journal means that update was committed: its moves and deletions are replayed (each step is
+    idempotent), so the catalog becomes the complete new one. Staging folders inside the target
+    belong to runs that died before committing (no other run holds the lock): removed. Leftovers of
+    earlier versions (which swapped the whole folder) and of the ``.csv`` writer are removed when
+    their process is gone.
+    """
+    journal = folder / JOURNAL_NAME
+    if journal.is_file():
+        try:
+            plan = json.loads(journal.read_text(encoding="utf-8"))
+        except ValueError:
+            plan = None  # renamed into place complete: never half-written by us
+        if isinstance(plan, dict) and {"staging", "moves", "delete"} <= set(plan):
+            log.warning("catalog %s: completing the update an interrupted run had committed", folder)
+            _apply(folder, folder / plan["staging"], plan)
+        journal.unlink(missing_ok=True)
+    for p in folder.glob(f"{STAGING_PREFIX}*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+    for p in folder.glob(f".{JOURNAL_NAME}.tmp-*"):
+        p.unlink(missing_ok=True)
+    for p in folder.glob(f".{STATE_NAME}.tmp-*"):
+        p.unlink(missing_ok=True)
+    old_prefix = f".{folder.name}.tmp-"  # earlier versions staged the whole catalog beside the target
+    for p in folder.parent.glob(f"{old_prefix}*"):
+        pid = _temp_pid(p.name, old_prefix)
+        if pid is not None and p.is_dir() and not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
     backup = folder.with_name(f".{folder.name}.old")
-    if not folder.exists() and backup.is_dir():
-        os.replace(backup, folder)
-    elif backup.is_dir():
-        shutil.rmtree(backup, ignore_errors=True)
+    if backup.is_dir() and (backup / STATE_NAME).is_file():
+        shutil.rmtree(backup, ignore_errors=True)  # earlier version: the replaced catalog
+    if csv_path is not None:
+        for path in (csv_path, csv_path.with_suffix(".csvt"), csv_path.with_suffix(".prj")):
+            prefix = f".{path.name}.tmp-"
+            for p in path.parent.glob(f"{prefix}*"):
+                pid = _temp_pid(p.name, prefix)
+                if pid is not None and not _pid_alive(pid):
+                    p.unlink(missing_ok=True)
+
+
+def _owned_files(state: dict[str, Any] | None) -> set[str]:
+    """Paths (relative to the catalog folder) of the files catalog runs wrote there."""
+    if not state:
+        return set()
+    if "files" in state:
+        return set(state["files"])
+    # version 1 (whose folder was the catalog's alone): its files follow from its entries
+    out = {"catalog.json", INDEX_NAME, STATE_NAME}
+    for e in state.get("archives", {}).values():
+        out.add(e["href"])
+        out.add(f"{e['collection']}/collection.json")
+    return out
+
+
+def _apply(folder: Path, staging: Path, plan: dict[str, Any]) -> None:
+    """Move the staged files into place in the journal's order (items, collections, index,
+    catalog, state last), then delete the files the new catalog no longer holds and their folders
+    when nothing else is left in them."""
+    for rel in plan["moves"]:
+        src, dst = staging / rel, folder / rel
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+    for rel in plan["delete"]:
+        gone = folder / rel
+        gone.unlink(missing_ok=True)
+        parent = gone.parent
+        while parent != folder and folder in parent.parents:
+            try:
+                parent.rmdir()  # only when empty: a user's file keeps its folder
+            except OSError:
+                break
+            parent = parent.parent
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def build_catalog(
@@ -336,13 +470,30 @@ def build_catalog(
 ) -> CatalogReport:
     """Catalog archives into a static STAC catalog at ``target`` (see module doc).
 
-    Incremental (only new or changed archives are read), parallel, and atomic: the new catalog is
-    written to a temporary folder beside the target and swapped in by renaming.
+    Incremental (only new or changed archives are read), parallel, and crash-safe: new files are
+    staged in a hidden folder inside the target and moved into place once a journal listing them
+    (the commit point) is written. A crash before the journal leaves the catalog as it was; the
+    next run completes a committed one. Only files the catalog wrote itself (listed in its state
+    file) are ever replaced or deleted: archives and other files may live in the target folder.
     """
     log = log or log_default
     folder, csv_path = catalog_location(target)
-    _recover(folder)
-    _check_target(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"catalog target {folder} is a file; accepted: a folder, .../catalog.json or a .csv")
+    backup = folder.with_name(f".{folder.name}.old")
+    if not folder.exists() and backup.is_dir() and (backup / STATE_NAME).is_file():
+        os.replace(backup, folder)  # an earlier version crashed between its two renames
+    folder.mkdir(parents=True, exist_ok=True)
+    with _Lock(folder, log):
+        _recover(folder, csv_path, log)
+        return _build(pattern_or_paths, folder, csv_path, workers, progress, log)
+
+
+def _build(pattern_or_paths: Any, folder: Path, csv_path: Path | None, workers: int | None,
+           progress: bool, log: logging.Logger) -> CatalogReport:
+    raw_state = _read_state(folder)
+    _check_target(folder, raw_state)
+    owned = _owned_files(raw_state)
     archives = expand_archives(pattern_or_paths)
     report = CatalogReport(catalog_path=folder / "catalog.json", csv_path=csv_path)
     old = _load_state(folder) or {"version": STATE_VERSION, "archives": {}, "skipped": {}}
@@ -404,7 +555,7 @@ def build_catalog(
                 write_csv(list(_old_rows(folder, keep).values()), csv_path)
             log.info("%s (nothing changed)", report.summary())
             return report
-        rows = _write_catalog(folder, keep, staging, new_skipped)
+        rows = _write_catalog(folder, keep, staging, new_skipped, owned)
     except BaseException:
         staging.discard()
         raise
@@ -415,7 +566,7 @@ def build_catalog(
 
 
 class _Staging:
-    """The temporary catalog folder, filled as read results arrive.
+    """The hidden staging folder inside the target, filled as read results arrive.
 
     Each new or updated item's JSON is written at once; only its index row and state entry stay in
     memory. Duplicate product ids are settled as a sorted pass over the archive paths would: an id
@@ -424,7 +575,7 @@ class _Staging:
 
     def __init__(self, folder: Path, keep: dict[str, Any]) -> None:
         self.folder = folder
-        self.tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        self.tmp = folder / f"{STAGING_PREFIX}{os.getpid()}"
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir(parents=True)
@@ -495,22 +646,14 @@ def _item_href(d: dict[str, Any]) -> str:
 
 
 def _write_catalog(folder: Path, keep: dict[str, Any], staging: _Staging,
-                   skipped: dict[str, Any]) -> list[dict[str, Any]]:
-    """Complete the staged folder (unchanged items, collections, catalog, index, state) and swap
-    it in; return the index rows. The caller discards the staging folder on failure."""
+                   skipped: dict[str, Any], owned: set[str]) -> list[dict[str, Any]]:
+    """Complete the staged files (collections, catalog, index, state), commit them with a journal
+    and move them into place; return the index rows. The caller discards the staging folder on
+    failure before the commit."""
     tmp = staging.tmp
     rows = _old_rows(folder, keep)
-    state: dict[str, Any] = {"version": STATE_VERSION, "archives": {}, "skipped": skipped}
-    made: set[Path] = set()
+    state: dict[str, Any] = {"version": STATE_VERSION, "archives": {}, "skipped": skipped, "files": []}
     for path, e in keep.items():
-        src, dst = folder / e["href"], tmp / e["href"]
-        if dst.parent not in made:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            made.add(dst.parent)
-        try:
-            os.link(src, dst)  # unchanged item: same bytes, no rewrite
-        except OSError:
-            shutil.copy2(src, dst)
         state["archives"][path] = e
     rows.update(staging.rows)
     state["archives"].update(staging.fresh)
@@ -518,22 +661,37 @@ def _write_catalog(folder: Path, keep: dict[str, Any], staging: _Staging,
     by_collection: dict[str, list[dict[str, Any]]] = {}
     for r in ordered:
         by_collection.setdefault(r["collection"], []).append(r)
+    collection_files = []
     for cid, crow in by_collection.items():
         hrefs = [r["href"].split("/", 1)[1] for r in crow]
         _write_json(tmp / cid / "collection.json", collection_dict(cid, crow, hrefs))
+        collection_files.append(f"{cid}/collection.json")
     _write_json(tmp / "catalog.json", catalog_dict(sorted(by_collection)))
     write_index(ordered, tmp / INDEX_NAME)
+
+    item_files = sorted(e["href"] for e in staging.fresh.values())
+    files = {e["href"] for e in state["archives"].values()} | set(collection_files) \
+        | {"catalog.json", INDEX_NAME, STATE_NAME}
+    foreign = sorted(f for f in files - owned if (folder / f).exists() and f not in ("catalog.json", INDEX_NAME))
+    if foreign:
+        raise ValueError(f"catalog target {folder} holds {foreign[0]}"
+                         + (f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else "")
+                         + f" that imalys-stac did not write (not in its {STATE_NAME}); the catalog never "
+                         "replaces files it did not write: move it away or choose another target folder")
+    state["files"] = sorted(files)
     _write_json(tmp / STATE_NAME, state)
-    _swap(tmp, folder)
+    plan = {
+        "staging": tmp.name,
+        # new items are invisible until their collection lists them; the state goes last
+        "moves": item_files + sorted(collection_files) + [INDEX_NAME, "catalog.json", STATE_NAME],
+        "delete": sorted(owned - files - {LOCK_NAME}),
+    }
+    journal = folder / JOURNAL_NAME
+    part = folder / f".{JOURNAL_NAME}.tmp-{os.getpid()}"
+    _write_json(part, plan)
+    with open(part, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(part, journal)  # the commit point
+    _apply(folder, tmp, plan)
+    journal.unlink(missing_ok=True)
     return ordered
-
-
-def _swap(tmp: Path, folder: Path) -> None:
-    """Replace ``folder`` by ``tmp`` with two renames; ``_recover`` completes an interrupted swap."""
-    backup = folder.with_name(f".{folder.name}.old")
-    if backup.exists():
-        shutil.rmtree(backup)
-    if folder.exists():
-        os.replace(folder, backup)
-    os.replace(tmp, folder)
-    shutil.rmtree(backup, ignore_errors=True)
