@@ -15,9 +15,19 @@ from .models import (
     Reduce,
     Replace,
 )
-from .parser import Chain, Command, load_chain, parse_chain_text, read_variable_list
+from .parser import (
+    Chain,
+    Command,
+    VariableRow,
+    load_chain,
+    load_chain_rows,
+    parse_chain_text,
+    read_variable_list,
+    read_variable_rows,
+)
 from .paths import resolve_archive_pattern
 from .period import Period
+from .values import Number, as_written
 
 __all__ = [
     "COMMANDS",
@@ -31,11 +41,16 @@ __all__ = [
     "Home",
     "Import",
     "Model",
+    "Number",
     "Period",
     "Reduce",
     "Replace",
+    "VariableRow",
+    "as_written",
     "load_chain",
+    "load_chain_rows",
     "parse_chain_text",
     "read_variable_list",
+    "read_variable_rows",
     "resolve_archive_pattern",
 ]

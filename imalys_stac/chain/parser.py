@@ -18,9 +18,21 @@ from typing import Any
 from . import values as v
 from .errors import ChainError
 from .models import COMMANDS, Home, Model, Replace
+from .paths import kind_of
 
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\$\d+")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\$[0-9]+")
 _VARIABLE = re.compile(r"\$([1-9])")
+#: line ends: only these (str.splitlines also splits at form feeds, U+2028 … and would make line
+#: numbers differ from what an editor shows)
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` cut at LF, CRLF and CR only (an editor's lines); no empty last line."""
+    lines = _LINE_END.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 @dataclass
@@ -38,6 +50,22 @@ class Command:
         """A ChainError located at ``parameter``'s line (else this command's line), for runtime problems."""
         line = self.param_lines.get(parameter, self.line) if parameter else self.line
         return ChainError(msg, file=self.file, line=line, command=self.name, parameter=parameter, hint=hint)
+
+    def written(self, parameter: str) -> str | None:
+        """``parameter``'s value exactly as the chain gives it (variables substituted), for messages:
+        ``quality = 0.999`` → ``"0.999"``. Several values (a repeated key) are joined by ``", "``;
+        ``None`` when the chain does not give it. Aliases are found under either name.
+        (Numeric values also print as written: see :class:`values.Number`.)"""
+        texts = self.raw.get(parameter)
+        if texts is None:
+            model_fields = {f.name: f for f in dataclasses.fields(self.params) if "parser" in f.metadata}
+            name = parameter if parameter in model_fields else next(
+                (n for n, f in model_fields.items() if parameter in f.metadata["aliases"]), None)
+            if name is None:
+                return None
+            keys = (name, *model_fields[name].metadata["aliases"])
+            texts = [t for k in keys for t in self.raw.get(k, [])]
+        return ", ".join(texts) if texts else None
 
 
 @dataclass
@@ -86,7 +114,7 @@ def _close(word: str, choices: list[str]) -> str:
 
 
 def _tokenise(text: str, file: Path) -> list[_Block]:
-    lines = text.splitlines()
+    lines = split_lines(text)
     first = lines[0].split() if lines else []
     if not first or first[0] != "IMALYS":
         raise ChainError(
@@ -169,7 +197,14 @@ def _build(block: _Block, variables: dict[int, str], file: Path, ctx: v.Context)
         if entry.key not in key_to_field:
             raise ChainError(f"parameter '{entry.key}' is not known", file=file, line=entry.line,
                              command=block.name, parameter=entry.key, hint=_close(entry.key, sorted(key_to_field)))
+        written = entry.value
         entry.value = _substitute(entry, variables, file, block.name)
+        if not entry.value.strip():
+            raise ChainError(
+                f"{entry.key} = {written}: the value is empty once the variables are put in", file=file,
+                line=entry.line, command=block.name, parameter=entry.key,
+                hint="give the variable a value (replace or the repeat list) or drop the line",
+            )
         name = key_to_field[entry.key]
         earlier = given.setdefault(name, [])
         if earlier and not fields[name].metadata["repeat"]:
@@ -196,6 +231,9 @@ def _build(block: _Block, variables: dict[int, str], file: Path, ctx: v.Context)
             except ValueError as e:
                 raise ChainError(f"{entry.key} = {entry.value}", file=file, line=entry.line, command=block.name,
                                  parameter=entry.key, hint=str(e)) from None
+            except OSError as e:  # the file system refused a look (permission, name too long, …)
+                raise ChainError(f"{entry.key} = {entry.value}", file=file, line=entry.line, command=block.name,
+                                 parameter=entry.key, hint=f"cannot check it: {e.strerror or e}") from None
         if meta["repeat"]:
             kwargs[name] = [x for item in parsed for x in (item if isinstance(item, list) else [item])]
         else:
@@ -224,7 +262,7 @@ def parse_chain_text(
 ) -> Chain:
     """Parse chain ``text``; ``path`` names it in messages. See :func:`load_chain`."""
     file = Path(path)
-    blocks = _tokenise(text, file)
+    blocks = _tokenise(text.removeprefix("\ufeff"), file)
     for block in blocks:
         if block.name not in COMMANDS:
             raise ChainError(f"command '{block.name}' is not known", file=file, line=block.line,
@@ -283,12 +321,48 @@ def parse_chain_text(
     return Chain(file, commands, effective)
 
 
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
+def decode_text(data: bytes) -> str:
+    """A chain or variable list's bytes as text, whatever editor wrote them.
+
+    UTF-8 (with or without BOM) and UTF-16 with BOM as such; a line that is not UTF-8 is read as
+    cp1252 (Windows editors, Latin-1), its bytes outside cp1252 kept as lone surrogates so a file
+    name made of them still names the same file (see :func:`paths.on_disk`).
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
     try:
         return data.decode("utf-8-sig")
-    except UnicodeDecodeError:  # chains written on Windows editors
-        return data.decode("cp1252", errors="replace")
+    except UnicodeDecodeError:  # chains written on Windows editors: decide line by line
+        pass
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    parts = re.split(rb"(\r\n|\r|\n)", data)
+    out = []
+    for part in parts:
+        try:
+            out.append(part.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(part.decode("cp1252", errors="surrogateescape"))
+    return "".join(out)
+
+
+def _read(file: Path, what: str, noun: str) -> str:
+    """The text of ``file`` or a ChainError saying why it cannot be read (``what``: e.g. "chain file")."""
+    try:
+        kind = kind_of(file)
+    except ValueError as e:
+        raise ChainError(f"cannot read the {what}", file=file, hint=str(e)) from None
+    if kind == "missing":
+        raise ChainError(f"{what} not found", file=file, hint=f"looked for {file.absolute()}")
+    if kind == "folder":
+        raise ChainError(f"is a folder, expected a {what}", file=file,
+                         hint=f"give the {noun} inside {file.absolute()}")
+    try:
+        return decode_text(file.read_bytes())
+    except OSError as e:
+        raise ChainError(f"cannot read the {what}: {e.strerror or e}", file=file) from None
 
 
 def load_chain(
@@ -304,23 +378,26 @@ def load_chain(
     Raises :class:`ChainError` for every problem, located at its line.
     """
     file = Path(path)
-    if not file.is_file():
-        raise ChainError("chain file not found" if not file.exists() else "is not a file", file=file,
-                         hint=f"looked for {file.absolute()}")
-    return parse_chain_text(_read_text(file), file, variables, check_files)
+    return parse_chain_text(_read(file, "chain file", "chain file"), file, variables, check_files)
 
 
-def read_variable_list(path: str | os.PathLike[str]) -> list[dict[int, str]]:
-    """Read a repeat-mode list: one dict per non-empty line; tab-separated column N → ``$N``.
+@dataclass(frozen=True)
+class VariableRow:
+    """One run of repeat mode: the values for ``$1`` … ``$9`` and the list line they come from."""
+
+    line: int
+    values: dict[int, str]
+
+
+def read_variable_rows(path: str | os.PathLike[str]) -> list[VariableRow]:
+    """Read a repeat-mode list: one row per non-empty line; tab-separated column N → ``$N``.
 
     Cells are stripped of surrounding spaces; an empty cell is left out, so the chain's own
     ``replace`` value (if any) applies to it. Lines starting with ``#`` are comments.
     """
     file = Path(path)
-    if not file.is_file():
-        raise ChainError("variable list not found", file=file, hint=f"looked for {file.absolute()}")
-    rows: list[dict[int, str]] = []
-    for number, line in enumerate(_read_text(file).splitlines(), start=1):
+    rows: list[VariableRow] = []
+    for number, line in enumerate(split_lines(_read(file, "variable list", "list file")), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         cells = line.split("\t")
@@ -329,5 +406,50 @@ def read_variable_list(path: str | os.PathLike[str]) -> list[dict[int, str]]:
         if len(cells) > 9:
             raise ChainError(f"has {len(cells)} columns", file=file, line=number,
                              hint="a repeat list holds at most 9 tab-separated values ($1 … $9)")
-        rows.append({i: cell.strip() for i, cell in enumerate(cells, start=1) if cell.strip()})
+        rows.append(VariableRow(number, {i: cell.strip() for i, cell in enumerate(cells, start=1) if cell.strip()}))
     return rows
+
+
+def read_variable_list(path: str | os.PathLike[str]) -> list[dict[int, str]]:
+    """The rows of :func:`read_variable_rows` as plain ``{N: value}`` dicts."""
+    return [row.values for row in read_variable_rows(path)]
+
+
+def load_chain_rows(
+    path: str | os.PathLike[str],
+    rows: str | os.PathLike[str] | None = None,
+    check_files: bool = True,
+) -> list[tuple[VariableRow | None, Chain]]:
+    """Every run of a chain, all validated before the first one starts.
+
+    Without ``rows``: ``[(None, chain)]``. With a variable list: one ``(row, chain)`` per row, each
+    chain read with that row's values, so a bad value in row 7 stops the run before row 1 does
+    any work. Also refused up front: a list without rows, and rows whose exports would write the
+    same file (the later run would replace the earlier one's result).
+    Raises :class:`ChainError`; an error of one row names it (``[variables line 7 of list.txt]``).
+    """
+    if rows is None:
+        return [(None, load_chain(path, check_files=check_files))]
+    rows_file = Path(rows)
+    table = read_variable_rows(rows_file)
+    if not table:
+        raise ChainError("the variable list holds no row (every line is empty or a comment)", file=rows_file,
+                         hint="one line per run: tab-separated values for $1, $2, …")
+    runs: list[tuple[VariableRow | None, Chain]] = []
+    written: dict[Path, int] = {}
+    for row in table:
+        try:
+            chain = load_chain(path, variables=row.values, check_files=check_files)
+        except ChainError as e:
+            raise e.in_row(rows_file, row.line) from None
+        for cmd in chain.find("export"):
+            target = Path(os.path.abspath(cmd.params.target))
+            if target in written and written[target] != row.line:
+                raise cmd.error(
+                    f"target = {cmd.raw['target'][0]} is written again: the run of line {written[target]} "
+                    "exports to the same file and this run would replace it", parameter="target",
+                    hint="put a variable in the target, e.g. target = ~/results/bestof_$1.tif",
+                ).in_row(rows_file, row.line)
+            written[target] = row.line
+        runs.append((row, chain))
+    return runs

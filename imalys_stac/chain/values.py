@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .paths import expand_path_text, has_wildcard, resolve_archive_pattern
+from .paths import expand_path_text, has_wildcard, kind_of, on_disk, resolve_archive_pattern
 from .period import Period
 
 
@@ -42,24 +42,65 @@ def boolean(text: str, ctx: Context) -> bool:
     raise ValueError("must be true or false (also yes/no, 1/0)")
 
 
-def _number(text: str) -> float:
+class Number(float):
+    """A number from a chain that remembers how the user wrote it.
+
+    It is the float it stands for (arithmetic, comparisons, ``%.2f`` and numpy work as on any
+    float; results of arithmetic are plain floats), but ``str(x)``, ``f"{x}"`` and ``"%s" % x``
+    give the text as written — ``quality = 0.999`` prints ``0.999``, never ``1.00`` — so a
+    message can quote the user exactly. ``x.raw`` holds that text; :func:`as_written` reads it
+    from any value.
+    """
+
+    __slots__ = ("raw",)
+
+    def __new__(cls, value: float, raw: str | None = None) -> "Number":
+        self = super().__new__(cls, value)
+        self.raw = raw if raw is not None else repr(float(value))
+        return self
+
+    def __str__(self) -> str:
+        return self.raw
+
+    def __format__(self, spec: str) -> str:
+        return self.raw if not spec else float.__format__(self, spec)
+
+    def __reduce__(self):
+        return (Number, (float(self), self.raw))
+
+
+def as_written(value: Any) -> str:
+    """A parameter value as the user wrote it in the chain: the original text of a
+    :class:`Number` (``0.999``, ``2.75e-5``), the shortest exact form of any other float, ``str``
+    of anything else."""
+    raw = getattr(value, "raw", None)
+    if isinstance(raw, str):
+        return raw
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _number(text: str) -> Number:
     word = text.strip()
     if re.fullmatch(r"[+-]?\d+,\d+", word):
         raise ValueError("write the decimal point as '.', not ','")
+    if len(word) > 100:  # float() reads any length; no number needs more
+        raise ValueError("must be a number (this one is more than 100 characters long)")
     try:
         value = float(word)
     except ValueError:
         raise ValueError("must be a number") from None
     if not math.isfinite(value) or "_" in word:
         raise ValueError("must be a finite number")
-    return value
+    return Number(value, word)
 
 
-def number(text: str, ctx: Context) -> float:
+def number(text: str, ctx: Context) -> Number:
     return _number(text)
 
 
-def positive(text: str, ctx: Context) -> float:
+def positive(text: str, ctx: Context) -> Number:
     try:
         value = _number(text)
     except ValueError as e:
@@ -69,7 +110,7 @@ def positive(text: str, ctx: Context) -> float:
     return value
 
 
-def fraction(text: str, ctx: Context) -> float:
+def fraction(text: str, ctx: Context) -> Number:
     reason = "must be a fraction between 0 and 1 (e.g. 0.7)"
     try:
         value = _number(text)
@@ -80,11 +121,20 @@ def fraction(text: str, ctx: Context) -> float:
     return value
 
 
+#: more digits than any count or band number needs (and int() refuses beyond 4300)
+_MAX_DIGITS = 9
+
+
 def positive_int(text: str, ctx: Context) -> int:
     word = text.strip()
-    if not re.fullmatch(r"\+?\d+", word) or int(word) < 1:
+    if not re.fullmatch(r"\+?[0-9]+", word):
         raise ValueError("must be a whole number of at least 1")
-    return int(word)
+    digits = word.lstrip("+").lstrip("0")
+    if not digits:
+        raise ValueError("must be a whole number of at least 1")
+    if len(digits) > _MAX_DIGITS:
+        raise ValueError(f"must be a whole number of at least 1 (and below {10 ** _MAX_DIGITS:,})")
+    return int(digits)
 
 
 def band_number(text: str, ctx: Context) -> int:
@@ -96,13 +146,13 @@ def band_number(text: str, ctx: Context) -> int:
 
 def epsg(text: str, ctx: Context) -> int:
     word = text.strip()
-    match = re.fullmatch(r"(?:epsg\s*:\s*)?(\d+)", word, flags=re.IGNORECASE)
+    match = re.fullmatch(r"(?:epsg\s*:\s*)?([0-9]{1,7})", word, flags=re.IGNORECASE)
     if not match or int(match.group(1)) < 1:
         raise ValueError("must be an EPSG code (e.g. 32632 or EPSG:32632)")
     return int(match.group(1))
 
 
-def factor(text: str, ctx: Context) -> float | str:
+def factor(text: str, ctx: Context) -> Number | str:
     if text.strip().lower() == "auto":
         return "auto"
     try:
@@ -130,8 +180,19 @@ def comma_list(text: str, ctx: Context) -> list[str]:
     return items
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def path(text: str, ctx: Context) -> Path:
-    return Path(expand_path_text(text.strip()))
+    """A path (``~`` and environment variables expanded). When files are checked, a path that
+    exists only under another byte spelling of its non-ASCII letters (a Latin-1 name) is taken
+    as it is stored."""
+    return Path(path_text(text, ctx))
+
+
+def _what(value: Path | str, ctx: Context) -> str:
+    """:func:`paths.kind_of` when files are checked, else ``"unchecked"``."""
+    return kind_of(value) if ctx.check_files else "unchecked"
 
 
 #: file endings `export` can write (kept equal to imalys_stac.write.FORMATS by a test; no GDAL
@@ -146,11 +207,20 @@ def export_target(text: str, ctx: Context) -> Path:
             f"unknown format {value.suffix!r}: the ending picks the format — "
             + ", ".join(e for e in EXPORT_ENDINGS if e) + ", or no ending for ENVI"
         )
+    if value.suffix.lower() != ".zarr" and _what(value, ctx) == "folder":
+        raise ValueError(f"is a folder, expected a file name; write e.g. {value / 'bestof.tif'}")
     return value
 
 
 def path_text(text: str, ctx: Context) -> str:
-    return expand_path_text(text.strip())
+    word = text.strip()
+    control = _CONTROL.search(word)
+    if control:
+        raise ValueError(f"a path must not hold control characters (found U+{ord(control.group()):04X})")
+    value = expand_path_text(word)
+    if ctx.check_files and not has_wildcard(value):
+        value = str(on_disk(value))
+    return value
 
 
 _VECTOR_SUFFIXES = (
@@ -161,16 +231,24 @@ _VECTOR_SUFFIXES = (
 
 def vector_file(text: str, ctx: Context) -> Path:
     value = path(text, ctx)
+    what = _what(value, ctx)
+    if what == "folder":
+        raise ValueError(f"is a folder, expected a vector file ({', '.join(_VECTOR_SUFFIXES)})")
     if value.suffix.lower() not in _VECTOR_SUFFIXES:
         raise ValueError(f"must be a vector file ({', '.join(_VECTOR_SUFFIXES)})")
-    if ctx.check_files and not value.is_file():
+    if what == "missing":
         raise ValueError("the file does not exist")
+    if what == "other":
+        raise ValueError("is not a regular file, expected a vector file")
     return value
 
 
 def archive_pattern(text: str, ctx: Context) -> str:
     """An archive path, wildcards allowed; must name at least one existing file (when checked)."""
     value = path_text(text, ctx)
+    if not has_wildcard(value) and _what(value, ctx) == "folder":
+        raise ValueError(f"is a folder, expected an archive file; to take every archive in it write "
+                         f"{os.path.join(value, '*.tar')}")
     if ctx.check_files and not resolve_archive_pattern(value):
         raise ValueError(
             "no archive matches (neither the path, its wildcards, nor its short name "
@@ -185,8 +263,13 @@ def archive_folder_pattern(text: str, ctx: Context) -> str:
     folder = os.path.dirname(value) or "."
     if has_wildcard(folder):
         raise ValueError("wildcards are allowed in the file name only (only that one folder is searched)")
-    if ctx.check_files and not os.path.isdir(folder):
+    if not has_wildcard(value) and _what(value, ctx) == "folder":
+        raise ValueError(f"is a folder; to take every archive in it write {os.path.join(value, '*.tar')}")
+    what = _what(folder, ctx)
+    if what == "missing":
         raise ValueError(f"the folder {folder} does not exist")
+    if what not in ("folder", "unchecked"):
+        raise ValueError(f"{folder} is a file, expected the folder that holds the archives")
     return value
 
 
@@ -196,18 +279,22 @@ _DATABASE_SUFFIXES = (".json", ".parquet", ".geoparquet", ".csv")
 def database(text: str, ctx: Context) -> Path:
     value = path(text, ctx)
     accepted = "must be a catalog: a folder, a catalog.json, a .parquet or a .csv file"
-    if value.is_dir():
+    what = _what(value, ctx)
+    if what == "folder":
         return value
     if value.suffix.lower() not in _DATABASE_SUFFIXES and (ctx.check_files or value.suffix):
         raise ValueError(accepted)
-    if ctx.check_files and not value.exists() and value not in ctx.produced:
+    if what == "missing" and value not in ctx.produced:
         raise ValueError(f"it does not exist; {accepted}")
     return value
 
 
-def existing_path(text: str, ctx: Context) -> Path:
+def existing_file(text: str, ctx: Context) -> Path:
     value = path(text, ctx)
-    if ctx.check_files and not value.exists():
+    what = _what(value, ctx)
+    if what == "folder":
+        raise ValueError("is a folder, expected a file")
+    if what == "missing":
         raise ValueError("the file does not exist")
     return value
 
