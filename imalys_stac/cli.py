@@ -65,29 +65,25 @@ def _signals_stop_cleanly() -> Iterator[None]:
 
 
 def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bool = False, debug: bool = False) -> int:
-    from .chain import ChainError, load_chain, read_variable_list
+    from .chain import ChainError, load_chain_rows
 
-    try:
-        rows = read_variable_list(vars_path) if vars_path else [None]
+    try:  # every row of a variable list is checked before the first run starts
+        runs = load_chain_rows(chain_path, vars_path)
     except (ChainError, OSError) as exc:
         _err(str(exc))
         return EXIT_FAILED
-    if vars_path and not rows:
-        _err(f"{vars_path}: the variable list holds no line")
-        return EXIT_FAILED
     with _signals_stop_cleanly():
-        for n, row in enumerate(rows, 1):
+        for row, chain in runs:
             try:
-                chain = load_chain(chain_path, variables=row)
                 if check_only:
                     print(f"{chain_path}: ok ({len(chain.commands)} commands: {', '.join(c.name for c in chain.commands)})"
-                          + (f" [variables line {n}]" if row else ""))
+                          + (f" [variables line {row.line}]" if row else ""))
                     continue
                 from .commands import run_chain
 
                 run_chain(chain, verbose=verbose or debug)
             except ChainError as exc:
-                _err(str(exc) + (f" [variables line {n} of {vars_path}]" if row else ""))
+                _err(str(exc if row is None or exc.rows else exc.in_row(vars_path, row.line)))
                 if debug and exc.__cause__ is not None:
                     traceback.print_exception(exc.__cause__, file=sys.stderr)
                 return EXIT_FAILED
