@@ -254,6 +254,34 @@ class WorkDir:
         self.write_catalog()
         return folder / f"{name}.json"
 
+    # -- what the last import kept (so a later command that finds nothing can say why) ---------
+    IMPORT_NOTE = ".last-import.json"
+
+    def note_import(self, summary: dict) -> None:
+        write_json_atomic(self.path / self.IMPORT_NOTE, summary)
+
+    def last_import(self) -> dict | None:
+        try:
+            return json.loads((self.path / self.IMPORT_NOTE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def why_empty(self) -> str:
+        """`import kept 0 of 7, all below quality 0.999` — or '' when no import was recorded."""
+        note = self.last_import()
+        if not note:
+            return ""
+        kept, selected, rejected = note.get("kept", 0), note.get("selected", 0), note.get("rejected") or {}
+        text = f"the last import ({Path(note.get('chain', '')).name}:{note.get('line', '?')}) kept {kept} of {selected}"
+        if rejected:
+            if len(rejected) == 1 and sum(rejected.values()) == selected:
+                text += f", all {next(iter(rejected))}"
+            else:
+                text += ": " + ", ".join(f"{n} {r}" for r, n in rejected.items())
+        elif selected == 0:
+            text += " (no archive matched its selection)"
+        return text
+
     def write_catalog(self) -> None:
         links = [
             {"rel": "root", "href": "./catalog.json", "type": "application/json"},

@@ -208,6 +208,7 @@ class Export(Model):
     command: ClassVar[str] = "export"
     select: str = param(v.text_value, required=True, example="select = bestof")
     target: Path = param(v.export_target, required=True, example="target = ~/ESIS/results/bestof_summer.tif")
+    overwrite: bool = param(v.boolean, default=False)
 
 
 #: Command name → parameter model.

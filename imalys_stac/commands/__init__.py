@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..chain import Chain, ChainError
 from ..errors import ImalysError
-from ..runtime.cluster import ClusterSpec, dask_runtime
+from ..runtime.cluster import ClusterSpec, cluster_faults, dask_runtime
 from ..runtime.log import RunLog
 from ..workdir import WorkDir, WorkdirError
 from .context import Context
@@ -48,6 +48,20 @@ def _located(cmd, exc: BaseException) -> ChainError:
         return cmd.error(text, parameter=getattr(exc, "parameter", None), hint=hint)
     return cmd.error(str(exc.args[0]) if exc.args else str(exc), parameter=getattr(exc, "parameter", None),
                      hint=getattr(exc, "hint", None))
+
+
+def _read_error(exc: BaseException) -> str | None:
+    """The file GDAL could not read, when a reader (stackstac) wrapped a rasterio I/O error."""
+    try:
+        from rasterio.errors import RasterioIOError
+    except ImportError:  # pragma: no cover
+        return None
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, RasterioIOError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = None) -> Context:
@@ -108,12 +122,20 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
                 handler = handler_for(cmd.name)
                 with runlog.command(cmd.name, cmd.line, _params(cmd)):
                     try:
-                        handler(ctx, cmd)
+                        with cluster_faults(ctx.client):  # a cluster that cannot finish: a user error, not a hang
+                            handler(ctx, cmd)
                     except ChainError:
                         raise
                     except (ImalysError, OSError) as exc:
                         log.debug("%s", traceback.format_exc())
                         raise _located(cmd, exc) from exc
+                    except RuntimeError as exc:
+                        read_error = _read_error(exc)
+                        if read_error is None:
+                            raise
+                        log.debug("%s", traceback.format_exc())
+                        raise cmd.error(f"cannot read {read_error}", hint="the archive or file was moved, deleted or is "
+                                        "damaged; run catalog again or restore it") from exc
         ok = True
     except ChainError as exc:
         log.error("%s", exc, extra={"file_only": True})

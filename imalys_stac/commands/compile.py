@@ -15,7 +15,7 @@ import rasterio
 
 from ..cube.grid import Grid, transform_bounds
 from ..products import KIND, compile_item
-from .context import Context, command_record, load_product, log, read_frame
+from .context import FINGERPRINT, Context, command_record, fingerprint, load_product, log, read_frame, written_all
 
 
 def pick_inputs(ctx: Context, cmd) -> list[str]:
@@ -27,9 +27,11 @@ def pick_inputs(ctx: Context, cmd) -> list[str]:
     if p.search:
         hits = wd.search(p.search)
         if not hits:
+            why = wd.why_empty()
             raise cmd.error(
-                f"no product in {wd.path} matches {', '.join(p.search)} (products: {', '.join(wd.names()) or 'none'})",
-                parameter="search", hint="run import first, or check the pattern",
+                f"no product matches {', '.join(written_all(cmd, 'search'))}"
+                + (f": {why}" if why else f" in {wd.path} (products: {', '.join(wd.names()) or 'none'})"),
+                parameter="search", hint="lower quality or cover in import, or check the pattern" if why else "run import first, or check the pattern",
             )
         names += [h for h in hits if h not in names]
     if not p.select and not p.search:
@@ -42,8 +44,10 @@ def pick_inputs(ctx: Context, cmd) -> list[str]:
     if p.period:
         items = {k: it for k, it in items.items() if any(per.contains(it.datetime.date()) for per in p.period)}
     if not items:
+        why = wd.why_empty()
         raise cmd.error(
-            "no imported image is left after the selection" + (" and period filter" if p.period else ""),
+            "no imported image is left after the selection" + (" and period filter" if p.period else "")
+            + (f" ({why})" if why else ""),
             parameter="period" if p.period else ("search" if p.search else "select"),
         )
     return sorted(items, key=lambda n: (items[n].datetime, n))
@@ -96,6 +100,7 @@ def run(ctx: Context, cmd) -> None:
     frame_wkt = frame.geometry_in(grid.epsg).wkt if frame is not None else None
     item = compile_item(p.target, items, grid, frame_wkt, str(p.frame) if p.frame else None)
     item.properties["imalys:command"] = command_record(ctx, cmd)
+    item.properties[FINGERPRINT] = fingerprint(cmd, [(it.id, it.properties.get(FINGERPRINT)) for it in items], grid.to_stac())
     ctx.workdir.save(item)
     log.info("   %s: %d image(s) %s on EPSG:%d, %d x %d pixels of %g m", p.target, len(items), ", ".join(names),
              grid.epsg, grid.shape[1], grid.shape[0], grid.resolution)

@@ -47,3 +47,44 @@ def read_frame(cmd):
         return Frame.read(cmd.params.frame)
     except ValueError as exc:
         raise cmd.error(str(exc), parameter="frame") from exc
+
+
+def fingerprint(cmd, *parts) -> str:
+    """What a product was made from: the command's parameters as written and the fingerprints
+    (or ids) of its inputs. A re-run whose product carries the same fingerprint keeps it instead
+    of computing it again (after a stopped run, only the unfinished products are redone)."""
+    import hashlib
+    import json
+
+    from .. import __version__
+
+    doc = {"command": cmd.name, "parameters": {k: list(v) for k, v in sorted(cmd.raw.items())},
+           "inputs": parts, "version": __version__}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+FINGERPRINT = "imalys:fingerprint"
+
+
+def written(cmd, name: str) -> str:
+    """A parameter's value exactly as the chain wrote it (numbers in messages as the user wrote them)."""
+    values = cmd.raw.get(name) or []
+    return str(values[0]) if values else str(getattr(cmd.params, name, ""))
+
+
+def written_all(cmd, name: str) -> list[str]:
+    """Every value of a repeatable parameter as written."""
+    return list(cmd.raw.get(name) or getattr(cmd.params, name, None) or [])
+
+
+def up_to_date(wd, name: str, stamp: str) -> bool:
+    """Whether product `name` exists with fingerprint `stamp` and all its files."""
+    if not wd.exists(name):
+        return False
+    try:
+        item = wd.load(name)
+    except Exception:  # an unreadable item is simply not up to date
+        return False
+    if item.properties.get(FINGERPRINT) != stamp:
+        return False
+    return all(Path(a.get_absolute_href()).exists() for a in item.assets.values())

@@ -2,6 +2,9 @@
 item beside it that records where it came from."""
 from __future__ import annotations
 
+import errno
+import json
+import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,9 +16,10 @@ import xarray as xr
 from .. import __version__
 from ..products import KIND, archive_sources, cube_of, lineage
 from ..runtime.progress import dask_progress
-from ..workdir import write_json_atomic
-from ..write import FORMATS, atomic_path, check_cog, write_image
-from .context import Context, load_product, log
+from ..write import FORMATS, check_cog, write_image
+from ..write.atomic import replace, scratch_dir, sweep_stale, write_json_atomic
+from ..write.cog import InvalidCOG
+from .context import FINGERPRINT, Context, fingerprint, load_product, log
 
 
 def _product_array(ctx: Context, item) -> xr.DataArray:
@@ -38,10 +42,39 @@ def _product_array(ctx: Context, item) -> xr.DataArray:
     return xr.DataArray(data, dims=("band", "y", "x"), coords={"band": names, "y": cube.y, "x": cube.x}).rio.write_crs(cube.rio.crs)
 
 
+def companions(target: Path) -> list[Path]:
+    """Every file an export to `target` writes besides its STAC item."""
+    ending = target.suffix.lower()
+    if not ending:
+        return [target, target.with_name(target.name + ".hdr")]  # ENVI
+    if ending == ".vrt":
+        return [target, target.with_suffix(".tif")]
+    return [target]
+
+
+def written_by_us(target: Path) -> bool:
+    """Whether `target` was written by an imalys-stac export: its STAC item beside it says so."""
+    item = item_path_for(target)
+    try:
+        data = json.loads(item.read_text(encoding="utf-8"))
+        return ("imalys:provenance" in data.get("properties", {})
+                and data.get("assets", {}).get("data", {}).get("href") == f"./{target.name}")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _file_stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return None if path.is_dir() else [st.st_size, st.st_mtime_ns]
+
+
 def run(ctx: Context, cmd) -> None:
     p = cmd.params
     item = load_product(ctx, cmd, p.select, hint="run reduce (or compile/import) first")
-    target = Path(p.target).expanduser()
+    target = Path(p.target).expanduser().absolute()
     ending = target.suffix.lower()
     if ending and ending not in FORMATS:
         raise cmd.error(f"unknown format {ending!r}", parameter="target",
@@ -50,28 +83,71 @@ def run(ctx: Context, cmd) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise cmd.error(f"cannot create the folder {target.parent}: {exc.strerror or exc}", parameter="target") from exc
+    item_path = item_path_for(target)
+    ours = written_by_us(target)
+    overwrite = bool(getattr(p, "overwrite", False))
+    for path in (*companions(target), item_path):
+        if path.exists() and not ours and not overwrite:
+            raise cmd.error(f"{path} exists and was not written by imalys-stac", parameter="target",
+                            hint="choose another target, or add `overwrite = true` to replace it")
+        if path.is_dir() and not (ending == ".zarr" and path == target):
+            raise cmd.error(f"{path} is a folder; the export would replace it with a file", parameter="target",
+                            hint="choose another target")
+    for stale in sweep_stale(target.parent):
+        log.info("   removed %s (temporary file of a stopped run)", stale)
+
+    stamp = fingerprint(cmd, item.id, item.properties.get(FINGERPRINT))
+    if ours and _up_to_date(item_path, target, stamp):
+        log.info("   %s: up to date (same product and parameters), kept", target)
+        ctx.outputs.append(target)
+        return
+
     tags = {"IMALYS_PRODUCT": item.id, "IMALYS_PROCESS": str(item.properties.get("imalys:process", item.properties.get(KIND)))}
+    # Everything is written and checked inside a scratch folder beside the target; only then do the
+    # item and the files move into place (item first: a stop between the renames leaves an item
+    # whose stamp does not match the file, so the next run redoes the export).
     try:
-        if item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff"):
-            # Already a COG written by reduce: copying is exact and cheap.
-            src = Path(item.assets["data"].get_absolute_href())
-            with atomic_path(target) as tmp:
-                shutil.copyfile(src, tmp)
-        else:
-            with dask_progress("export"):
-                write_image(_product_array(ctx, item), target, tags=tags)
+        with scratch_dir(target.parent, target.name) as scratch:
+            out = scratch / target.name
+            if item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff"):
+                # Already a COG written by reduce: copying is exact and cheap.
+                shutil.copyfile(Path(item.assets["data"].get_absolute_href()), out)
+            else:
+                with dask_progress("export"):
+                    write_image(_product_array(ctx, item), out, tags=tags)
+            if ending in (".tif", ".tiff"):
+                ok, errors, _ = check_cog(out)
+                if not ok:
+                    raise cmd.error(f"the written file is not a valid COG: {'; '.join(errors)}; nothing was replaced",
+                                    parameter="target")
+            files = [f for f in scratch.iterdir()]
+            data = provenance_item(ctx, cmd, item, target, stamp, _file_stamp(out))
+            write_json_atomic(scratch / item_path.name, data)
+            os.replace(scratch / item_path.name, item_path)
+            for f in files:
+                replace(f, target.parent / f.name)
+    except InvalidCOG as exc:
+        raise cmd.error(f"the written file is not a valid COG: {exc}; nothing was replaced", parameter="target") from exc
     except PermissionError as exc:
         raise cmd.error(f"cannot write {target}: permission denied", parameter="target",
                         hint="choose a folder you can write to") from exc
     except OSError as exc:
-        raise cmd.error(f"cannot write {target}: {exc.strerror or exc}", parameter="target") from exc
-    if ending in (".tif", ".tiff"):
-        ok, errors, _ = check_cog(target)
-        if not ok:
-            raise cmd.error(f"{target} is not a valid COG: {'; '.join(errors)}", parameter="target")
-    write_provenance(ctx, cmd, item, target)
+        hint = "free some space or choose another folder" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (
+            "choose a folder you can write to" if exc.errno == errno.EROFS else None)
+        raise cmd.error(f"cannot write {target}: {exc.strerror or exc}; nothing was replaced", parameter="target",
+                        hint=hint) from exc
     ctx.outputs.append(target)
     log.info("   exported %s → %s", item.id, target)
+
+
+def _up_to_date(item_path: Path, target: Path, stamp: str) -> bool:
+    try:
+        data = json.loads(item_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    props = data.get("properties", {})
+    return (props.get(FINGERPRINT) == stamp and props.get("imalys:file") is not None
+            and props.get("imalys:file") == _file_stamp(target))
 
 
 def item_path_for(target: Path) -> Path:
@@ -82,8 +158,8 @@ def item_path_for(target: Path) -> Path:
     return target.with_name(target.name + ".json")
 
 
-def write_provenance(ctx: Context, cmd, item, target: Path) -> Path:
-    """A STAC item beside the exported file: the product's item with the file as its asset and
+def provenance_item(ctx: Context, cmd, item, target: Path, stamp: str, file_stamp: list[int] | None) -> dict:
+    """The STAC item beside the exported file: the product's item with the file as its asset and
     the provenance (archive items, chain text, every command's parameters, package version)."""
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
     media = {".tif": "image/tiff; application=geotiff; profile=cloud-optimized", ".tiff": "image/tiff; application=geotiff; profile=cloud-optimized",
@@ -104,6 +180,7 @@ def write_provenance(ctx: Context, cmd, item, target: Path) -> Path:
         "package": f"imalys-stac {__version__}",
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    out = item_path_for(target)
-    write_json_atomic(out, data)
-    return out
+    data["properties"][FINGERPRINT] = stamp
+    # size and modification time of the file this item describes (rename keeps both)
+    data["properties"]["imalys:file"] = file_stamp
+    return data

@@ -8,8 +8,7 @@ stores accepted acquisitions as lazy products (recipes over the archive members,
 """
 from __future__ import annotations
 
-import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import dask
@@ -26,7 +25,8 @@ from ..cube.vrt import recipe_vrt, vrt_possible
 from ..products import import_item
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
-from .context import Context, command_record, log, read_frame
+from .context import FINGERPRINT, Context, command_record, fingerprint, log, read_frame
+from .context import written as written_value
 
 # Bands taken when `bands` is not given: every image asset but the QA/auxiliary ones.
 _AUX_PREFIXES = ("qa", "atmos", "cloud_qa", "aerosol", "scl", "aot", "wvp")
@@ -75,18 +75,51 @@ def select_items(cmd, frame: Frame | None) -> list[pystac.Item]:
         collections=p.collections or None,
     )
     if p.select:
-        paths: list[Path] = []
-        for pattern in p.select:
-            hits = resolve_archive_pattern(pattern)
-            if not hits:
-                raise cmd.error(f"no archive matches {pattern}", parameter="select")
-            paths.extend(h for h in hits if h not in paths)
-        source: object = paths
-    elif p.database:
-        source = p.database
-    else:
-        source = p.stac
-    return search(source, query, log=log)
+        return _selected_items(cmd, query)
+    if p.database:
+        return search(p.database, query, log=log)
+    return search(p.stac, query, log=log)
+
+
+def _selected_items(cmd, query: Query) -> list[pystac.Item]:
+    """Items of the archives `select` names. An archive named exactly that cannot be read is an
+    error naming the file and why; broken matches of a wildcard are skipped with a warning each."""
+    import concurrent.futures as cf
+    import os
+
+    from ..archives import ArchiveError
+    from ..stac import item_from_archive
+    from ..stac.search import filter_items
+
+    named: dict[Path, str] = {}
+    for pattern in cmd.params.select:
+        hits = resolve_archive_pattern(pattern)
+        if not hits:
+            raise cmd.error(f"no archive matches {pattern}", parameter="select",
+                            hint="check the path; a short tutorial name needs exactly one archive with that beginning")
+        wildcard = any(ch in Path(pattern).name for ch in "*?[")
+        for h in hits:
+            named.setdefault(h, pattern if not wildcard else "")
+
+    def read(path: Path):
+        try:
+            return item_from_archive(path)
+        except (ArchiveError, OSError) as exc:
+            return exc
+
+    with cf.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(read, named))
+    items = []
+    for path, result in zip(named, results):
+        if isinstance(result, BaseException):
+            reason = str(result).removeprefix(f"{path}: ")
+            if named[path]:
+                raise cmd.error(f"cannot read the archive {path}: {reason}", parameter="select",
+                                hint="replace the file by a complete download, or remove it from select")
+            log.warning("import: skipped %s (matched by a wildcard of select): %s", path, reason)
+            continue
+        items.append(result)
+    return filter_items(items, query)
 
 
 def group_items(items: list[pystac.Item]) -> list[list[pystac.Item]]:
@@ -122,7 +155,10 @@ def run(ctx: Context, cmd) -> None:
     items = select_items(cmd, frame)
     log.info("   %d archive item(s) selected", len(items))
     if not items:
-        log.warning("import: no archive matches the selection (frame, period, distance); nothing imported")
+        log.warning("import: no archive matches the selection (%s); nothing imported",
+                    ", ".join(k for k in ("frame", "period", "distance", "collections") if cmd.raw.get(k)) or "none given")
+        ctx.workdir.note_import({"kept": 0, "selected": 0, "rejected": {}, "line": cmd.line,
+                                 "chain": str(getattr(ctx.chain, "path", ""))})
         return
     rule = p.rule if p.mask else None
     groups: list[SceneGroup] = []
@@ -165,27 +201,37 @@ def run(ctx: Context, cmd) -> None:
     with dask_progress("quality"):
         counts = dask.compute(*[(s[0].data, s[1].data) for s in stats])
     written = 0
+    rejected: Counter[str] = Counter()
+    q_text, c_text = written_value(cmd, "quality"), written_value(cmd, "cover")
     for g, grid, (n_present, n_clear), (_, _, total) in zip(groups, grids, counts, stats):
         n_present, n_clear = int(n_present), int(n_clear)
         cover = n_present / total if total else 0.0
         g.quality = round(n_clear / n_present, 6) if n_present else 0.0
+        reason = None
         if n_present == 0:
-            log.info("   rejected %s: no image data inside the frame", g.name)
-            continue
-        if p.cover is not None and cover < p.cover:
-            log.info("   rejected %s: covers %.1f %% of the frame, cover = %.2f asks for %.0f %%",
-                     g.name, 100 * cover, p.cover, 100 * p.cover)
-            continue
-        if p.quality is not None and g.quality < p.quality:
-            log.info("   rejected %s: quality %.3f < %.2f (%.1f %% of its pixels in the frame are cloud, shadow or cirrus under the %s rule)",
-                     g.name, g.quality, p.quality, 100 * (1 - g.quality), p.rule)
-            continue
+            reason, text = "no image data inside the frame", "no image data inside the frame"
+        elif p.cover is not None and cover < p.cover:
+            reason = f"below cover {c_text}"
+            text = f"covers {_share(cover)} of the frame, below cover = {c_text}"
+        elif p.quality is not None and g.quality < p.quality:
+            reason = f"below quality {q_text}"
+            text = (f"quality {_share(g.quality, fraction=True)} < {q_text} ({_share(1 - g.quality)} of its pixels in the "
+                    f"frame are cloud, shadow or cirrus under the {p.rule} rule)")
         name = p.target if (p.target and len(groups) == 1) else g.name
+        if reason is not None:
+            rejected[reason] += 1
+            log.info("   rejected %s: %s", g.name, text)
+            if ctx.workdir.exists(name) and ctx.workdir.load(name).properties.get("imalys:kind") == "import":
+                # an earlier run accepted it; the current parameters do not: never use it silently
+                ctx.workdir.remove(name)
+                log.warning("import: removed %s imported by an earlier run: %s", name, text)
+            continue
         g.name = name
-        with tempfile.TemporaryDirectory(dir=ctx.workdir.path, prefix=".import-") as tmp:
+        with ctx.workdir.scratch(name) as tmp:
             sources = Path(tmp) / "sources.json"
             item = import_item(g, grid, cover=round(cover, 6), frame=str(p.frame) if p.frame else None, sources_file=sources)
             item.properties["imalys:command"] = command_record(ctx, cmd)
+            item.properties[FINGERPRINT] = fingerprint(cmd, sorted(it.id for it in g.items), _frame_stamp(p.frame))
             files = {"sources": sources}
             if vrt_possible(g, grid):
                 vrt = Path(tmp) / f"{name}.vrt"
@@ -205,3 +251,26 @@ def run(ctx: Context, cmd) -> None:
                  name, g.quality, cover, len(g.items), ", ".join(it.id for it in g.items),
                  grid.epsg, grid.shape[1], grid.shape[0], grid.resolution)
     log.info("   imported %d of %d acquisition(s)", written, len(groups))
+    summary = {"kept": written, "selected": len(groups), "rejected": dict(rejected), "line": cmd.line,
+               "chain": str(getattr(ctx.chain, "path", ""))}
+    ctx.workdir.note_import(summary)
+    if written == 0:
+        log.warning("import: nothing imported: %s", ctx.workdir.why_empty().replace("the last import ", "import ", 1))
+
+
+def _share(value: float, fraction: bool = False) -> str:
+    """A measured share without rounding it past the user's threshold (0.9989 never prints as 1.00)."""
+    if fraction:
+        return f"{value:.6g}"
+    return f"{100 * value:.4g} %"
+
+
+def _frame_stamp(frame: Path | None) -> list:
+    """The frame file as it is now (path, size, time): a changed frame makes products new."""
+    if not frame:
+        return []
+    try:
+        st = Path(frame).stat()
+        return [str(frame), st.st_size, st.st_mtime_ns]
+    except OSError:
+        return [str(frame)]

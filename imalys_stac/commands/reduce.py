@@ -2,7 +2,6 @@
 stored as a COG product in the working directory."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from ..cube.grid import Grid
 from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
-from .context import Context, command_record, load_product, log
+from .context import FINGERPRINT, Context, command_record, fingerprint, load_product, log, up_to_date
 
 #: methods that reduce each band over time (the others give one index band)
 PER_BAND = {"bestof", "median", "mean", "medoid", "variance", "difference", "count"}
@@ -46,6 +45,11 @@ def run(ctx: Context, cmd) -> None:
         raise cmd.error("`target` names one result but `execute` is repeated; each result is stored under its process name",
                         parameter="target")
     for method in p.execute:
+        name = p.target or method
+        stamp = fingerprint(cmd, method, source.id, source.properties.get(FINGERPRINT))
+        if up_to_date(wd, name, stamp):
+            log.info("   %s: up to date (same input and parameters as the product in %s), kept", name, wd.path / name)
+            continue
         work = cube if (p.preserve == "bands" or method not in PER_BAND) else layers_as_time(cube)
         try:
             result = reduce_stack(
@@ -54,7 +58,6 @@ def run(ctx: Context, cmd) -> None:
             )
         except (ValueError, KeyError) as exc:
             raise cmd.error(str(exc), parameter="execute") from exc
-        name = p.target or method
         dates = [str(np.datetime_as_string(t, unit="D")) for t in cube.time.values]
         tags = {
             "IMALYS_PROCESS": method,
@@ -62,7 +65,7 @@ def run(ctx: Context, cmd) -> None:
             "IMALYS_DATES": ",".join(dates),
             "IMALYS_QUALITY": ",".join(f"{q:.3f}" for q in cube.quality.values),
         }
-        with tempfile.TemporaryDirectory(dir=wd.path, prefix=f".{name}-") as tmp:
+        with wd.scratch(name) as tmp:
             tif = Path(tmp) / f"{name}.tif"
             with dask_progress(method):
                 write_cog(result, tif, tags=tags)
@@ -76,6 +79,7 @@ def run(ctx: Context, cmd) -> None:
                 "imalys:bands": [str(b) for b in result.band.values],
                 "imalys:qualities": [round(float(q), 6) for q in cube.quality.values],
                 "imalys:command": command_record(ctx, cmd),
+                FINGERPRINT: stamp,
             })
             item.add_asset("data", pystac.Asset(
                 href=str(tif), media_type=pystac.MediaType.COG, roles=["data"],
