@@ -1,6 +1,7 @@
 """The one error type of the chain language: it always knows where the problem is."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..errors import ImalysError
@@ -89,10 +90,15 @@ class ChainError(ImalysError, ValueError):
                           parameter=self.parameter, hint=self.hint, rows=rows, row_line=row_line)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def printable(text: str) -> str:
-    """``text`` safe to print on any terminal: bytes of a file name that are not UTF-8 (kept by
-    Python as lone surrogates, e.g. a Latin-1 ``é``) are shown as ``\\xe9`` instead of making
-    ``print`` raise ``UnicodeEncodeError``."""
+    """``text`` as one line that is safe to print on any terminal: control characters (a NUL, a
+    line break inside a value) are shown as ``\\x00``, and bytes of a file name that are not
+    UTF-8 (kept by Python as lone surrogates, e.g. a Latin-1 ``é``) as ``\\xe9`` instead of
+    making ``print`` raise ``UnicodeEncodeError``."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
     try:
         text.encode("utf-8")
         return text

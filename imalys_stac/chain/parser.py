@@ -106,6 +106,11 @@ class _Block:
     entries: list[_Entry] = field(default_factory=list)
 
 
+def _shown(value: str, limit: int = 120) -> str:
+    """A value as written, cut in the middle when it is too long to read in a one-line message."""
+    return value if len(value) <= limit else f"{value[:limit // 2]}…({len(value)} characters)…{value[-20:]}"
+
+
 def _close(word: str, choices: list[str]) -> str:
     match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if match:
@@ -229,10 +234,10 @@ def _build(block: _Block, variables: dict[int, str], file: Path, ctx: v.Context)
             except ChainError as e:
                 raise e.located(file=file, line=entry.line, command=block.name, parameter=entry.key) from None
             except ValueError as e:
-                raise ChainError(f"{entry.key} = {entry.value}", file=file, line=entry.line, command=block.name,
+                raise ChainError(f"{entry.key} = {_shown(entry.value)}", file=file, line=entry.line, command=block.name,
                                  parameter=entry.key, hint=str(e)) from None
             except OSError as e:  # the file system refused a look (permission, name too long, …)
-                raise ChainError(f"{entry.key} = {entry.value}", file=file, line=entry.line, command=block.name,
+                raise ChainError(f"{entry.key} = {_shown(entry.value)}", file=file, line=entry.line, command=block.name,
                                  parameter=entry.key, hint=f"cannot check it: {e.strerror or e}") from None
         if meta["repeat"]:
             kwargs[name] = [x for item in parsed for x in (item if isinstance(item, list) else [item])]
