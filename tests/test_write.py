@@ -11,6 +11,8 @@ import pytest
 import rasterio
 import xarray as xr
 from affine import Affine
+from pathlib import Path
+
 from PIL import Image
 
 from imalys_stac.write import (FORMATS, atomic_path, check_cog, write_cog, write_envi, write_image,
@@ -127,6 +129,244 @@ def test_check_cog_catches_wrong_overviews(tmp_path, ref):
     ok, errors, _ = check_cog(bad)
     assert not ok
     assert any("all zero" in e for e in errors)
+
+
+def gdal_average_reference(a: np.ndarray, ow: int, oh: int) -> np.ndarray:
+    """Independent reference of GDAL's `average` overview of one level from the one above, as
+    area overlap: overview pixel i covers the source interval [i·W/ow, (i+1)·W/ow); each source
+    pixel weighs by the length of its overlap with that interval; NaN pixels are left out."""
+    def overlap(n, on):
+        r = n / on
+        lo = np.arange(on)[:, None] * r
+        s = np.arange(n)[None, :]
+        w = np.clip(np.minimum(s + 1, lo + r) - np.maximum(s, lo), 0, None)
+        return np.where(w > 1e-6, w, 0)
+
+    wy, wx = overlap(a.shape[1], oh), overlap(a.shape[2], ow)
+    ok = np.isfinite(a)
+    num = np.stack([wy @ np.where(ok[k], a[k], 0).astype(np.float64) @ wx.T for k in range(a.shape[0])])
+    den = np.stack([wy @ ok[k].astype(np.float64) @ wx.T for k in range(a.shape[0])])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def assert_overviews_are_averages(path) -> None:
+    """Every overview level equals the reference average of the level above (GDAL builds each
+    level from the previous one), same NaN pattern."""
+    with rasterio.open(path) as src:
+        prev = src.read()
+        levels = src.overviews(1)
+    for level in range(len(levels)):
+        with rasterio.open(path, overview_level=level) as ov:
+            got = ov.read()
+        expect = gdal_average_reference(prev, got.shape[2], got.shape[1])
+        assert np.array_equal(np.isnan(got), np.isnan(expect))
+        np.testing.assert_allclose(got[np.isfinite(got)], expect[np.isfinite(expect)], rtol=1e-5, atol=1e-7)
+        prev = got
+
+
+def masked_pattern(h: int, w: int, seed: int, valid_fraction: float) -> np.ndarray:
+    """Reflectance-like values with clouds: a few big NaN blobs plus salt-and-pepper NaN, so most
+    overview pixels cover a mix of valid and masked pixels (mean of block means ≠ pooled mean)."""
+    rng = np.random.default_rng(seed)
+    a = (0.02 + 0.3 * rng.random((3, h, w))).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    a[:, (yy - h / 3) ** 2 + (xx - w / 4) ** 2 < (min(h, w) / 4) ** 2] = np.nan
+    a[rng.random((3, h, w)) > valid_fraction] = np.nan
+    a[:, :, : w // 10] *= 3  # a bright strip: block means vary strongly
+    return a
+
+
+@pytest.mark.parametrize("shape,valid", [((701, 903), 0.05), ((1030, 517), 0.3), ((640, 640), 0.6)])
+def test_cog_check_heavily_masked_passes(tmp_path, shape, valid):
+    """The false alarm of issue 8: heavily masked images (odd sizes too) pass the self-check,
+    and their overviews are indeed the averages of the valid pixels they cover."""
+    a = masked_pattern(*shape, seed=shape[0], valid_fraction=valid)
+    out = write_cog(as_da(a, chunks=(3, 200, 300)), tmp_path / "m.tif", blocksize=128)
+    ok, errors, _ = check_cog(out)
+    assert ok, errors
+    assert len(rasterio.open(out).overviews(1)) >= 2
+    assert_overviews_are_averages(out)
+
+
+def cloud_edges(h: int = 512, w: int = 640) -> np.ndarray:
+    """Brighter where cloudier: the chance that a pixel is masked grows with its value (cloud
+    edges and haze), so the blocks with few valid pixels are the bright ones."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    v = (0.5 + 0.5 * np.sin(xx / 9.0) * np.cos(yy / 7.0)).astype(np.float32)
+    a = np.broadcast_to(0.02 + 0.4 * v, (3, h, w)).copy()
+    a[rng.random((3, h, w)) < 0.97 * v] = np.nan
+    return a
+
+
+def pooled_mean_alarms(path, window: int = 32) -> int:
+    """The old rule of issue 8: the mean of an overview window against the pooled mean of the valid
+    full-resolution pixels it covers (tolerance 0.1·std + 1 %). Returns how many windows alarm."""
+    alarms = 0
+    with rasterio.open(path) as src:
+        for level in range(len(src.overviews(1))):
+            with rasterio.open(path, overview_level=level) as ov:
+                f = src.width / ov.width
+                for row in range(0, ov.height - window, window):
+                    for col in range(0, ov.width - window, window):
+                        o = ov.read(window=rasterio.windows.Window(col, row, window, window)).astype(float)
+                        full = src.read(window=rasterio.windows.Window(
+                            round(col * f), round(row * f), round(window * f), round(window * f))).astype(float)
+                        for b in range(full.shape[0]):
+                            if np.isfinite(full[b]).any():
+                                fm, fs, om = np.nanmean(full[b]), np.nanstd(full[b]), np.nanmean(o[b])
+                                alarms += abs(om - fm) > 0.1 * fs + 0.01 * abs(fm) + 1e-6
+    return alarms
+
+
+def test_pooled_mean_rule_cried_wolf_the_new_check_does_not(tmp_path):
+    """Issue 8's false alarm in small: where masking correlates with brightness, the pooled mean
+    and the mean of the overview pixels differ although every overview pixel is the right
+    average; the old rule alarms, the new check passes, and the overviews are right."""
+    out = write_cog(as_da(cloud_edges()), tmp_path / "w.tif", blocksize=128)
+    assert pooled_mean_alarms(out) > 10
+    ok, errors, _ = check_cog(out)
+    assert ok, errors
+    assert_overviews_are_averages(out)
+
+
+def _reprojected(a: np.ndarray, **kw) -> xr.DataArray:
+    from rasterio.enums import Resampling
+
+    return as_da(a, chunks=None).rio.reproject(resampling=Resampling.bilinear, nodata=np.nan, **kw)
+
+
+@pytest.mark.parametrize("how", ["warped", "upsampled", "downsampled"])
+def test_cog_check_warped_and_resampled_results_pass(tmp_path, how):
+    """Results warped to another CRS (NaN corners), upsampled (×2.7) and downsampled (÷2.3),
+    heavily masked: valid COGs, overviews checked like with like."""
+    a = masked_pattern(600, 700, seed=7, valid_fraction=0.25)
+    if how == "warped":
+        da = _reprojected(a, dst_crs="EPSG:3035")
+    elif how == "upsampled":
+        da = _reprojected(a, dst_crs="EPSG:32632", resolution=RES / 2.7)
+    else:
+        da = _reprojected(a, dst_crs="EPSG:32632", resolution=RES * 2.3)
+    assert np.isnan(da.values).mean() > 0.5
+    out = write_cog(da.chunk({"band": -1, "y": 333, "x": 333}), tmp_path / f"{how}.tif", blocksize=128)
+    ok, errors, _ = check_cog(out)
+    assert ok, errors
+    assert_overviews_are_averages(out)
+
+
+def _cog_with_stale_overviews(tmp_path, base: np.ndarray, real: np.ndarray, resampling="average") -> Path:
+    """A structurally valid COG, tagged as having `average` overviews, whose overviews were built
+    from `base` while its pixels are `real`."""
+    h, w = base.shape[1:]
+    src_path = tmp_path / "src.tif"
+    profile = dict(driver="GTiff", width=w, height=h, count=base.shape[0], dtype="float32", crs="EPSG:32632",
+                   transform=Affine(RES, 0, X0, 0, -RES, Y0), nodata=np.nan, tiled=True,
+                   blockxsize=128, blockysize=128)
+    with rasterio.open(src_path, "w", **profile) as dst:
+        dst.write(base)
+        dst.build_overviews([2, 4], rasterio.enums.Resampling[resampling])
+        dst.write(real)
+        dst.update_tags(OVR_RESAMPLING_ALG="AVERAGE")
+    bad = tmp_path / "bad.tif"
+    rasterio.shutil.copy(src_path, bad, driver="COG", OVERVIEWS="FORCE_USE_EXISTING", BLOCKSIZE=128)
+    assert cog_validate(bad)
+    return bad
+
+
+def cog_validate(path) -> bool:
+    from rio_cogeo.cogeo import cog_validate as validate
+
+    return validate(str(path), quiet=True)[0]
+
+
+def test_check_cog_catches_subtly_wrong_overviews(tmp_path):
+    """Genuinely wrong overviews are still caught, even when they are not empty: 3 % too bright,
+    a NaN pattern that does not match, and nearest-neighbour overviews that claim to be averages."""
+    a = masked_pattern(600, 700, seed=3, valid_fraction=0.5)
+    ok, errors, _ = check_cog(_cog_with_stale_overviews(tmp_path, a * np.float32(1.03), a))
+    assert not ok and any("differ from the average" in e for e in errors), errors
+    ok, errors, _ = check_cog(_cog_with_stale_overviews(tmp_path, np.nan_to_num(a, nan=0.1), a))
+    assert not ok and any("nodata in one of" in e for e in errors), errors
+    full = np.nan_to_num(a, nan=0.2)
+    ok, errors, _ = check_cog(_cog_with_stale_overviews(tmp_path, full, full, resampling="nearest"))
+    assert not ok and any("differ from the average" in e for e in errors), errors
+    # the same file with right overviews passes: the test can tell the difference
+    ok, errors, _ = check_cog(_cog_with_stale_overviews(tmp_path, a, a))
+    assert ok, errors
+
+
+def test_write_cog_checks_before_moving_into_place(tmp_path, ref, monkeypatch):
+    """A COG that fails its check is never moved onto the target: an existing file stays as it
+    was, nothing is left beside it, and the error says why."""
+    from imalys_stac.write import cog
+
+    target = tmp_path / "p.tif"
+    target.write_bytes(b"the previous product")
+    calls = []
+    real_copy = cog.rasterio.shutil.copy
+
+    def copy_then_spoil(src, dst, **kw):
+        calls.append(1)
+        with rasterio.open(src, "r+") as ds:  # pixels changed after the overviews were built
+            ds.write(np.full((ds.count, ds.height, ds.width), 0.9, dtype="float32"))
+        return real_copy(src, dst, **kw)
+
+    monkeypatch.setattr(cog.rasterio.shutil, "copy", copy_then_spoil)
+    with pytest.raises(cog.InvalidCOG, match="differ from the average"):
+        write_cog(as_da(ref), target, blocksize=256)
+    assert calls and target.read_bytes() == b"the previous product"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tif"]
+
+
+def test_real_scene_frame_exports(tmp_path):
+    """Issue 8's report: the real USGS scene, a 1° × 1° frame, quality 0.05, compile onto 100 m
+    EPSG:32618, reduce bestof, export a COG → exit 0, with the COG and its STAC item."""
+    import json
+
+    from imalys_stac.cli import main
+    from tests.realdata import tar_real_scene
+
+    tar_real_scene(tmp_path / "archives")
+    (tmp_path / "frame.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [
+            [[-75.6, 0.9], [-74.6, 0.9], [-74.6, 1.9], [-75.6, 1.9], [-75.6, 0.9]]]}}]}))
+    chain = tmp_path / "chain.txt"
+    chain.write_text(f"""IMALYS real scene frame
+home
+\tdirectory = {tmp_path}/wd
+\tclear = true
+\tlog = {tmp_path}/log
+catalog
+\tarchives = {tmp_path}/archives/*_L2SP_*.tar
+\ttarget = {tmp_path}/archives/bonds.csv
+import
+\tdatabase = {tmp_path}/archives/bonds.csv
+\tperiod = 20191101-20191231
+\tframe = {tmp_path}/frame.geojson
+\tquality = 0.05
+\tbands = _B2, _B3, _B4, _B5, _B6, _B7
+\tfactor = auto
+compile
+\tselect = LC08_008059_20191201
+\tcrsystem = 32618
+\tpixel = 100
+reduce
+\tselect = compile
+\texecute = bestof
+export
+\tselect = bestof
+\ttarget = {tmp_path}/out/bestof.tif
+""")
+    assert main(["run", str(chain)]) == 0
+    out = tmp_path / "out" / "bestof.tif"
+    assert (tmp_path / "out" / "bestof.json").is_file()
+    ok, errors, _ = check_cog(out)
+    assert ok, errors
+    with rasterio.open(out) as src:
+        assert src.res == (100.0, 100.0) and src.crs.to_epsg() == 32618 and src.overviews(1)
+        assert 0.3 < np.isnan(src.read()).mean() < 1  # heavily masked: ~77 % cloud in the scene
+    assert_overviews_are_averages(out)
 
 
 def test_overview_factors_match_gdal_auto():
