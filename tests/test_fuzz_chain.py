@@ -52,7 +52,7 @@ NASTY_VALUES = [
     "a\x00b", "a\x0bb", "a\x1fb", "\x7f", "caf\udce9.tar", "\ud800", "é", "Ölfeld", "日本.gpkg", "🙂",
     "20220501-20220731", "20220731-20220501", "20220230-20220301", "00000000-99999999", "2022-05",
     "20220501\u201320220731", "https://x.org/v1", "http://", "tcp://h:8786", "tcp://[::1]:99999",
-    "4GB", "1.5 GiB", "0b", "bestof", "regression", "BestOf", "a, b", ",", "a,,b", "x.tif", "x.xyz",
+    "4GB", "1.5 GiB", "0b", "9" * 400 + "GB", "１２GB", "bestof", "regression", "BestOf", "a, b", ",", "a,,b", "x.tif", "x.xyz",
     "x.zarr", "frame.shp", "bonds.csv", "catalog.json", " ", "=", "==", "a = b", "#", "\u00a0", "\ufeff",
 ]
 
@@ -564,3 +564,68 @@ def test_chain_file_named_with_latin1_bytes(tmp_path):
     with pytest.raises(ChainError) as info:
         load_chain(path)
     assert str(info.value) == r"cha\xeene.txt:3: home: clear = maybe — must be true or false (also yes/no, 1/0)"
+
+
+# --------------------------------------------------------------------------- smaller robustness cases
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.text(max_size=30), st.from_regex(r"\s*[0-9]{8}\s*[-–— ]?\s*[0-9]{8}\s*", fullmatch=True)))
+def test_any_period_text_parses_or_names_the_form(text):
+    from imalys_stac.chain import Period
+
+    try:
+        p = Period.parse(text)
+    except ChainError as e:
+        assert e.parameter == "period" and "YYYYMMDD" in str(e)
+        return
+    assert Period.parse(str(p)) == p and p.start <= p.end
+    assert len(str(p)) == 17
+
+
+def test_period_round_trip_before_year_1000():
+    from imalys_stac.chain import Period
+
+    p = Period.parse("00010101-00990101")
+    assert str(p) == "00010101-00990101" and Period.parse(str(p)) == p
+    with pytest.raises(ChainError, match="must be YYYYMMDD"):
+        Period.parse("٢٠٢٢٠٥٠١-٢٠٢٢٠٧٣١")  # digits of another script
+
+
+def test_measured_numbers_shown_against_a_limit():
+    from imalys_stac.chain import as_measured
+
+    q = parse_chain_text(HOME + "import\n\tselect = a\n\tquality = 0.999\n", "c.txt", check_files=False).commands[1]
+    limit = q.params.quality
+    assert f"quality {as_measured(0.919, limit)} < {as_written(limit)}" == "quality 0.919 < 0.999"
+    assert as_measured(0.99899, limit) == "0.99899"  # 0.999 would hide that it is below
+    assert as_measured(0.9991, limit) == "0.9991" and as_measured(0.5, 0.5) == "0.500"
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.floats(0, 1), limit=st.floats(0, 1))
+def test_as_measured_never_hides_the_comparison(value, limit):
+    from imalys_stac.chain import as_measured
+
+    shown = float(as_measured(value, limit))
+    assert (shown < limit) == (value < limit) and (shown > limit) == (value > limit)
+
+
+def test_home_directory_that_is_a_file(tmp_path):
+    file = tmp_path / "wd"
+    file.write_text("")
+    e = fails(f"IMALYS\nhome\n\tdirectory = {file}\n", check_files=True)
+    assert (e.line, e.parameter, e.hint) == (3, "directory", "is a file, expected a folder (it is made when it does not exist)")
+    assert parse_chain_text(f"IMALYS\nhome\n\tdirectory = {tmp_path}/new\n", "c.txt").home.directory == tmp_path / "new"
+
+
+def test_memory_sizes_bounded():
+    e = fails("IMALYS\nhome\n\tmemory = " + "9" * 400 + "GB\n")
+    assert e.parameter == "memory" and e.hint.startswith("must be a memory size")
+
+
+def test_errors_keep_their_row_across_processes():
+    e = ChainError("m", file="c.txt", line=3, command="import", parameter="quality", hint="h").in_row("rows.txt", 7)
+    back = pickle.loads(pickle.dumps(e))
+    assert str(back) == str(e) == "c.txt:3: import: m — h [variables line 7 of rows.txt]"
+    assert (back.rows, back.row_line) == (Path("rows.txt"), 7)
+    assert str(e.located(file="other.txt", line=1)) == str(e)

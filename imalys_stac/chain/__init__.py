@@ -27,7 +27,7 @@ from .parser import (
 )
 from .paths import resolve_archive_pattern
 from .period import Period
-from .values import Number, as_written
+from .values import Number, as_measured, as_written
 
 __all__ = [
     "COMMANDS",
@@ -46,6 +46,7 @@ __all__ = [
     "Reduce",
     "Replace",
     "VariableRow",
+    "as_measured",
     "as_written",
     "load_chain",
     "load_chain_rows",

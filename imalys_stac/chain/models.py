@@ -59,7 +59,7 @@ class Home(Model):
     """``home``: the working directory and the run's resources."""
 
     command: ClassVar[str] = "home"
-    directory: Path = param(v.path, factory=lambda: Path(os.path.expanduser("~/.imalys")))
+    directory: Path = param(v.folder, factory=lambda: Path(os.path.expanduser("~/.imalys")))
     clear: bool = param(v.boolean, default=False)
     log: Path | None = param(v.path)
     scheduler: str | None = param(v.scheduler)

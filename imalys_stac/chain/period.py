@@ -11,7 +11,7 @@ from .errors import ChainError
 PERIOD_FORM = "YYYYMMDD-YYYYMMDD (e.g. 20220501-20220731)"
 
 # Two 8-digit dates separated by a hyphen, en/em dash (spaces around allowed) or whitespace alone.
-_PERIOD_RE = re.compile(r"^\s*(\d{8})\s*(?:[-\u2013\u2014]|\s)\s*(\d{8})\s*$")
+_PERIOD_RE = re.compile(r"^\s*([0-9]{8})\s*(?:[-\u2013\u2014]|\s)\s*([0-9]{8})\s*$")
 
 
 def _parse_day(text: str, whole: str) -> date:
@@ -35,7 +35,7 @@ class Period:
         if self.start > self.end:
             raise ChainError(
                 f"period = {self}", parameter="period",
-                hint=f"the start {self.start:%Y%m%d} is after the end {self.end:%Y%m%d}; write {PERIOD_FORM}",
+                hint=f"the start {_day(self.start)} is after the end {_day(self.end)}; write {PERIOD_FORM}",
             )
 
     @classmethod
@@ -60,4 +60,9 @@ class Period:
         return self.contains(day)
 
     def __str__(self) -> str:
-        return f"{self.start:%Y%m%d}-{self.end:%Y%m%d}"
+        return f"{_day(self.start)}-{_day(self.end)}"
+
+
+def _day(d: date) -> str:
+    """YYYYMMDD with a four-digit year also before 1000 (``strftime('%Y')`` drops the zeros on Linux)."""
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}"

@@ -81,6 +81,22 @@ def as_written(value: Any) -> str:
     return str(value)
 
 
+def as_measured(value: float, limit: float, digits: int = 3) -> str:
+    """``value`` (a measured number) rounded for a message that compares it with ``limit``: at
+    least ``digits`` decimals, more when fewer would hide the comparison — a quality of 0.99899
+    against ``quality = 0.999`` prints ``0.99899``, never ``0.999 < 0.999``. Print the limit with
+    :func:`as_written`: ``f"quality {as_measured(q, p.quality)} < {as_written(p.quality)}"``."""
+    value, bound = float(value), float(limit)
+    if not (math.isfinite(value) and math.isfinite(bound)):
+        return repr(value)
+    for d in range(digits, 18):
+        text = f"{value:.{d}f}"
+        shown = float(text)
+        if (shown < bound) == (value < bound) and (shown > bound) == (value > bound):
+            return text
+    return repr(value)
+
+
 def _number(text: str) -> Number:
     word = text.strip()
     if re.fullmatch(r"[+-]?\d+,\d+", word):
@@ -188,6 +204,14 @@ def path(text: str, ctx: Context) -> Path:
     exists only under another byte spelling of its non-ASCII letters (a Latin-1 name) is taken
     as it is stored."""
     return Path(path_text(text, ctx))
+
+
+def folder(text: str, ctx: Context) -> Path:
+    """A folder that is used or made (``home directory``): an existing file there is refused."""
+    value = path(text, ctx)
+    if _what(value, ctx) in ("file", "other"):
+        raise ValueError("is a file, expected a folder (it is made when it does not exist)")
+    return value
 
 
 def _what(value: Path | str, ctx: Context) -> str:
@@ -334,7 +358,7 @@ def scheduler(text: str, ctx: Context) -> str:
     raise ValueError("must be local, processes, kubernetes or a scheduler address like tcp://host:8786")
 
 
-_MEMORY = re.compile(r"\d+(\.\d+)?\s*([kmgtp]i?)?b", re.IGNORECASE)
+_MEMORY = re.compile(r"[0-9]{1,15}(\.[0-9]{1,15})?\s*([kmgtp]i?)?b", re.IGNORECASE)
 
 
 def memory(text: str, ctx: Context) -> str:
