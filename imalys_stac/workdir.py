@@ -230,6 +230,9 @@ class WorkDir:
                 dst = staging / Path(src).name
                 shutil.move(str(src), dst)
                 item.assets[key].href = f"./{dst.name}"
+            from .products import describe_assets  # eo:bands/raster:bands of the raster assets
+
+            describe_assets(item, staging)
             # keep the links that say where a product comes from; the catalog links are ours
             kept = [link for link in item.links if link.rel not in ("root", "parent", "self", "collection")]
             item.clear_links()

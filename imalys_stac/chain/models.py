@@ -66,6 +66,30 @@ class Home(Model):
     workers: int | None = param(v.positive_int)
     memory: str | None = param(v.memory)
 
+    def _check(self, fail: Fail, given: set[str], check_files: bool) -> None:
+        if self.memory and self.memory.strip().lower() != "auto":
+            size = memory_bytes(self.memory)
+            if size is not None and size < MIN_WORKER_MEMORY:
+                raise fail("memory", f"memory = {self.memory} per worker is too small: a worker needs at least "
+                           f"{MIN_WORKER_MEMORY >> 20} MB for Python, GDAL and one block of pixels",
+                           "give e.g. memory = 2GB (per worker), or leave it out")
+
+
+#: Below this a Dask worker cannot even start its interpreter and libraries (~150 MB) plus one block.
+MIN_WORKER_MEMORY = 256 << 20
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
+
+
+def memory_bytes(text: str) -> int | None:
+    """`4GB` → 4·10⁹, `2GiB` → 2·2³⁰ (as Dask reads them); None for what is not a size."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]i?)?b\s*", text, re.IGNORECASE)
+    if not m:
+        return None
+    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+
 
 @dataclass
 class Replace(Model):

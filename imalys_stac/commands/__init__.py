@@ -1,7 +1,6 @@
 """Run a parsed chain: one thin adapter per command, in chain order."""
 from __future__ import annotations
 
-import errno
 import logging
 import traceback
 from contextlib import ExitStack
@@ -40,12 +39,11 @@ def _params(cmd) -> dict:
 def _located(cmd, exc: BaseException) -> ChainError:
     """A user-resolvable error of a command as one located line (file:line: command: …)."""
     if isinstance(exc, OSError) and not isinstance(exc, ImalysError):
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        text = f"{exc.strerror or exc}{':' + where if where else ''}"
-        hint = {errno.ENOSPC: "free some space or choose another folder", errno.EROFS: "choose a folder you can write to",
-                errno.EACCES: "choose a folder you can write to", errno.EDQUOT: "free some space or choose another folder",
-                }.get(exc.errno or 0)
-        return cmd.error(text, parameter=getattr(exc, "parameter", None), hint=hint)
+        from .context import os_reason
+
+        reason, hint = os_reason(exc)
+        name = getattr(exc, "filename", None)
+        return cmd.error(f"{name}: {reason}" if name and str(name) not in reason else reason, hint=hint)
     return cmd.error(str(exc.args[0]) if exc.args else str(exc), parameter=getattr(exc, "parameter", None),
                      hint=getattr(exc, "hint", None))
 

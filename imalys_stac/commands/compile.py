@@ -15,7 +15,7 @@ import rasterio
 
 from ..cube.grid import Grid, transform_bounds
 from ..products import KIND, compile_item
-from .context import FINGERPRINT, Context, command_record, fingerprint, load_product, log, read_frame, written_all
+from .context import FINGERPRINT, Context, checked_grid, command_record, fingerprint, load_product, log, read_frame, written_all
 
 
 def pick_inputs(ctx: Context, cmd) -> list[str]:
@@ -93,6 +93,7 @@ def run(ctx: Context, cmd) -> None:
             boxes = np.array([transform_bounds(g.bounds, g.epsg, epsg) if g.epsg != epsg else g.bounds for g in grids])
             bounds = (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
         grid = Grid.aligned(epsg, bounds, res[0], anchor, yres=res[1])
+    checked_grid(cmd, grid, "pixel")
     bands = {tuple(it.properties.get("imalys:bands", [])) for it in items}
     if len(bands) > 1:
         raise cmd.error(f"the selected images have different bands {sorted(bands)}; import them with the same `bands`",

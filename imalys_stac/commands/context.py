@@ -46,7 +46,20 @@ def read_frame(cmd):
     try:
         return Frame.read(cmd.params.frame)
     except ValueError as exc:
-        raise cmd.error(str(exc), parameter="frame") from exc
+        raise cmd.error(str(exc.args[0]) if exc.args else str(exc), parameter="frame", hint=getattr(exc, "hint", None)) from exc
+
+
+def checked_grid(cmd, grid, parameter: str = "pixel"):
+    """`grid`, after making sure it can be computed at all (size bounded before any work)."""
+    from ..cube.grid import check_grid_size
+    from ..errors import ResourceError
+
+    try:
+        check_grid_size(grid)
+    except ResourceError as exc:
+        given = parameter if parameter in cmd.raw else ("frame" if "frame" in cmd.raw else None)
+        raise cmd.error(str(exc), parameter=given, hint=exc.hint) from exc
+    return grid
 
 
 def fingerprint(cmd, *parts) -> str:
@@ -88,3 +101,40 @@ def up_to_date(wd, name: str, stamp: str) -> bool:
     if item.properties.get(FINGERPRINT) != stamp:
         return False
     return all(Path(a.get_absolute_href()).exists() for a in item.assets.values())
+
+
+_DISK_HINTS = {28: "free some space or choose another folder",  # ENOSPC
+               122: "free some space or choose another folder",  # EDQUOT
+               30: "choose a folder you can write to",  # EROFS
+               13: "choose a folder you can write to"}  # EACCES
+
+
+def os_reason(exc: BaseException, folder: Path | None = None) -> tuple[str, str | None]:
+    """The cause of a failed write in words, with a hint. The operating system's reason is
+    looked for in the chained errors; GDAL often reports only 'Write failed', so then the
+    folder written to is asked whether it is full or read-only."""
+    texts = {28: "No space left on device", 30: "Read-only file system", 13: "Permission denied", 122: "Disk quota exceeded"}
+    seen: BaseException | None = exc
+    first = None
+    while seen is not None:
+        err = getattr(seen, "errno", None)
+        if err in _DISK_HINTS:
+            return getattr(seen, "strerror", None) or texts[err], _DISK_HINTS[err]
+        text = str(seen)
+        for code, words in texts.items():
+            if words.lower() in text.lower():
+                return words, _DISK_HINTS[code]
+        first = first or (getattr(seen, "strerror", None) or text)
+        seen = seen.__cause__ or seen.__context__
+    if folder is not None:
+        import os
+
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            st = None
+        if st is not None and st.f_flag & os.ST_RDONLY:
+            return texts[30], _DISK_HINTS[30]
+        if st is not None and st.f_bavail * st.f_frsize < (1 << 20):
+            return texts[28], _DISK_HINTS[28]
+    return first or str(exc), None

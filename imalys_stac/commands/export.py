@@ -14,12 +14,12 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from .. import __version__
-from ..products import KIND, archive_sources, cube_of, lineage
+from ..products import KIND, archive_sources, cube_of, export_links, exported_band_fields, lineage
 from ..runtime.progress import dask_progress
 from ..write import FORMATS, check_cog, write_image
 from ..write.atomic import replace, scratch_dir, sweep_stale, write_json_atomic
 from ..write.cog import InvalidCOG
-from .context import FINGERPRINT, Context, fingerprint, load_product, log
+from .context import FINGERPRINT, Context, fingerprint, load_product, log, os_reason
 
 
 def _product_array(ctx: Context, item) -> xr.DataArray:
@@ -102,6 +102,16 @@ def run(ctx: Context, cmd) -> None:
         ctx.outputs.append(target)
         return
 
+    array = None if (item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff")) else _product_array(ctx, item)
+    if array is not None and ending in ("", ".nc"):
+        # ENVI is written uncompressed; HDF5 (netCDF) crashes the process on a full disk instead of
+        # raising, so both are checked against the free space before anything is written
+        need = int(np.prod(array.shape)) * array.dtype.itemsize
+        free = shutil.disk_usage(target.parent).free
+        if need > free:
+            raise cmd.error(f"cannot write {target}: it needs {need / 1e6:.1f} MB and {target.parent} has "
+                            f"{free / 1e6:.1f} MB free; nothing was written", parameter="target",
+                            hint="free some space or choose another folder")
     tags = {"IMALYS_PRODUCT": item.id, "IMALYS_PROCESS": str(item.properties.get("imalys:process", item.properties.get(KIND)))}
     # Everything is written and checked inside a scratch folder beside the target; only then do the
     # item and the files move into place (item first: a stop between the renames leaves an item
@@ -114,7 +124,7 @@ def run(ctx: Context, cmd) -> None:
                 shutil.copyfile(Path(item.assets["data"].get_absolute_href()), out)
             else:
                 with dask_progress("export"):
-                    write_image(_product_array(ctx, item), out, tags=tags)
+                    write_image(array, out, tags=tags)
             if ending in (".tif", ".tiff"):
                 ok, errors, _ = check_cog(out)
                 if not ok:
@@ -128,14 +138,9 @@ def run(ctx: Context, cmd) -> None:
                 replace(f, target.parent / f.name)
     except InvalidCOG as exc:
         raise cmd.error(f"the written file is not a valid COG: {exc}; nothing was replaced", parameter="target") from exc
-    except PermissionError as exc:
-        raise cmd.error(f"cannot write {target}: permission denied", parameter="target",
-                        hint="choose a folder you can write to") from exc
     except OSError as exc:
-        hint = "free some space or choose another folder" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (
-            "choose a folder you can write to" if exc.errno == errno.EROFS else None)
-        raise cmd.error(f"cannot write {target}: {exc.strerror or exc}; nothing was replaced", parameter="target",
-                        hint=hint) from exc
+        reason, hint = os_reason(exc, target.parent)
+        raise cmd.error(f"cannot write {target}: {reason}; nothing was replaced", parameter="target", hint=hint) from exc
     ctx.outputs.append(target)
     log.info("   exported %s → %s", item.id, target)
 
@@ -165,7 +170,8 @@ def provenance_item(ctx: Context, cmd, item, target: Path, stamp: str, file_stam
     media = {".tif": "image/tiff; application=geotiff; profile=cloud-optimized", ".tiff": "image/tiff; application=geotiff; profile=cloud-optimized",
              ".png": "image/png", ".nc": "application/netcdf", ".zarr": "application/vnd+zarr", ".vrt": "application/xml"}
     data["assets"] = {"data": {"href": f"./{target.name}", "type": media.get(target.suffix.lower(), "application/octet-stream"), "roles": ["data"]}}
-    data["links"] = [l for l in data.get("links", []) if l.get("rel") not in ("root", "parent", "self", "derived_from")]
+    data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
+    data["assets"]["data"].update(exported_band_fields(item, target))
     chain = ctx.chain
     data["properties"]["imalys:provenance"] = {
         "product": item.id,

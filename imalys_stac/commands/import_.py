@@ -25,7 +25,7 @@ from ..cube.vrt import recipe_vrt, vrt_possible
 from ..products import import_item
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
-from .context import FINGERPRINT, Context, command_record, fingerprint, log, read_frame
+from .context import FINGERPRINT, Context, checked_grid, command_record, fingerprint, log, read_frame
 from .context import written as written_value
 
 # Bands taken when `bands` is not given: every image asset but the QA/auxiliary ones.
@@ -175,7 +175,7 @@ def run(ctx: Context, cmd) -> None:
             raise cmd.error(str(exc), parameter="bands" if "band" in str(exc) else "factor") from exc
         resampling = "bilinear" if (p.warp or p.pixel) else "nearest"
         groups.append(SceneGroup(product_name(tiles), tiles, keys, calibration, rule, resampling))
-        grids.append(choose_grid(tiles, keys[0], frame, p.warp, p.pixel))
+        grids.append(checked_grid(cmd, choose_grid(tiles, keys[0], frame, p.warp, p.pixel)))
 
     if p.target and len(groups) > 1:
         log.warning("import: target = %s names one image but %d acquisitions were selected; they keep "

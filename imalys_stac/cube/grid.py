@@ -18,7 +18,25 @@ import shapely
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
+from ..errors import InputError, ResourceError
+
 _EPS = 1e-6
+
+#: The largest grid a command accepts (pixels per band): 5·10¹⁰ is a 220,000-pixel square, a
+#: continent at 30 m. Larger grids are nearly always a pixel size in the wrong unit.
+MAX_GRID_PIXELS = 5e10
+
+
+def check_grid_size(grid: "Grid", limit: float = MAX_GRID_PIXELS) -> None:
+    """Refuse, before any work, a grid that no machine can hold."""
+    rows, cols = grid.shape
+    if rows * cols > limit:
+        unit = grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units"
+        raise ResourceError(
+            f"the grid would be {cols:,} × {rows:,} pixels ({rows * cols:.2g} per band, "
+            f"{rows * cols * 4 / 1e12:.3g} TB per band as float32) at {grid.resolution:g} {unit} of EPSG:{grid.epsg}; "
+            f"the limit is {limit:.0e} pixels",
+            hint=f"check pixel (it is in {unit} of the grid's coordinate system) and the frame")
 
 
 @dataclass(frozen=True)
@@ -137,12 +155,27 @@ class Frame:
         try:
             df = gpd.read_file(path)
         except Exception as exc:  # pyogrio raises its own DataSourceError types
-            raise ValueError(f"cannot read the frame {path}: {exc}") from exc
+            raise InputError(f"cannot read the frame {path}: {exc}") from exc
         if df.empty or df.geometry.isna().all():
-            raise ValueError(f"the frame {path} holds no geometry")
+            raise InputError(f"the frame {path} holds no geometry")
         if df.crs is None:
-            raise ValueError(f"the frame {path} has no coordinate system (.prj missing?)")
+            raise InputError(f"the frame {path} has no coordinate system (.prj missing?)")
+        for n, g in enumerate(df.geometry, 1):
+            if g is None or g.is_empty:
+                continue
+            if not g.is_valid:
+                # e.g. a "bowtie": corners listed across the box. A union of an invalid polygon
+                # silently drops parts of it, so the region would shrink without a word.
+                from shapely.validation import explain_validity
+
+                reason = explain_validity(g)
+                raise InputError(
+                    f"the frame {path} is not a valid geometry (feature {n}: {reason})",
+                    hint="list the polygon's corners in order around its outline, or repair it in a GIS "
+                         "(e.g. QGIS 'Fix geometries')")
         geom = df.geometry.union_all() if hasattr(df.geometry, "union_all") else df.geometry.unary_union
+        if geom.is_empty:
+            raise InputError(f"the frame {path} holds no geometry")
         return cls(path, geom, df.crs.to_wkt())
 
     @property

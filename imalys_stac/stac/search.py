@@ -187,6 +187,11 @@ def _filter_items(items: list[pystac.Item], query: Query) -> list[pystac.Item]:
     return [r["_item"] for r in match_rows(rows, query)]
 
 
+def filter_items(items: list[pystac.Item], query: Query) -> list[pystac.Item]:
+    """The items matching `query` (frame, period, distance, collections), in search order."""
+    return _filter_items(items, query)
+
+
 def _api_items(url: str, query: Query, log: logging.Logger) -> list[pystac.Item]:
     from pystac_client import Client
 
