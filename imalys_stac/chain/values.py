@@ -304,7 +304,7 @@ def database(text: str, ctx: Context) -> Path:
     value = path(text, ctx)
     accepted = "must be a catalog: a folder, a catalog.json, a .parquet or a .csv file"
     what = _what(value, ctx)
-    if what == "folder":
+    if what == "folder" or (what == "unchecked" and os.path.isdir(value)):  # a catalog folder may have any name
         return value
     if value.suffix.lower() not in _DATABASE_SUFFIXES and (ctx.check_files or value.suffix):
         raise ValueError(accepted)
