@@ -629,3 +629,47 @@ def test_errors_keep_their_row_across_processes():
     assert str(back) == str(e) == "c.txt:3: import: m — h [variables line 7 of rows.txt]"
     assert (back.rows, back.row_line) == (Path("rows.txt"), 7)
     assert str(e.located(file="other.txt", line=1)) == str(e)
+
+
+ROW_VALUES = ["0.5", "0.999", "1.4", "nan", "", " ", "a", "x.tar", "ab", "$1", "#", "é", "1e-3"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.lists(st.sampled_from(ROW_VALUES), min_size=0, max_size=4), min_size=0, max_size=6),
+       comments=st.lists(st.sampled_from(["", "# note", "   "]), max_size=3))
+def test_rows_checked_up_front_equal_rows_checked_one_by_one(tmp_path_factory, rows, comments):
+    """load_chain_rows accepts a list iff every row loads on its own, and then gives the same
+    chains; otherwise it names the first row (by its line in the list) that does not."""
+    base = tmp_path_factory.getbasetemp()
+    chain = base / "rows-chain.txt"
+    chain.write_text("IMALYS\nreplace\n\t$2 = 0.7\nhome\n\tdirectory = /tmp/w\nimport\n\tselect = /data/$1\n"
+                     "\tquality = $2\nexport\n\tselect = bestof\n\ttarget = /out/$3.tif\n")
+    listing = base / "rows.txt"
+    lines = comments + ["\t".join(r) for r in rows]
+    listing.write_text("\n".join(lines) + "\n")
+    table = read_variable_rows(listing)
+    first_bad, seen, expected_chains = None, {}, []
+    for row in table:
+        try:
+            c = load_chain(chain, variables=row.values, check_files=False)
+        except ChainError:
+            first_bad = row.line
+            break
+        target = c.find("export")[0].params.target
+        if target in seen:
+            first_bad = row.line
+            break
+        seen[target] = row.line
+        expected_chains.append(c)
+    try:
+        runs = load_chain_rows(chain, listing, check_files=False)
+    except ChainError as e:
+        if not table:
+            assert e.file == listing and "holds no row" in e.message
+        else:
+            assert e.rows == listing and e.row_line == first_bad and e.line is not None
+        return
+    assert first_bad is None and table
+    assert [r.line for r, _ in runs] == [r.line for r in table]
+    for (_, got), want in zip(runs, expected_chains):
+        assert [c.params for c in got.commands] == [c.params for c in want.commands]
