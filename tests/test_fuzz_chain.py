@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import re
 import string
 import sys
 from pathlib import Path
@@ -126,6 +127,8 @@ def assert_located(e: ChainError, text: str, name: str = "fuzz.txt") -> None:
         return
     lines = split_lines(text.removeprefix("\ufeff"))
     assert 1 <= e.line <= max(1, len(lines)), shown
+    if e.message.startswith("parameter '") or re.match(r"[A-Za-z_$][A-Za-z0-9_]* = ", e.message):
+        assert e.parameter, f"an error about a parameter does not name it: {shown}"
     if e.parameter and lines:
         content = lines[e.line - 1].split("#", 1)[0].strip().lower()
         names = {e.parameter} | {k for keys in KEYS.values() for k, f in keys.items()

@@ -140,7 +140,7 @@ def _tokenise(text: str, file: Path) -> list[_Block]:
                                  hint="a parameter line is 'name = value' with a one-word name")
             if not blocks:
                 raise ChainError(f"parameter '{key}' comes before any command", file=file, line=number,
-                                 hint="parameters belong to the command line above them (e.g. home)")
+                                 parameter=key.lower(), hint="parameters belong to the command line above them (e.g. home)")
             if not value:
                 raise ChainError(f"parameter '{key}' has no value", file=file, line=number,
                                  command=blocks[-1].name, parameter=key.lower(),
