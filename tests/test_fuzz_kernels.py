@@ -341,3 +341,18 @@ def test_medoid_ties_pick_the_earliest(T, ties, seed):
     out = reduce_stack(as_cube(stack), "medoid", source=True).values
     check_equal(out[:-1], reference.medoid(stack), True)
     check_equal(out[-1], reference.medoid_source(stack), True)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), method=st.sampled_from(["bestof", "median", "medoid"]))
+def test_generic_path_beyond_the_unrolled_kernels_any_mask(data, method):
+    """More times than the generated sorting networks cover (the generic sort path), explicit masks."""
+    from imalys_stac.composite import kernels as K
+
+    T = data.draw(st.integers(K.MAX_UNROLLED + 1, K.MAX_UNROLLED + 8))
+    shape = (T, 3, 1, 2)
+    values = data.draw(hnp.arrays(np.float32, shape, elements=st.sampled_from([0.0, -0.0, 0.25, 0.5, 1.0, 1e-40])))
+    mask = data.draw(hnp.arrays(np.bool_, shape, elements=st.booleans()))
+    stack = np.where(mask, np.float32(np.nan), values).astype(np.float32)
+    quality = np.array(data.draw(st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), min_size=T, max_size=T)))
+    _compare(stack, quality, method, data.draw(st.sampled_from([0.0, 0.5, 1.0])))
