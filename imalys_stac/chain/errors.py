@@ -90,7 +90,8 @@ class ChainError(ImalysError, ValueError):
                           parameter=self.parameter, hint=self.hint, rows=rows, row_line=row_line)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: characters a terminal does not show as one: C0/C1 controls and the Unicode line/paragraph separators
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def printable(text: str) -> str:
@@ -98,7 +99,7 @@ def printable(text: str) -> str:
     line break inside a value) are shown as ``\\x00``, and bytes of a file name that are not
     UTF-8 (kept by Python as lone surrogates, e.g. a Latin-1 ``é``) as ``\\xe9`` instead of
     making ``print`` raise ``UnicodeEncodeError``."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
     try:
         text.encode("utf-8")
         return text
