@@ -698,3 +698,16 @@ def test_cli_check_answers_ok_or_one_error_line(tmp_path_factory, text):
         assert code == 1
         lines = err.getvalue().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: cli-fuzz.txt"), err.getvalue()
+
+
+def test_latin1_value_in_a_variable_list_finds_the_file(latin1_files, write_chain):
+    """A repeat list saved in Latin-1 whose value names a folder stored with the byte 0xE9."""
+    tmp = os.fsencode(latin1_files)
+    chain = write_chain(b"IMALYS\nhome\n\tdirectory = /tmp/w\nimport\n\tselect = " + tmp + b"/a.tar\n\tframe = "
+                        + tmp + b"/$1/cadre.gpkg\n")
+    (latin1_files / "a.tar").write_bytes(b"")
+    rows = latin1_files / "rows.txt"
+    rows.write_bytes(b"R\xe9sultats\n")
+    [(row, c)] = load_chain_rows(chain, rows)
+    assert row.values == {1: "Résultats"}
+    assert str(c.commands[1].params.frame) == os.fsdecode(tmp + b"/R\xe9sultats/cadre.gpkg")
