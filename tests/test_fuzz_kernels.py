@@ -356,3 +356,18 @@ def test_generic_path_beyond_the_unrolled_kernels_any_mask(data, method):
     stack = np.where(mask, np.float32(np.nan), values).astype(np.float32)
     quality = np.array(data.draw(st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), min_size=T, max_size=T)))
     _compare(stack, quality, method, data.draw(st.sampled_from([0.0, 0.5, 1.0])))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=masked_stacks(max_t=6), method=st.sampled_from(METHODS), data=st.data())
+def test_dask_blocks_equal_one_numpy_block_any_mask(case, method, data):
+    """Any block split of a masked, tie-heavy stack gives the numpy result bit for bit."""
+    stack, quality = case
+    T, B, Y, X = stack.shape
+    chunks = (data.draw(st.integers(1, T)), data.draw(st.integers(1, B)), data.draw(st.integers(1, Y)),
+              data.draw(st.integers(1, X)))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = reduce_stack(as_cube(stack, quality), method, count=True, source=True, **BAND_ARGS).values
+        got = reduce_stack(as_cube(stack, quality, chunks=chunks), method, count=True, source=True, **BAND_ARGS).values
+    np.testing.assert_array_equal(got, want)
