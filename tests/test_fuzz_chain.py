@@ -273,8 +273,8 @@ def valid_chains(draw):
                     + [("execute", e.upper(), "execute", [e]) for e in execute] + [("threshold", t, "threshold", tv)])
         else:
             ending = draw(st.sampled_from([e for e in EXPORT_ENDINGS if e != ".zarr"]))
-            command("export", [("select", "bestof", "select", "bestof"),
-                               ("target", f"/tmp/out/x{ending}", "target", Path(f"/tmp/out/x{ending}"))])
+            out = f"/tmp/out/x{len(expected)}{ending}"  # each export its own file
+            command("export", [("select", "bestof", "select", "bestof"), ("target", out, "target", Path(out))])
     pad()
     text = end.join(lines) + draw(st.sampled_from(["", end]))
     return text, expected
@@ -711,3 +711,10 @@ def test_latin1_value_in_a_variable_list_finds_the_file(latin1_files, write_chai
     [(row, c)] = load_chain_rows(chain, rows)
     assert row.values == {1: "Résultats"}
     assert str(c.commands[1].params.frame) == os.fsdecode(tmp + b"/R\xe9sultats/cadre.gpkg")
+
+
+def test_two_exports_to_one_file_refused():
+    e = fails(HOME + "export\n\tselect = bestof\n\ttarget = /out/x.tif\nexport\n\tselect = median\n\ttarget = /out/../out/x.tif\n")
+    assert (e.line, e.command, e.parameter) == (9, "export", "target")
+    assert e.message == ("target = /out/../out/x.tif is written twice: the export at line 4 writes the same file "
+                         "and this one would replace it")

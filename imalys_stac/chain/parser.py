@@ -323,6 +323,15 @@ def parse_chain_text(
         if cmd.name == "catalog":
             target = Path(cmd.params.target)
             ctx.produced.update({target, target.with_suffix("") if target.suffix.lower() == ".csv" else target})
+    exported: dict[str, Command] = {}
+    for cmd in commands:
+        if cmd.name == "export":
+            key = os.path.abspath(cmd.params.target)
+            if key in exported:
+                raise cmd.error(f"target = {cmd.raw['target'][0]} is written twice: the export at line "
+                                f"{exported[key].line} writes the same file and this one would replace it",
+                                parameter="target", hint="give each export its own target")
+            exported[key] = cmd
     return Chain(file, commands, effective)
 
 
