@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from . import values as v
+from ..registry import REDUCERS as REDUCER_REGISTRY
+from ..registry import UNSUPPORTED_REDUCERS
 from .errors import ChainError
 from .period import Period
 
@@ -171,11 +173,8 @@ class Compile(Model):
     target: str = param(v.name, default="compile")
 
 
-#: ``execute`` processes this version runs.
-REDUCERS = ("bestof", "median", "mean", "medoid", "variance", "brightness", "difference",
-            "ndvi", "nirv", "evi", "count")
-#: Reducers of the original Imalys that this version does not run (named so the message is specific).
-UNSUPPORTED_REDUCERS = ("regression", "principal")
+#: ``execute`` processes this version runs (from the one registry, see imalys_stac.registry).
+REDUCERS = tuple(REDUCER_REGISTRY)
 
 
 def _reducer(text: str, ctx: v.Context) -> str:
@@ -214,7 +213,7 @@ class Reduce(Model):
                            "each process stores its result under its own name; give it once")
             seen.add(process)
         for process in self.execute:
-            needs = {"ndvi": ("red", "nir"), "nirv": ("red", "nir"), "evi": ("red", "nir", "blue")}.get(process, ())
+            needs = REDUCER_REGISTRY[process].needs
             missing = [band for band in needs if getattr(self, band) is None]
             if missing:
                 raise fail("execute", f"execute = {process} needs {' and '.join(missing)}",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..registry import FORMATS as FORMAT_REGISTRY
 from .paths import expand_path_text, has_wildcard, kind_of, on_disk, resolve_archive_pattern
 from .period import Period
 
@@ -219,9 +220,8 @@ def _what(value: Path | str, ctx: Context) -> str:
     return kind_of(value) if ctx.check_files else "unchecked"
 
 
-#: file endings `export` can write (kept equal to imalys_stac.write.FORMATS by a test; no GDAL
-#: import here, so a chain can be checked without loading the raster stack)
-EXPORT_ENDINGS = (".tif", ".tiff", ".vrt", ".nc", ".zarr", ".png", "")
+#: file endings `export` can write (from the one registry of formats; no GDAL import there)
+EXPORT_ENDINGS = tuple(FORMAT_REGISTRY)
 
 
 def export_target(text: str, ctx: Context) -> Path:

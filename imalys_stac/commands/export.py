@@ -16,6 +16,8 @@ import xarray as xr
 from .. import __version__
 from ..products import KIND, archive_sources, cube_of, export_links, exported_band_fields, lineage
 from ..runtime.progress import dask_progress
+from ..registry import FORMATS as FORMAT_REGISTRY
+from ..registry import companion_paths
 from ..write import FORMATS, check_cog, write_image
 from ..write.atomic import replace, scratch_dir, sweep_stale, write_json_atomic
 from ..write.cog import InvalidCOG
@@ -40,16 +42,6 @@ def _product_array(ctx: Context, item) -> xr.DataArray:
     names = [f"{d}_{b}" for d in dates for b in cube.band.values]
     data = cube.data.reshape((-1,) + cube.shape[2:])
     return xr.DataArray(data, dims=("band", "y", "x"), coords={"band": names, "y": cube.y, "x": cube.x}).rio.write_crs(cube.rio.crs)
-
-
-def companions(target: Path) -> list[Path]:
-    """Every file an export to `target` writes besides its STAC item."""
-    ending = target.suffix.lower()
-    if not ending:
-        return [target, target.with_name(target.name + ".hdr")]  # ENVI
-    if ending == ".vrt":
-        return [target, target.with_suffix(".tif")]
-    return [target]
 
 
 def written_by_us(target: Path) -> bool:
@@ -86,7 +78,7 @@ def run(ctx: Context, cmd) -> None:
     item_path = item_path_for(target)
     ours = written_by_us(target)
     overwrite = bool(getattr(p, "overwrite", False))
-    for path in (*companions(target), item_path):
+    for path in (*companion_paths(target), item_path):
         if path.exists() and not ours and not overwrite:
             raise cmd.error(f"{path} exists and was not written by imalys-stac", parameter="target",
                             hint="choose another target, or add `overwrite = true` to replace it")
@@ -167,9 +159,7 @@ def provenance_item(ctx: Context, cmd, item, target: Path, stamp: str, file_stam
     """The STAC item beside the exported file: the product's item with the file as its asset and
     the provenance (archive items, chain text, every command's parameters, package version)."""
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
-    media = {".tif": "image/tiff; application=geotiff; profile=cloud-optimized", ".tiff": "image/tiff; application=geotiff; profile=cloud-optimized",
-             ".png": "image/png", ".nc": "application/netcdf", ".zarr": "application/vnd+zarr", ".vrt": "application/xml"}
-    data["assets"] = {"data": {"href": f"./{target.name}", "type": media.get(target.suffix.lower(), "application/octet-stream"), "roles": ["data"]}}
+    data["assets"] = {"data": {"href": f"./{target.name}", "type": FORMAT_REGISTRY[target.suffix.lower()].media_type, "roles": ["data"]}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
     data["assets"]["data"].update(exported_band_fields(item, target))
     chain = ctx.chain

@@ -10,13 +10,12 @@ import xarray as xr
 
 from ..composite import reduce_stack
 from ..cube.grid import Grid
+from ..registry import REDUCERS
 from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
 from .context import FINGERPRINT, Context, command_record, fingerprint, load_product, log, up_to_date
 
-#: methods that reduce each band over time (the others give one index band)
-PER_BAND = {"bestof", "median", "mean", "medoid", "variance", "difference", "count"}
 
 
 def layers_as_time(cube: xr.DataArray) -> xr.DataArray:
@@ -50,7 +49,7 @@ def run(ctx: Context, cmd) -> None:
         if up_to_date(wd, name, stamp):
             log.info("   %s: up to date (same input and parameters as the product in %s), kept", name, wd.path / name)
             continue
-        work = cube if (p.preserve == "bands" or method not in PER_BAND) else layers_as_time(cube)
+        work = cube if (p.preserve == "bands" or not REDUCERS[method].per_band) else layers_as_time(cube)
         try:
             result = reduce_stack(
                 work, method, quality=work.coords["quality"].values, threshold=p.threshold,

@@ -15,17 +15,15 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ..registry import REDUCERS
 from . import kernels as K
 
 __all__ = ["METHODS", "reduce_stack", "BLOCK_BYTES"]
 
-#: Reducers by name (the Imalys ``execute`` values, lower case).
-METHODS: tuple[str, ...] = (
-    "bestof", "median", "mean", "medoid", "variance", "brightness", "difference",
-    "ndvi", "nirv", "evi", "count",
-)
+#: Reducers by name (the Imalys ``execute`` values, lower case), from the one registry.
+METHODS: tuple[str, ...] = tuple(REDUCERS)
 
-_PER_BAND = {"bestof", "median", "mean", "medoid", "variance", "difference", "count"}
+_PER_BAND = {name for name, r in REDUCERS.items() if r.per_band}
 _INDICES = {"ndvi": K.INDEX_NDVI, "nirv": K.INDEX_NIRV, "evi": K.INDEX_EVI}
 _STATS = {"mean": K.STAT_MEAN, "variance": K.STAT_VARIANCE, "count": K.STAT_COUNT,
           "difference": K.STAT_DIFFERENCE}

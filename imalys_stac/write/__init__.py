@@ -10,21 +10,15 @@ from typing import Any, Sequence
 
 import xarray as xr
 
+from ..registry import FORMATS as FORMAT_REGISTRY
 from .atomic import atomic_path
 from .cog import check_cog, write_cog
 from .envi import write_envi
 from .formats import write_netcdf, write_vrt, write_zarr
 from .quicklook import write_quicklook
 
-FORMATS: dict[str, str] = {
-    ".tif": "Cloud Optimized GeoTIFF (tiled, ZSTD + predictor, overviews, NaN nodata)",
-    ".tiff": "Cloud Optimized GeoTIFF (same as .tif)",
-    ".vrt": "GDAL VRT pointing at a COG <name>.tif written beside it",
-    ".nc": "netCDF-4 (HDF5 via h5netcdf, CF grid mapping)",
-    ".zarr": "Zarr store (a directory)",
-    ".png": "PNG quicklook (8-bit stretched RGBA, at most 1024 pixels a side)",
-    "": "no ending: ENVI labelled format as the original (raw band-sequential file + .hdr)",
-}
+#: ending → description, from the one registry of formats (imalys_stac.registry)
+FORMATS: dict[str, str] = {ending: f.description for ending, f in FORMAT_REGISTRY.items()}
 
 
 def format_of(target: str | os.PathLike) -> str:

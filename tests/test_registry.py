@@ -1,0 +1,58 @@
+"""The registries of reducers and output formats are the one source every layer reads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+
+from imalys_stac import registry
+from imalys_stac.chain import ChainError, parse_chain_text
+from imalys_stac.chain.values import EXPORT_ENDINGS
+from imalys_stac.composite import METHODS, reference
+from imalys_stac.write import FORMATS, write_image
+
+
+def test_every_layer_reads_the_reducer_registry():
+    from imalys_stac.chain.models import REDUCERS
+
+    assert tuple(REDUCERS) == tuple(METHODS) == tuple(registry.REDUCERS)
+    for name in registry.REDUCERS:
+        assert callable(getattr(reference, name, None)), f"{name} has no plain-loop reference in composite/reference.py"
+
+
+@pytest.mark.parametrize("name", list(registry.REDUCERS))
+def test_chain_asks_for_exactly_the_bands_a_reducer_needs(name):
+    needs = registry.REDUCERS[name].needs
+    text = f"IMALYS\nhome\n\tdirectory = /tmp/w\nreduce\n\tselect = compile\n\texecute = {name}\n"
+    if needs:
+        with pytest.raises(ChainError, match=" and ".join(needs)):
+            parse_chain_text(text, "t.txt", check_files=False)
+        text += "".join(f"\t{b} = {i}\n" for i, b in enumerate(needs, 1))
+    parse_chain_text(text, "t.txt", check_files=False)
+
+
+def test_unsupported_reducers_are_named():
+    for name in registry.UNSUPPORTED_REDUCERS:
+        with pytest.raises(ChainError, match="this version does not run"):
+            parse_chain_text(f"IMALYS\nhome\n\tdirectory = /tmp/w\nreduce\n\tselect = c\n\texecute = {name}\n", "t.txt",
+                             check_files=False)
+
+
+def test_every_format_is_accepted_and_written_with_exactly_its_files(tmp_path):
+    assert set(EXPORT_ENDINGS) == set(FORMATS) == set(registry.FORMATS)
+    data = np.random.default_rng(0).random((3, 40, 50)).astype("float32")
+    da = xr.DataArray(data, dims=("band", "y", "x"),
+                      coords={"band": ["b", "g", "r"], "y": 5e6 - 30 * np.arange(40) - 15, "x": 4e5 + 30 * np.arange(50) + 15})
+    da = da.rio.write_crs(32632)
+    for ending, fmt in registry.FORMATS.items():
+        folder = tmp_path / (ending.strip(".") or "envi")
+        folder.mkdir()
+        target = folder / f"out{ending}"
+        write_image(da, target)
+        expected = {p.name for p in registry.companion_paths(target)}
+        written = {p.name for p in folder.iterdir() if not p.name.endswith(".aux.xml")}
+        assert written == expected, (ending, written)
+        assert fmt.media_type
