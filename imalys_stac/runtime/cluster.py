@@ -1,28 +1,70 @@
 """Where Dask runs: in-process (default), a local process cluster, any scheduler by address, or
-Kubernetes. The choice comes from `home` (`scheduler`, `workers`, `memory`) or, for batch jobs
-that must not edit chains, from the environment (`IMALYS_SCHEDULER`, `IMALYS_WORKERS`,
-`IMALYS_MEMORY`).
+an ephemeral Kubernetes cluster. The choice comes from `home` (`scheduler`, `workers`, `memory`)
+or, for batch jobs that must not edit chains, from the environment (`IMALYS_SCHEDULER`,
+`IMALYS_WORKERS`, `IMALYS_MEMORY`).
+
+On a distributed scheduler the run is made fault-tolerant and bounded:
+- every worker, also one that joins or is restarted later, gets the GDAL settings (a worker
+  plugin), so remote hrefs (https://, /vsis3/, /vsigs/) behave the same on all of them;
+- workers that leave the cluster are logged as they leave (the scheduler re-runs their tasks);
+- a task that kills `allowed-failures` + 1 workers fails with `KilledWorker`, and work that waits
+  `IMALYS_NO_WORKERS_TIMEOUT` seconds (default 120) without any worker fails with
+  `NoWorkerError`, even on a scheduler started elsewhere; :func:`cluster_faults` turns both into
+  one-line user errors instead of a hang or a traceback.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import dask
+
+from ..errors import ResourceError
 
 log = logging.getLogger("imalys_stac.runtime")
 
 # GDAL settings for the client and every worker: a block cache large enough for several
-# 512-pixel tiles per thread, and a cache for the archive members read through /vsitar/.
-# (Not GDAL_DISABLE_READDIR_ON_OPEN: it hides sidecar files such as ENVI's .hdr.)
+# 512-pixel tiles per thread, a cache for archive members read through /vsitar/, and for remote
+# hrefs (/vsicurl/, /vsis3/, /vsigs/) timeouts, retries and no directory listing on open.
+# GDAL_DISABLE_READDIR_ON_OPEN = TRUE (not EMPTY_DIR): GDAL still probes named sidecars such as
+# an ENVI .hdr one by one, it only skips listing the folder (an HTTP request per open).
 GDAL_ENV = {
     "GDAL_CACHEMAX": "512",
     "VSI_CACHE": "TRUE",
     "VSI_CACHE_SIZE": str(64 * 1024 * 1024),
+    "GDAL_HTTP_TIMEOUT": "60",
+    "GDAL_HTTP_CONNECTTIMEOUT": "20",
+    "GDAL_HTTP_MAX_RETRY": "5",
+    "GDAL_HTTP_RETRY_DELAY": "2",
+    "GDAL_DISABLE_READDIR_ON_OPEN": "TRUE",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.tar,.zip,.jp2,.xml,.txt,.json,.vrt",
 }
+
+#: below this a worker cannot even hold its own libraries: it would be killed and restarted forever
+MIN_WORKER_MEMORY = 256 * 2**20  # as the chain validator's minimum for `home memory`
+#: tasks that kill this many workers plus one fail (KilledWorker) instead of killing more
+ALLOWED_FAILURES = 3
+#: default seconds that work may wait with no worker at all before it fails
+NO_WORKERS_TIMEOUT = 120.0
+#: where the volumes of a Kubernetes run are mounted (the same paths in every pod)
+KUBE_VOLUMES = {"archives": "/data/archives", "catalog": "/data/catalog", "work": "/data/work", "results": "/data/results"}
+
+_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
+
+
+def parse_memory(text: str) -> int | None:
+    """Bytes of a memory size like 4GB, 512MB, 2GiB; None for `auto`."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]i?)?b?\s*", text, flags=re.IGNORECASE)
+    if text.strip().lower() == "auto":
+        return None
+    if not m:
+        raise ResourceError(f"memory = {text} is not a size", hint="write it like 4GB, 512MB or 2GiB")
+    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
 
 
 @dataclass(frozen=True)
@@ -52,10 +94,169 @@ class ClusterSpec:
             return "kubernetes"
         return "address"
 
+    def memory_bytes(self) -> int | None:
+        """Bytes per worker, checked: a limit too small to hold a worker is refused up front."""
+        if not self.memory:
+            return None
+        n = parse_memory(self.memory)
+        if n is not None and n < MIN_WORKER_MEMORY:
+            raise ResourceError(
+                f"memory = {self.memory} per worker is too small: a Dask worker needs at least 256 MB for its "
+                f"libraries and one block of pixels, and would be killed and restarted over and over",
+                hint="give each worker at least 256MB (2GB or more for large frames)")
+        return n
+
 
 def apply_gdal_env() -> None:
     for key, value in GDAL_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def no_workers_timeout() -> float:
+    return float(os.environ.get("IMALYS_NO_WORKERS_TIMEOUT") or NO_WORKERS_TIMEOUT)
+
+
+try:  # a worker plugin when distributed is there (it is a dependency; the guard keeps imports light)
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
+except ImportError:  # pragma: no cover
+    _WorkerPlugin = object  # type: ignore[assignment,misc]
+
+
+class GdalEnvPlugin(_WorkerPlugin):  # type: ignore[misc,valid-type]
+    """Sets GDAL_ENV in every worker process, including workers that join or restart later
+    (`client.run` would reach only those present now). Values a worker's environment already
+    has (e.g. from its pod spec) are kept."""
+
+    name = "imalys-gdal-env"
+
+    def __init__(self, env: dict[str, str] | None = None):
+        self.env = dict(env or GDAL_ENV)
+
+    def setup(self, worker: Any) -> None:
+        for key, value in self.env.items():
+            os.environ.setdefault(key, value)
+
+
+def _harden_scheduler(dask_scheduler: Any, no_workers: float, allowed: int | None) -> dict[str, Any]:
+    """Run on the scheduler: fail work that waits too long with no worker, unless its own
+    configuration already says so; returns the values in force."""
+    if dask_scheduler.no_workers_timeout is None:
+        dask_scheduler.no_workers_timeout = no_workers
+    if allowed is not None:
+        dask_scheduler.allowed_failures = allowed
+    return {"no_workers_timeout": dask_scheduler.no_workers_timeout, "allowed_failures": dask_scheduler.allowed_failures}
+
+
+class ClusterWatch:
+    """Logs what happens to the workers of a run (from the scheduler's event stream)."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        self.lost: list[str] = []
+        self.settings: dict[str, Any] = {}
+
+    def start(self, *, allowed_failures: int | None = None) -> "ClusterWatch":
+        client = self.client
+        try:
+            client.register_plugin(GdalEnvPlugin())
+        except Exception as exc:  # a scheduler/worker without imalys-stac cannot unpickle the plugin
+            log.warning("dask: could not install the GDAL settings on the workers (%s); "
+                        "set them in the workers' environment (see deploy/README.md)", exc)
+        apply_gdal_env()
+        try:
+            self.settings = client.run_on_scheduler(_harden_scheduler, no_workers=no_workers_timeout(),
+                                                    allowed=allowed_failures)
+        except Exception as exc:
+            log.warning("dask: could not set the scheduler's no-workers timeout (%s); set "
+                        "DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT on the scheduler", exc)
+        else:
+            log.debug("dask: scheduler settings %s", self.settings)
+        try:
+            client.subscribe_topic("all", self._event)
+        except Exception as exc:  # pragma: no cover - very old schedulers
+            log.debug("dask: no scheduler events (%s)", exc)
+        n = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        link = _dashboard(client)
+        log.info("dask: %s, %d worker(s)%s", client.scheduler.address, n, f"; dashboard {link}" if link else "")
+        return self
+
+    def _event(self, event: Any) -> None:
+        _, msg = event if isinstance(event, tuple) and len(event) == 2 else (None, event)
+        if not isinstance(msg, dict):
+            return
+        action = msg.get("action")
+        if action == "remove-worker":
+            worker = msg.get("worker", "?")
+            running = len(msg.get("processing-tasks") or ())
+            lost = len(msg.get("lost-computed-tasks") or ())
+            if msg.get("expected"):
+                log.info("dask: worker %s left the cluster (closed on request)", worker)
+                return
+            self.lost.append(worker)
+            log.warning("dask: worker %s died or lost contact%s%s; the scheduler runs that work again on the "
+                        "remaining workers", worker,
+                        f" while running {running} task(s)" if running else "",
+                        f", {lost} finished result(s) lost with it" if lost else "")
+        elif action == "add-worker":
+            log.info("dask: worker %s joined the cluster", msg.get("worker", "?"))
+
+
+def _dashboard(client: Any) -> str | None:
+    try:
+        info = client.scheduler_info(n_workers=0)
+        if "dashboard" not in info.get("services", {}):
+            return None
+        return client.dashboard_link
+    except Exception:  # pragma: no cover
+        return None
+
+
+def _dashboard_address() -> str | None:
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return None
+    return os.environ.get("IMALYS_DASHBOARD", ":0")
+
+
+def kube_cluster_spec(spec: ClusterSpec, *, image: str | None = None, name: str = "imalys",
+                      claims: dict[str, str] | None = None) -> dict[str, Any]:
+    """The `DaskCluster` resource that `scheduler = kubernetes` asks the operator for: the image's
+    entrypoint turns the operator's `dask-scheduler`/`dask-worker` arguments into `dask scheduler`/
+    `dask worker`; every pod mounts the same volumes at the same paths (`KUBE_VOLUMES`), so the
+    paths in chains and /vsitar/ hrefs resolve on the workers as on the runner. Claim names come
+    from `IMALYS_CLAIM_<NAME>` (default `imalys-<name>`)."""
+    from dask_kubernetes.operator import make_cluster_spec
+
+    image = image or os.environ.get("IMALYS_IMAGE", "imalys-stac:latest")
+    n = spec.workers or 2
+    mem = spec.memory_bytes()
+    resources = None
+    args = []
+    if mem:
+        quantity = f"{mem // 2**20}Mi"
+        resources = {"requests": {"memory": quantity, "cpu": "1"}, "limits": {"memory": quantity}}
+        args = ["--memory-limit", str(mem)]
+    env = {"DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT": f"{int(no_workers_timeout())}s",
+           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES), **GDAL_ENV}
+    cluster = make_cluster_spec(name=name, image=image, n_workers=n, resources=None, env=env)
+    claims = claims or {k: os.environ.get(f"IMALYS_CLAIM_{k.upper()}", f"imalys-{k}") for k in KUBE_VOLUMES}
+    volumes = [{"name": k, "persistentVolumeClaim": {"claimName": claims[k]}} for k in KUBE_VOLUMES]
+    mounts = [{"name": k, "mountPath": path} for k, path in KUBE_VOLUMES.items()]
+    for role in ("worker", "scheduler"):
+        pod = cluster["spec"][role]["spec"]
+        pod["volumes"] = volumes
+        pod["securityContext"] = {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000}
+        for c in pod["containers"]:
+            c["volumeMounts"] = mounts
+            c["imagePullPolicy"] = "IfNotPresent"
+            if role == "worker":
+                c["args"] = c["args"] + ["--nthreads", "1"] + args
+                if resources:
+                    c["resources"] = resources
+            elif c.get("resources") is None:
+                c.pop("resources", None)
+    return cluster
 
 
 @contextmanager
@@ -72,34 +273,37 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
 
     from distributed import Client
 
+    memory = spec.memory_bytes()
     if kind == "processes":
         from distributed import LocalCluster
 
-        n = spec.workers or max(1, (os.cpu_count() or 2) // 1)
-        kwargs = {"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
-        if spec.memory:
-            kwargs["memory_limit"] = spec.memory
+        n = spec.workers or max(1, os.cpu_count() or 2)
+        kwargs: dict[str, Any] = {"n_workers": n, "threads_per_worker": 1, "processes": True,
+                                  "dashboard_address": _dashboard_address()}
+        if memory:
+            kwargs["memory_limit"] = memory
         log.info("dask: local cluster, %d worker processes%s", n, f", {spec.memory} each" if spec.memory else "")
-        with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
-            client.run(apply_gdal_env)
-            yield client
+        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                              "distributed.scheduler.no-workers-timeout": f"{no_workers_timeout()}s"}):
+            with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+                ClusterWatch(client).start()
+                yield client
         return
 
     if kind == "kubernetes":
         try:
             from dask_kubernetes.operator import KubeCluster
         except ImportError as exc:  # pragma: no cover - optional extra
-            raise RuntimeError(
-                "scheduler = kubernetes needs the optional extra: pip install 'imalys-stac[kubernetes]'"
-            ) from exc
-        image = os.environ.get("IMALYS_IMAGE", "imalys-stac:latest")
-        n = spec.workers or 2
-        resources = {"limits": {"memory": spec.memory}} if spec.memory else None
-        log.info("dask: Kubernetes cluster, image %s, %d workers", image, n)
-        cluster = KubeCluster(name="imalys", image=image, n_workers=n, resources=resources)  # pragma: no cover
+            raise ResourceError("scheduler = kubernetes needs the optional extra",
+                                hint="pip install 'imalys-stac[kubernetes]'") from exc
+        resource = kube_cluster_spec(spec)
+        n = resource["spec"]["worker"]["replicas"]
+        log.info("dask: starting a Kubernetes cluster, image %s, %d workers",
+                 resource["spec"]["worker"]["spec"]["containers"][0]["image"], n)
+        cluster = KubeCluster(custom_cluster_spec=resource, shutdown_on_close=True)  # pragma: no cover
         try:  # pragma: no cover - needs a cluster
             with Client(cluster) as client:
-                client.run(apply_gdal_env)
+                ClusterWatch(client).start()
                 yield client
         finally:  # pragma: no cover
             cluster.close()
@@ -107,5 +311,47 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
 
     log.info("dask: connecting to scheduler %s", spec.scheduler)
     with Client(spec.scheduler, timeout="30s") as client:
-        client.run(apply_gdal_env)
+        ClusterWatch(client).start()
         yield client
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+@contextmanager
+def cluster_faults(client: Any) -> Iterator[None]:
+    """Turn what a distributed cluster reports when it cannot finish the work into one-line
+    user errors (ResourceError) — a worker killer task, no workers left, a lost scheduler —
+    instead of a traceback; anything else passes unchanged."""
+    if client is None:
+        yield
+        return
+    from concurrent.futures import CancelledError
+
+    from distributed.scheduler import KilledWorker, NoWorkerError
+
+    try:
+        yield
+    except KilledWorker as exc:
+        worker = getattr(exc.last_worker, "address", None) or "?"
+        raise ResourceError(
+            f"a task killed {exc.allowed_failures + 1} Dask workers in a row and was given up "
+            f"(last on {worker}; task {exc.task!r}); usually a worker runs out of memory",
+            hint="give each worker more memory (home memory = …, or the pod's limit) or use fewer workers per node",
+        ) from exc
+    except NoWorkerError as exc:
+        raise ResourceError(
+            f"the Dask cluster has had no worker for {exc.timeout:.0f} s; the run stopped "
+            f"(workers that left are listed above in the log)",
+            hint="check why the workers died (their logs, memory limits) and that new ones can start",
+        ) from exc
+    except CancelledError as exc:
+        if getattr(client, "status", "running") != "running":
+            raise ResourceError(f"lost the connection to the Dask scheduler ({_describe(exc)})",
+                                hint="check that the scheduler is still running") from exc
+        raise
+
+
+__all__ = ["ClusterSpec", "GDAL_ENV", "KUBE_VOLUMES", "ClusterWatch", "GdalEnvPlugin", "apply_gdal_env",
+           "cluster_faults", "dask_runtime", "kube_cluster_spec", "parse_memory"]

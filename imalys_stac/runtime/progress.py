@@ -1,55 +1,247 @@
-"""Progress bars for Dask computations, on the terminal only (never in the log file)."""
+"""Progress of long steps, on any scheduler: a bar on a terminal, percentage lines in the log.
+
+A step (`with dask_progress("bestof"):`) learns how far it is from the best source it has:
+1. the output written so far — `track(sink, shape)` wraps the block sink of a streamed write
+   (reduce, export) and counts written pixels; exact on every scheduler;
+2. otherwise tasks: a dask callback on the in-process scheduler, or a small scheduler plugin on a
+   distributed scheduler (tasks of this client that finished / tasks submitted).
+
+On a terminal (stderr is a TTY) a tqdm bar shows it, and the log file gets the percentage lines;
+without a terminal (batch jobs, Kubernetes, redirected output) the lines go to stderr as well:
+`   bestof: 40 % (12 s)`, at most one every `IMALYS_PROGRESS_INTERVAL` seconds (default 10).
+"""
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import threading
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
+log = logging.getLogger("imalys_stac.progress")
+
+_current: list["StepProgress"] = []
+_lock = threading.Lock()
+
 
 def progress_enabled() -> bool:
+    """A terminal bar is wanted (stderr is a TTY)."""
     return sys.stderr.isatty()
 
 
-class TqdmCallback(Callback):
-    """A dask local-scheduler callback that drives one tqdm bar per compute."""
+def _interval() -> float:
+    try:
+        return float(os.environ.get("IMALYS_PROGRESS_INTERVAL", "10"))
+    except ValueError:
+        return 10.0
 
-    def __init__(self, desc: str):
-        super().__init__()
+
+class StepProgress:
+    """The progress of one step as a fraction; shown as a bar and/or log lines."""
+
+    def __init__(self, desc: str, *, tty: bool | None = None, interval: float | None = None):
         self.desc = desc
-        self.bar: tqdm | None = None
+        self.tty = progress_enabled() if tty is None else tty
+        self.interval = _interval() if interval is None else interval
+        self.start = time.monotonic()
+        self.fraction = 0.0
+        self.source: str | None = None  # "output" (pixels written) beats "tasks"
+        self.reported = -1  # last logged percentage
+        self.last_line = self.start
+        self.lock = threading.Lock()
+        self.bar = tqdm(total=100, desc=desc, unit="%", leave=False, file=sys.stderr,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]") if self.tty else None
 
-    def _start_state(self, dsk, state):  # noqa: ANN001 - dask's callback signature
-        total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
-        self.bar = tqdm(total=total, desc=self.desc, unit="task", leave=False, file=sys.stderr)
+    def update(self, fraction: float, source: str) -> None:
+        with self.lock:
+            if self.source == "output" and source != "output":
+                return
+            self.source = source
+            fraction = min(max(fraction, 0.0), 1.0)
+            if fraction <= self.fraction and source != "output":
+                return
+            self.fraction = fraction
+            pct = int(100 * fraction)
+            if self.bar is not None:
+                self.bar.n = 100 * fraction
+                self.bar.refresh()
+            now = time.monotonic()
+            if pct > self.reported and (now - self.last_line >= self.interval) and pct < 100:
+                self.reported = pct
+                self.last_line = now
+                # beside a bar the lines are for the file only (the terminal level is INFO)
+                log.log(logging.DEBUG if self.tty else logging.INFO, "   %s: %d %% (%.0f s)", self.desc, pct, now - self.start)
 
-    def _posttask(self, key, result, dsk, state, worker_id):  # noqa: ANN001
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def _finish(self, dsk, state, errored):  # noqa: ANN001
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        if self.reported >= 0:  # lines were shown: say that it ended
+            log.log(logging.DEBUG if self.tty else logging.INFO, "   %s: 100 %% (%.0f s)",
+                    self.desc, time.monotonic() - self.start)
+
+
+def current() -> StepProgress | None:
+    with _lock:
+        return _current[-1] if _current else None
+
+
+class _Tracked:
+    """A block sink that reports the share of the output written."""
+
+    def __init__(self, sink: Any, shape: tuple[int, ...], step: StepProgress):
+        self.sink = sink
+        self.total = max(1, int(_prod(shape)))
+        self.done = 0
+        self.step = step
+        self.lock = threading.Lock()
+
+    def __setitem__(self, key: tuple[slice, ...], value: Any) -> None:
+        self.sink[key] = value
+        n = int(_prod(tuple((s.stop - s.start) for s in key)))
+        with self.lock:
+            self.done += n
+            done = self.done
+        self.step.update(done / self.total, "output")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sink, name)
+
+
+def _prod(values: tuple[int, ...]) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def track(sink: Any, shape: tuple[int, ...]) -> Any:
+    """`sink` counting the pixels written into the running step (unchanged outside a step)."""
+    step = current()
+    return sink if step is None else _Tracked(sink, shape, step)
+
+
+class _TaskCallback(Callback):
+    """In-process scheduler: tasks finished / tasks started, over all computes of the step."""
+
+    def __init__(self, step: StepProgress):
+        super().__init__()
+        self.step = step
+        self.total = 0
+        self.done = 0
+
+    def _start_state(self, dsk, state):  # noqa: ANN001 - dask's callback signature
+        self.total += sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+
+    def _posttask(self, key, result, dsk, state, worker_id):  # noqa: ANN001
+        self.done += 1
+        if self.total:
+            self.step.update(self.done / self.total, "tasks")
+
+
+try:
+    from distributed.diagnostics.plugin import SchedulerPlugin as _SchedulerPlugin
+except ImportError:  # pragma: no cover
+    _SchedulerPlugin = object  # type: ignore[assignment,misc]
+
+
+class TaskCounter(_SchedulerPlugin):  # type: ignore[misc,valid-type]
+    """On the scheduler: per client, tasks submitted and tasks finished (processing → memory)."""
+
+    name = "imalys-progress"
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
+        self.owner: dict[Any, str] = {}
+
+    def update_graph(self, scheduler: Any, *, client: str = "", tasks: Any = (), **kwargs: Any) -> None:
+        c = self.counts.setdefault(client, [0, 0])
+        for key in tasks or ():
+            if key not in self.owner:
+                self.owner[key] = client
+                c[0] += 1
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        if start == "processing" and finish in ("memory", "erred"):
+            client = self.owner.pop(key, None)
+            if client is not None:
+                self.counts[client][1] += 1
+        elif finish == "forgotten":
+            client = self.owner.pop(key, None)
+            if client is not None:  # never ran (cancelled): no longer expected
+                self.counts[client][0] -= 1
+
+
+def _scheduler_counts(dask_scheduler: Any, client_id: str) -> list[int]:
+    plugin = dask_scheduler.plugins.get(TaskCounter.name)
+    return list(plugin.counts.get(client_id, [0, 0])) if plugin is not None else [0, 0]
+
+
+def _distributed_client() -> Any | None:
+    """The distributed Client that dask computes on right now, or None."""
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        return None
+    import dask
+
+    scheduler = dask.base.get_scheduler()
+    return client if getattr(scheduler, "__self__", None) is client else None
 
 
 @contextmanager
-def dask_progress(desc: str) -> Iterator[None]:
-    """Show a bar for dask work in this block when stderr is a terminal."""
-    if not progress_enabled():
-        yield
-        return
+def _distributed_tasks(client: Any, step: StepProgress, period: float = 1.0) -> Iterator[None]:
+    """Poll the scheduler plugin's counts of this client while the step runs."""
     try:
-        from distributed import get_client
-
-        get_client()
-        distributed_active = True
-    except (ImportError, ValueError):
-        distributed_active = False
-    if distributed_active:
-        # The distributed scheduler reports through its dashboard; tqdm callbacks only see local work.
+        if TaskCounter.name not in client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins)):
+            client.register_plugin(TaskCounter())
+        base = client.run_on_scheduler(_scheduler_counts, client_id=client.id)
+    except Exception as exc:  # a scheduler without imalys-stac: bars from the output only
+        log.debug("progress: no task counts from the scheduler (%s)", exc)
         yield
         return
-    with TqdmCallback(desc):
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(period):
+            try:
+                total, done = client.run_on_scheduler(_scheduler_counts, client_id=client.id)
+            except Exception:
+                return
+            total, done = total - base[0], done - base[1]
+            if total > 0:
+                step.update(done / total, "tasks")
+
+    thread = threading.Thread(target=poll, name="imalys-progress", daemon=True)
+    thread.start()
+    try:
         yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def dask_progress(desc: str) -> Iterator[StepProgress]:
+    """Report the progress of the dask work in this block (see the module's docstring)."""
+    step = StepProgress(desc)
+    with _lock:
+        _current.append(step)
+    try:
+        client = _distributed_client()
+        if client is not None:
+            with _distributed_tasks(client, step):
+                yield step
+        else:
+            with _TaskCallback(step):
+                yield step
+    finally:
+        with _lock:
+            _current.remove(step)
+        step.close()

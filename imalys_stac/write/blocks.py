@@ -14,6 +14,8 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ..runtime.progress import track
+
 
 class BlockSink(Protocol):
     def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None: ...
@@ -95,6 +97,7 @@ def stream(data: Any, sink: BlockSink, *, numpy_block: int = 1024) -> None:
       in flight), gathered and written here as they complete.
     - any other scheduler: the same batching with `dask.compute`.
     """
+    sink = track(sink, tuple(data.shape))  # progress of the running step, on any scheduler
     if not is_dask(data):
         arr = np.asarray(data)
         for key in numpy_windows(arr.shape, numpy_block):
