@@ -121,6 +121,7 @@ def assert_located(e: ChainError, text: str, name: str = "fuzz.txt") -> None:
     shown = str(e)
     shown.encode("utf-8")  # printable on any terminal: no lone surrogates
     assert len(shown.splitlines()) == 1 and "\x00" not in shown  # one line on any terminal
+    assert e.hint, f"no hint how to fix it: {shown}"  # every user error says what to do
     if e.line is None:
         assert any(m in e.message for m in _UNLOCATED), shown
         assert e.parameter is None or "missing" in e.message
