@@ -719,3 +719,10 @@ def test_two_exports_to_one_file_refused():
     assert (e.line, e.command, e.parameter) == (9, "export", "target")
     assert e.message == ("target = /out/../out/x.tif is written twice: the export at line 4 writes the same file "
                          "and this one would replace it")
+
+
+def test_path_typos_that_would_make_strange_folders():
+    e = fails("IMALYS\nhome\n\tdirectory = ~ESIS_no_such_user/wd\n")
+    assert e.hint == "~ESIS_no_such_user is not a user on this machine; for your home folder write ~/ESIS_no_such_user"
+    e = fails("IMALYS\nhome\n\tdirectory = /data/${PROJECT/wd\n")
+    assert e.hint == "'${' has no closing '}': write ${NAME} for an environment variable"

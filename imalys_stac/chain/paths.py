@@ -24,6 +24,11 @@ def expand_path_text(text: str) -> str:
         raise ValueError(
             f"${left.group(1)} is neither a chain variable ($1 … $9) nor a set environment variable"
         )
+    if "${" in expanded:
+        raise ValueError("'${' has no closing '}': write ${NAME} for an environment variable")
+    if expanded.startswith("~"):  # expanduser leaves ~name alone when there is no such user
+        user = expanded[1:].split("/", 1)[0]
+        raise ValueError(f"~{user} is not a user on this machine; for your home folder write ~/{user}")
     return expanded
 
 
