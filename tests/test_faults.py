@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -290,7 +289,8 @@ def test_home_that_is_a_file(write_chain, capsys, tmp_path):
     (tmp_path / "afile").write_text("x")
     code, err = run(write_chain, capsys, f"IMALYS x\nhome\n\tdirectory = {tmp_path / 'afile'}\n")
     assert code == 1
-    assert error_line(err) == f"error: chain.txt:3: home: {tmp_path / 'afile'} exists and is not a folder — give a folder for `directory`"
+    assert error_line(err) == (f"error: chain.txt:3: home: directory = {tmp_path / 'afile'} — is a file, expected a folder "
+                               "(it is made when it does not exist)")
 
 
 def test_clear_refuses_a_foreign_folder(write_chain, capsys, tmp_path):
@@ -520,3 +520,60 @@ def test_export_to_a_read_only_folder_is_a_clear_error(write_chain, reduced, tmp
         pytest.skip("no unprivileged mount namespace on this machine")
     assert res.returncode == 1, res.stderr
     assert error_line(res.stderr).startswith(f"error: ro.txt:6: export: cannot write {ro / 'b.tif'}: Read-only file system")
+
+
+def test_two_chains_started_together_on_one_working_directory(big_archives, tmp_path):
+    """Summer and autumn chains 0.2 s apart on one working directory: the second stops with the
+    lock message, the first's composite holds exactly its own dates (no mixing)."""
+    wd, results = tmp_path / "wd", tmp_path / "results"
+    chains = {}
+    for season, period in (("summer", "20220601-20220630"), ("autumn", "20220701-20220731")):
+        chains[season] = tmp_path / f"{season}.txt"
+        chains[season].write_text(chain_text(wd, import_block(big_archives, extra=f"\tperiod = {period}\n"), REDUCE,
+                                             export_block(results / f"{season}.tif"), log=tmp_path / f"log-{season}"))
+    procs = {"summer": _spawn(chains["summer"])}
+    time.sleep(0.2)
+    procs["autumn"] = _spawn(chains["autumn"])
+    errs = {season: proc.communicate(timeout=300)[1] for season, proc in procs.items()}
+    # whichever took the lock first runs; the other stops at once with the lock message
+    winners = [s for s, p in procs.items() if p.returncode == 0]
+    assert len(winners) == 1, errs
+    winner = winners[0]
+    loser = "autumn" if winner == "summer" else "summer"
+    assert procs[loser].returncode == 1
+    assert errs[loser].strip().splitlines()[-1].startswith(
+        f"error: {loser}.txt:3: home: the working directory {wd} is in use by another imalys-stac run "
+        f"(pid {procs[winner].pid}, chain {winner}.txt")
+    dates = json.loads((results / f"{winner}.json").read_text())["properties"]["imalys:dates"]
+    assert dates == (["2022-06-01", "2022-06-17"] if winner == "summer" else ["2022-07-03", "2022-07-19"])
+    assert not (results / f"{loser}.tif").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.4, 1.0, 1.8, 2.6, 3.4, 4.5])
+def test_sigkill_at_any_moment_leaves_states_that_the_next_run_completes(big_archives, tmp_path, delay):
+    """Kill the whole chain (import → compile → reduce → export) after `delay` seconds; the
+    working directory and results are as before or complete, and a re-run gives the result of an
+    undisturbed run."""
+    wd, results = tmp_path / "wd", tmp_path / "results"
+    chain = tmp_path / "chain.txt"
+    chain.write_text(chain_text(wd, import_block(big_archives), REDUCE, export_block(results / "b.tif"), export_block(results / "b"), log=tmp_path / "logs"))
+    proc = _spawn(chain)
+    time.sleep(delay)
+    proc.kill()
+    proc.communicate(timeout=60)
+    for item in wd.glob("*/*.json"):  # every product that exists is complete
+        data = json.loads(item.read_text())
+        for asset in data["assets"].values():
+            assert (item.parent / asset["href"]).exists(), (item, asset)
+    for exported in results.glob("*.json") if results.exists() else []:
+        data = json.loads(exported.read_text())
+        assert (results / data["assets"]["data"]["href"]).exists()
+    proc = _spawn(chain)
+    err = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 0, err
+    assert temporaries(wd, results) == []
+    with rasterio.open(results / "b.tif") as ds, rasterio.open(results / "b") as envi:
+        a, e = ds.read(), envi.read()
+    np.testing.assert_array_equal(a, e)
+    assert np.isfinite(a).mean() > 0.5

@@ -12,7 +12,7 @@ from ..errors import ImalysError
 from ..runtime.cluster import ClusterSpec, cluster_faults, dask_runtime
 from ..runtime.log import RunLog
 from ..workdir import WorkDir, WorkdirError
-from .context import Context
+from .context import RunContext
 
 log = logging.getLogger("imalys_stac.commands")
 
@@ -62,7 +62,7 @@ def _read_error(exc: BaseException) -> str | None:
     return None
 
 
-def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = None) -> Context:
+def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = None) -> RunContext:
     """Run every command of `chain`.
 
     A problem the user can fix (an `ImalysError`, or a file-system error such as a full disk)
@@ -90,12 +90,12 @@ def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = No
         return _run_commands(chain, home_cmd, workdir, runlog, chunksize)
 
 
-def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chunksize: int | None) -> Context:
+def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chunksize: int | None) -> RunContext:
     home = home_cmd.params
     log.info("imalys-stac: %s → working directory %s", chain.path, workdir.path)
     if runlog.path:
         log.info("log: %s", runlog.path)
-    ctx = Context(chain=chain, workdir=workdir, runlog=runlog, chunksize=chunksize)
+    ctx = RunContext(chain=chain, workdir=workdir, runlog=runlog, chunksize=chunksize)
     spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
     ok = False
     try:

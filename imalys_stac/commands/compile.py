@@ -15,10 +15,10 @@ import rasterio
 
 from ..cube.grid import Grid, transform_bounds
 from ..products import KIND, compile_item
-from .context import FINGERPRINT, Context, checked_grid, command_record, fingerprint, load_product, log, read_frame, written_all
+from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame, written_all
 
 
-def pick_inputs(ctx: Context, cmd) -> list[str]:
+def pick_inputs(ctx: RunContext, cmd) -> list[str]:
     p = cmd.params
     wd = ctx.workdir
     names: list[str] = []
@@ -53,7 +53,7 @@ def pick_inputs(ctx: Context, cmd) -> list[str]:
     return sorted(items, key=lambda n: (items[n].datetime, n))
 
 
-def template_grid(ctx: Context, cmd, template: str) -> Grid:
+def template_grid(ctx: RunContext, cmd, template: str) -> Grid:
     wd = ctx.workdir
     if wd.exists(template):
         return Grid.from_stac(wd.load(template).properties)
@@ -66,7 +66,7 @@ def template_grid(ctx: Context, cmd, template: str) -> Grid:
         return Grid(ds.crs.to_epsg(), (b.left, b.bottom, b.right, b.top), rx, None if rx == ry else ry)
 
 
-def run(ctx: Context, cmd) -> None:
+def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
     if p.format:
         log.warning("compile: format = %s is not applied (line %d): imalys-stac keeps stacks as float32 with NaN "

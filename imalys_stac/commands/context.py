@@ -12,7 +12,7 @@ log = logging.getLogger("imalys_stac.commands")
 
 
 @dataclass
-class Context:
+class RunContext:
     chain: object  # imalys_stac.chain.Chain
     workdir: WorkDir
     runlog: RunLog
@@ -21,14 +21,14 @@ class Context:
     outputs: list[Path] = field(default_factory=list)
 
 
-def command_record(ctx: Context, cmd) -> dict:
+def command_record(ctx: RunContext, cmd) -> dict:
     """What made a product: chain file, line, command and its parameters as written (after
     variables) — stored in every product item so provenance survives across chains."""
     return {"chain": str(getattr(ctx.chain, "path", "")), "line": cmd.line, "command": cmd.name,
             "parameters": {k: (v if len(v) > 1 else v[0]) for k, v in cmd.raw.items()}}
 
 
-def load_product(ctx: Context, cmd, name: str, hint: str):
+def load_product(ctx: RunContext, cmd, name: str, hint: str):
     """A product of the working directory named in `select`, or an error that lists the products."""
     wd = ctx.workdir
     if not wd.exists(name):

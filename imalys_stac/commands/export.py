@@ -2,7 +2,6 @@
 item beside it that records where it came from."""
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -21,10 +20,10 @@ from ..registry import companion_paths
 from ..write import FORMATS, check_cog, write_image
 from ..write.atomic import replace, scratch_dir, sweep_stale, write_json_atomic
 from ..write.cog import InvalidCOG
-from .context import FINGERPRINT, Context, fingerprint, load_product, log, os_reason
+from .context import FINGERPRINT, RunContext, fingerprint, load_product, log, os_reason
 
 
-def _product_array(ctx: Context, item) -> xr.DataArray:
+def _product_array(ctx: RunContext, item) -> xr.DataArray:
     kind = item.properties.get(KIND)
     if kind == "reduce":
         href = item.assets["data"].get_absolute_href()
@@ -63,7 +62,7 @@ def _file_stamp(path: Path) -> list[int] | None:
     return None if path.is_dir() else [st.st_size, st.st_mtime_ns]
 
 
-def run(ctx: Context, cmd) -> None:
+def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
     item = load_product(ctx, cmd, p.select, hint="run reduce (or compile/import) first")
     target = Path(p.target).expanduser().absolute()
@@ -155,7 +154,7 @@ def item_path_for(target: Path) -> Path:
     return target.with_name(target.name + ".json")
 
 
-def provenance_item(ctx: Context, cmd, item, target: Path, stamp: str, file_stamp: list[int] | None) -> dict:
+def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, file_stamp: list[int] | None) -> dict:
     """The STAC item beside the exported file: the product's item with the file as its asset and
     the provenance (archive items, chain text, every command's parameters, package version)."""
     data = item.to_dict(include_self_link=False, transform_hrefs=False)

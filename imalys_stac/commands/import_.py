@@ -25,7 +25,7 @@ from ..cube.vrt import recipe_vrt, vrt_possible
 from ..products import import_item
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
-from .context import FINGERPRINT, Context, checked_grid, command_record, fingerprint, log, read_frame
+from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, log, read_frame
 from .context import written as written_value
 
 # Bands taken when `bands` is not given: every image asset but the QA/auxiliary ones.
@@ -149,7 +149,7 @@ def choose_grid(items: list[pystac.Item], key: str, frame: Frame | None, warp: i
     return Grid.aligned(target_epsg, bounds, target_res[0], anchor, yres=target_res[1])
 
 
-def run(ctx: Context, cmd) -> None:
+def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
     frame = read_frame(cmd)
     items = select_items(cmd, frame)

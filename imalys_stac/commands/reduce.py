@@ -14,7 +14,7 @@ from ..registry import REDUCERS
 from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
-from .context import FINGERPRINT, Context, command_record, fingerprint, load_product, log, up_to_date
+from .context import FINGERPRINT, RunContext, command_record, fingerprint, load_product, log, up_to_date
 
 
 
@@ -31,7 +31,7 @@ def layers_as_time(cube: xr.DataArray) -> xr.DataArray:
     return out.rio.write_crs(cube.rio.crs)
 
 
-def run(ctx: Context, cmd) -> None:
+def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
     wd = ctx.workdir
     source = load_product(ctx, cmd, p.select, hint="run compile (or import) first")
