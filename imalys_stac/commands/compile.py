@@ -7,13 +7,12 @@ no reprojection is needed, so no resampling happens then.
 """
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import rasterio
 
-from ..cube.grid import Grid, transform_bounds
+from ..cube.grid import Grid
+from ..cube.plan import common_grid
 from ..products import KIND, compile_item
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame, written_all
 
@@ -78,21 +77,8 @@ def run(ctx: RunContext, cmd) -> None:
     if p.projection:
         grid = template_grid(ctx, cmd, p.projection)
     else:
-        epsg = p.crsystem or Counter(g.epsg for g in grids).most_common(1)[0][0]
-        finest = min(grids, key=lambda g: g.res_xy)
-        res = (p.pixel, p.pixel) if p.pixel else finest.res_xy
-        same = [g for g, it in zip(grids, items) if g.epsg == epsg and g.res_xy == res]
-        native = [g for g, it in zip(grids, items) if g in same and it.properties.get("imalys:resampling") == "nearest"]
-        # the pixel grid the inputs kept from their archives (most common first), so those are
-        # read without resampling; images warped at import have an arbitrary anchor
-        pool = native or same
-        anchor = Counter(g.anchor for g in pool).most_common(1)[0][0] if pool else (0.0, 0.0)
-        if frame is not None:
-            bounds = frame.bounds_in(epsg)
-        else:
-            boxes = np.array([transform_bounds(g.bounds, g.epsg, epsg) if g.epsg != epsg else g.bounds for g in grids])
-            bounds = (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
-        grid = Grid.aligned(epsg, bounds, res[0], anchor, yres=res[1])
+        native = [it.properties.get("imalys:resampling") == "nearest" for it in items]
+        grid = common_grid(grids, native, epsg=p.crsystem, pixel=p.pixel, frame=frame)
     checked_grid(cmd, grid, "pixel")
     bands = {tuple(it.properties.get("imalys:bands", [])) for it in items}
     if len(bands) > 1:

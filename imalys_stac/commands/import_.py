@@ -8,7 +8,7 @@ stores accepted acquisitions as lazy products (recipes over the archive members,
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import dask
@@ -18,7 +18,8 @@ import xarray as xr
 
 from ..chain import resolve_archive_pattern
 from ..cube.bands import Calibration, image_assets, resolve_band
-from ..cube.grid import Frame, Grid, asset_grid, transform_bounds
+from ..cube.grid import Frame, Grid
+from ..cube.plan import choose_grid, group_items, product_name
 from ..cube.load import DEFAULT_CHUNK, SceneGroup, qa_cube, usable
 from ..cube.quality import quality_band
 from ..cube.vrt import recipe_vrt, vrt_possible
@@ -30,30 +31,6 @@ from .context import written as written_value
 
 # Bands taken when `bands` is not given: every image asset but the QA/auxiliary ones.
 _AUX_PREFIXES = ("qa", "atmos", "cloud_qa", "aerosol", "scl", "aot", "wvp")
-
-
-def scene_key(item: pystac.Item) -> tuple[str, str, str]:
-    p = item.properties
-    if item.id[:2] in ("LC", "LE", "LT", "LO"):
-        sensor = item.id[:4]  # LC08
-    elif item.id.startswith("S2"):
-        sensor = item.id[:3]  # S2A
-    else:
-        sensor = str(p.get("platform", "unknown"))
-    orbit = str(p.get("landsat:wrs_path") or p.get("sat:relative_orbit") or "")
-    return sensor, orbit, item.datetime.strftime("%Y%m%d")
-
-
-def product_name(items: list[pystac.Item]) -> str:
-    first = items[0]
-    sensor, _, date = scene_key(first)
-    p = first.properties
-    if "landsat:wrs_path" in p:
-        rows = sorted(str(it.properties.get("landsat:wrs_row", "")).zfill(3) for it in items)
-        tile = f"{str(p['landsat:wrs_path']).zfill(3)}{rows[0]}"
-    else:
-        tile = str(p.get("s2:mgrs_tile") or str(p.get("grid:code", "")).replace("MGRS-", "") or first.id.split("_")[1])
-    return f"{sensor}_{tile}_{date}"
 
 
 def _default_bands(item: pystac.Item) -> list[str]:
@@ -120,33 +97,6 @@ def _selected_items(cmd, query: Query) -> list[pystac.Item]:
             continue
         items.append(result)
     return filter_items(items, query)
-
-
-def group_items(items: list[pystac.Item]) -> list[list[pystac.Item]]:
-    groups: dict[tuple, list[pystac.Item]] = defaultdict(list)
-    for it in items:
-        groups[scene_key(it)].append(it)
-    return [sorted(g, key=lambda i: i.id) for _, g in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0]))]
-
-
-def choose_grid(items: list[pystac.Item], key: str, frame: Frame | None, warp: int | None, pixel: float | None) -> Grid:
-    """The archive's own grid by default; `warp`/`pixel` reproject; the frame's rectangle crops."""
-    native = asset_grid(items[0], key)
-    epsg, res, anchor = native.epsg, native.res_xy, native.anchor
-    target_epsg = warp or epsg
-    target_res = (pixel, pixel) if pixel else res
-    if target_epsg != epsg or target_res != res:
-        anchor = (0.0, 0.0)
-    if frame is not None:
-        bounds = frame.bounds_in(target_epsg)
-    else:
-        boxes = []
-        for it in items:
-            g = asset_grid(it, key)
-            boxes.append(transform_bounds(g.bounds, g.epsg, target_epsg) if g.epsg != target_epsg else g.bounds)
-        arr = np.array(boxes)
-        bounds = (arr[:, 0].min(), arr[:, 1].min(), arr[:, 2].max(), arr[:, 3].max())
-    return Grid.aligned(target_epsg, bounds, target_res[0], anchor, yres=target_res[1])
 
 
 def run(ctx: RunContext, cmd) -> None:
