@@ -1,4 +1,4 @@
-"""Command line: `imalys-stac run|check|demo`, and the drop-in `x_Imalys` / `r_Imalys`."""
+"""Command line: `imalys-stac run|check|demo|serve`, and the drop-in `x_Imalys` / `r_Imalys`."""
 from __future__ import annotations
 
 import argparse
@@ -122,12 +122,24 @@ def main(argv: list[str] | None = None) -> int:
                             description="Generate realistic Landsat archives and run the seed tutorial's chains 2a–2e on them.")
     p_demo.add_argument("dir", type=Path, nargs="?", default=Path("imalys-demo"), help="demo folder (default ./imalys-demo)")
     p_demo.add_argument("--size", type=int, default=384, help="scene size in pixels (default 384)")
+    p_serve = sub.add_parser("serve", help="serve a catalog, working directory or results folder to STAC Browser",
+                             description="Serve an archive catalog, a working directory or a results folder over HTTP "
+                             "(CORS, Range requests, archive members as files); --api adds a STAC API (rustac).")
+    p_serve.add_argument("dir", type=Path, nargs="?", default=Path("."), help="folder to serve (default: the current one)")
+    p_serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p_serve.add_argument("--port", type=int, default=8000, help="port of the static catalog (default 8000)")
+    p_serve.add_argument("--api", action="store_true", help="also serve the items as a STAC API (rustac serve)")
+    p_serve.add_argument("--api-port", type=int, default=None, help="port of the STAC API (default: --port + 1)")
     args = ap.parse_args(argv)
 
     if args.cmd == "run":
         return _run(args.chain, args.vars, args.verbose, debug=args.debug)
     if args.cmd == "check":
         return _run(args.chain, args.vars, False, check_only=True)
+    if args.cmd == "serve":
+        from .serve import main as serve_main
+
+        return serve_main(args)
     if args.cmd == "demo":
         import logging
 

@@ -11,6 +11,7 @@ Every product item links `derived_from` its inputs, so provenance can be walked 
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -35,12 +36,33 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+TITLES = {
+    "import": "imported image of {date}",
+    "compile": "stack of {n} images, {span}",
+    "reduce": "{process} of {source}, {span}",
+}
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 def _base_item(name: str, grid: Grid, dt: datetime | None, props: dict, start=None, end=None) -> pystac.Item:
+    """A product item: title from the product name; a period product (compile, reduce) carries
+    ``start_datetime``/``end_datetime`` and, as ``datetime``, the middle of the period (STAC
+    Browser shows it, and readers that sort or filter by ``datetime`` find the product)."""
     poly = grid.wgs84_polygon()
     props = {k: v for k, v in {**props, **grid.to_stac(), "created": _now(), "imalys:version": __version__}.items() if v is not None}
     if dt is None:
-        props["start_datetime"] = start.isoformat().replace("+00:00", "Z")
-        props["end_datetime"] = end.isoformat().replace("+00:00", "Z")
+        props["start_datetime"] = _iso(start)
+        props["end_datetime"] = _iso(end)
+        dt = start + (end - start) / 2
+    props.setdefault("title", name)
+    kind = props.get(KIND)
+    span = (f"{start:%Y-%m-%d} to {end:%Y-%m-%d}" if start is not None else f"{dt:%Y-%m-%d}")
+    props.setdefault("description", f"imalys-stac {kind} product {name}: " + TITLES.get(kind, "{span}").format(
+        date=f"{dt:%Y-%m-%d}", n=props.get("imalys:layers"), span=span,
+        process=props.get("imalys:process"), source=(props.get("imalys:inputs") or ["?"])[0]))
     item = pystac.Item(
         id=name,
         geometry=mapping(poly),
@@ -50,6 +72,102 @@ def _base_item(name: str, grid: Grid, dt: datetime | None, props: dict, start=No
         stac_extensions=[PROJ_EXT],
     )
     return item
+
+
+EO_EXT = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
+RASTER_EXT = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+RASTER_ENDINGS = (".tif", ".tiff", ".vrt", ".img", ".bsq", ".nc")
+
+
+def _band_table() -> dict[str, object]:
+    """Asset key, member suffix or common name → BandInfo (Landsat and Sentinel-2 tables)."""
+    from .archives.bands import SENSORS
+    from .archives.sentinel2 import S2_BANDS
+
+    out: dict[str, object] = {}
+    for _p, _i, table in SENSORS.values():
+        for b in table:
+            for name in (b.key, b.suffix, b.common_name):
+                if name:
+                    out.setdefault(name, b)
+    for b in S2_BANDS:
+        for name in (b.key, b.suffix):
+            out.setdefault(name, b)
+    return out
+
+
+def band_fields(path: str | Path) -> dict:
+    """``eo:bands`` and ``raster:bands`` of a raster file, read from the file itself: band names
+    (the band descriptions the writers set), common names and wavelengths from the band tables,
+    data type, nodata and resolution — so stackstac and odc-stac learn the bands from STAC."""
+    import math
+
+    import rasterio
+
+    table = _band_table()
+    eo, rb = [], []
+    with rasterio.open(path) as ds:
+        res = round(float(abs(ds.res[0])), 6)
+        for i in range(ds.count):
+            name = ds.descriptions[i] or f"band{i + 1}"
+            e: dict = {"name": name}
+            info = table.get(name)
+            if info is not None and getattr(info, "common_name", None):
+                e["common_name"] = info.common_name
+                if info.wavelength is not None:
+                    e["center_wavelength"] = info.wavelength
+            eo.append(e)
+            r: dict = {"data_type": ds.dtypes[i], "spatial_resolution": res}
+            nd = ds.nodatavals[i]
+            if nd is not None:
+                r["nodata"] = "nan" if isinstance(nd, float) and math.isnan(nd) else nd
+            if info is not None and "reflectance" in getattr(info, "roles", ()):
+                r["unit"] = "1"  # calibrated surface reflectance: a fraction
+            elif info is not None and getattr(info, "unit", None):
+                r["unit"] = info.unit
+            rb.append(r)
+    return {"eo:bands": eo, "raster:bands": rb}
+
+
+def describe_assets(item: pystac.Item, folder: Path) -> None:
+    """Add ``eo:bands``/``raster:bands`` to every raster asset of a product whose file is in
+    ``folder`` (called when the product is saved, after its files are in place there)."""
+    described = False
+    for asset in item.assets.values():
+        href = asset.href
+        if "data" not in (asset.roles or []) or not href.lower().endswith(RASTER_ENDINGS) or "://" in href:
+            continue
+        path = (folder / href).resolve() if not Path(href).is_absolute() else Path(href)
+        if not path.exists():
+            continue
+        try:
+            asset.extra_fields.update(band_fields(path))
+        except Exception:  # a file GDAL cannot open stays undescribed, never fails the save
+            continue
+        described = True
+    if described:
+        for ext in (EO_EXT, RASTER_EXT):
+            if ext not in item.stac_extensions:
+                item.stac_extensions.append(ext)
+
+
+def exported_band_fields(item: pystac.Item, target: Path) -> dict:
+    """``eo:bands``/``raster:bands`` of an exported raster file: those of the product's data asset
+    (a reduce COG), or, for a file written from a stack, one entry per band of the stack."""
+    if Path(target).suffix.lower() not in (".tif", ".tiff", ".vrt", ".nc", "") or "data" not in item.assets:
+        return {}
+    extra = item.assets["data"].extra_fields
+    return {k: extra[k] for k in ("eo:bands", "raster:bands") if k in extra}
+
+
+def export_links(workdir: WorkDir, item: pystac.Item, item_file: Path) -> list[dict]:
+    """Links of an exported file's item: ``derived_from`` the product in the working directory
+    (relative, so results and working directory can move together), and that product's own
+    sources as ``via`` hints are left to the product item itself."""
+    product = workdir.item_path(item.id)
+    href = os.path.relpath(product, Path(item_file).parent)
+    return [{"rel": "derived_from", "href": Path(href).as_posix(), "type": "application/json",
+             "title": f"{item.id} in the working directory {workdir.path}"}]
 
 
 # -- import products ----------------------------------------------------------------------------
@@ -162,7 +280,8 @@ def derived_item(name: str, kind: str, source: pystac.Item, grid: Grid, props: d
     """Item for a computed (pixel) product derived from `source`."""
     dt = source.datetime
     start = end = None
-    if dt is None:
+    if source.properties.get("start_datetime") and source.properties.get("end_datetime"):
+        dt = None  # a period (a compiled stack): the product covers the same period
         start = datetime.fromisoformat(source.properties["start_datetime"].replace("Z", "+00:00"))
         end = datetime.fromisoformat(source.properties["end_datetime"].replace("Z", "+00:00"))
     item = _base_item(name, grid, dt, {KIND: kind, **props}, start=start, end=end)

@@ -25,9 +25,24 @@ def serve_collection(collection_folder: Path) -> Iterator[str]:
     if not exe.exists():
         exe = Path(shutil.which("rustac") or "rustac")
     port = free_port()
-    # rustac resolves the collection's item links against its working directory: run it there
-    proc = subprocess.Popen([str(exe), "serve", "collection.json", "--load-collection-items",
-                             "-a", f"127.0.0.1:{port}"], cwd=collection_folder,
+    # An API's item URL is no base for relative hrefs (rustac passes them through unchanged): the
+    # items go to rustac with their hrefs made absolute, as `imalys-stac serve --api` does.
+    import json
+    import tempfile
+
+    from imalys_stac.stac import read_item
+
+    tmp = Path(tempfile.mkdtemp(prefix="stac-api-"))
+    col = json.loads((collection_folder / "collection.json").read_text())
+    features = [read_item(collection_folder / l["href"]).to_dict(include_self_link=False, transform_hrefs=False)
+                for l in col["links"] if l["rel"] == "item"]
+    for f in features:
+        f["links"] = []
+    col["links"] = [l for l in col["links"] if "://" in l["href"]]
+    (tmp / "collection.json").write_text(json.dumps(col))
+    (tmp / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    proc = subprocess.Popen([str(exe), "serve", "collection.json", "items.json",
+                             "-a", f"127.0.0.1:{port}"], cwd=tmp,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -44,3 +59,4 @@ def serve_collection(collection_folder: Path) -> Iterator[str]:
         proc.kill()
         proc.wait()
         proc.stdout.close()
+        shutil.rmtree(tmp, ignore_errors=True)

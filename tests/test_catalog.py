@@ -400,7 +400,10 @@ def test_duplicate_ids_settled_by_path_not_arrival(archives, tmp_path, monkeypat
     assert len(rep.added) == 3
     assert rep.skipped == [(str(copy), f"duplicate product id {PRODUCT_ID} (also in {original})")]
     state = json.loads((target / ".imalys-catalog.json").read_text())
-    assert str(original) in state["archives"] and str(copy) in state["skipped"]
+    # archive paths relative to the catalog folder: the two move together
+    assert f"../archives/{original.name}" in state["archives"] and f"../archives/{copy.name}" in state["skipped"]
     (item,) = list(target.rglob(f"{PRODUCT_ID}.json"))
-    assert str(original) in json.loads(item.read_text())["assets"]["red"]["href"]
+    red = json.loads(item.read_text())["assets"]["red"]["href"]
+    assert red == f"../../../archives/{original.name}/{PRODUCT_ID}_SR_B4.TIF"
+    assert read_item(item).assets["red"].href == f"/vsitar/{original}/{PRODUCT_ID}_SR_B4.TIF"
     assert validate_tree(target)[1] == []

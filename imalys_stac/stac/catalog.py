@@ -37,6 +37,7 @@ from tqdm import tqdm
 from ..archives import ArchiveError, open_archive
 from ..archives.bands import METADATA_MEMBERS, SENSORS
 from ..templates import collection_template
+from .hrefs import local_path, relative_href
 from .index import INDEX_NAME, read_index, row_from_item, write_index
 from .items import EXT, STAC_VERSION, item_dict
 
@@ -178,10 +179,18 @@ def _read_state(folder: Path) -> dict[str, Any] | None:
 
 
 def _load_state(folder: Path) -> dict[str, Any] | None:
+    """The state with absolute archive paths as keys (stored relative to the catalog folder, so a
+    catalog moved together with its archives stays up to date)."""
     state = _read_state(folder)
     if state is None or state.get("version") != STATE_VERSION:
         return None  # older layout: rebuild everything
+    for part in ("archives", "skipped"):
+        state[part] = {os.path.normpath(os.path.join(folder, k)): v for k, v in state.get(part, {}).items()}
     return state
+
+
+def _relative_keys(entries: dict[str, Any], folder: Path) -> dict[str, Any]:
+    return {os.path.relpath(k, folder): v for k, v in entries.items()}
 
 
 def _stat(p: Path) -> tuple[int, int] | None:
@@ -284,6 +293,17 @@ def catalog_dict(collection_ids: list[str]) -> dict[str, Any]:
     }
 
 
+def portable_item(d: dict[str, Any], item_dir: str | os.PathLike) -> dict[str, Any]:
+    """The item as written into a catalog at ``item_dir``: archive members and the archive path
+    relative to the item file (see :mod:`.hrefs`), so archives and catalog move together."""
+    d = dict(d)
+    d["assets"] = {k: dict(a, href=relative_href(a["href"], item_dir)) for k, a in d["assets"].items()}
+    props = d["properties"]
+    if props.get("imalys:archive"):
+        d["properties"] = dict(props, **{"imalys:archive": relative_href(props["imalys:archive"], item_dir)})
+    return d
+
+
 def _item_links(d: dict[str, Any]) -> dict[str, Any]:
     d = dict(d)
     d["links"] = [
@@ -301,18 +321,20 @@ def _write_json(path: Path, obj: Any) -> None:
         fh.write("\n")
 
 
-def _csv_rows(rows: list[dict[str, Any]]) -> list[str]:
+def _csv_rows(rows: list[dict[str, Any]], folder: Path) -> list[str]:
+    """Table rows; archive paths absolute (the index holds them relative to the catalog folder)."""
     out = [CSV_HEADER]
-    for i, r in enumerate(sorted(rows, key=lambda r: (r["archive"] or "", r["id"])), 1):
+    named = [(local_path(r["archive"], folder) if r["archive"] else "", r) for r in rows]
+    for i, (archive, r) in enumerate(sorted(named, key=lambda ar: (ar[0], ar[1]["id"])), 1):
         cx, cy = (r["xmin"] + r["xmax"]) / 2, (r["ymin"] + r["ymax"]) / 2
         hw, hh = (r["xmax"] - r["xmin"]) / 2, (r["ymax"] - r["ymin"]) / 2
-        out.append(f'"POINT ({cx:.8f} {cy:.8f})",{i},{hw:.15f},{hh:.15f},{r["archive"]}')
+        out.append(f'"POINT ({cx:.8f} {cy:.8f})",{i},{hw:.15f},{hh:.15f},{archive}')
     return out
 
 
-def write_csv(rows: list[dict[str, Any]], csv_path: Path) -> None:
+def write_csv(rows: list[dict[str, Any]], csv_path: Path, folder: Path) -> None:
     """Imalys table + ``.csvt`` + ``.prj``, each written to a temp name and renamed."""
-    for path, text in ((csv_path, "\n".join(_csv_rows(rows)) + "\n"),
+    for path, text in ((csv_path, "\n".join(_csv_rows(rows, folder)) + "\n"),
                        (csv_path.with_suffix(".csvt"), CSVT + "\n"),
                        (csv_path.with_suffix(".prj"), WGS84_WKT + "\n")):
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -527,7 +549,7 @@ def _build(pattern_or_paths: Any, folder: Path, csv_path: Path | None, workers: 
         report.unchanged = len(keep)
         report.skipped.sort()
         if csv_path is not None and not csv_path.is_file():
-            write_csv(list(_old_rows(folder, keep).values()), csv_path)
+            write_csv(list(_old_rows(folder, keep).values()), csv_path, folder)
         log.info("%s (nothing changed)", report.summary())
         return report
 
@@ -552,7 +574,7 @@ def _build(pattern_or_paths: Any, folder: Path, csv_path: Path | None, workers: 
         if not report.changed and (folder / "catalog.json").is_file() and new_skipped == old_skipped:
             staging.discard()
             if csv_missing:
-                write_csv(list(_old_rows(folder, keep).values()), csv_path)
+                write_csv(list(_old_rows(folder, keep).values()), csv_path, folder)
             log.info("%s (nothing changed)", report.summary())
             return report
         rows = _write_catalog(folder, keep, staging, new_skipped, owned)
@@ -560,7 +582,7 @@ def _build(pattern_or_paths: Any, folder: Path, csv_path: Path | None, workers: 
         staging.discard()
         raise
     if csv_path is not None:
-        write_csv(rows, csv_path)
+        write_csv(rows, csv_path, folder)
     log.info(report.summary())
     return report
 
@@ -604,8 +626,11 @@ class _Staging:
             self.duplicates[other] = iid
             (self.tmp / old["href"]).unlink(missing_ok=True)
         href = _item_href(d)
-        _write_json(self.tmp / href, _item_links(d))
-        self.rows[iid] = row_from_item(d, href)
+        _write_json(self.tmp / href, _item_links(portable_item(d, (self.folder / href).parent)))
+        row = row_from_item(d, href)
+        if row["archive"]:
+            row["archive"] = os.path.relpath(row["archive"], self.folder)
+        self.rows[iid] = row
         self.owner[iid] = path
         size, mtime = _stat(Path(path)) or (0, 0)
         self.fresh[path] = {"size": size, "mtime_ns": mtime, "id": iid, "collection": d["collection"], "href": href}
@@ -637,7 +662,10 @@ def _old_rows(folder: Path, keep: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for e in keep.values():
         if e["id"] not in rows:
             d = json.loads((folder / e["href"]).read_text(encoding="utf-8"))
-            rows[e["id"]] = row_from_item(d, e["href"])
+            row = row_from_item(d, e["href"])
+            if row["archive"]:  # relative to the item file there, to the catalog folder here
+                row["archive"] = os.path.relpath(local_path(row["archive"], (folder / e["href"]).parent), folder)
+            rows[e["id"]] = row
     return rows
 
 
@@ -679,6 +707,8 @@ def _write_catalog(folder: Path, keep: dict[str, Any], staging: _Staging,
                          + f" that imalys-stac did not write (not in its {STATE_NAME}); the catalog never "
                          "replaces files it did not write: move it away or choose another target folder")
     state["files"] = sorted(files)
+    state["archives"] = _relative_keys(state["archives"], folder)
+    state["skipped"] = _relative_keys(state["skipped"], folder)
     _write_json(tmp / STATE_NAME, state)
     plan = {
         "staging": tmp.name,

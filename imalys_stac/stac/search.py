@@ -22,6 +22,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from .catalog import catalog_location, expand_archives
+from .hrefs import absolute_href, local_path
 from .index import INDEX_NAME, read_index, row_from_item
 from .items import item_from_archive
 
@@ -237,10 +238,25 @@ def item_from_dict(d: dict[str, Any], href: str | None = None) -> pystac.Item:
     return item
 
 
+def resolve_hrefs(d: dict[str, Any], base_dir: str | os.PathLike) -> dict[str, Any]:
+    """The item dict with relative asset hrefs (and ``imalys:archive``) made absolute against
+    ``base_dir``: archive members become ``/vsitar/`` (``/vsizip/``) paths (see :mod:`.hrefs`).
+    Items leave this module with absolute hrefs only, so readers never see a relative one."""
+    d = dict(d)
+    d["assets"] = {k: dict(a, href=absolute_href(a["href"], base_dir)) if "href" in a else a
+                   for k, a in (d.get("assets") or {}).items()}
+    props = d.get("properties") or {}
+    archive = props.get("imalys:archive")
+    if archive and not archive.startswith("/") and "://" not in archive:
+        d["properties"] = dict(props, **{"imalys:archive": local_path(archive, base_dir)})
+    return d
+
+
 def read_item(path: str | os.PathLike) -> pystac.Item:
-    """Read one item JSON file without migration (see :func:`item_from_dict`)."""
+    """Read one item JSON file without migration (see :func:`item_from_dict`), hrefs absolute."""
     path = Path(path).resolve()
-    return item_from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
+    d = resolve_hrefs(json.loads(path.read_text(encoding="utf-8")), path.parent)
+    return item_from_dict(d, str(path))
 
 
 def _walk_items(catalog_json: Path) -> list[pystac.Item]:
