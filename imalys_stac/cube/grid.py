@@ -118,6 +118,8 @@ class Grid:
         epsg = props.get("proj:epsg")
         if epsg is None and str(props.get("proj:code", "")).upper().startswith("EPSG:"):
             epsg = int(str(props["proj:code"]).split(":")[1])
+        if epsg is None:
+            raise InputError("the item has no EPSG code (proj:epsg or proj:code = EPSG:…)")
         t = props["proj:transform"]
         rows, cols = props["proj:shape"]
         left, top, res, yres = t[2], t[5], t[0], abs(t[4])

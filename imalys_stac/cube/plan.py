@@ -22,7 +22,8 @@ def scene_key(item: pystac.Item) -> tuple[str, str, str]:
     else:
         sensor = str(p.get("platform", "unknown"))
     orbit = str(p.get("landsat:wrs_path") or p.get("sat:relative_orbit") or "")
-    return sensor, orbit, item.datetime.strftime("%Y%m%d")
+    when = item.datetime or pystac.utils.str_to_datetime(p["start_datetime"])
+    return sensor, orbit, when.strftime("%Y%m%d")
 
 
 def product_name(items: list[pystac.Item]) -> str:
