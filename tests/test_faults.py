@@ -129,7 +129,9 @@ def test_gzip_renamed_tar_is_an_error_naming_the_file(write_chain, capsys, archi
     fake.write_bytes(gzip.compress(src.read_bytes()[:50000]))
     code, err = run(write_chain, capsys, chain_text(tmp_path / "wd", f"import\n\tselect = {fake}\n"))
     assert code == 1
-    assert error_line(err).startswith(f"error: chain.txt:5: import: cannot read the archive {fake}: ")
+    line = error_line(err)
+    assert line.startswith(f"error: chain.txt:5: import: cannot read the archive {fake}: ")
+    assert "the file is gzip-compressed, not a plain tar as USGS ships it" in line
 
 
 def test_broken_archive_matched_by_wildcard_is_skipped_with_a_warning(write_chain, capsys, archives, tmp_path):

@@ -106,6 +106,25 @@ def _fail(path: Path, reason: str) -> ArchiveError:
     return ArchiveError(f"{path}: {reason}")
 
 
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ", "xz"), (b"(\xb5/\xfd", "zstd"),
+          (b"PK\x03\x04", "zip"))
+
+
+def _compression_note(path: Path) -> str:
+    """What a file that is no tar really is, from its first bytes (a renamed .tar.gz, a zip…)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return ""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return f"; the file is {kind}-compressed, not a plain tar as USGS ships it (incomplete download or renamed .tar.{kind.replace('gzip', 'gz')}?)"
+    if not head.strip(b"\0"):
+        return "; the file starts with zero bytes (an incomplete download?)"
+    return ""
+
+
 def _members(path: Path, tar: tarfile.TarFile | None = None) -> list[tarfile.TarInfo]:
     """Regular file members of a tar, refusing truncated archives (``tar``: already open)."""
     size = path.stat().st_size
@@ -117,7 +136,7 @@ def _members(path: Path, tar: tarfile.TarFile | None = None) -> list[tarfile.Tar
             infos = [m for m in tar.getmembers() if m.isfile()]
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         reason = str(exc).splitlines()[-1].strip(" -") if str(exc) else exc.__class__.__name__
-        raise _fail(path, f"not a readable tar archive ({reason})") from None
+        raise _fail(path, f"not a readable tar archive ({reason}){_compression_note(path)}") from None
     if not infos:
         raise _fail(path, "empty or not a tar archive (no file members)")
     # A truncated uncompressed tar lists its members but the last one's data runs past the end.
@@ -343,7 +362,7 @@ def open_archive(path: str | Path) -> SceneMetadata:
             tar = tarfile.open(fileobj=fh, mode="r:*")
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
             reason = str(exc).splitlines()[-1].strip(" -") if str(exc) else exc.__class__.__name__
-            raise _fail(path, f"not a readable tar archive ({reason})") from None
+            raise _fail(path, f"not a readable tar archive ({reason}){_compression_note(path)}") from None
         with tar:
             # an uncompressed tar reads from ``fh`` itself: its TIFF headers can be read in place
             return _open_tar(path, tar, fh.fileno() if tar.fileobj is fh else None)
