@@ -209,3 +209,150 @@ def test_compile_keeps_the_archive_pixel_grid_and_takes_template_paths(tmp_path,
     wd = run(tmp_path / "t", f"import\n\tselect = {s32.path}\n\tbands = red\n\tfactor = auto\n"
                              f"compile\n\tsearch = LC08*\n\tprojection = {template}\n")
     assert Grid.from_stac(wd.load("compile").properties).res_xy == (60.0, 60.0)
+
+
+# ---------------------------------------------------------------- reading plans (cube.tiles)
+
+from affine import Affine  # noqa: E402
+import rasterio  # noqa: E402
+from rasterio.enums import Resampling  # noqa: E402
+from rasterio.warp import reproject  # noqa: E402
+
+from imalys_stac.cube import tiles as T  # noqa: E402
+
+
+def _tiled_tif(path, data, transform, epsg, tile, nodata=0):
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
+                       dtype=data.dtype, crs=f"EPSG:{epsg}", transform=transform, nodata=nodata, tiled=True,
+                       blockxsize=tile, blockysize=tile, compress="deflate") as ds:
+        ds.write(data, 1)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiles")
+    rng = np.random.default_rng(3)
+    a = rng.integers(1, 60000, (700, 900), dtype=np.uint16)
+    a[300:340, :] = 0  # a nodata stripe
+    b = rng.integers(1, 60000, (700, 900), dtype=np.uint16)
+    t = Affine(30, 0, 600000, 0, -30, 5400000)
+    return {"a": _tiled_tif(tmp / "a.tif", a, t, 32632, 128), "b": _tiled_tif(tmp / "b.tif", b, t, 32632, 128),
+            # the same pixels shifted by 3 × 5 pixels and tiled 64: another tiling and phase on the same grid
+            "c": _tiled_tif(tmp / "c.tif", b, t * Affine.translation(5, 3), 32632, 64),
+            "arrays": {"a": a, "b": b}, "transform": t}
+
+
+def _stats(token_before):
+    new = [k for k in T.STATS if k not in token_before]
+    assert len(new) == 1
+    return T.tile_stats(new[0])
+
+
+def test_aligned_chunks_put_every_inner_edge_on_a_tile_edge():
+    for n, target, phase, tile in [(3763, 1024, 333, 512), (4096, 512, 0, 512), (1000, 256, 17, 256), (300, 1024, 5, 512)]:
+        sizes = T.aligned_chunks(n, target, phase, tile)
+        assert sum(sizes) == n and min(sizes) > 0
+        edges = np.cumsum(sizes)[:-1]
+        assert all((e + phase) % tile == 0 for e in edges)
+        assert max(sizes) <= max(target, tile) * 1.5 + tile
+
+
+def test_crop_reads_each_tile_once_and_equals_a_slice(sources):
+    """A grid that is a crop of the source starting inside a tile (and running past its edge):
+    chunks aligned to the tiles, pixels a plain slice (nodata → fill), every tile decoded once."""
+    t = sources["transform"]
+    grid = T.OutGrid(32632, t * Affine.translation(77, 45), 700, 850)  # 45 rows down, 77 cols right; past the bottom/right
+    before = set(T.STATS)
+    data, how = T.read_stack([[sources["a"], sources["b"]]], grid, chunksize=256, resampling=Resampling.nearest,
+                             dtype="uint16", fill=np.uint16(7))
+    assert how == "aligned"
+    edges = np.cumsum(data.chunks[3])[:-1]
+    assert all((e + 77) % 128 == 0 for e in edges)
+    got = data.compute(scheduler="threads")
+    for k, name in enumerate("ab"):
+        src = sources["arrays"][name]
+        want = np.full((700, 850), 7, np.uint16)
+        want[:700 - 45, :900 - 77] = src[45:, 77:]
+        if name == "a":
+            want[want == 0] = 7  # the source's nodata becomes the fill
+        np.testing.assert_array_equal(got[0, k], want)
+    s = _stats(before)
+    assert s["decoded"] == s["needed"] == 2 * 6 * 8  # 128-px tile rows 0..5 (source rows 45..699), cols 0..7 (77..899)
+
+
+def test_unalignable_sources_share_tiles_through_the_cache(sources, monkeypatch):
+    """Two tilings with different phases on one grid: chunks follow one of them, the other's
+    tiles are served from the cache, so still every tile is decoded once; with a cache too small
+    tiles are decoded again — and the pixels stay the same."""
+    t = sources["transform"]
+    grid = T.OutGrid(32632, t * Affine.translation(10, 10), 600, 800)
+    hrefs = [[sources["b"]], [sources["c"]]]
+
+    def read():
+        before = set(T.STATS)
+        data, how = T.read_stack(hrefs, grid, chunksize=128, resampling=Resampling.nearest, dtype="uint16", fill=np.uint16(0))
+        return data.compute(scheduler="threads"), how, _stats(before)
+
+    got, how, s = read()
+    assert how.startswith("aligned for 1 of 2")
+    b = sources["arrays"]["b"]
+    np.testing.assert_array_equal(got[0, 0], b[10:610, 10:810])
+    want_c = np.zeros((600, 800), np.uint16)
+    want_c[:, :] = b[7:607, 5:805]  # c's pixel (r, c) is b's (r, c) shifted by (3, 5) on the map
+    np.testing.assert_array_equal(got[1, 0], want_c)
+    assert s["decoded"] == s["needed"]
+    monkeypatch.setenv("IMALYS_TILE_CACHE_MB", "0.01")
+    small, _, s2 = read()
+    np.testing.assert_array_equal(small, got)
+    assert s2["decoded"] > s2["needed"]
+
+
+def test_warped_read_matches_a_whole_image_reproject(sources):
+    """A grid in another UTM zone: chunks cannot follow the tiles; each chunk is warped from the
+    tiles around it (each decoded once, through the cache). Nearest neighbour as GDAL warps the
+    whole image, apart from pixels where GDAL's approximate transformer (≤ 0.125 px) picks the
+    neighbour: checked against the exact source pixel of every output pixel (pyproj)."""
+    grid = T.OutGrid(32633, Affine(30, 0, 155000, 0, -30, 5411000), 720, 700)
+    before = set(T.STATS)
+    data, how = T.read_stack([[sources["b"]]], grid, chunksize=200, resampling=Resampling.nearest, dtype="uint16",
+                             fill=np.uint16(0))
+    assert how == "regular"
+    got = data.compute(scheduler="threads")[0, 0]
+    b = sources["arrays"]["b"]
+    whole = np.zeros((720, 700), np.uint16)
+    with rasterio.open(sources["b"]) as src:
+        reproject(src.read(1), whole, src_transform=src.transform, src_crs=src.crs, src_nodata=0,
+                  dst_transform=grid.transform, dst_crs="EPSG:32633", dst_nodata=0, resampling=Resampling.nearest)
+    assert (whole > 0).mean() > 0.3  # the grid overlaps the scene
+    assert (got == whole).mean() > 0.98
+    # exact: the source pixel under each output pixel centre
+    cols, rows = np.meshgrid(np.arange(700) + 0.5, np.arange(720) + 0.5)
+    x, y = grid.transform * (cols, rows)
+    sx, sy = Transformer.from_crs(32633, 32632, always_xy=True).transform(x, y)
+    sc, sr = np.floor((sx - 600000) / 30).astype(int), np.floor((5400000 - sy) / 30).astype(int)
+    inside = (sc >= 1) & (sc < 899) & (sr >= 1) & (sr < 699)
+    assert np.array_equal(got[inside] > 0, np.ones(inside.sum(), bool))
+    near = np.zeros(inside.sum(), bool)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            near |= got[inside] == b[sr[inside] + dr, sc[inside] + dc]
+    assert near.all()
+    assert (got[inside] == b[sr[inside], sc[inside]]).mean() > 0.98
+    s = _stats(before)
+    assert s["decoded"] == s["needed"]
+
+
+def test_tile_reader_equals_stackstac_on_a_framed_import(two_rows, tmp_path, monkeypatch):
+    """The cube of an import with a frame starting inside a tile, read by the tile reader, is the
+    same as the one stackstac reads (the reader before)."""
+    root, s26, _ = two_rows
+    t = s26.transform
+    frame = write_frame(tmp_path / "f.gpkg", box(t.c + 37 * 30, t.f - 100 * 30, t.c + 110 * 30, t.f - 13 * 30), s26.crs)
+    wd = run(tmp_path, f"import\n\tselect = {s26.path}\n\tframe = {frame}\n\tbands = _B4, _B5\n\tfactor = auto\n")
+    item = wd.load(wd.names()[0])
+    new = cube_of(wd, item, chunksize=256).values
+    monkeypatch.setenv("IMALYS_READER", "stackstac")
+    old = cube_of(wd, item, chunksize=256).values
+    assert new.shape == old.shape and np.isfinite(new).mean() > 0.3
+    np.testing.assert_array_equal(new, old)

@@ -6,6 +6,7 @@ step computes only the blocks it needs.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
@@ -22,6 +23,7 @@ from .bands import Calibration
 from .fuse import auto_chunk, fuse_block
 from .quality import QualityBand, quality_band
 from .grid import Grid, geometry_mask, reproject_geometry
+from .tiles import OutGrid, read_stack
 
 DEFAULT_CHUNK = 1024  # QA-only passes (import quality); band cubes size their chunks with auto_chunk
 RESAMPLING = {
@@ -60,28 +62,61 @@ class SceneGroup:
         return self.items[0].datetime  # type: ignore[return-value]
 
 
-def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling: str, chunksize: int,
-           dtype: str = "float32", fill: float = np.nan) -> xr.DataArray:
+def _href(item: pystac.Item, key: str) -> str | None:
+    asset = item.assets.get(key)
+    return None if asset is None else asset.href  # as written in the item, as stackstac reads it
+
+
+def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling: str | Sequence[str], chunksize: int,
+           dtype: str = "float32", fill: float = np.nan, quality: QualityBand | None = None) -> xr.DataArray:
     """(time=item, band=asset, y, x) DNs on `grid`; `fill` where the file has nodata or the grid
-    leaves the raster."""
-    # plain dicts: pystac's to_dict() would try to resolve links (e.g. an API item's root) over the network
-    return stackstac.stack(
-        [it.to_dict(include_self_link=False, transform_hrefs=False) for it in items],
-        assets=keys,
-        epsg=grid.epsg,
-        resolution=grid.res_xy,
-        bounds=grid.bounds,
-        snap_bounds=False,
-        resampling=RESAMPLING[resampling],
-        dtype=np.dtype(dtype),
-        fill_value=np.dtype(dtype).type(fill),
-        rescale=False,  # we calibrate ourselves: stackstac's rescale on integer data is the trap of its issue 206
-        sortby_date=False,
-        xy_coords="center",
-        properties=False,
-        band_coords=False,
-        chunksize=chunksize,
-    )
+    leaves the raster (stackstac's semantics). Read by `cube.tiles`: chunk boundaries on the
+    members' tile edges where the grid is their own or a crop of it, each compressed tile
+    decoded once. `resampling`: one for all items or one per item. With `quality`, its band is
+    read as well (the last band: nearest neighbour, its own fill value)."""
+    rs = [resampling] * len(items) if isinstance(resampling, str) else list(resampling)
+    if os.environ.get("IMALYS_READER") == "stackstac":  # the former reader, kept for the benchmarks' before/after
+        return _stack_stackstac(items, keys, grid, rs, chunksize, dtype, fill, quality)
+    ny, nx = grid.shape
+    out_grid = OutGrid(grid.epsg, grid.transform, ny, nx)
+    cast = np.dtype(dtype).type
+    keys = list(keys) + ([quality.asset] if quality else [])
+    band_fill = [cast(fill)] * len(keys)
+    band_rs: list = [None] * len(keys)
+    if quality:
+        band_fill[-1], band_rs[-1] = cast(quality.fill_value), Resampling.nearest
+    data, _ = read_stack([[_href(it, k) for k in keys] for it in items], out_grid, chunksize=chunksize,
+                         resampling=[RESAMPLING[r] for r in rs], dtype=np.dtype(dtype), fill=cast(fill),
+                         band_fill=band_fill, band_resampling=band_rs)
+    t = grid.transform
+    return xr.DataArray(data, dims=("time", "band", "y", "x"), coords={
+        "band": list(keys),
+        "y": t.f + t.e * (np.arange(ny) + 0.5),
+        "x": t.c + t.a * (np.arange(nx) + 0.5),
+    })
+
+
+def _stack_stackstac(items, keys, grid: Grid, rs: list[str], chunksize: int, dtype, fill,
+                     quality: QualityBand | None) -> xr.DataArray:
+    """The same array read by stackstac (chunks from the grid's corner, one graph per resampling)."""
+    def one(its, ks, r, f):
+        return stackstac.stack(
+            [it.to_dict(include_self_link=False, transform_hrefs=False) for it in its], assets=ks,
+            epsg=grid.epsg, resolution=grid.res_xy, bounds=grid.bounds, snap_bounds=False,
+            resampling=RESAMPLING[r], dtype=np.dtype(dtype), fill_value=np.dtype(dtype).type(f), rescale=False,
+            sortby_date=False, xy_coords="center", properties=False, band_coords=False, chunksize=chunksize)
+
+    parts, order = [], []
+    for r in sorted(set(rs)):
+        idx = [i for i, ri in enumerate(rs) if ri == r]
+        parts.append(one([items[i] for i in idx], list(keys), r, fill))
+        order += idx
+    out = xr.concat(parts, dim="time", coords="minimal", compat="override", join="override").isel(time=np.argsort(order))
+    if quality:
+        qa = one(items, [quality.asset], "nearest", quality.fill_value)
+        out = xr.concat([out, qa], dim="band", coords="minimal", compat="override", join="override")
+    out = out.drop_vars([c for c in out.coords if c not in ("x", "y")])
+    return out.assign_coords(band=list(keys) + ([quality.asset] if quality else []))
 
 
 def usable(qa: xr.DataArray, band: QualityBand, rule: str | None) -> xr.DataArray:
@@ -145,18 +180,11 @@ def load_groups(
     # each image is read with its own resampling (nearest on its native grid, bilinear where
     # compile reprojects it): one stackstac graph per resampling, back in item order
     resamplings = [g.resampling for g in groups for _ in g.items]
-    if len(set(resamplings)) == 1:
-        dn = _stack(items, keys, grid, resamplings[0], chunk, "uint16", nodata[0])
-    else:
-        parts, order = [], []
-        for r in sorted(set(resamplings)):
-            idx = [i for i, ri in enumerate(resamplings) if ri == r]
-            parts.append(_stack([items[i] for i in idx], keys, grid, r, chunk, "uint16", nodata[0]))
-            order += idx
-        dn = xr.concat(parts, dim="time", coords="minimal", compat="override", join="override")
-        dn = dn.isel(time=np.argsort(order))
     qband = _quality_band_of(groups)
-    qa = _stack(items, [qband.asset], grid, "nearest", chunk, "uint16", qband.fill_value).isel(band=0, drop=True)
+    # DNs and QA in one read: one task per chunk, QA as the last band, every tile decoded once
+    both = _stack(items, keys, grid, resamplings, chunk, "uint16", nodata[0], quality=qband)
+    dn = both.isel(band=slice(0, len(keys)))
+    qa = both.isel(band=len(keys), drop=True)
     group_of = np.array([gi for gi, g in enumerate(groups) for _ in g.items], dtype=np.int64)
     factors = np.array([g.calibration.factors for g in groups], dtype=np.float64)
     offsets = np.array([g.calibration.offsets for g in groups], dtype=np.float64)

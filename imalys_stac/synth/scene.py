@@ -321,8 +321,10 @@ def st_dn(k: np.ndarray) -> np.ndarray:
 # files
 
 
-def _write_cog(path: Path, data: np.ndarray, grid: SceneGrid, nodata: float | None, resampling: str) -> None:
-    """One COG: tiled 256, DEFLATE, internal overviews when larger than a tile; tagged
+def _write_cog(path: Path, data: np.ndarray, grid: SceneGrid, nodata: float | None, resampling: str,
+               blocksize: int = 256, overviews: bool = True) -> None:
+    """One COG: tiled (256 by default), DEFLATE, internal overviews when larger than a tile (unless
+    `overviews` is False); tagged
     ``AREA_OR_POINT=Point`` like the USGS files (the geotransform still gives pixel corners)."""
     profile = dict(driver="GTiff", dtype=data.dtype.name, count=1, width=data.shape[1], height=data.shape[0],
                    crs=grid.crs, transform=grid.transform, nodata=nodata)
@@ -332,7 +334,8 @@ def _write_cog(path: Path, data: np.ndarray, grid: SceneGrid, nodata: float | No
             ds.write(data, 1)
         with mem.open() as src:
             rasterio.shutil.copy(src, str(path), driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
-                                 BLOCKSIZE=256, OVERVIEW_RESAMPLING=resampling, NUM_THREADS="ALL_CPUS")
+                                 BLOCKSIZE=blocksize, OVERVIEW_RESAMPLING=resampling, NUM_THREADS="ALL_CPUS",
+                                 OVERVIEWS="AUTO" if overviews else "NONE")
 
 
 def _corner_lonlat(grid: SceneGrid) -> dict[str, tuple[float, float]]:
@@ -589,10 +592,12 @@ def _scene_rng(spec: SceneSpec) -> np.random.Generator:
 
 
 def write_landsat_archive(folder: str | Path, spec: SceneSpec, landscape: Landscape | None = None, *,
-                          truth: bool = True) -> SyntheticScene:
+                          truth: bool = True, blocksize: int = 256, overviews: bool = True) -> SyntheticScene:
     """Draw ``spec`` from ``landscape`` (default ``Landscape(spec.seed)``) and write
     ``folder/<product id>.tar``. Returns the scene and its truth (``truth=False`` leaves out the
-    float arrays ``reflectance``/``temperature`` to save memory on very large scenes)."""
+    float arrays ``reflectance``/``temperature`` to save memory on very large scenes).
+    ``blocksize`` and ``overviews`` set the members' internal tiling and overviews (USGS ships
+    512-px tiles without overviews; the default is 256 with overviews)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     landscape = landscape if landscape is not None else Landscape(spec.seed)
@@ -652,13 +657,14 @@ def write_landsat_archive(folder: str | Path, spec: SceneSpec, landscape: Landsc
             "sun_azimuth": sun_az, "sun_elevation": sun_el, "corners": _corner_lonlat(grid)}
     doc = _mtl(spec, grid, members, info)
 
+    layout = (blocksize, overviews)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".synth-") as tmp:
         t = Path(tmp)
         for i, (s, _) in enumerate(sr):
-            _write_cog(t / members[s], dn[i], grid, 0, "AVERAGE")
-        _write_cog(t / members[st], st_arr, grid, 0, "AVERAGE")
-        _write_cog(t / members["QA_PIXEL"], qa, grid, None, "NEAREST")
-        _write_cog(t / members["QA_RADSAT"], np.zeros((n, n), np.uint16), grid, None, "NEAREST")
+            _write_cog(t / members[s], dn[i], grid, 0, "AVERAGE", *layout)
+        _write_cog(t / members[st], st_arr, grid, 0, "AVERAGE", *layout)
+        _write_cog(t / members["QA_PIXEL"], qa, grid, None, "NEAREST", *layout)
+        _write_cog(t / members["QA_RADSAT"], np.zeros((n, n), np.uint16), grid, None, "NEAREST", *layout)
         cl, di, sh, wa, sn = (masks[k] for k in ("cloud", "dilated_cloud", "shadow", "water", "snow"))
         if spec.landsat8:
             _write_cog(t / members["SR_QA_AEROSOL"], _aerosol_qa(masks, water_frac, rng), grid, None, "NEAREST")

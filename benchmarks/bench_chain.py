@@ -1,0 +1,437 @@
+"""The chain where users are, side by side with the notebook they would write instead.
+
+    python -m benchmarks.bench_chain prepare          # generate the archive sets (once)
+    python -m benchmarks.bench_chain run [--cases a,b] # chain, notebook and read floor per case
+    python -m benchmarks.bench_chain report           # → benchmarks/RESULTS.md (chain section)
+    python -m benchmarks.bench_chain all              # the three in a row
+    python -m benchmarks.bench_chain quick --work DIR # tiny smoke run (the test suite runs it)
+
+Per case, in this order and in the same run, each in its own process (wall time and peak RSS of
+the whole process tree sampled from outside, machine load recorded):
+- chain: `imalys-stac run` on import (frame) → compile → reduce median → export COG;
+- notebook: stackstac → `where` on the QA flags → calibrate → `.median("time")` → `rio.to_raster`
+  + `cog_translate` (COG), on the chain's grid;
+- floor: every tile of every member the case needs (6 bands + QA_PIXEL), decoded once, two threads.
+The chain reduces with `median` (bestof costs the same, see the kernels section) so that its
+pixels can be compared one for one with the notebook's: the run fails unless they are identical
+inside the frame (for the warped case: identical where no warped date contributes, and the
+warped pixels are reported).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.datasets import WORK, ArchiveSet
+from benchmarks.results_md import save_results, write_section
+
+HERE = Path(__file__).resolve().parent
+RESULTS_JSON = HERE / "results" / "chain.json"
+BANDS = ["blue", "green", "red", "nir08", "swir16", "swir22"]
+SUFFIXES = ["_B2", "_B3", "_B4", "_B5", "_B6", "_B7"]
+#: frame margins in pixels (left, top, right, bottom): starts inside a tile for 256 and 512
+FRAME_MARGINS = (333, 171, 205, 290)
+
+
+@dataclass
+class Case:
+    name: str
+    aset: ArchiveSet
+    dates: int
+    frame: bool = True
+    crsystem: int | None = None  # compile onto this EPSG (the warped case)
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def cases(quick: bool = False) -> list[Case]:
+    if quick:
+        s = ArchiveSet(600, 256, False, 2)
+        u = ArchiveSet(600, 256, False, 1, (192, 193))
+        return [Case("frame", s, 2), Case("whole", s, 2, frame=False), Case("utm", u, 1, crsystem=32632)]
+    a512 = ArchiveSet(4096, 512, False, 16)
+    return [
+        Case("frame 512 8d", a512, 8, note="frame at an arbitrary offset; USGS-like members (512 px tiles, no overviews)"),
+        Case("whole 512 8d", a512, 8, frame=False, note="whole scene"),
+        Case("frame 512 4d", a512, 4),
+        Case("frame 512 16d", a512, 16),
+        Case("frame 512+ovr 8d", ArchiveSet(4096, 512, True, 8), 8, note="members with internal overviews"),
+        Case("frame 256 8d", ArchiveSet(4096, 256, False, 8), 8),
+        Case("frame 256+ovr 8d", ArchiveSet(4096, 256, True, 8), 8),
+        Case("two UTM zones 4d", ArchiveSet(2048, 512, False, 4, (192, 193)), 4, frame=False, crsystem=32632,
+             note="paths 192 (UTM 33) and 193 (UTM 32) compiled onto one EPSG:32632 grid: path 192 warped"),
+        Case("full footprint 8d", ArchiveSet(7800, 512, False, 8), 8, frame=False, note="7,800 × 7,800 px whole scene"),
+    ]
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
+# ------------------------------------------------------------------ the three variants
+
+
+def frame_file(case: Case, folder: Path, out_dir: Path) -> Path | None:
+    """A rectangle FRAME_MARGINS pixels inside the first scene, in its CRS, as a GeoPackage."""
+    if not case.frame:
+        return None
+    import rasterio
+    from shapely.geometry import box
+
+    from imalys_stac.synth import write_frame
+
+    tar = sorted(folder.glob("*.tar"))[0]
+    member = f"/vsitar/{tar}/{tar.stem}_QA_PIXEL.TIF"
+    with rasterio.open(member) as ds:
+        t, w, h = ds.transform, ds.width, ds.height
+        crs = ds.crs
+    left, top, right, bottom = FRAME_MARGINS
+    geom = box(t.c + left * t.a, t.f + (h - bottom) * t.e, t.c + (w - right) * t.a, t.f + top * t.e)
+    return write_frame(out_dir / "frame.gpkg", geom, crs.to_wkt())
+
+
+def chain_text(case: Case, folder: Path, out: Path, frame: Path | None) -> str:
+    wd = out.parent / "wd"
+    lines = ["IMALYS [benchmark]", "home", f"\tdirectory = {wd}", "\tclear = true", f"\tlog = {out.parent / 'logs'}",
+             "import", f"\tselect = {folder}/*.tar", f"\tbands = {', '.join(SUFFIXES)}",
+             "\tfactor = 2.75e-5", "\toffset = -0.2"]
+    if frame:
+        lines.append(f"\tframe = {frame}")
+    lines += ["compile", "\tsearch = LC0*"]
+    if case.crsystem:
+        lines += [f"\tcrsystem = {case.crsystem}", "\tpixel = 30"]
+    lines += ["reduce", "\tselect = compile", "\texecute = median", "\tpreserve = bands",
+              "export", "\tselect = median", f"\ttarget = {out}"]
+    return "\n".join(lines) + "\n"
+
+
+def notebook(folder: Path, out: Path, grid_json: str) -> dict:
+    """What a user writes in a notebook: stackstac on the chain's grid, where on the QA flags,
+    calibrate, median, to_raster + cog_translate."""
+    import threading
+
+    import numpy as np
+    import rioxarray  # noqa: F401
+    import stackstac
+    from rasterio.enums import Resampling
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    from imalys_stac.stac import item_from_archive
+
+    g = json.loads(grid_json)
+    t0 = time.perf_counter()
+    items = [item_from_archive(p) for p in sorted(folder.glob("*.tar"))]
+    common = dict(epsg=g["epsg"], resolution=g["res"], bounds=tuple(g["bounds"]), snap_bounds=False,
+                  chunksize=1024, dtype="float32", fill_value=np.float32(np.nan), rescale=False, xy_coords="center")
+    # bilinear where a scene must be warped (as the chain's compile), nearest for the QA flags
+    stack = stackstac.stack(items, assets=BANDS, resampling=Resampling.bilinear if g.get("warp") else Resampling.nearest,
+                            **common)
+    qa = stackstac.stack(items, assets=["qa_pixel"], resampling=Resampling.nearest, **common).sel(band="qa_pixel")
+    clear = (qa.fillna(1).astype("uint16") & 0b11111) == 0  # fill, dilated cloud, cirrus, cloud, shadow
+    # calibrated in float64 and then stored as float32, as the archive's scale and offset say
+    refl = (stack.astype("float64") * 2.75e-5 - 0.2).astype("float32").where(clear & (stack > 0))
+    median = refl.median("time", skipna=True).rio.write_crs(f"EPSG:{g['epsg']}")
+    tmp = out.with_suffix(".tmp.tif")
+    median.rio.to_raster(tmp, tiled=True, lock=threading.Lock(), compress="deflate")
+    t1 = time.perf_counter()
+    cog_translate(str(tmp), str(out), cog_profiles.get("deflate"), quiet=True)
+    tmp.unlink()
+    return {"compute_s": round(t1 - t0, 2), "cog_s": round(time.perf_counter() - t1, 2)}
+
+
+def read_floor(folder: Path, grid_json: str, threads: int = 2) -> dict:
+    """Every tile of every member the grid needs (6 bands + QA_PIXEL), decoded once: per
+    member one read of the tile-aligned window around the grid (warped scenes: the window
+    around the grid's footprint in the scene's CRS)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import rasterio
+    from rasterio.warp import transform_bounds
+    from rasterio.windows import Window
+
+    g = json.loads(grid_json)
+    members = [f"/vsitar/{tar}/{tar.stem}_{s}.TIF" for tar in sorted(folder.glob("*.tar"))
+               for s in ["SR" + x for x in SUFFIXES] + ["QA_PIXEL"]]
+    counted = {"tiles": 0, "pixels": 0}
+
+    def one(href: str) -> tuple[int, int]:
+        with rasterio.open(href) as ds:
+            l, b, r, t = transform_bounds(f"EPSG:{g['epsg']}", ds.crs, *g["bounds"])
+            inv = ~ds.transform
+            c0, r0 = inv * (l, t)
+            c1, r1 = inv * (r, b)
+            bh, bw = ds.block_shapes[0]
+            c0, r0 = max(0, int(c0) // bw * bw), max(0, int(r0) // bh * bh)
+            c1, r1 = min(ds.width, -(-int(c1 + 1) // bw) * bw), min(ds.height, -(-int(r1 + 1) // bh) * bh)
+            if c1 <= c0 or r1 <= r0:
+                return 0, 0
+            ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+            return -(-(r1 - r0) // bh) * -(-(c1 - c0) // bw), (r1 - r0) * (c1 - c0)
+
+    t0 = time.perf_counter()
+    with rasterio.Env(GDAL_CACHEMAX=64), ThreadPoolExecutor(threads) as pool:
+        for tiles, px in pool.map(one, members):
+            counted["tiles"] += tiles
+            counted["pixels"] += px
+    return {"floor_s": round(time.perf_counter() - t0, 2), "members": len(members), **counted}
+
+
+# ------------------------------------------------------------------ running a case
+
+
+def _measured(cmd: list[str], env: dict | None = None) -> dict:
+    from benchmarks.memory import run_measured
+
+    load0 = os.getloadavg()[0]
+    r = run_measured(cmd, env={**os.environ, "PYTHONPATH": str(HERE.parent), **(env or {})})
+    detail = {}
+    for line in r["output"].splitlines()[::-1]:
+        if line.startswith("{"):
+            try:
+                detail = json.loads(line)
+            except ValueError:
+                continue
+            break
+    return {"seconds": round(r["seconds"], 2), "peak_rss_gib": round(r["peak_rss"] / 2**30, 3),
+            "ok": r["returncode"] == 0, "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
+            **detail, **({} if r["returncode"] == 0 else {"output": r["output"][-1500:]})}
+
+
+def _grid_of(tif: Path, warp: bool) -> str:
+    import rasterio
+
+    with rasterio.open(tif) as ds:
+        b = ds.bounds
+        return json.dumps({"epsg": ds.crs.to_epsg(), "res": ds.res[0], "bounds": [b.left, b.bottom, b.right, b.top],
+                           "shape": [ds.height, ds.width], "warp": warp})
+
+
+def compare(chain_tif: Path, nb_tif: Path, warped_zone: dict | None) -> dict:
+    """Pixels of chain and notebook: same grid, identical values (NaN where NaN). With a warped
+    zone, identity is required where only unwarped scenes contribute; the rest is reported."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(chain_tif) as a, rasterio.open(nb_tif) as b:
+        if (a.transform, a.shape, a.crs) != (b.transform, b.shape, b.crs):
+            return {"identical": False, "why": f"grids differ: {a.transform} {a.shape} vs {b.transform} {b.shape}"}
+        x, y = a.read(), b.read()
+    same = (x == y) | (np.isnan(x) & np.isnan(y))
+    out = {"pixels": int(same.size), "identical_share": round(float(same.mean()), 6),
+           "valid_share": round(float(np.isfinite(x).mean()), 4)}
+    if warped_zone is None:
+        out["identical"] = bool(same.all())
+    else:
+        native = np.load(warped_zone["native_mask"])  # True where no warped scene has data
+        out["identical"] = bool(same[:, native].all())
+        d = np.abs(x - y)[:, ~native]
+        d = d[np.isfinite(d)]
+        out.update(native_share=round(float(native.mean()), 4), warped_identical_share=round(float(same[:, ~native].mean()), 6),
+                   warped_max_abs_diff=float(d.max()) if d.size else 0.0)
+    return out
+
+
+def _native_mask(folder: Path, grid_json: str, epsg: int, out: Path) -> Path:
+    """True on the grid where no scene of another CRS (warped) has a pixel."""
+    import numpy as np
+    import rasterio
+    from rasterio.features import geometry_mask
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box, mapping
+
+    g = json.loads(grid_json)
+    h, w = g["shape"]
+    left, bottom, right, top = g["bounds"]
+    from affine import Affine
+    tr = Affine(g["res"], 0, left, 0, -g["res"], top)
+    native = np.ones((h, w), bool)
+    for tar in sorted(folder.glob("*.tar")):
+        with rasterio.open(f"/vsitar/{tar}/{tar.stem}_QA_PIXEL.TIF") as ds:
+            if ds.crs.to_epsg() == epsg:
+                continue
+            geom = transform_geom(ds.crs, f"EPSG:{epsg}", mapping(box(*ds.bounds)))
+        native &= geometry_mask([geom], out_shape=(h, w), transform=tr, all_touched=True)
+    # a warped scene's bilinear kernel reaches a pixel or two further
+    for _ in range(2):
+        n = native.copy()
+        n[1:] &= native[:-1]
+        n[:-1] &= native[1:]
+        n[:, 1:] &= native[:, :-1]
+        n[:, :-1] &= native[:, 1:]
+        native = n
+    np.save(out, native)
+    return out
+
+
+def run_case(case: Case, work: Path = WORK, variants=("chain", "notebook", "floor"), readers=("tiles",)) -> dict:
+    folder = case.aset.select(case.dates)
+    out_dir = work / f"out-{_slug(case.name)}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = frame_file(case, folder, out_dir)
+    res: dict = {"case": case.name, "dates": case.dates, "size": case.aset.size, "tile": case.aset.tile,
+                 "overviews": case.aset.overviews, "archives": len(list(folder.glob("*.tar"))), "note": case.note}
+    chain_tif = out_dir / "chain.tif"
+    for reader in readers:
+        key = "chain" if reader == "tiles" else f"chain ({reader})"
+        tif = chain_tif if reader == "tiles" else out_dir / f"chain-{reader}.tif"
+        chain = out_dir / f"{tif.stem}.chain.txt"
+        chain.write_text(chain_text(case, folder, tif, frame))
+        stats = out_dir / f"{tif.stem}.readstats.jsonl"
+        stats.unlink(missing_ok=True)
+        r = _measured([sys.executable, "-m", "imalys_stac.cli", "run", str(chain)],
+                      env={"IMALYS_READ_STATS": str(stats), "IMALYS_READER": reader})
+        if stats.exists():
+            rows = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
+            r["tiles_decoded"] = sum(x["decoded"] for x in rows)
+            r["tiles_needed"] = sum(x["needed"] for x in rows)
+        r["steps"] = _steps(out_dir / "logs")
+        res[key] = r
+        print(case.name, key, r, flush=True)
+        if not r["ok"]:
+            return res
+    grid = _grid_of(chain_tif, warp=bool(case.crsystem))
+    g = json.loads(grid)
+    res["grid"] = {"shape": g["shape"], "epsg": g["epsg"]}
+    res["band_pixels"] = 6 * case.dates * g["shape"][0] * g["shape"][1] * (len(case.aset.paths))
+    if "notebook" in variants:
+        nb = out_dir / "notebook.tif"
+        res["notebook"] = _measured([sys.executable, "-m", "benchmarks.bench_chain", "_notebook", str(folder), str(nb), grid])
+        print(case.name, "notebook", res["notebook"], flush=True)
+        if res["notebook"]["ok"]:
+            zone = None
+            if case.crsystem:
+                zone = {"native_mask": str(_native_mask(folder, grid, case.crsystem, out_dir / "native.npy"))}
+            res["pixels"] = compare(chain_tif, nb, zone)
+            print(case.name, "pixels", res["pixels"], flush=True)
+    if "floor" in variants:
+        res["floor"] = _measured([sys.executable, "-m", "benchmarks.bench_chain", "_floor", str(folder), grid])
+        print(case.name, "floor", res["floor"], flush=True)
+    return res
+
+
+def _steps(logs: Path) -> dict:
+    """Seconds per command from the newest run log ("<command> done in X s")."""
+    import re
+
+    files = sorted(logs.glob("*.log"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return {}
+    out = {}
+    for m in re.finditer(r"(\w+) done in ([\d.]+) s", files[-1].read_text(errors="replace")):
+        out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def run(names: list[str] | None, readers=("tiles",)) -> dict:
+    results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    runs = results.setdefault("runs", {})
+    for case in cases():
+        if names and case.name not in names:
+            continue
+        case.aset.prepare()
+        runs[case.name] = run_case(case, readers=readers)
+        results["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        save_results(RESULTS_JSON, results)
+    return results
+
+
+# ------------------------------------------------------------------ report
+
+
+def _rate(r: dict, seconds: float) -> str:
+    return f"{r['band_pixels'] / seconds / (os.cpu_count() or 1) / 1e6:.1f}"
+
+
+def report() -> str:
+    results = json.loads(RESULTS_JSON.read_text())
+    runs = results["runs"]
+    lines = ["## The chain where users are: frames at any offset, tilings, dates, warping (issue 9)", "",
+             f"Run {results.get('when', '?')} on {results.get('machine', {}).get('cpus', '?')} CPUs. Each variant in its own "
+             "process; wall s, peak RSS of the process tree (GiB), load = 1-min load average before the variant started "
+             "(2 CPUs: above ~2.5 other work shared the machine). Band-px/s/core = output band-pixels × dates ÷ wall ÷ cores.", "",
+             "| case | grid | chain s | notebook s | speed-up | floor s | chain ÷ floor | chain Mpx/s/core | RSS chain / notebook | tiles decoded / needed | pixels | load |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
+    for c in cases():
+        r = runs.get(c.name)
+        if not r or "chain" not in r:
+            continue
+        ch, nb, fl = r["chain"], r.get("notebook", {}), r.get("floor", {})
+        grid = "×".join(str(v) for v in r.get("grid", {}).get("shape", [])[::-1])
+        sp = f"{nb['seconds'] / ch['seconds']:.1f}×" if nb.get("ok") and ch.get("ok") else ""
+        fr = f"{ch['seconds'] / fl['seconds']:.1f}" if fl.get("ok") else ""
+        px = r.get("pixels", {})
+        pix = ("identical" if px.get("identical") else f"DIFFER ({px.get('identical_share')})") if px else ""
+        if px and "warped_identical_share" in px:
+            pix += f"; warped part {px['warped_identical_share'] * 100:.2f} % identical, max diff {px['warped_max_abs_diff']:.2g}"
+        tiles = f"{ch.get('tiles_decoded', '?')} / {ch.get('tiles_needed', '?')}"
+        load = "/".join(f"{v.get('load_before', 0):.1f}" for v in (ch, nb, fl) if v)
+        lines.append(f"| {c.name} | {grid} | {ch['seconds']:.1f} | {nb.get('seconds', float('nan')):.1f} | {sp} | "
+                     f"{fl.get('floor_s', float('nan')):.1f} | {fr} | {_rate(r, ch['seconds']) if 'band_pixels' in r else ''} | "
+                     f"{ch['peak_rss_gib']:.2f} / {nb.get('peak_rss_gib', float('nan')):.2f} | {tiles} | {pix} | {load} |")
+        for k, v in r.items():
+            if k.startswith("chain (") and isinstance(v, dict):
+                lines.append(f"| ↳ {c.name}, {k} | | {v['seconds']:.1f} | | | | | | {v['peak_rss_gib']:.2f} | "
+                             f"{v.get('tiles_decoded', '—')} / {v.get('tiles_needed', '—')} | | {v.get('load_before', 0):.1f} |")
+    lines += ["", "Steps of the chain (s, from its run log):", ""]
+    for c in cases():
+        r = runs.get(c.name)
+        if r and r.get("chain", {}).get("steps"):
+            lines.append(f"- {c.name}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["chain"]["steps"].items()))
+    section = "\n".join(lines) + "\n"
+    write_section("chain", section)
+    return section
+
+
+# ------------------------------------------------------------------ quick (smoke test)
+
+
+def quick(work: Path) -> dict:
+    """Tiny archives, every case kind, every variant: checks that the benchmark runs end to end
+    and that chain and notebook agree (no timing is judged)."""
+    out = {}
+    import benchmarks.datasets as ds
+
+    ds.WORK = work
+    for case in cases(quick=True):
+        case.aset.prepare(log=lambda m: None)
+        out[case.name] = run_case(case, work=work)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_chain", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("step", choices=["prepare", "run", "report", "all", "quick", "_notebook", "_floor"])
+    ap.add_argument("args", nargs="*")
+    ap.add_argument("--cases", type=str, default="", help="comma list of case names (default: all)")
+    ap.add_argument("--readers", type=str, default="tiles", help="comma list: tiles (the chain's reader), stackstac (before)")
+    ap.add_argument("--work", type=str, default=None)
+    a = ap.parse_args()
+    if a.step == "_notebook":
+        print(json.dumps(notebook(Path(a.args[0]), Path(a.args[1]), a.args[2])))
+        return
+    if a.step == "_floor":
+        print(json.dumps(read_floor(Path(a.args[0]), a.args[1])))
+        return
+    if a.step == "quick":
+        print(json.dumps(quick(Path(a.work or WORK / "quick")), indent=1, default=str))
+        return
+    names = [n.strip() for n in a.cases.split(",") if n.strip()] or None
+    if a.step in ("prepare", "all"):
+        for c in cases():
+            if not names or c.name in names:
+                c.aset.prepare()
+    if a.step in ("run", "all"):
+        run(names, readers=tuple(a.readers.split(",")))
+    if a.step in ("report", "all"):
+        print(report())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,461 @@
+"""Reading plans that follow the sources' internal tiles, and a per-process tile cache.
+
+Archive members are tiled GeoTIFFs (USGS: 512 × 512 DEFLATE tiles). Decompressing a tile is
+most of the cost of a read, so a read should decode every tile it needs exactly once:
+
+- Output chunks follow the tiles: when the output grid is a source's own pixel grid or a crop of
+  it (same CRS and pixel size, whole-pixel offset), the inner chunk boundaries are put on the
+  source's tile edges (in output pixels), so each tile belongs to exactly one chunk
+  (`aligned_chunks`). A frame that starts anywhere inside a tile no longer makes every chunk
+  touch 3 × 3 tiles instead of 2 × 2.
+- Where no alignment can serve every source (warping, several scenes or tilings on one grid),
+  each plan knows how many chunks will use each of its tiles; a decoded tile stays in a cache
+  shared by the chunks of the process until its last user took it, then it is dropped. A byte
+  budget (`IMALYS_TILE_CACHE_MB`, default 768) bounds the cache: a tile evicted early is decoded
+  again, and counted.
+- Each source reads tile by tile through one rasterio dataset per thread, so the counters are
+  exact: `tiles decoded` against `tiles needed` (distinct tiles touched) per load, logged at
+  debug level when the load's last chunk is read, and appended as a JSON line to the file
+  named by `IMALYS_READ_STATS` (the benchmarks read it).
+
+Pixels are those of stackstac's reader: crops are copied (nearest neighbour on the same grid is a
+copy), other grids are warped with GDAL (`rasterio.warp.reproject`) from the tiles around the
+chunk; pixels outside a source, and its nodata, become `fill`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import uuid
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window
+
+log = logging.getLogger("imalys_stac.read")
+
+_GDAL_OPEN = dict(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Header of one single-band raster: grid and internal tiling."""
+
+    href: str
+    crs_wkt: str
+    epsg: int | None
+    transform: Affine
+    width: int
+    height: int
+    block: tuple[int, int]  # (rows, cols) of an internal tile (strips: rows × width)
+    nodata: float | None
+    dtype: str
+
+
+@lru_cache(maxsize=4096)
+def source_info(href: str) -> SourceInfo:
+    with rasterio.Env(**_GDAL_OPEN), rasterio.open(href) as ds:
+        if ds.count != 1:
+            raise ValueError(f"{href} has {ds.count} bands; each asset must be one band")
+        return SourceInfo(href, ds.crs.to_wkt() if ds.crs else "", ds.crs.to_epsg() if ds.crs else None,
+                          ds.transform, ds.width, ds.height, tuple(ds.block_shapes[0]), ds.nodata, ds.dtypes[0])
+
+
+def source_infos(hrefs: Sequence[str]) -> list[SourceInfo]:
+    """Headers of many sources, opened two at a time (opening a tar member is I/O bound)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    unique = list(dict.fromkeys(hrefs))
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(unique)))) as pool:
+        infos = dict(zip(unique, pool.map(source_info, unique)))
+    return [infos[h] for h in hrefs]
+
+
+@dataclass(frozen=True)
+class OutGrid:
+    epsg: int
+    transform: Affine
+    height: int
+    width: int
+
+
+def crop_offset(src: SourceInfo, grid: OutGrid) -> tuple[int, int] | None:
+    """(row, col) of the output grid's first pixel in the source's pixels when the output grid is
+    the source's grid or a crop/extension of it (same CRS, same pixel size, whole-pixel offset);
+    None when the source must be warped."""
+    if src.epsg is None or src.epsg != grid.epsg:
+        return None
+    s, g = src.transform, grid.transform
+    if s.b or s.d or g.b or g.d or abs(s.a - g.a) > _EPS * abs(g.a) or abs(s.e - g.e) > _EPS * abs(g.e):
+        return None
+    col = (g.c - s.c) / s.a
+    row = (g.f - s.f) / s.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return int(round(row)), int(round(col))
+
+
+def aligned_chunks(n: int, target: int, phase: int, tile: int) -> tuple[int, ...]:
+    """Chunk sizes along an axis of `n` output pixels, about `target` each (a whole number of
+    tiles), whose inner boundaries lie on tile edges: output pixel p starts a tile when
+    (p + phase) % tile == 0."""
+    step = max(tile, (target // tile) * tile)
+    edge = (-phase) % tile
+    while edge < step // 2:
+        edge += tile
+    edges = [0]
+    while edge < n:
+        edges.append(edge)
+        edge += step
+    if n - edges[-1] < step // 2 and len(edges) > 1:
+        edges.pop()  # a thin last chunk joins the one before (the image end needs no alignment)
+    edges.append(n)
+    return tuple(b - a for a, b in zip(edges[:-1], edges[1:]))
+
+
+def regular_chunks(n: int, target: int) -> tuple[int, ...]:
+    k = max(1, math.ceil(n / target))
+    return tuple(min(target, n - i * target) for i in range(k))
+
+
+# ------------------------------------------------------------------ per-process state
+
+
+class _TileCache:
+    """Decoded tiles kept for their later users, in LRU order, within a byte budget."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tiles: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.pending: dict[tuple, threading.Event] = {}  # tiles being decoded by another thread
+        self.nbytes = 0
+        self.peak = 0
+
+    @property
+    def budget(self) -> int:
+        return int(float(os.environ.get("IMALYS_TILE_CACHE_MB", "768")) * 2**20)
+
+    def fetch(self, key: tuple, last: bool, decode, keep: bool) -> tuple[np.ndarray, bool]:
+        """The tile from the cache, or decoded here (`decode()`) and kept when `keep`; a tile that
+        another thread is decoding is waited for, not decoded twice. Returns (tile, decoded)."""
+        while True:
+            with self.lock:
+                a = self.tiles.get(key)
+                if a is not None:
+                    if last:
+                        del self.tiles[key]
+                        self.nbytes -= a.nbytes
+                    else:
+                        self.tiles.move_to_end(key)
+                    return a, False
+                event = self.pending.get(key)
+                if event is None:
+                    event = self.pending[key] = threading.Event()
+                    break
+            event.wait()
+        try:
+            a = decode()
+            if keep:
+                self.put(key, a)
+        finally:
+            with self.lock:
+                del self.pending[key]
+            event.set()
+        return a, True
+
+    def put(self, key: tuple, a: np.ndarray) -> None:
+        with self.lock:
+            if key in self.tiles:
+                return
+            self.tiles[key] = a
+            self.nbytes += a.nbytes
+            while self.nbytes > self.budget and len(self.tiles) > 1:
+                _, old = self.tiles.popitem(last=False)
+                self.nbytes -= old.nbytes
+            self.peak = max(self.peak, self.nbytes)
+
+
+_CACHE = _TileCache()
+_LOCAL = threading.local()
+_STATS_LOCK = threading.Lock()
+#: per load token: tiles needed, tiles decoded, uses left, chunks, sources
+STATS: dict[str, dict] = {}
+
+
+def _dataset(href: str):
+    """This thread's open dataset for `href` (rasterio datasets are not thread-safe)."""
+    handles = getattr(_LOCAL, "handles", None)
+    if handles is None:
+        handles = _LOCAL.handles = OrderedDict()
+    ds = handles.get(href)
+    if ds is None:
+        with rasterio.Env(**_GDAL_OPEN):
+            ds = rasterio.open(href)
+        handles[href] = ds
+        while len(handles) > 256:
+            _, old = handles.popitem(last=False)
+            old.close()
+    else:
+        handles.move_to_end(href)
+    return ds
+
+
+def tile_stats(token: str | None = None) -> dict:
+    """Counters of one load (or of all loads of this process)."""
+    with _STATS_LOCK:
+        rows = [STATS[token]] if token else list(STATS.values())
+        keys = ("needed", "decoded", "chunks", "sources")
+        out = {k: sum(r[k] for r in rows) for k in keys}
+    out["cache_peak_mib"] = round(_CACHE.peak / 2**20, 1)
+    return out
+
+
+# ------------------------------------------------------------------ plans
+
+
+class SourcePlan:
+    """How the chunks of one output grid read one source: which tiles each chunk needs and how
+    many chunks use each tile. Small and picklable (a dask graph holds one per source); the
+    per-process counters and cache are found again by `token` after unpickling."""
+
+    def __init__(self, info: SourceInfo, grid: OutGrid, ychunks: Sequence[int], xchunks: Sequence[int],
+                 resampling: Resampling, dtype: np.dtype, fill, token: str):
+        self.info = info
+        self.grid = grid
+        self.resampling = resampling
+        self.dtype = np.dtype(dtype)
+        self.fill = fill
+        self.token = token
+        self.key = uuid.uuid4().hex
+        self.offset = crop_offset(info, grid)
+        bh, bw = info.block
+        self.ntiles = (math.ceil(info.height / bh), math.ceil(info.width / bw))
+        uses = np.zeros(self.ntiles, dtype=np.int32)
+        y0 = 0
+        for h in ychunks:
+            x0 = 0
+            for w in xchunks:
+                t = self.tiles_of(y0, y0 + h, x0, x0 + w)
+                if t is not None:
+                    uses[t[0]:t[1], t[2]:t[3]] += 1
+                x0 += w
+            y0 += h
+        self.uses = uses
+        self._left = None  # uses left in this process (set on first read)
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        d["_left"] = None
+        del d["_lock"]
+        return d
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self._lock = threading.Lock()
+
+    # -- geometry
+
+    def source_window(self, y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int] | None:
+        """Source pixels (row0, row1, col0, col1) the output chunk needs, clipped to the source;
+        None when the chunk misses the source."""
+        info = self.info
+        if self.offset is not None:
+            oy, ox = self.offset
+            r0, r1, c0, c1 = y0 + oy, y1 + oy, x0 + ox, x1 + ox
+        else:
+            g = self.grid.transform
+            left, top = g * (x0, y0)
+            right, bottom = g * (x1, y1)
+            try:
+                l, b, r, t = transform_bounds(rasterio.crs.CRS.from_epsg(self.grid.epsg), info.crs_wkt,
+                                              min(left, right), min(top, bottom), max(left, right), max(top, bottom),
+                                              densify_pts=21)
+            except Exception:
+                return None
+            inv = ~info.transform
+            cols, rows = zip(*(inv * (x, y) for x, y in ((l, t), (r, t), (l, b), (r, b))))
+            margin = 2 if self.resampling == Resampling.nearest else 3
+            r0, r1 = math.floor(min(rows)) - margin, math.ceil(max(rows)) + margin
+            c0, c1 = math.floor(min(cols)) - margin, math.ceil(max(cols)) + margin
+        r0, c0 = max(r0, 0), max(c0, 0)
+        r1, c1 = min(r1, info.height), min(c1, info.width)
+        if r0 >= r1 or c0 >= c1:
+            return None
+        return r0, r1, c0, c1
+
+    def tiles_of(self, y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int] | None:
+        w = self.source_window(y0, y1, x0, x1)
+        if w is None:
+            return None
+        r0, r1, c0, c1 = w
+        bh, bw = self.info.block
+        return r0 // bh, (r1 - 1) // bh + 1, c0 // bw, (c1 - 1) // bw + 1
+
+    # -- reading
+
+    def _register(self) -> None:
+        if self._left is None:
+            with self._lock:
+                if self._left is None:
+                    self._left = self.uses.copy()
+                    with _STATS_LOCK:
+                        s = STATS.setdefault(self.token, {"needed": 0, "decoded": 0, "left": 0, "chunks": 0, "sources": 0})
+                        s["needed"] += int((self.uses > 0).sum())
+                        s["left"] += int(self.uses.sum())
+                        s["sources"] += 1
+
+    def _tile(self, ty: int, tx: int) -> np.ndarray:
+        with self._lock:
+            self._left[ty, tx] -= 1
+            left = int(self._left[ty, tx])
+        bh, bw = self.info.block
+
+        def decode() -> np.ndarray:
+            win = Window(tx * bw, ty * bh, min(bw, self.info.width - tx * bw), min(bh, self.info.height - ty * bh))
+            return _dataset(self.info.href).read(1, window=win)
+
+        a, decoded = _CACHE.fetch((self.key, ty, tx), left <= 0, decode, keep=left > 0)
+        with _STATS_LOCK:
+            s = STATS[self.token]
+            s["decoded"] += decoded
+            s["left"] -= 1
+            done = s["left"] == 0
+        if done:
+            _report(self.token)
+        return a
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The output chunk rows y0:y1, cols x0:x1 of this source, `dtype`, `fill` outside."""
+        self._register()
+        out = np.full((y1 - y0, x1 - x0), self.fill, dtype=self.dtype)
+        w = self.source_window(y0, y1, x0, x1)
+        if w is None:
+            return out
+        r0, r1, c0, c1 = w
+        bh, bw = self.info.block
+        src = np.empty((r1 - r0, c1 - c0), dtype=self.dtype if self.offset is not None else self.info.dtype)
+        for ty in range(r0 // bh, (r1 - 1) // bh + 1):
+            for tx in range(c0 // bw, (c1 - 1) // bw + 1):
+                t = self._tile(ty, tx)
+                ty0, tx0 = ty * bh, tx * bw
+                a0, a1 = max(r0, ty0), min(r1, ty0 + t.shape[0])
+                b0, b1 = max(c0, tx0), min(c1, tx0 + t.shape[1])
+                src[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = t[a0 - ty0:a1 - ty0, b0 - tx0:b1 - tx0]
+        nodata = self.info.nodata
+        if self.offset is not None:
+            oy, ox = self.offset
+            if nodata is not None and not _same(nodata, self.fill):
+                src[src == nodata] = self.fill
+            out[r0 - oy - y0:r1 - oy - y0, c0 - ox - x0:c1 - ox - x0] = src
+            return out
+        g = self.grid.transform
+        reproject(src, out, src_transform=self.info.transform * Affine.translation(c0, r0), src_crs=self.info.crs_wkt,
+                  src_nodata=nodata, dst_transform=g * Affine.translation(x0, y0),
+                  dst_crs=rasterio.crs.CRS.from_epsg(self.grid.epsg), dst_nodata=self.fill,
+                  resampling=self.resampling, init_dest_nodata=True, num_threads=1)
+        return out
+
+
+def _same(a, b) -> bool:
+    return (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)) or a == b
+
+
+def _report(token: str) -> None:
+    s = tile_stats(token)
+    log.debug("read %s: %d tiles decoded for %d needed (%.2f×) over %d chunk(s) of %d source(s); tile cache peak %.1f MiB",
+              token[:8], s["decoded"], s["needed"], s["decoded"] / max(1, s["needed"]), s["chunks"], s["sources"],
+              s["cache_peak_mib"])
+    path = os.environ.get("IMALYS_READ_STATS")
+    if path:
+        with _STATS_LOCK, open(path, "a") as fh:
+            fh.write(json.dumps({"token": token, "pid": os.getpid(), **s}) + "\n")
+
+
+class _Plans:
+    """The plans of one read (time × band; None for a missing asset), one graph key."""
+
+    def __init__(self, plans: list[list[SourcePlan | None]], token: str, dtype, fills):
+        self.plans, self.token, self.dtype, self.fills = plans, token, np.dtype(dtype), fills
+
+
+def _read_chunk(p: _Plans, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """(time, band, y, x) block: every source of every (time, band) for one spatial chunk."""
+    nt, nb = len(p.plans), len(p.plans[0])
+    out = np.empty((nt, nb, y1 - y0, x1 - x0), dtype=p.dtype)
+    for t in range(nt):
+        for b in range(nb):
+            plan = p.plans[t][b]
+            out[t, b] = p.fills[b] if plan is None else plan.read(y0, y1, x0, x1)
+    with _STATS_LOCK:
+        if p.token in STATS:
+            STATS[p.token]["chunks"] += 1
+    return out
+
+
+def plan_chunks(infos: Sequence[SourceInfo], grid: OutGrid, target: int) -> tuple[tuple[int, ...], tuple[int, ...], str]:
+    """Chunks of the output grid for these sources: aligned to the tiles of the sources that are
+    crops of the grid (the most common tiling and phase, when they differ), regular otherwise.
+    Returns (y chunks, x chunks, how)."""
+    phases = Counter()
+    for info in infos:
+        off = crop_offset(info, grid)
+        if off is not None:
+            bh, bw = info.block
+            if bh < info.height and bw < info.width:  # tiled, not striped
+                phases[(bh, bw, off[0] % bh, off[1] % bw)] += 1
+    if not phases:
+        return regular_chunks(grid.height, target), regular_chunks(grid.width, target), "regular"
+    (bh, bw, py, px), n = phases.most_common(1)[0]
+    how = "aligned" if n == len(infos) else f"aligned for {n} of {len(infos)} sources"
+    return aligned_chunks(grid.height, target, py, bh), aligned_chunks(grid.width, target, px, bw), how
+
+
+def read_stack(hrefs: Sequence[Sequence[str | None]], grid: OutGrid, *, chunksize: int,
+               resampling: Resampling | Sequence[Resampling], dtype, fill, name: str = "imalys-read",
+               band_fill: Sequence | None = None, band_resampling: Sequence[Resampling | None] | None = None):
+    """Dask array (time, band, y, x) of the sources `hrefs[time][band]` (None: missing, all
+    `fill`) on `grid`, each time row with its resampling (`band_resampling[b]`, when not None,
+    overrides it for band b, e.g. nearest for a quality band; `band_fill[b]` its fill): one task
+    per spatial chunk reads every source, each tile decoded once (see the module doc). Returns
+    (array, how the chunks were planned)."""
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    nt, nb = len(hrefs), len(hrefs[0])
+    rs = list(resampling) if isinstance(resampling, (list, tuple)) else [resampling] * nt
+    flat = [h for row in hrefs for h in row if h is not None]
+    infos = dict(zip(flat, source_infos(flat)))
+    ychunks, xchunks, how = plan_chunks(list(infos.values()), grid, chunksize)
+    token = uuid.uuid4().hex
+    fills = list(band_fill) if band_fill is not None else [fill] * nb
+    brs = list(band_resampling) if band_resampling is not None else [None] * nb
+    plans = [[None if h is None else SourcePlan(infos[h], grid, ychunks, xchunks, brs[b] if brs[b] is not None else rs[t],
+                                                dtype, fills[b], token)
+              for b, h in enumerate(hrefs[t])] for t in range(nt)]
+    needed = sum(int((p.uses > 0).sum()) for row in plans for p in row if p is not None)
+    log.debug("read plan %s: %d source(s) on %d×%d px, %s chunks %s×%s, %d tiles needed",
+              token[:8], len(flat), grid.width, grid.height, how, ychunks[:3], xchunks[:3], needed)
+    out_name = f"{name}-{token}"
+    plan_key = f"{name}-plan-{token}"
+    layer: dict = {plan_key: _Plans(plans, token, dtype, fills)}
+    y0 = 0
+    for iy, h in enumerate(ychunks):
+        x0 = 0
+        for ix, w in enumerate(xchunks):
+            layer[(out_name, 0, 0, iy, ix)] = (_read_chunk, plan_key, y0, y0 + h, x0, x0 + w)
+            x0 += w
+        y0 += h
+    graph = HighLevelGraph.from_collections(out_name, layer, dependencies=[])
+    return da.Array(graph, out_name, chunks=((nt,), (nb,), ychunks, xchunks), dtype=np.dtype(dtype)), how
