@@ -47,6 +47,7 @@ class Grid:
     epsg: int | None
     dtype: str
     nodata: float | None
+    cog: bool = False  # laid out as a COG (tiled unless small, image data after the headers)
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -338,7 +339,25 @@ def read_grid(href: str) -> Grid:
             epsg=ds.crs.to_epsg() if ds.crs else None,
             dtype=ds.dtypes[0],
             nodata=ds.nodata,
+            cog=_cog_layout(ds),
         )
+
+
+def _cog_layout(ds) -> bool:
+    """Whether an open GeoTIFF is laid out as a Cloud Optimized GeoTIFF as rio-cogeo judges it:
+    tiled unless small, the first image block after the header (read from the header GDAL
+    already parsed, no extra I/O)."""
+    if ds.driver != "GTiff":
+        return False
+    bh, bw = ds.block_shapes[0]
+    if max(ds.width, ds.height) > 512 and bw == ds.width and bh < ds.height:
+        return False  # striped: a reader of one window reads whole rows
+    try:
+        ifd = int(ds.get_tag_item("IFD_OFFSET", "TIFF", bidx=1) or 0)
+        block = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1) or 0)
+    except (ValueError, TypeError):
+        return False
+    return 0 < ifd < block
 
 
 def _float(v: Any) -> float | None:

@@ -335,6 +335,23 @@ def _choose_members(names: list[str]) -> dict[str, tuple[str, int]]:
     return out
 
 
+def _extra_members(names: list[str]) -> dict[str, str]:
+    """Rasters beside the bands (no calibration, not read): the true colour image ``TCI``, the
+    aerosol ``AOT`` and water vapour ``WVP`` maps at their finest resolution, and the preview
+    ``PVI`` (QI_DATA) — assets as stactools-sentinel2 lists them."""
+    found: dict[str, dict[int, str]] = {}
+    out: dict[str, str] = {}
+    for n in names:
+        m = BAND_FILE.search(n)
+        if m and "/IMG_DATA/" in f"/{n}" and m["band"].upper() in ("TCI", "AOT", "WVP"):
+            found.setdefault(m["band"].upper(), {})[int(m["res"])] = n
+        elif n.upper().endswith("_PVI.JP2") and "/QI_DATA/" in f"/{n}":
+            out["PVI"] = n
+    for band, by_res in found.items():
+        out[band] = by_res[min(by_res)]
+    return out
+
+
 def _offsets(mtd: ET.Element, baseline: str) -> tuple[float, dict[str, float]]:
     """BOA quantification value and the add offset per band (DN units)."""
     q = _float(_text(mtd, "BOA_QUANTIFICATION_VALUE")) or 10000.0
@@ -472,6 +489,7 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
         bands.append(info)
     members["MTD_MSIL2A.xml"] = mtd_name
     members["MTD_TL.xml"] = tl_name
+    members.update(_extra_members(names))
 
     epsgs = {g.epsg for g in grids.values() if g.epsg}
     if len(epsgs) > 1:

@@ -40,6 +40,7 @@ from ..templates import collection_template
 from .hrefs import local_path, relative_href
 from .index import INDEX_NAME, read_index, row_from_item, write_index
 from .items import EXT, STAC_VERSION, item_dict
+from .thumbnails import thumbnail_png
 
 STATE_NAME = ".imalys-catalog.json"
 STATE_VERSION = 2  # 2: the files the catalog wrote are listed (it deletes no other)
@@ -106,9 +107,14 @@ def catalog_location(target: str | os.PathLike) -> tuple[Path, Path | None]:
 
 # ---------------------------------------------------------------------------------------- reading
 def _read_one(path: str) -> tuple[str, dict[str, Any] | None, str | None]:
-    """Worker: item dict of one archive, or the reason it was skipped (picklable result)."""
+    """Worker: item dict of one archive, or the reason it was skipped (picklable result). An
+    archive without a browse image of its own gets a generated thumbnail (its PNG bytes travel in
+    the dict under ``_thumbnail_png`` and are written beside the item)."""
     try:
-        return path, item_dict(open_archive(path)), None
+        d = item_dict(open_archive(path))
+        if "thumbnail" not in d["assets"]:
+            _add_thumbnail(d)
+        return path, d, None
     except ArchiveError as exc:
         return path, None, str(exc).split(": ", 1)[-1] if str(exc).startswith(path) else str(exc)
     except Exception as exc:  # a bad archive never aborts the catalog
@@ -158,6 +164,20 @@ def _read_all(paths: list[str], workers: int | None, progress: bool,
     finally:
         bar.close()
     return out
+
+
+THUMBNAIL_SUFFIX = ".thumbnail.png"
+
+
+def _add_thumbnail(d: dict[str, Any]) -> None:
+    try:
+        png = thumbnail_png(d)
+    except Exception:  # noqa: BLE001  a thumbnail that cannot be drawn is left out, never fails the catalog
+        return
+    if png:
+        d["assets"]["thumbnail"] = {"href": f"./{d['id']}{THUMBNAIL_SUFFIX}", "type": "image/png",
+                                    "title": "Thumbnail (natural colour, generated)", "roles": ["thumbnail"]}
+        d["_thumbnail_png"] = png
 
 
 def _read_some(paths: list[str]) -> list[tuple[str, dict[str, Any] | None, str | None]]:
@@ -310,7 +330,7 @@ def _item_links(d: dict[str, Any]) -> dict[str, Any]:
         {"rel": "root", "href": "../../catalog.json", "type": "application/json"},
         {"rel": "parent", "href": "../collection.json", "type": "application/json"},
         {"rel": "collection", "href": "../collection.json", "type": "application/json"},
-    ]
+    ] + [l for l in d.get("links", []) if l.get("rel") not in ("root", "parent", "collection", "self")]
     return d
 
 
@@ -458,6 +478,8 @@ def _owned_files(state: dict[str, Any] | None) -> set[str]:
     for e in state.get("archives", {}).values():
         out.add(e["href"])
         out.add(f"{e['collection']}/collection.json")
+        if e.get("thumbnail"):
+            out.add(e["thumbnail"])
     return out
 
 
@@ -625,7 +647,15 @@ class _Staging:
             old = self.fresh.pop(other)  # this one sorts first: it takes the id
             self.duplicates[other] = iid
             (self.tmp / old["href"]).unlink(missing_ok=True)
+            if old.get("thumbnail"):
+                (self.tmp / old["thumbnail"]).unlink(missing_ok=True)
         href = _item_href(d)
+        png = d.pop("_thumbnail_png", None)
+        thumb = None
+        if png is not None:
+            thumb = f"{href.rsplit('/', 1)[0]}/{iid}{THUMBNAIL_SUFFIX}"
+            (self.tmp / thumb).parent.mkdir(parents=True, exist_ok=True)
+            (self.tmp / thumb).write_bytes(png)
         _write_json(self.tmp / href, _item_links(portable_item(d, (self.folder / href).parent)))
         row = row_from_item(d, href)
         if row["archive"]:
@@ -634,6 +664,8 @@ class _Staging:
         self.owner[iid] = path
         size, mtime = _stat(Path(path)) or (0, 0)
         self.fresh[path] = {"size": size, "mtime_ns": mtime, "id": iid, "collection": d["collection"], "href": href}
+        if thumb is not None:
+            self.fresh[path]["thumbnail"] = thumb
 
     def rejected(self) -> list[tuple[str, str | None]]:
         """(archive path, reason) of every result not catalogued, in path order."""
@@ -697,8 +729,10 @@ def _write_catalog(folder: Path, keep: dict[str, Any], staging: _Staging,
     _write_json(tmp / "catalog.json", catalog_dict(sorted(by_collection)))
     write_index(ordered, tmp / INDEX_NAME)
 
-    item_files = sorted(e["href"] for e in staging.fresh.values())
+    item_files = sorted([e["href"] for e in staging.fresh.values()]
+                        + [e["thumbnail"] for e in staging.fresh.values() if e.get("thumbnail")])
     files = {e["href"] for e in state["archives"].values()} | set(collection_files) \
+        | {e["thumbnail"] for e in state["archives"].values() if e.get("thumbnail")} \
         | {"catalog.json", INDEX_NAME, STATE_NAME}
     foreign = sorted(f for f in files - owned if (folder / f).exists() and f not in ("catalog.json", INDEX_NAME))
     if foreign:

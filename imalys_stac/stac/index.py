@@ -45,6 +45,9 @@ def row_from_item(d: dict[str, Any], href: str = "") -> dict[str, Any]:
     p = d["properties"]
     west, south, east, north = d["bbox"][:4] if len(d["bbox"]) == 4 else (
         d["bbox"][0], d["bbox"][1], d["bbox"][3], d["bbox"][4])
+    geom = shape(d["geometry"])
+    if west > east:  # crosses the antimeridian: the row's box spans the split parts' bounds
+        west, south, east, north = geom.bounds
     epsg = p.get("proj:epsg")
     if epsg is None and str(p.get("proj:code", "")).upper().startswith("EPSG:"):
         epsg = int(str(p["proj:code"]).split(":")[1])
@@ -62,7 +65,7 @@ def row_from_item(d: dict[str, Any], href: str = "") -> dict[str, Any]:
         "gsd": p.get("gsd"),
         "href": href,
         "archive": p.get("imalys:archive"),
-        "geometry": shapely.to_wkb(shape(d["geometry"])),
+        "geometry": shapely.to_wkb(geom),
     }
 
 

@@ -32,8 +32,29 @@ EXT = {
     "grid": "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
     "mgrs": "https://stac-extensions.github.io/mgrs/v1.0.0/schema.json",
     "s2": "https://stac-extensions.github.io/sentinel-2/v1.0.0/schema.json",
+    "sci": "https://stac-extensions.github.io/scientific/v1.0.0/schema.json",
+}
+COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+JPEG, PNG, JP2 = "image/jpeg", "image/png", "image/jp2"
+#: DOIs of the Landsat Collection 2 Level-2 science products, by sensor (as stactools-landsat)
+LANDSAT_DOI = {"LC08": "10.5066/P9OGBGM6", "LC09": "10.5066/P9OGBGM6", "LE07": "10.5066/P9C7I13B",
+               "LT05": "10.5066/P9IAXOVV", "LT04": "10.5066/P9IAXOVV"}
+DESCRIPTION = {
+    "landsat": "Landsat Collection 2 Level-2 Science Product (surface reflectance and surface temperature)",
+    "sentinel-2": "Sentinel-2 Level-2A bottom-of-atmosphere reflectance (Sen2Cor), one MGRS tile",
 }
 LANDSAT_COLLECTION = "landsat-c2-l2"
+#: members beside the bands that become assets: suffix -> (key, media type, title, roles)
+LANDSAT_EXTRA = {
+    "thumb_small.jpeg": ("thumbnail", "image/jpeg", "Thumbnail image (USGS browse)", ("thumbnail",)),
+    "thumb_large.jpeg": ("reduced_resolution_browse", "image/jpeg", "Reduced resolution browse image (USGS)", ("overview",)),
+}
+S2_EXTRA = {
+    "TCI": ("visual", "image/jp2", "True color image", ("visual",)),
+    "AOT": ("aot", "image/jp2", "Aerosol optical thickness (AOT)", ("data",)),
+    "WVP": ("wvp", "image/jp2", "Water vapour (WVP)", ("data",)),
+    "PVI": ("preview", "image/jp2", "True color preview (PVI)", ("overview",)),
+}
 GEOTIFF = "image/tiff; application=geotiff"
 
 
@@ -105,7 +126,7 @@ def item_dict(meta: SceneMetadata) -> dict[str, Any]:
             eo["full_width_half_max"] = band.fwhm
         asset: dict[str, Any] = {
             "href": meta.href(band.suffix),
-            "type": meta.media_type(band.suffix) if s2 else GEOTIFF,
+            "type": meta.media_type(band.suffix) if s2 else (COG if grid.cog else GEOTIFF),
             "title": band.title,
             "roles": list(band.roles),
             "gsd": band.gsd,
@@ -126,6 +147,9 @@ def item_dict(meta: SceneMetadata) -> dict[str, Any]:
     for suffix, (key, media, title) in getattr(meta, "metadata_members", METADATA_MEMBERS).items():
         if suffix in meta.members:
             assets[key] = {"href": meta.href(suffix), "type": media, "title": title, "roles": ["metadata"]}
+    for suffix, (key, media, title, roles) in (S2_EXTRA if s2 else LANDSAT_EXTRA).items():
+        if suffix in meta.members:
+            assets[key] = {"href": meta.href(suffix), "type": media, "title": title, "roles": list(roles)}
 
     if s2:
         props, extensions = _s2_properties(meta, ref)
@@ -157,30 +181,74 @@ def item_dict(meta: SceneMetadata) -> dict[str, Any]:
         props["view:sun_azimuth"] = meta.sun_azimuth
     if meta.sun_elevation is not None:
         props["view:sun_elevation"] = meta.sun_elevation
+    roll = _float((meta.mtl.get("LANDSAT_METADATA_FILE", {}).get("IMAGE_ATTRIBUTES") or {}).get("ROLL_ANGLE"))
+    if roll is not None:
+        props["view:off_nadir"] = abs(roll)
+    props["grid:code"] = f"WRS2-{meta.path:03d}{meta.row:03d}"
+    props["description"] = DESCRIPTION["landsat"]
+    doi = LANDSAT_DOI.get(meta.sensor)
+    if doi:
+        props["sci:doi"] = doi
     props["imalys:archive"] = str(meta.archive)
 
-    extensions = [EXT["eo"], EXT["proj"], EXT["raster"], EXT["classification"]]
-    if meta.sun_azimuth is not None or meta.sun_elevation is not None:
+    extensions = [EXT["eo"], EXT["proj"], EXT["raster"], EXT["classification"], EXT["grid"]]
+    if doi:
+        extensions.append(EXT["sci"])
+    if any(k.startswith("view:") for k in props):
         extensions.append(EXT["view"])
     if meta.scene_id:  # the landsat schema requires it; without it the fields stay, undeclared
         extensions.append(EXT["landsat"])
     return _item(meta, props, extensions, assets)
 
 
+def footprint(poly) -> tuple[dict[str, Any], list[float], dict[str, float]]:
+    """(GeoJSON geometry, bbox, proj:centroid) of a WGS84 footprint. A footprint that crosses
+    the antimeridian (its longitudes jump by more than 180°) is split there into a MultiPolygon
+    with the ``antimeridian`` library, its bbox has west > east (GeoJSON RFC 7946 §5.2)."""
+    from shapely.geometry import mapping
+
+    geom = mapping(poly)
+    lons = [x for x, _ in poly.exterior.coords]
+    if max(lons) - min(lons) > 180:
+        import antimeridian
+
+        fixed = antimeridian.fix_polygon(poly, fix_winding=True)
+        geom = mapping(fixed)
+        bbox = list(antimeridian.bbox(fixed))
+        c = antimeridian.centroid(fixed)
+    else:
+        bbox = list(poly.bounds)
+        c = poly.centroid
+    centroid = {"lat": round(float(c.y), 5), "lon": round(float(c.x), 5)}
+    return _as_lists(geom), bbox, centroid
+
+
 def _item(meta: SceneMetadata, props: dict[str, Any], extensions: list[str], assets: dict[str, Any]) -> dict[str, Any]:
-    geometry = meta.footprint_geojson
+    geometry, bbox, centroid = footprint(meta.footprint)
+    props["proj:centroid"] = centroid
+    links = []
+    if props.get("sci:doi"):
+        links.append({"rel": "cite-as", "href": f"https://doi.org/{props['sci:doi']}", "type": "text/html",
+                      "title": "Product DOI"})
     return {
         "type": "Feature",
         "stac_version": STAC_VERSION,
         "stac_extensions": extensions,
         "id": meta.product_id,
         "collection": collection_id_for(meta),
-        "geometry": _as_lists(geometry),
-        "bbox": list(meta.footprint.bounds),
+        "geometry": geometry,
+        "bbox": bbox,
         "properties": props,
-        "links": [],
+        "links": links,
         "assets": assets,
     }
+
+
+def _float(v: Any) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 # --- Sentinel-2 L2A (archives/sentinel2.py) -------------------------------------------------
@@ -222,6 +290,7 @@ def _s2_properties(meta: Sentinel2Metadata, ref: Grid) -> tuple[dict[str, Any], 
     view = {"view:sun_azimuth": meta.sun_azimuth, "view:sun_elevation": meta.sun_elevation,
             "view:incidence_angle": meta.view_incidence, "view:azimuth": meta.view_azimuth}
     props.update({k: v for k, v in view.items() if v is not None})
+    props["description"] = DESCRIPTION["sentinel-2"]
     props["imalys:archive"] = str(meta.archive)
     extensions = [EXT["eo"], EXT["proj"], EXT["raster"], EXT["classification"], EXT["grid"], EXT["mgrs"], EXT["s2"]]
     if any(k.startswith("view:") for k in props):
