@@ -313,16 +313,6 @@ def database(text: str, ctx: Context) -> Path:
     return value
 
 
-def existing_file(text: str, ctx: Context) -> Path:
-    value = path(text, ctx)
-    what = _what(value, ctx)
-    if what == "folder":
-        raise ValueError("is a folder, expected a file")
-    if what == "missing":
-        raise ValueError("the file does not exist")
-    return value
-
-
 def url(text: str, ctx: Context) -> str:
     word = text.strip()
     if not re.fullmatch(r"https?://\S+", word):
