@@ -726,3 +726,16 @@ def test_path_typos_that_would_make_strange_folders():
     assert e.hint == "~ESIS_no_such_user is not a user on this machine; for your home folder write ~/ESIS_no_such_user"
     e = fails("IMALYS\nhome\n\tdirectory = /data/${PROJECT/wd\n")
     assert e.hint == "'${' has no closing '}': write ${NAME} for an environment variable"
+
+
+def test_unreadable_chain_file(write_chain, monkeypatch):
+    path = write_chain(HOME)
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)  # the tests may run as root, who reads anything
+    with pytest.raises(ChainError) as info:
+        load_chain(path)
+    assert info.value.message == "cannot read the chain file: Permission denied"
+    assert info.value.hint == f"check that {path} is readable by this user"

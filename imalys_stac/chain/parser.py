@@ -376,7 +376,8 @@ def _read(file: Path, what: str, noun: str) -> str:
     try:
         return decode_text(file.read_bytes())
     except OSError as e:
-        raise ChainError(f"cannot read the {what}: {e.strerror or e}", file=file) from None
+        raise ChainError(f"cannot read the {what}: {e.strerror or e}", file=file,
+                         hint=f"check that {file.absolute()} is readable by this user") from None
 
 
 def load_chain(
