@@ -407,3 +407,36 @@ def test_duplicate_ids_settled_by_path_not_arrival(archives, tmp_path, monkeypat
     assert red == f"../../../archives/{original.name}/{PRODUCT_ID}_SR_B4.TIF"
     assert read_item(item).assets["red"].href == f"/vsitar/{original}/{PRODUCT_ID}_SR_B4.TIF"
     assert validate_tree(target)[1] == []
+
+
+def test_index_is_stac_geoparquet_that_stac_geoparquet_and_rustac_read(archives, tmp_path):
+    import asyncio
+
+    import pyarrow.parquet as pq
+    import rustac
+    from stac_geoparquet.arrow import stac_table_to_items
+
+    target = tmp_path / "cat"
+    build_catalog(str(archives / "*.tar"), target, progress=False)
+    items = {json.loads(p.read_text())["id"]: json.loads(p.read_text())
+             for p in (target / "landsat-c2-l2").glob("*/*.json")}
+    geo = json.loads(pq.read_schema(target / "items.parquet").metadata[b"geo"])
+    assert geo["primary_column"] == "geometry"
+    via_sg = {d["id"]: d for d in stac_table_to_items(pq.read_table(target / "items.parquet"))}
+
+    async def read():
+        return await rustac.read(str(target / "items.parquet"))
+
+    via_rustac = {d["id"]: d for d in asyncio.run(read())["features"]}
+    assert set(via_sg) == set(via_rustac) == set(items)
+    for iid, d in items.items():
+        for got in (via_sg[iid], via_rustac[iid]):
+            assert got["assets"]["red"]["href"] == d["assets"]["red"]["href"]  # relative, as in the item
+            assert got["properties"]["eo:cloud_cover"] == d["properties"]["eo:cloud_cover"]
+            assert got["properties"]["proj:epsg"] == d["properties"]["proj:epsg"]
+            assert got["geometry"]["type"] == d["geometry"]["type"]
+            assert got["bbox"] == pytest.approx(d["bbox"])
+    # an update rewrites it with the new item, streaming unchanged items from their files
+    tar_real_variant(archives, acquired="20210101")
+    build_catalog(str(archives / "*.tar"), target, progress=False)
+    assert len(list(stac_table_to_items(pq.read_table(target / "items.parquet")))) == 4

@@ -307,7 +307,7 @@ def catalog_dict(collection_ids: list[str]) -> dict[str, Any]:
     return {
         "type": "Catalog", "stac_version": STAC_VERSION, "id": CATALOG_ID,
         "title": "Imalys archive catalog",
-        "description": "Provider archives catalogued in place by imalys-stac (read with GDAL /vsitar/).",
+        "description": "Provider archives catalogued in place by imalys-stac: each asset is a member of an archive, addressed relative to its item (…/<archive>.tar/<member>); `imalys-stac serve` serves them as files.",
         "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json"}]
         + [{"rel": "child", "href": f"./{c}/collection.json", "type": "application/json"} for c in collection_ids],
     }
@@ -727,7 +727,8 @@ def _write_catalog(folder: Path, keep: dict[str, Any], staging: _Staging,
         _write_json(tmp / cid / "collection.json", collection_dict(cid, crow, hrefs))
         collection_files.append(f"{cid}/collection.json")
     _write_json(tmp / "catalog.json", catalog_dict(sorted(by_collection)))
-    write_index(ordered, tmp / INDEX_NAME)
+    fresh_ids = set(staging.rows)
+    write_index(((tmp if r["id"] in fresh_ids else folder) / r["href"] for r in ordered), tmp / INDEX_NAME, scratch=tmp)
 
     item_files = sorted([e["href"] for e in staging.fresh.values()]
                         + [e["thumbnail"] for e in staging.fresh.values() if e.get("thumbnail")])

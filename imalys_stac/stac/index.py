@@ -1,12 +1,17 @@
-"""The search index beside ``catalog.json``: one GeoParquet row per item.
+"""The search index beside ``catalog.json``: the catalog's items as stac-geoparquet.
 
-Search over tens of thousands of items reads this one file instead of parsing every item JSON;
-only the matching items' JSON files are opened afterwards. The geometry column is WKB with
-GeoParquet 1.0 metadata (CRS84), so GIS tools and geopandas read the file as a layer too.
+``items.parquet`` is real stac-geoparquet (written with the ``stac_geoparquet`` library, read by
+it, by ``rustac``, DuckDB, geopandas and GDAL as a layer): one row per item, every item field
+(properties as top-level columns, links and assets with hrefs relative to the item file exactly
+as in the item JSON). Search over tens of thousands of items reads a few columns of this one
+file instead of parsing every item JSON; only the matching items' JSON files are opened after.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,51 +22,47 @@ import shapely
 from shapely.geometry import shape
 
 INDEX_NAME = "items.parquet"
-
-SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("collection", pa.string()),
-    ("datetime", pa.timestamp("us", tz="UTC")),
-    ("xmin", pa.float64()), ("ymin", pa.float64()), ("xmax", pa.float64()), ("ymax", pa.float64()),
-    ("eo_cloud_cover", pa.float64()),
-    ("platform", pa.string()),
-    ("instruments", pa.string()),  # comma separated
-    ("wrs_path", pa.string()),
-    ("wrs_row", pa.string()),
-    ("epsg", pa.int32()),
-    ("gsd", pa.float64()),
-    ("href", pa.string()),  # item JSON, relative to the catalog folder
-    ("archive", pa.string()),
-    ("geometry", pa.binary()),
-])
+#: the columns search and the catalog read back (missing optional ones read as None)
+COLUMNS = ("id", "collection", "datetime", "bbox", "geometry", "eo:cloud_cover", "platform", "instruments",
+           "landsat:wrs_path", "landsat:wrs_row", "proj:epsg", "proj:code", "gsd", "imalys:archive")
+REQUIRED = ("id", "collection", "datetime", "bbox", "geometry")
+CHUNK = 4096
 
 
 def parse_datetime(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def row_from_item(d: dict[str, Any], href: str = "") -> dict[str, Any]:
-    """The index row of one item dict (STAC JSON)."""
-    p = d["properties"]
-    west, south, east, north = d["bbox"][:4] if len(d["bbox"]) == 4 else (
-        d["bbox"][0], d["bbox"][1], d["bbox"][3], d["bbox"][4])
-    geom = shape(d["geometry"])
+def item_href(collection: str, item_id: str) -> str:
+    """Where an item's JSON lives, relative to the catalog folder."""
+    return f"{collection}/{item_id}/{item_id}.json"
+
+
+def _epsg(p: dict[str, Any]) -> int | None:
+    epsg = p.get("proj:epsg")
+    if epsg is None and str(p.get("proj:code") or "").upper().startswith("EPSG:"):
+        epsg = int(str(p["proj:code"]).split(":")[1])
+    return epsg
+
+
+def _row(iid: str, collection: str, when: datetime, bbox: tuple, geometry: Any, p: dict[str, Any],
+         href: str) -> dict[str, Any]:
+    west, south, east, north = bbox
+    geom = geometry if not isinstance(geometry, (bytes, bytearray)) else shapely.from_wkb(geometry)
     if west > east:  # crosses the antimeridian: the row's box spans the split parts' bounds
         west, south, east, north = geom.bounds
-    epsg = p.get("proj:epsg")
-    if epsg is None and str(p.get("proj:code", "")).upper().startswith("EPSG:"):
-        epsg = int(str(p["proj:code"]).split(":")[1])
+    instruments = p.get("instruments") or []
     return {
-        "id": d["id"],
-        "collection": d.get("collection") or "",
-        "datetime": parse_datetime(p["datetime"]),
+        "id": iid,
+        "collection": collection or "",
+        "datetime": when,
         "xmin": float(west), "ymin": float(south), "xmax": float(east), "ymax": float(north),
         "eo_cloud_cover": p.get("eo:cloud_cover"),
         "platform": p.get("platform"),
-        "instruments": ",".join(p.get("instruments") or []),
+        "instruments": ",".join(instruments) if not isinstance(instruments, str) else instruments,
         "wrs_path": p.get("landsat:wrs_path"),
         "wrs_row": p.get("landsat:wrs_row"),
-        "epsg": epsg,
+        "epsg": _epsg(p),
         "gsd": p.get("gsd"),
         "href": href,
         "archive": p.get("imalys:archive"),
@@ -69,24 +70,76 @@ def row_from_item(d: dict[str, Any], href: str = "") -> dict[str, Any]:
     }
 
 
-def write_index(rows: Iterable[dict[str, Any]], path: Path) -> None:
-    rows = list(rows)
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    geo = {
-        "version": "1.0.0",
-        "primary_column": "geometry",
-        "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon", "MultiPolygon"]}},
-    }
-    table = table.replace_schema_metadata({b"geo": json.dumps(geo).encode()})
+def row_from_item(d: dict[str, Any], href: str = "") -> dict[str, Any]:
+    """The search row of one item dict (STAC JSON)."""
+    p = d["properties"]
+    b = d["bbox"]
+    bbox = tuple(b[:4]) if len(b) == 4 else (b[0], b[1], b[3], b[4])
+    return _row(d["id"], d.get("collection") or "", parse_datetime(p["datetime"]), bbox, shape(d["geometry"]), p, href)
+
+
+def write_index(item_files: Iterable[Path], path: Path, scratch: Path | None = None) -> None:
+    """Write the item JSON files as stac-geoparquet at ``path``, streaming (memory bounded by one
+    chunk of items: the chunks go to ``scratch`` while their schemas are unified)."""
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
+
+    tmp = Path(tempfile.mkdtemp(prefix=".index-", dir=scratch or path.parent))
+    try:
+        items = (json.loads(Path(f).read_text(encoding="utf-8")) for f in item_files)
+        first = next(items, None)
+        if first is None:
+            _empty(path)
+            return
+        reader = parse_stac_items_to_arrow(_chain(first, items), chunk_size=CHUNK, schema="ChunksToDisk", tmpdir=tmp)
+        to_parquet(reader, path, compression="zstd")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _chain(first: Any, rest: Iterable[Any]) -> Iterable[Any]:
+    yield first
+    yield from rest
+
+
+def _empty(path: Path) -> None:
+    """A catalog without items: an empty table with the stac-geoparquet core columns."""
+    schema = pa.schema([
+        ("type", pa.string()), ("stac_version", pa.string()), ("stac_extensions", pa.list_(pa.string())),
+        ("id", pa.string()), ("collection", pa.string()), ("geometry", pa.binary()),
+        ("bbox", pa.struct([("xmin", pa.float64()), ("ymin", pa.float64()), ("xmax", pa.float64()), ("ymax", pa.float64())])),
+        ("datetime", pa.timestamp("us", tz="UTC")),
+    ])
+    geo = {"version": "1.1.0", "primary_column": "geometry",
+           "columns": {"geometry": {"encoding": "WKB", "geometry_types": []}}}
+    table = pa.Table.from_pylist([], schema=schema).replace_schema_metadata({b"geo": json.dumps(geo).encode()})
     pq.write_table(table, path, compression="zstd")
 
 
-def read_index(path: Path) -> pa.Table:
+class Rows(list):
+    """Search rows (a list; ``to_pylist`` kept for callers written against a pyarrow table)."""
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        return list(self)
+
+
+def read_index(path: Path) -> Rows:
+    """The search rows of a stac-geoparquet index (only the columns search needs are read)."""
     try:
-        table = pq.read_table(path)
+        names = pq.read_schema(path).names
+        missing = [c for c in REQUIRED if c not in names]
+        if missing:
+            raise ValueError(f"{path}: search index lacks columns {missing}; rebuild the catalog")
+        table = pq.read_table(path, columns=[c for c in COLUMNS if c in names])
     except (OSError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{path}: not a readable search index ({exc})") from None
-    missing = set(SCHEMA.names) - set(table.column_names)
-    if missing:
-        raise ValueError(f"{path}: search index lacks columns {sorted(missing)}; rebuild the catalog")
-    return table
+    rows = Rows()
+    for r in table.to_pylist():
+        b = r["bbox"]
+        href = item_href(r["collection"], r["id"])
+        archive = r.get("imalys:archive")
+        if archive and not archive.startswith("/"):  # relative to the item file → to the catalog folder
+            archive = os.path.normpath(os.path.join(os.path.dirname(href), archive))
+        p = dict(r, **{"imalys:archive": archive})
+        rows.append(_row(r["id"], r["collection"], r["datetime"], (b["xmin"], b["ymin"], b["xmax"], b["ymax"]),
+                         r["geometry"], p, href))
+    return rows

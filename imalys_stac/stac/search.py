@@ -283,7 +283,7 @@ def _walk_items(catalog_json: Path) -> list[pystac.Item]:
 
 
 def _index_items(index: Path, query: Query) -> list[pystac.Item]:
-    rows = read_index(index).to_pylist()
+    rows = read_index(index)
     folder = index.parent
     return [read_item(folder / r["href"]) for r in match_rows(rows, query)]
 
