@@ -105,7 +105,8 @@ def test_sentinel2_extra_members_as_stactools_lists_them():
         f"{g}/IMG_DATA/R20m/T01WCP_20230621T231629_{b}_20m.jp2" for b in ("TCI", "AOT", "WVP", "SCL")] + [
         f"{g}/QI_DATA/T01WCP_20230621T231629_PVI.jp2", f"{g}/QI_DATA/MSK_CLDPRB_20m.jp2"]
     got = _extra_members(names)
-    assert got == {"TCI": names[1], "AOT": names[2], "WVP": names[3], "PVI": names[8]}
+    # TCI at 10 m, AOT and WVP at 20 m: the resolutions stactools-sentinel2 lists without a suffix
+    assert got == {"TCI": names[1], "AOT": names[5], "WVP": names[6], "PVI": names[8]}
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,10 @@ def test_metadata_parsed(scene, meta):
     assert meta.mgrs_tile == "32UPU" and meta.grid_code == "MGRS-32UPU"
     assert meta.relative_orbit == 65 and meta.orbit_state == "descending" and meta.absolute_orbit > 30000
     assert meta.processing_baseline == "05.09" and meta.epsg == 32632
-    assert meta.datetime == scene.datetime
+    # dated by the datatake's sensing start (PRODUCT_START_TIME, as stactools-sentinel2 and the
+    # product name), not the granule's SENSING_TIME a few minutes later
+    assert meta.datetime.strftime("%Y%m%dT%H%M%S") == scene.product_id.split("_")[2]
+    assert abs((scene.datetime - meta.datetime).total_seconds()) < 15 * 60
     assert meta.cloud_cover == pytest.approx(scene.cloud_cover, abs=1e-4)
     assert meta.sun_elevation == pytest.approx(90 - scene.sun_zenith, abs=1e-6)
     # native resolutions chosen although resampled copies are in the zip

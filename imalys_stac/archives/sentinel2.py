@@ -305,6 +305,9 @@ def _footprint(mtd: ET.Element, grid: Grid, epsg: int) -> Polygon:
         if len(vals) >= 8 and len(vals) % 2 == 0:
             pts = [(vals[i + 1], vals[i]) for i in range(0, len(vals), 2)]
             poly = Polygon(pts)
+            lons = [x for x, _ in pts]
+            if max(lons) - min(lons) > 180:
+                return poly  # crosses the antimeridian: split there by stac.items.footprint, not "repaired"
             if not poly.is_valid:
                 poly = poly.buffer(0)
             if isinstance(poly, Polygon) and poly.area > 0:
@@ -336,8 +339,8 @@ def _choose_members(names: list[str]) -> dict[str, tuple[str, int]]:
 
 
 def _extra_members(names: list[str]) -> dict[str, str]:
-    """Rasters beside the bands (no calibration, not read): the true colour image ``TCI``, the
-    aerosol ``AOT`` and water vapour ``WVP`` maps at their finest resolution, and the preview
+    """Rasters beside the bands (no calibration, not read): the true colour image ``TCI`` (10 m),
+    the aerosol ``AOT`` and water vapour ``WVP`` maps (20 m, else the finest), and the preview
     ``PVI`` (QI_DATA) — assets as stactools-sentinel2 lists them."""
     found: dict[str, dict[int, str]] = {}
     out: dict[str, str] = {}
@@ -347,8 +350,9 @@ def _extra_members(names: list[str]) -> dict[str, str]:
             found.setdefault(m["band"].upper(), {})[int(m["res"])] = n
         elif n.upper().endswith("_PVI.JP2") and "/QI_DATA/" in f"/{n}":
             out["PVI"] = n
+    native = {"TCI": 10, "AOT": 20, "WVP": 20}  # the resolutions stactools-sentinel2 lists unsuffixed
     for band, by_res in found.items():
-        out[band] = by_res[min(by_res)]
+        out[band] = by_res[native[band]] if native[band] in by_res else by_res[min(by_res)]
     return out
 
 
@@ -441,7 +445,9 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
     granule_dir = tl_name.rsplit("/", 2)[-2]
     a = re.search(r"_A(\d{6})_", f"{granule_dir}_{tile_id or ''}_")
     abs_orbit = int(a.group(1)) if a else None
-    when = _parse_time(_text(tl, "SENSING_TIME")) or _parse_time(_text(mtd, "PRODUCT_START_TIME")) \
+    # the datatake's sensing start, as stactools-sentinel2 (and the product name) date the product;
+    # the granule's own SENSING_TIME is the fallback
+    when = _parse_time(_text(mtd, "PRODUCT_START_TIME")) or _parse_time(_text(tl, "SENSING_TIME")) \
         or (_compact_time(m["start"]) if m else None)
     if when is None:
         raise _fail(path, "no SENSING_TIME / PRODUCT_START_TIME and no product name to take it from")
@@ -532,7 +538,7 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
         row=0,
         acquired=when.date(),
         datetime=when,
-        cloud_cover=round(min(100.0, max(0.0, cloud)), 4),
+        cloud_cover=min(100.0, max(0.0, cloud)),
         cloud_cover_land=None,
         collection_category="",
         collection_number=baseline,

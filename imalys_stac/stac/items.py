@@ -150,6 +150,8 @@ def item_dict(meta: SceneMetadata) -> dict[str, Any]:
     for suffix, (key, media, title, roles) in (S2_EXTRA if s2 else LANDSAT_EXTRA).items():
         if suffix in meta.members:
             assets[key] = {"href": meta.href(suffix), "type": media, "title": title, "roles": list(roles)}
+            if s2:
+                assets[key].update(_s2_extra_fields(meta, suffix, ref))
 
     if s2:
         props, extensions = _s2_properties(meta, ref)
@@ -252,6 +254,33 @@ def _float(v: Any) -> float | None:
 
 
 # --- Sentinel-2 L2A (archives/sentinel2.py) -------------------------------------------------
+def _s2_extra_fields(meta: Sentinel2Metadata, suffix: str, ref: Grid) -> dict[str, Any]:
+    """Grid and band fields of the TCI/AOT/WVP rasters and the preview, as stactools-sentinel2
+    writes them: their grid is the tile's at their resolution (taken from the item's grid)."""
+    import re
+
+    from ..archives.sentinel2 import S2_BANDS
+
+    m = re.search(r"_(\d+)m\.\w+$", meta.members[suffix])
+    res = int(m.group(1)) if m else 320  # PVI: 320 m
+    a, _, x0, _, e, y0 = ref.transform
+    rows = int(round(ref.shape[0] * abs(e) / res)) if m else int(ref.shape[0] * abs(e) // res)
+    cols = int(round(ref.shape[1] * abs(a) / res)) if m else int(ref.shape[1] * abs(a) // res)
+    grid = Grid((rows, cols), (float(res), 0.0, x0, 0.0, -float(res), y0), meta.epsg, "uint16", 0)
+    out: dict[str, Any] = {"gsd": float(res), **_proj_fields(grid), "proj:bbox": list(grid.bbox)}
+    if suffix in ("AOT", "WVP"):
+        rb = {"data_type": "uint16", "nodata": 0, "offset": 0, "scale": 0.001, "spatial_resolution": float(res)}
+        if suffix == "WVP":
+            rb["unit"] = "cm"
+        out["raster:bands"] = [rb]
+    elif suffix == "TCI":
+        by = {b.suffix: b for b in S2_BANDS}
+        out["eo:bands"] = [{"name": n, "common_name": by[n].common_name, "center_wavelength": by[n].wavelength,
+                            "full_width_half_max": by[n].fwhm} for n in ("B04", "B03", "B02")]
+        out["raster:bands"] = [{"data_type": "uint8", "nodata": 0, "spatial_resolution": float(res)}] * 3
+    return out
+
+
 def _s2_properties(meta: Sentinel2Metadata, ref: Grid) -> tuple[dict[str, Any], list[str]]:
     """Item properties and extensions of a Sentinel-2 L2A product (the item grid is 10 m)."""
     iso = lambda t: t.isoformat().replace("+00:00", "Z")  # noqa: E731
