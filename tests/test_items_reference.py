@@ -37,7 +37,8 @@ def test_landsat_fields_from_independent_sources(real):
     p = d["properties"]
     mtl = (REAL_DIR / PRODUCT_ID / f"{PRODUCT_ID}_MTL.txt").read_text()
     roll = float(next(l for l in mtl.splitlines() if "ROLL_ANGLE" in l).split("=")[1])
-    assert p["view:off_nadir"] == abs(roll)
+    nadir = next(l for l in mtl.splitlines() if "NADIR_OFFNADIR" in l).split("=")[1].strip().strip('"')
+    assert p["view:off_nadir"] == (abs(roll) if nadir == "OFFNADIR" else 0)  # this scene: "NADIR", roll -0.001
     assert p["grid:code"] == "WRS2-008059"
     assert p["sci:doi"] == "10.5066/P9OGBGM6"
     assert {"rel": "cite-as", "href": "https://doi.org/10.5066/P9OGBGM6", "type": "text/html",
@@ -143,3 +144,41 @@ def test_antimeridian_search_from_either_side(antimeridian_tile, bbox, found):
     s, cat = antimeridian_tile
     got = [i.id for i in search(cat, Query(bbox=bbox))]
     assert got == ([s.path.stem] if found else [])
+
+
+#: fields of the stactools-landsat item this project writes differently, and why
+LANDSAT_DIFFERENT = {
+    "created": "when the item was made",
+    "proj:shape": "from the raster members themselves (this file set is resampled to 512 px; the MTL says 30 m)",
+    "proj:transform": "likewise",
+    "proj:centroid": "the footprint comes from the ANG file here (compared within 0.02° below)",
+}
+
+
+def test_landsat_item_equals_stactools_landsat_in_shared_fields(real):
+    ref = json.loads((REAL_DIR / "stactools-landsat-item.json").read_text())
+    ours = item_from_archive(real).to_dict(include_self_link=False)
+    shared = sorted((set(ours["properties"]) & set(ref["properties"])) - set(LANDSAT_DIFFERENT))
+    assert len(shared) >= 20
+    assert {k: (ours["properties"][k], ref["properties"][k]) for k in shared
+            if ours["properties"][k] != ref["properties"][k]} == {}
+    assert set(ref["properties"]) - set(ours["properties"]) <= {"created"}
+    for axis in ("lat", "lon"):
+        assert ours["properties"]["proj:centroid"][axis] == pytest.approx(ref["properties"]["proj:centroid"][axis], abs=0.02)
+    assert ours["bbox"] == pytest.approx(ref["bbox"], abs=0.03)
+    assert [l["href"] for l in ours["links"] if l["rel"] == "cite-as"] == \
+        [l["href"] for l in ref["links"] if l["rel"] == "cite-as"]
+    compared = 0
+    for key in sorted(set(ours["assets"]) & set(ref["assets"])):
+        a, r = ours["assets"][key], ref["assets"][key]
+        assert a["type"] == r["type"], key
+        assert set(a["roles"]) >= set(r["roles"]), key
+        for ea, er in zip(a.get("eo:bands", []), r.get("eo:bands", [])):
+            for f in ("common_name", "center_wavelength", "full_width_half_max"):
+                assert ea.get(f) == er.get(f), (key, f)
+        for ra, rr in zip(a.get("raster:bands", []), r.get("raster:bands", [])):
+            for f in ("nodata", "data_type", "scale", "offset", "unit"):
+                assert ra.get(f) == rr.get(f), (key, f, ra.get(f), rr.get(f))
+        compared += 1
+    # the real file set holds 15 of the members stactools lists (no ST_ATRAN… nor browse images)
+    assert compared == 15

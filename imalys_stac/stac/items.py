@@ -40,7 +40,7 @@ JPEG, PNG, JP2 = "image/jpeg", "image/png", "image/jp2"
 LANDSAT_DOI = {"LC08": "10.5066/P9OGBGM6", "LC09": "10.5066/P9OGBGM6", "LE07": "10.5066/P9C7I13B",
                "LT05": "10.5066/P9IAXOVV", "LT04": "10.5066/P9IAXOVV"}
 DESCRIPTION = {
-    "landsat": "Landsat Collection 2 Level-2 Science Product (surface reflectance and surface temperature)",
+    "landsat": "Landsat Collection 2 Level-2",
     "sentinel-2": "Sentinel-2 Level-2A bottom-of-atmosphere reflectance (Sen2Cor), one MGRS tile",
 }
 LANDSAT_COLLECTION = "landsat-c2-l2"
@@ -117,6 +117,8 @@ def item_dict(meta: SceneMetadata) -> dict[str, Any]:
             rb["offset"] = band.offset if band.offset is not None else 0.0
         if band.unit:
             rb["unit"] = band.unit
+        elif band.suffix in ("QA_PIXEL", "QA_RADSAT", "SR_QA_AEROSOL"):
+            rb["unit"] = "bit index"
         eo: dict[str, Any] = {"name": band.suffix}
         if band.common_name:
             eo["common_name"] = band.common_name
@@ -183,9 +185,10 @@ def item_dict(meta: SceneMetadata) -> dict[str, Any]:
         props["view:sun_azimuth"] = meta.sun_azimuth
     if meta.sun_elevation is not None:
         props["view:sun_elevation"] = meta.sun_elevation
-    roll = _float((meta.mtl.get("LANDSAT_METADATA_FILE", {}).get("IMAGE_ATTRIBUTES") or {}).get("ROLL_ANGLE"))
-    if roll is not None:
-        props["view:off_nadir"] = abs(roll)
+    # as stactools-landsat: the roll angle when the scene was taken off nadir (Landsat 8-9), else 0
+    attrs = meta.mtl.get("LANDSAT_METADATA_FILE", {}).get("IMAGE_ATTRIBUTES") or {}
+    roll = _float(attrs.get("ROLL_ANGLE"))
+    props["view:off_nadir"] = abs(roll) if roll is not None and str(attrs.get("NADIR_OFFNADIR")).strip('"') == "OFFNADIR" else 0
     props["grid:code"] = f"WRS2-{meta.path:03d}{meta.row:03d}"
     props["description"] = DESCRIPTION["landsat"]
     doi = LANDSAT_DOI.get(meta.sensor)
