@@ -559,6 +559,13 @@ def wait_for(url: str, proc: subprocess.Popen | None = None, timeout: float = 60
 def run(folder: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api: bool = False,
         api_port: int | None = None, ready: threading.Event | None = None) -> int:
     """Serve until interrupted; print the URLs to paste into STAC Browser."""
+    import signal
+
+    def stop(signum, frame):  # SIGTERM (docker stop, Kubernetes) ends like Ctrl-C
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
     httpd, site = make_server(folder, host, port)
     url = base_url(httpd, host)
     proc = None

@@ -266,7 +266,7 @@ def test_cli_prints_the_url(site):
         assert json.loads(body)["id"] == "imalys-archives"
     finally:
         proc.terminate()
-        proc.wait(10)
+    assert proc.wait(10) == 0  # SIGTERM (docker stop, Kubernetes) is a clean stop
 
 
 def test_serve_refuses_a_folder_with_nothing_to_serve(tmp_path):
@@ -314,7 +314,9 @@ def test_api_search_matches_local_search(site):
             assert ds.read(1).shape == tuple(item.properties["proj:shape"])
     finally:
         proc.terminate()
-        proc.wait(20)
+    assert proc.wait(20) == 0
+    with pytest.raises(OSError):  # the API server stopped with it
+        urllib.request.urlopen(api, timeout=2)
 
 
 def test_moved_catalog_and_archives_still_import(site, tmp_path):
@@ -333,3 +335,46 @@ def test_moved_catalog_and_archives_still_import(site, tmp_path):
     rep = build_catalog([str(moved / "archives" / "*.tar"), str(moved / "archives" / "*.zip")], moved / "cat",
                         progress=False)
     assert (rep.added, rep.updated, rep.removed, rep.unchanged) == ([], [], [], 5)
+
+
+def test_products_carry_titles_periods_bands_and_lineage(site):
+    """Every product item: title from its name, a datetime STAC Browser shows (period products
+    with start/end), eo:bands + raster:bands on every raster asset as the file holds them."""
+    wd = site / "wd"
+    names = [p.name for p in wd.iterdir() if (p / f"{p.name}.json").is_file()]
+    assert {"bestof", "compile"} <= set(names)
+    for n in names:
+        d = json.loads((wd / n / f"{n}.json").read_text())
+        p = d["properties"]
+        assert p["title"] == n and p["datetime"]
+        if p["imalys:kind"] in ("compile", "reduce"):
+            assert p["start_datetime"] <= p["datetime"] <= p["end_datetime"]
+        assert [l for l in d["links"] if l["rel"] == "derived_from"], n
+        for key, a in d["assets"].items():
+            if "data" not in a["roles"]:
+                continue
+            with rasterio.open(wd / n / a["href"]) as ds:
+                assert [b["name"] for b in a["eo:bands"]] == list(ds.descriptions)
+                assert [b["data_type"] for b in a["raster:bands"]] == list(ds.dtypes)
+                assert all(b["nodata"] == "nan" for b in a["raster:bands"])
+            if p["imalys:kind"] == "import":
+                assert [b.get("common_name") for b in a["eo:bands"]] == p["imalys:bands"]
+    exported = json.loads((site / "results" / "bestof.json").read_text())
+    assert exported["assets"]["data"]["eo:bands"] and exported["assets"]["data"]["raster:bands"]
+
+
+def test_moved_working_directory_still_exports(site, tmp_path):
+    moved = tmp_path / "moved-wd"
+    shutil.copytree(site / "wd", moved)
+    name = sorted(p.name for p in moved.iterdir() if p.name.startswith("LC08_"))[0]
+    chain = tmp_path / "export.txt"
+    chain.write_text(f"IMALYS [export from a moved working directory]\nhome\n\tdirectory = {moved}\n"
+                     f"\tlog = {tmp_path}/log\nexport\n\tselect = {name}\n\ttarget = {tmp_path}/out/{name}.tif\n")
+    run_chain(load_chain(chain))
+    with rasterio.open(tmp_path / "out" / f"{name}.tif") as a, \
+            rasterio.open(site / "wd" / name / f"{name}.vrt") as b:  # the recipe read in the original place
+        assert a.shape == b.shape
+        got, ref = a.read(4), b.read(4)  # the export masks clouds (QA); the recipe VRT does not
+        clear = ~np.isnan(got)
+        assert clear.mean() > 0.3
+        np.testing.assert_allclose(got[clear], ref[clear], rtol=1e-6)
