@@ -215,12 +215,12 @@ def reduced(write_chain, capsys, archives, frame, tmp_path) -> Path:
     return wd
 
 
-@pytest.mark.parametrize("name", ["figure.tif", "notes", "notes.hdr"])
+@pytest.mark.parametrize("name", ["figure.tif", "notes", "notes.hdr", "notes.envi.json"])
 def test_export_never_replaces_a_file_it_did_not_write(write_chain, capsys, reduced, tmp_path, name):
     results = tmp_path / "results"
     results.mkdir()
     (results / name).write_text("the user's own file\n")
-    target = results / (name if name != "notes.hdr" else "notes")
+    target = results / (name if name not in ("notes.hdr", "notes.envi.json") else "notes")
     code, err = run(write_chain, capsys, chain_text(reduced, export_block(target)))
     assert code == 1
     assert error_line(err) == (f"error: chain.txt:6: export: {results / name} exists and was not written by imalys-stac "
@@ -579,3 +579,14 @@ def test_sigkill_at_any_moment_leaves_states_that_the_next_run_completes(big_arc
         a, e = ds.read(), envi.read()
     np.testing.assert_array_equal(a, e)
     assert np.isfinite(a).mean() > 0.5
+
+
+def test_exports_of_one_name_in_two_formats_keep_their_own_items(write_chain, capsys, reduced, tmp_path):
+    r = tmp_path / "results"
+    code, err = run(write_chain, capsys, chain_text(reduced, export_block(r / "b.tif"), export_block(r / "b"), export_block(r / "b.png")))
+    assert code == 0, err
+    assert sorted(p.name for p in r.iterdir()) == ["b", "b.envi.json", "b.hdr", "b.json", "b.png", "b.png.json", "b.tif"]
+    for item, href in (("b.json", "./b.tif"), ("b.envi.json", "./b"), ("b.png.json", "./b.png")):
+        assert json.loads((r / item).read_text())["assets"]["data"]["href"] == href
+    code, err = run(write_chain, capsys, chain_text(reduced, export_block(r / "b.tif"), export_block(r / "b"), export_block(r / "b.png")))
+    assert code == 0, err

@@ -148,9 +148,13 @@ def _up_to_date(item_path: Path, target: Path, stamp: str) -> bool:
 
 def item_path_for(target: Path) -> Path:
     """Where the STAC item of an exported file goes: `x.json` beside a COG `x.tif` (the usual
-    pairing), `x.png.json` beside other formats so two exports of one name never share an item."""
-    if target.suffix.lower() in (".tif", ".tiff"):
+    pairing), `x.png.json` beside other formats and `x.envi.json` beside an ENVI `x` (no ending),
+    so two exports of one name never share an item."""
+    ending = target.suffix.lower()
+    if ending in (".tif", ".tiff"):
         return target.with_name(target.stem + ".json")
+    if not ending:
+        return target.with_name(target.name + ".envi.json")
     return target.with_name(target.name + ".json")
 
 
