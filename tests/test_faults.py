@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -510,6 +511,28 @@ def test_export_to_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(write
     assert line.startswith(f"error: full.txt:6: export: cannot write {small / name}: ") and message in line, line
     assert line.endswith("— free some space or choose another folder")
     assert res.stdout.strip() == ""  # nothing left in the folder, not even a temporary
+
+
+@pytest.mark.parametrize("size", ["24k", "48k", "96k"])
+def test_a_full_working_directory_is_a_clear_error_and_leaves_nothing_half_written(write_chain, archives, frame, tmp_path, size):
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    chain = write_chain(chain_text(wd, import_block(archives, frame=frame), REDUCE, log=tmp_path / "logs"), "full.txt")
+    cmd = shlex.join(_cli("run", str(chain)))
+    script = (f"mount -t tmpfs -o size={size} tmpfs {wd} && {cmd} ; rc=$? ; "
+              f"for d in {wd}/*/; do f=\"$d$(basename $d).json\"; [ -e \"$f\" ] || continue; python3 -c 'import json,sys,os; d=json.load(open(sys.argv[1])); "
+              f"[os.stat(os.path.join(os.path.dirname(sys.argv[1]), a[\"href\"])) for a in d[\"assets\"].values()]' $f || echo BROKEN $f; done; "
+              f"ls -A {wd} ; exit $rc")
+    res = _in_own_mount(script, tmp_path)
+    if res is None:
+        pytest.skip("no unprivileged mount namespace on this machine")
+    assert res.returncode == 1, res.stderr
+    line = error_line(res.stderr)
+    # whichever command meets the full disk says so, at its own line
+    assert re.fullmatch(rf"error: full\.txt:(5|10|12): (import|compile|reduce): cannot write in {re.escape(str(wd))}: "
+                        r"No space left on device — free some space or choose another folder", line), line
+    assert "BROKEN" not in res.stdout  # every product that exists is complete
+    assert not any(".tmp-" in n for n in res.stdout.split())
 
 
 def test_export_to_a_read_only_folder_is_a_clear_error(write_chain, reduced, tmp_path):

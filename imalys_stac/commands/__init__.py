@@ -36,14 +36,19 @@ def _params(cmd) -> dict:
     return asdict(cmd.params) if is_dataclass(cmd.params) else dict(vars(cmd.params))
 
 
-def _located(cmd, exc: BaseException) -> ChainError:
-    """A user-resolvable error of a command as one located line (file:line: command: …)."""
+def _located(cmd, exc: BaseException, folder: Path | None = None) -> ChainError:
+    """A user-resolvable error of a command as one located line (file:line: command: …);
+    `folder`: where the command writes (asked whether it is full or read-only when GDAL only
+    says 'Write failed')."""
     if isinstance(exc, OSError) and not isinstance(exc, ImalysError):
         from .context import os_reason
 
-        reason, hint = os_reason(exc)
+        reason, hint = os_reason(exc, folder)
         name = getattr(exc, "filename", None)
-        return cmd.error(f"{name}: {reason}" if name and str(name) not in reason else reason, hint=hint)
+        text = f"{name}: {reason}" if name and str(name) not in reason else reason
+        if folder is not None and hint and hint.startswith("free"):
+            text = f"cannot write in {folder}: {reason}"
+        return cmd.error(text, hint=hint)
     return cmd.error(str(exc.args[0]) if exc.args else str(exc), parameter=getattr(exc, "parameter", None),
                      hint=getattr(exc, "hint", None))
 
@@ -126,7 +131,7 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
                         raise
                     except (ImalysError, OSError) as exc:
                         log.debug("%s", traceback.format_exc())
-                        raise _located(cmd, exc) from exc
+                        raise _located(cmd, exc, workdir.path if cmd.name in ("import", "compile", "reduce") else None) from exc
                     except RuntimeError as exc:
                         read_error = _read_error(exc)
                         if read_error is None:
