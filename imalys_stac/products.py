@@ -160,6 +160,15 @@ def exported_band_fields(item: pystac.Item, target: Path) -> dict:
     return {k: extra[k] for k in ("eo:bands", "raster:bands") if k in extra}
 
 
+def export_view(data: dict, workdir: WorkDir, item: pystac.Item, target: Path) -> None:
+    """What STAC Browser shows of an exported file's item: titled by the file's name; a PNG export
+    is its own thumbnail. (The product's quicklook is not linked: a later chain may replace the
+    product of that name, and the picture would no longer show this file.)"""
+    data["properties"]["title"] = Path(target).name
+    if Path(target).suffix.lower() == ".png":
+        data["assets"]["data"]["roles"] = ["data", "thumbnail"]
+
+
 def export_links(workdir: WorkDir, item: pystac.Item, item_file: Path) -> list[dict]:
     """Links of an exported file's item: ``derived_from`` the product in the working directory
     (relative, so results and working directory can move together), and that product's own

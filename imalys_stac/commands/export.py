@@ -13,7 +13,7 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from .. import __version__
-from ..products import KIND, archive_sources, cube_of, export_links, exported_band_fields, lineage
+from ..products import KIND, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
 from ..runtime.progress import dask_progress
 from ..registry import FORMATS as FORMAT_REGISTRY
 from ..registry import companion_paths
@@ -165,6 +165,7 @@ def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, file_s
     data["assets"] = {"data": {"href": f"./{target.name}", "type": FORMAT_REGISTRY[target.suffix.lower()].media_type, "roles": ["data"]}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
     data["assets"]["data"].update(exported_band_fields(item, target))
+    export_view(data, ctx.workdir, item, target)  # title from the file name, the product's thumbnail
     chain = ctx.chain
     data["properties"]["imalys:provenance"] = {
         "product": item.id,
