@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo check test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -17,7 +17,11 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/imalys-stac demo $(DEMO_DIR)
 
-test: install
+check: install
+	$(BIN)/ruff check imalys_stac tests benchmarks
+	$(BIN)/mypy
+
+test: install check
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -486,7 +486,7 @@ def api_documents(site: Site, static_url: str, out: Path) -> list[Path]:
         d = it.to_dict(include_self_link=False, transform_hrefs=False) if hasattr(it, "to_dict") else it
         base = Path(it.get_self_href()).parent if hasattr(it, "get_self_href") else site.folder
 
-        def url(href: str) -> str:
+        def url(href: str, base=base) -> str:  # bound now: called within this iteration only
             if "://" in href:
                 return href
             vsi = split_vsi(href)

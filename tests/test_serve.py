@@ -3,7 +3,6 @@ STAC Browser, GDAL /vsicurl/ and pystac-client use them. Every link and asset is
 bytes are compared with what tarfile/zipfile read from the archives themselves."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -21,7 +20,6 @@ from urllib.parse import urljoin, urlsplit
 import numpy as np
 import pytest
 import rasterio
-from PIL import Image
 
 from imalys_stac.chain import load_chain
 from imalys_stac.commands import run_chain

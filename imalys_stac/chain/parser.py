@@ -58,7 +58,8 @@ class Command:
         (Numeric values also print as written: see :class:`values.Number`.)"""
         texts = self.raw.get(parameter)
         if texts is None:
-            model_fields = {f.name: f for f in dataclasses.fields(self.params) if "parser" in f.metadata}
+            params: Any = self.params
+            model_fields = {f.name: f for f in dataclasses.fields(params) if "parser" in f.metadata}
             name = parameter if parameter in model_fields else next(
                 (n for n, f in model_fields.items() if parameter in f.metadata["aliases"]), None)
             if name is None:
@@ -189,7 +190,7 @@ def _substitute(entry: _Entry, variables: dict[int, str], file: Path, command: s
 
 def _build(block: _Block, variables: dict[int, str], file: Path, ctx: v.Context) -> Command:
     model = COMMANDS[block.name]
-    fields = {f.name: f for f in dataclasses.fields(model) if "parser" in f.metadata}
+    fields = {f.name: f for f in dataclasses.fields(model) if "parser" in f.metadata}  # type: ignore[arg-type]
     key_to_field = {name: name for name in fields}
     for name, f in fields.items():
         for alias in f.metadata["aliases"]:
@@ -321,12 +322,12 @@ def parse_chain_text(
         cmd = _build(block, effective, file, ctx)
         commands.append(cmd)
         if cmd.name == "catalog":
-            target = Path(cmd.params.target)
+            target = Path(cmd.params.target)  # type: ignore[attr-defined]
             ctx.produced.update({target, target.with_suffix("") if target.suffix.lower() == ".csv" else target})
     exported: dict[str, Command] = {}
     for cmd in commands:
         if cmd.name == "export":
-            key = os.path.abspath(cmd.params.target)
+            key = os.path.abspath(cmd.params.target)  # type: ignore[attr-defined]
             if key in exported:
                 raise cmd.error(f"target = {cmd.raw['target'][0]} is written twice: the export at line "
                                 f"{exported[key].line} writes the same file and this one would replace it",
@@ -458,7 +459,7 @@ def load_chain_rows(
         except ChainError as e:
             raise e.in_row(rows_file, row.line) from None
         for cmd in chain.find("export"):
-            target = Path(os.path.abspath(cmd.params.target))
+            target = Path(os.path.abspath(cmd.params.target))  # type: ignore[attr-defined]
             if target in written and written[target] != row.line:
                 raise cmd.error(
                     f"target = {cmd.raw['target'][0]} is written again: the run of line {written[target]} "

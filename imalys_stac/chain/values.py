@@ -54,6 +54,7 @@ class Number(float):
     """
 
     __slots__ = ("raw",)
+    raw: str
 
     def __new__(cls, value: float, raw: str | None = None) -> "Number":
         self = super().__new__(cls, value)
