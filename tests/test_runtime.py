@@ -62,3 +62,84 @@ def test_environment_overrides_home(monkeypatch):
     monkeypatch.delenv("IMALYS_SCHEDULER")
     assert ClusterSpec.resolve("processes", None, None).kind == "processes"
     assert ClusterSpec.resolve(None, None, None).kind == "threads"
+
+
+# ------------------------------------------------------------------ remote hrefs on the workers
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from imalys_stac.runtime.cluster import GDAL_ENV, dask_runtime  # noqa: E402
+from tests.http_range import serve_folder  # noqa: E402
+
+
+def _gdal_env_now(keys):
+    return {k: os.environ.get(k) for k in keys}
+
+
+def test_gdal_settings_reach_every_worker_also_after_a_restart():
+    with dask_runtime(ClusterSpec(scheduler="processes", workers=2, memory="1GB")) as client:
+        first = client.run(_gdal_env_now, list(GDAL_ENV))
+        assert len(first) == 2 and all(v == GDAL_ENV for v in first.values())
+        client.restart()  # new worker processes (as after a crash): the plugin sets them again
+        again = client.run(_gdal_env_now, list(GDAL_ENV))
+        assert len(again) == 2 and all(v == GDAL_ENV for v in again.values())
+
+
+def test_archive_and_cog_hrefs_over_http_are_read_on_the_workers(tmp_path):
+    """Archives served over HTTP (Range requests) and read in place through /vsitar//vsicurl/ by
+    the workers of a process cluster: the same composite as from the local files; the result COG
+    read back through /vsicurl/ on the workers equals the file."""
+    import rioxarray
+
+    from tests.stac_api import serve_collection
+
+    served = tmp_path / "served"
+    land = Landscape(seed=4)
+    for i, d in enumerate([date(2022, 6, 16), date(2022, 7, 2), date(2022, 7, 18)]):
+        write_landsat_archive(served, SceneSpec(path=193, row=26, acquired=d, size=128, cloud_cover=0.2, seed=60 + i), landscape=land)
+    catalog = tmp_path / "catalog.txt"
+    catalog.write_text(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wdc\n\tclear = true\ncatalog\n\tarchives = {served}/*.tar\n"
+                       f"\ttarget = {tmp_path}/cat\n")
+    run_chain(load_chain(catalog))
+    (collection,) = (tmp_path / "cat").rglob("collection.json")
+
+    def chain(name, source, scheduler=""):
+        f = tmp_path / f"{name}.txt"
+        f.write_text(f"IMALYS [{name}]\nhome\n\tdirectory = {tmp_path}/wd_{name}\n\tclear = true\n{scheduler}import\n"
+                     f"{source}\tbands = red, nir08\n\tfactor = auto\ncompile\n\tsearch = LC08*\nreduce\n\tselect = compile\n"
+                     f"\texecute = bestof\n\tpreserve = bands\nexport\n\tselect = bestof\n\ttarget = {tmp_path}/{name}.tif\n")
+        return f
+
+    run_chain(load_chain(chain("local", f"\tselect = {served}/*.tar\n")))
+    www = tmp_path / "www"
+    shutil.copytree(served, www)
+    shutil.rmtree(served)  # from here on the archives exist only behind the HTTP server
+    with serve_folder(www) as (base, ranges):
+        # the collection as a STAC API whose items point at the archives on the HTTP server
+        remote = tmp_path / "remote"
+        shutil.copytree(collection.parent, remote)
+        for item_file in remote.rglob("*.json"):
+            doc = json.loads(item_file.read_text())
+            if doc.get("type") != "Feature":
+                continue
+            for asset in doc["assets"].values():
+                archive_rel, _, member = asset["href"].partition(".tar/")
+                asset["href"] = f"/vsitar//vsicurl/{base}/{Path(archive_rel).name}.tar/{member}"
+            item_file.write_text(json.dumps(doc))
+        with serve_collection(remote) as url:
+            run = chain("remote", f"\tstac = {url}\n\tcollections = landsat-c2-l2\n", "\tscheduler = processes\n\tworkers = 2\n")
+            ctx = run_chain(load_chain(run))
+        assert ctx.runlog.errors == 0 and ctx.runlog.warnings == 0
+        assert any(r.endswith(".tar") for r in ranges()), "no range request for an archive reached the HTTP server"
+        with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "remote.tif") as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+        # the COG href on http(s):// read blockwise on the workers
+        shutil.copy(tmp_path / "remote.tif", www / "result.tif")
+        with dask_runtime(ClusterSpec(scheduler="processes", workers=2)) as client:
+            da = rioxarray.open_rasterio(f"/vsicurl/{base}/result.tif", chunks={"x": 64, "y": 64}, lock=False)
+            remote_pixels = client.compute(da.data).result()
+        assert any(r.endswith("result.tif") for r in ranges())
+        with rasterio.open(tmp_path / "remote.tif") as b:
+            np.testing.assert_array_equal(remote_pixels, b.read())

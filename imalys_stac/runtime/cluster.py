@@ -180,6 +180,22 @@ class ClusterWatch:
         log.info("dask: %s, %d worker(s)%s", client.scheduler.address, n, f"; dashboard {link}" if link else "")
         return self
 
+    def stop(self) -> None:
+        """Stop listening before the client closes (else the scheduler reports a closed comm
+        while telling this client that it left)."""
+        try:
+            self.client.unsubscribe_topic("all")
+        except Exception:  # pragma: no cover - already closed
+            pass
+
+    @contextmanager
+    def watching(self) -> Iterator["ClusterWatch"]:
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
     def _event(self, event: Any) -> None:
         _, msg = event if isinstance(event, tuple) and len(event) == 2 else (None, event)
         if not isinstance(msg, dict):
@@ -286,8 +302,8 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
                               "distributed.scheduler.no-workers-timeout": f"{no_workers_timeout()}s"}):
             with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
-                ClusterWatch(client).start()
-                yield client
+                with ClusterWatch(client).watching():
+                    yield client
         return
 
     if kind == "kubernetes":
@@ -303,16 +319,16 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
         cluster = KubeCluster(custom_cluster_spec=resource, shutdown_on_close=True)  # pragma: no cover
         try:  # pragma: no cover - needs a cluster
             with Client(cluster) as client:
-                ClusterWatch(client).start()
-                yield client
+                with ClusterWatch(client).watching():
+                    yield client
         finally:  # pragma: no cover
             cluster.close()
         return
 
     log.info("dask: connecting to scheduler %s", spec.scheduler)
     with Client(spec.scheduler, timeout="30s") as client:
-        ClusterWatch(client).start()
-        yield client
+        with ClusterWatch(client).watching():
+            yield client
 
 
 def _describe(exc: BaseException) -> str:
