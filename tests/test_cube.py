@@ -359,3 +359,28 @@ def test_tile_reader_equals_stackstac_on_a_framed_import(two_rows, tmp_path, mon
     old = cube_of(wd, item, chunksize=256).values
     assert new.shape == old.shape and np.isfinite(new).mean() > 0.3
     np.testing.assert_array_equal(new, old)
+
+
+def test_polygon_frame_masks_outside_in_the_fused_pass(two_rows, tmp_path):
+    """`polygon = true` with a triangular frame: pixels outside the triangle are NaN, those inside
+    equal the same import without the polygon (the mask is applied inside the fused task)."""
+    from rasterio.features import geometry_mask
+    from shapely.geometry import Polygon
+
+    root, s26, _ = two_rows
+    t = s26.transform
+    tri = Polygon([(t.c + 10 * 30, t.f - 10 * 30), (t.c + 120 * 30, t.f - 15 * 30), (t.c + 40 * 30, t.f - 118 * 30)])
+    frame = write_frame(tmp_path / "tri.gpkg", tri, s26.crs)
+    base = f"import\n\tselect = {s26.path}\n\tframe = {frame}\n\tbands = _B4, _B5\n\tfactor = auto\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    plain = run(tmp_path / "a", base)
+    poly = run(tmp_path / "b", base + "\tpolygon = true\n")
+    a = cube_of(plain, plain.load(plain.names()[0]), chunksize=256)
+    b = cube_of(poly, poly.load(poly.names()[0]), chunksize=256)
+    inside = ~geometry_mask([tri], out_shape=a.shape[2:], transform=a.rio.transform(recalc=True))
+    av, bv = a.values, b.values
+    assert 0.2 < inside.mean() < 0.8
+    assert np.isnan(bv[..., ~inside]).all()
+    np.testing.assert_array_equal(bv[..., inside], av[..., inside])
+    assert np.isfinite(av[..., ~inside]).mean() > 0.3

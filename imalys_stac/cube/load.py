@@ -191,8 +191,19 @@ def load_groups(
     rules = np.array([qband.code(g.rule) for g in groups], dtype=np.int64)
     dn_d = dn.data.rechunk({0: -1, 1: -1})
     qa_d = qa.data.rechunk({0: -1})
+    # frame polygons (per image and the compile's) applied inside the same task, in place: a
+    # `where` afterwards would copy every block of the float32 cube once more
+    regions = [g.region_mask(grid) for g in groups]
+    keep = None
+    if any(r is not None for r in regions) or region is not None:
+        keep = np.stack([np.ones(grid.shape, bool) if r is None else r for r in regions])
+        if region is not None:
+            keep &= np.asarray(region, bool)[None]
+    args = [dn_d, qa_d[:, None]]
+    if keep is not None:
+        args.append(da.from_array(keep[:, None], chunks=((len(groups),), (1,), dn_d.chunks[2], dn_d.chunks[3])))
     data = da.map_blocks(
-        fuse_block, dn_d, qa_d[:, None], dtype=np.float32,
+        _fuse_and_keep, *args, dtype=np.float32,
         chunks=((len(groups),), (len(keys),), dn_d.chunks[2], dn_d.chunks[3]),
         group_of=group_of, factors=factors, offsets=offsets, rules=rules, nodata=nodata, ngroups=len(groups),
         name="imalys-calibrate-mask-merge",
@@ -206,15 +217,17 @@ def load_groups(
             "product": ("time", [g.name for g in groups]),
         },
     )
-    regions = [g.region_mask(grid) for g in groups]
-    if any(r is not None for r in regions):
-        per_group = np.stack([np.ones(grid.shape, bool) if r is None else r for r in regions])
-        cube = cube.where(xr.DataArray(per_group, dims=("time", "y", "x"), coords={"y": cube.y, "x": cube.x}))
-    if region is not None:
-        cube = cube.where(xr.DataArray(region, dims=("y", "x"), coords={"y": cube.y, "x": cube.x}))
     cube = cube.rio.write_crs(grid.epsg)
     cube.attrs = {"_FillValue": np.nan}
     return cube
+
+
+def _fuse_and_keep(dn: np.ndarray, qa: np.ndarray, keep: np.ndarray | None = None, **kw) -> np.ndarray:
+    """fuse_block, then NaN outside the frame polygons (`keep`: groups × 1 × y × x), in place."""
+    out = fuse_block(dn, qa, **kw)
+    if keep is not None:
+        np.copyto(out, np.float32(np.nan), where=~keep)
+    return out
 
 
 def _nodata(item: pystac.Item, key: str) -> float:

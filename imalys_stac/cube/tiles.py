@@ -203,6 +203,8 @@ _LOCAL = threading.local()
 _STATS_LOCK = threading.Lock()
 #: per load token: tiles needed, tiles decoded, uses left, chunks, sources
 STATS: dict[str, dict] = {}
+#: per source plan: uses left per tile in this process
+_LEFT: dict[str, np.ndarray] = {}
 
 
 def _stat(token: str) -> dict:
@@ -268,18 +270,6 @@ class SourcePlan:
                 x0 += w
             y0 += h
         self.uses = uses
-        self._left = None  # uses left in this process (set on first read)
-        self._lock = threading.Lock()
-
-    def __getstate__(self):
-        d = self.__dict__.copy()
-        d["_left"] = None
-        del d["_lock"]
-        return d
-
-    def __setstate__(self, d):
-        self.__dict__.update(d)
-        self._lock = threading.Lock()
 
     # -- geometry
 
@@ -321,23 +311,26 @@ class SourcePlan:
 
     # -- reading
 
-    def _register(self) -> None:
-        if self._left is None:
-            with self._lock:
-                if self._left is None:
-                    self._left = self.uses.copy()
-                    with _STATS_LOCK:
-                        s = _stat(self.token)
-                        s["needed"] += int((self.uses > 0).sum())
-                        s["left"] += int(self.uses.sum())
-                        s["sources"] += 1
+    def _register(self) -> np.ndarray:
+        """This process's count of uses left per tile (shared by every copy of the plan: a
+        distributed worker unpickles one per task)."""
+        with _STATS_LOCK:
+            left = _LEFT.get(self.key)
+            if left is None:
+                left = _LEFT[self.key] = self.uses.copy()
+                s = _stat(self.token)
+                s["needed"] += int((self.uses > 0).sum())
+                s["left"] += int(self.uses.sum())
+                s["sources"] += 1
+            return left
 
     def _tile(self, ty: int, tx: int) -> np.ndarray:
-        with self._lock:
-            self._left[ty, tx] -= 1
-            if self._left[ty, tx] < 0:  # the same graph computed again: a new pass over the tiles
-                self._left[ty, tx] = self.uses[ty, tx] - 1
-            left = int(self._left[ty, tx])
+        counts = self._register()
+        with _STATS_LOCK:
+            counts[ty, tx] -= 1
+            if counts[ty, tx] < 0:  # the same graph computed again: a new pass over the tiles
+                counts[ty, tx] = self.uses[ty, tx] - 1
+            left = int(counts[ty, tx])
         bh, bw = self.info.block
 
         def decode() -> np.ndarray:
@@ -465,13 +458,16 @@ def read_stack(hrefs: Sequence[Sequence[str | None]], grid: OutGrid, *, chunksiz
     log.debug("read plan %s: %d source(s) on %d×%d px, %s chunks %s×%s, %d tiles needed",
               token[:8], len(flat), grid.width, grid.height, how, ychunks[:3], xchunks[:3], needed)
     out_name = f"{name}-{token}"
-    plan_key = f"{name}-plan-{token}"
-    layer: dict = {plan_key: _Plans(plans, token, dtype, fills)}
+    # the plans go into every task as a literal (the same object in-process; ~1 kB per source when
+    # pickled): a shared graph key would be a common root of every read, and dask's ordering then
+    # may run the reads of a whole row ahead of their consumers
+    plans_obj = _Plans(plans, token, dtype, fills)
+    layer: dict = {}
     y0 = 0
     for iy, h in enumerate(ychunks):
         x0 = 0
         for ix, w in enumerate(xchunks):
-            layer[(out_name, 0, 0, iy, ix)] = (_read_chunk, plan_key, y0, y0 + h, x0, x0 + w)
+            layer[(out_name, 0, 0, iy, ix)] = (_read_chunk, plans_obj, y0, y0 + h, x0, x0 + w)
             x0 += w
         y0 += h
     graph = HighLevelGraph.from_collections(out_name, layer, dependencies=[])
