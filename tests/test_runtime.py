@@ -80,11 +80,13 @@ def _gdal_env_now(keys):
 
 def test_gdal_settings_reach_every_worker_also_after_a_restart():
     with dask_runtime(ClusterSpec(scheduler="processes", workers=2, memory="1GB")) as client:
+        # GDAL's block cache gets an eighth of the worker's memory limit (1 GB → 119 MiB)
+        expected = {**GDAL_ENV, "GDAL_CACHEMAX": str(10**9 // 8 // 2**20)}
         first = client.run(_gdal_env_now, list(GDAL_ENV))
-        assert len(first) == 2 and all(v == GDAL_ENV for v in first.values())
+        assert len(first) == 2 and all(v == expected for v in first.values()), first
         client.restart()  # new worker processes (as after a crash): the plugin sets them again
         again = client.run(_gdal_env_now, list(GDAL_ENV))
-        assert len(again) == 2 and all(v == GDAL_ENV for v in again.values())
+        assert len(again) == 2 and all(v == expected for v in again.values())
 
 
 def test_archive_and_cog_hrefs_over_http_are_read_on_the_workers(tmp_path):

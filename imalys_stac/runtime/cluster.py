@@ -135,6 +135,11 @@ class GdalEnvPlugin(_WorkerPlugin):  # type: ignore[misc,valid-type]
     def setup(self, worker: Any) -> None:
         for key, value in self.env.items():
             os.environ.setdefault(key, value)
+        # GDAL's block cache is per process: on a worker with a memory limit it gets an eighth of
+        # it (at most 512 MB), so the cache cannot push a small worker over its limit
+        limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
+        if limit and "IMALYS_GDAL_CACHEMAX" not in os.environ:
+            os.environ["GDAL_CACHEMAX"] = str(max(32, min(512, int(limit) // 8 // 2**20)))
 
 
 def _harden_scheduler(dask_scheduler: Any, no_workers: float, allowed: int | None) -> dict[str, Any]:
