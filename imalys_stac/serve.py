@@ -535,7 +535,18 @@ def _collection_for(site: Site, cid: str, item_dir: Path) -> dict[str, Any]:
 def start_api(site: Site, static_url: str, host: str, port: int, workdir: Path) -> subprocess.Popen:
     files = api_documents(site, static_url, workdir)
     cmd = [rustac_exe(), "serve", *[str(f) for f in files], "--create-collections", "-a", f"{host}:{port}"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """In the API server's process: ask Linux to stop it when `serve` dies, even by SIGKILL."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stopped by `serve`'s own clean-up
 
 
 def wait_for(url: str, proc: subprocess.Popen | None = None, timeout: float = 60) -> None:

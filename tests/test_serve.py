@@ -3,6 +3,7 @@ STAC Browser, GDAL /vsicurl/ and pystac-client use them. Every link and asset is
 bytes are compared with what tarfile/zipfile read from the archives themselves."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 import numpy as np
 import pytest
 import rasterio
+from PIL import Image
 
 from imalys_stac.chain import load_chain
 from imalys_stac.commands import run_chain
@@ -376,3 +378,56 @@ def test_moved_working_directory_still_exports(site, tmp_path):
         clear = ~np.isnan(got)
         assert clear.mean() > 0.3
         np.testing.assert_allclose(got[clear], ref[clear], rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The tutorial: generated archives, chains 2a–2e verbatim (paths localised), quicklooks."""
+    from imalys_stac.tutorial import run_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    run_demo(root, size=96)
+    return root
+
+
+def test_tutorial_working_directory_and_results_served_whole(demo, serve):
+    """After the tutorial chains: every link and every asset of the working directory and of the
+    results answers, and bestof's lineage reaches the archive items of the tutorial's catalog."""
+    for folder in (demo / ".imalys", demo / "results"):
+        base, s = serve(folder)
+        docs, assets = crawl(base, base + s.catalog_path)
+        for url in assets.values():
+            status, headers, _ = get(url, method="HEAD")
+            assert status == 200 and int(headers["Content-Length"]) > 0, url
+        archive_items = {d["id"] for d in docs.values() if d.get("collection") == "landsat-c2-l2"}
+        assert archive_items, folder  # reached through derived_from links
+        thumbs = [u for (d, i, k), u in assets.items() if k == "thumbnail"]
+        for url in thumbs[:3]:
+            Image.open(io.BytesIO(get(url)[2])).load()  # thumbnails decode
+
+
+def test_api_server_stops_when_serve_is_killed(site):
+    """SIGKILL leaves no STAC API server behind (it is told to stop when its parent dies)."""
+    import signal
+
+    from tests.stac_api import free_port
+
+    api_port = free_port()
+    proc, s = start_serve(site / "cat", "--api", "--api-port", str(api_port))
+    api = f"http://127.0.0.1:{api_port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not proc.stdout.readline().startswith("STAC API:"):
+            assert time.monotonic() < deadline and proc.poll() is None
+        assert json.loads(get(api)[2])["type"] == "Catalog"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            urllib.request.urlopen(api, timeout=1)
+        except OSError:
+            break
+        assert time.monotonic() < deadline, "the API server outlived serve"
+        time.sleep(0.2)
