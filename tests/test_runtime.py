@@ -13,6 +13,8 @@ from imalys_stac.commands import run_chain
 from imalys_stac.runtime.cluster import ClusterSpec
 from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
 
+distributed = pytest.importorskip("distributed")
+
 
 def _chain(tmp, root, name, scheduler_line=""):
     chain = tmp / f"{name}.txt"
@@ -145,3 +147,54 @@ def test_archive_and_cog_hrefs_over_http_are_read_on_the_workers(tmp_path):
         assert any(r.endswith("result.tif") for r in ranges())
         with rasterio.open(tmp_path / "remote.tif") as b:
             np.testing.assert_array_equal(remote_pixels, b.read())
+
+
+# ------------------------------------------------------------------------------------ progress
+def _progress_lines(log_text: str, step: str) -> list[int]:
+    import re
+
+    return [int(m) for m in re.findall(rf"INFO    imalys_stac\.progress:    {step}: (\d+) % \(", log_text)]
+
+
+@pytest.mark.parametrize("where", ["threads", "address"])
+def test_progress_lines_in_the_log_without_a_terminal(tmp_path, monkeypatch, where):
+    """Without a TTY every long step logs percentage lines, on the in-process and on a
+    distributed scheduler alike (reduce from the output written, import's quality pass from the
+    tasks finished on the scheduler)."""
+    monkeypatch.setenv("IMALYS_PROGRESS_INTERVAL", "0")
+    root = tmp_path / "archives"
+    land = Landscape(seed=3)
+    for i, d in enumerate([date(2022, 6, 16), date(2022, 7, 2)]):
+        write_landsat_archive(root, SceneSpec(path=193, row=26, acquired=d, size=128, cloud_cover=0.2, seed=70 + i), landscape=land)
+
+    def run(scheduler_line=""):
+        ctx = run_chain(load_chain(_chain(tmp_path, root, where, scheduler_line)), chunksize=32)
+        return Path(ctx.runlog.path).read_text(encoding="utf-8")
+
+    if where == "threads":
+        text = run()
+    else:
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
+            text = run(f"\tscheduler = {cluster.scheduler_address}\n")
+        assert f"dask: {cluster.scheduler_address}, 1 worker(s)" in text
+    bestof = _progress_lines(text, "bestof")
+    assert len(bestof) >= 3 and bestof == sorted(bestof) and bestof[-1] == 100 and bestof[0] < 100
+    quality = _progress_lines(text, "quality")
+    assert quality and quality[-1] == 100
+
+
+def test_progress_bar_on_a_terminal_keeps_lines_for_the_file(caplog):
+    """On a TTY the bar shows the progress; the percentage lines go to the file (DEBUG) only."""
+    import logging
+
+    from imalys_stac.runtime.progress import StepProgress
+
+    with caplog.at_level(logging.DEBUG, logger="imalys_stac.progress"):
+        step = StepProgress("bestof", tty=True, interval=0)
+        for f in (0.25, 0.5, 0.75, 1.0):
+            step.update(f, "output")
+        assert step.bar is not None and step.bar.n == 100
+        step.close()
+    levels = {(r.levelno, r.getMessage().split(":")[1].strip()) for r in caplog.records}
+    assert (logging.DEBUG, "25 % (0 s)") in levels and (logging.DEBUG, "100 % (0 s)") in levels
+    assert all(r.levelno == logging.DEBUG for r in caplog.records)
