@@ -535,6 +535,10 @@ def _collection_for(site: Site, cid: str, item_dir: Path) -> dict[str, Any]:
 def start_api(site: Site, static_url: str, host: str, port: int, workdir: Path) -> subprocess.Popen:
     files = api_documents(site, static_url, workdir)
     cmd = [rustac_exe(), "serve", *[str(f) for f in files], "--create-collections", "-a", f"{host}:{port}"]
+    if host in ("0.0.0.0", "::", ""):
+        # listen everywhere, but name the server (its links) as the printed URLs do
+        cmd[-1] = f"127.0.0.1:{port}"
+        cmd += ["-b", f"{host or '0.0.0.0'}:{port}"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
 
