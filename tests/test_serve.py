@@ -309,6 +309,8 @@ def test_api_search_matches_local_search(site):
             # our own search through the API gives the same items, hrefs fetchable
             via = search(api, q)
             assert [i.id for i in via] == local
+        some = [i.id for i in search(site / "cat", Query())][:2]
+        assert sorted(i["id"] for i in client.search(ids=some, max_items=None).items_as_dicts()) == sorted(some)
         item = search(api, Query(collections=["landsat-c2-l2"]))[0]
         with rasterio.open(f"/vsicurl/{item.assets['red'].href}") as ds:
             assert ds.read(1).shape == tuple(item.properties["proj:shape"])
