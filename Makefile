@@ -29,7 +29,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m benchmarks.bench_kernels
-	$(BIN)/python -m benchmarks.pipeline all --size 4096 --dates 4,8
+	$(BIN)/python -m benchmarks.bench_chain all
 	$(BIN)/python -m benchmarks.bench_catalog all --count 1000,10000
 
 clean:

@@ -55,17 +55,17 @@ def cases(quick: bool = False) -> list[Case]:
         u = ArchiveSet(1200, 256, False, 1, (192, 193))  # 36 km scenes, 18 km apart: they overlap
         return [Case("frame", s, 2), Case("utm", u, 1, frame=False, crsystem=32632)]
     a512 = ArchiveSet(4096, 512, False, 16)
-    return [
+    return [  # in the order they run: the issue's own case first
         Case("frame 512 8d", a512, 8, note="frame at an arbitrary offset; USGS-like members (512 px tiles, no overviews)"),
         Case("whole 512 8d", a512, 8, frame=False, note="whole scene"),
         Case("frame 512 4d", a512, 4),
         Case("frame 512 16d", a512, 16),
-        Case("frame 512+ovr 8d", ArchiveSet(4096, 512, True, 8), 8, note="members with internal overviews"),
-        Case("frame 256 8d", ArchiveSet(4096, 256, False, 8), 8),
-        Case("frame 256+ovr 8d", ArchiveSet(4096, 256, True, 8), 8),
         Case("two UTM zones 4d", ArchiveSet(2048, 512, False, 4, (192, 193)), 4, frame=False, crsystem=32632,
              note="paths 192 (UTM 33) and 193 (UTM 32) compiled onto one EPSG:32632 grid: path 192 warped"),
         Case("full footprint 8d", ArchiveSet(7800, 512, False, 8), 8, frame=False, note="7,800 × 7,800 px whole scene"),
+        Case("frame 256+ovr 8d", ArchiveSet(4096, 256, True, 8), 8, note="256 px tiles with overviews (the synthetic default)"),
+        Case("frame 512+ovr 8d", ArchiveSet(4096, 512, True, 8), 8, note="members with internal overviews"),
+        Case("frame 256 8d", ArchiveSet(4096, 256, False, 8), 8),
     ]
 
 

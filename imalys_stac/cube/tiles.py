@@ -51,7 +51,11 @@ log = logging.getLogger("imalys_stac.read")
 # which is after this module is imported by the commands; a value set by the user wins.
 os.environ.setdefault("GDAL_CACHEMAX", "256")
 
-_GDAL_OPEN = dict(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
+# Each tile is read once, so a per-handle VSI cache (the runtime turns it on, 64 MB per open
+# file) only keeps compressed bytes that are never read again: measured on 8 dates of a
+# 3558 × 3635 frame, one handle per member and thread grew the reduce to 2.8 GiB; without it,
+# 1 GiB.
+_GDAL_OPEN = dict(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", VSI_CACHE="FALSE")
 _EPS = 1e-6
 
 
@@ -200,6 +204,7 @@ class _TileCache:
 
 _CACHE = _TileCache()
 _LOCAL = threading.local()
+_OPENED = 0  # datasets opened by this process (one per source and reading thread)
 _STATS_LOCK = threading.Lock()
 #: per load token: tiles needed, tiles decoded, uses left, chunks, sources
 STATS: dict[str, dict] = {}
@@ -221,6 +226,8 @@ def _dataset(href: str):
         with rasterio.Env(**_GDAL_OPEN):
             ds = rasterio.open(href)
         handles[href] = ds
+        global _OPENED
+        _OPENED += 1
         while len(handles) > 256:
             _, old = handles.popitem(last=False)
             old.close()
@@ -236,6 +243,7 @@ def tile_stats(token: str | None = None) -> dict:
         keys = ("needed", "decoded", "chunks", "sources")
         out = {k: sum(r[k] for r in rows) for k in keys}
     out["cache_peak_mib"] = round(_CACHE.peak / 2**20, 1)
+    out["datasets_opened"] = _OPENED
     return out
 
 
