@@ -26,7 +26,12 @@ def write_chain(tmp_path) -> Callable[..., Path]:
     def write(text: str | bytes, name: str = "chain.txt") -> Path:
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape"))
+        if isinstance(text, str):
+            try:  # lone surrogates: as the bytes they stand for (a Latin-1 é), else as invalid UTF-8
+                text = text.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                text = text.encode("utf-8", "surrogatepass")
+        path.write_bytes(text)
         return path
 
     return write
