@@ -340,6 +340,15 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _paused_workers(client: Any) -> int:
+    """How many workers the scheduler knows but has paused (memory), 0 if it cannot tell."""
+    try:
+        workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
+        return sum(1 for w in workers if str(w.get("status", "")).endswith("paused"))
+    except Exception:  # pragma: no cover - scheduler gone
+        return 0
+
+
 @contextmanager
 def cluster_faults(client: Any) -> Iterator[None]:
     """Turn what a distributed cluster reports when it cannot finish the work into one-line
@@ -362,6 +371,13 @@ def cluster_faults(client: Any) -> Iterator[None]:
             hint="give each worker more memory (home memory = …, or the pod's limit) or use fewer workers per node",
         ) from exc
     except NoWorkerError as exc:
+        paused = _paused_workers(client)
+        if paused:  # workers are there but Dask paused them: memory, not a lost cluster
+            raise ResourceError(
+                f"no work could run for {exc.timeout:.0f} s: all {paused} Dask worker(s) are paused because they "
+                f"reached 80 % of their memory limit; the run stopped",
+                hint="give each worker more memory (home memory = …, or the pod's limit) or use smaller blocks",
+            ) from exc
         raise ResourceError(
             f"the Dask cluster has had no worker for {exc.timeout:.0f} s; the run stopped "
             f"(workers that left are listed above in the log)",
