@@ -221,6 +221,12 @@ def _api_items(url: str, query: Query, log: logging.Logger) -> list[pystac.Item]
             kw["datetime"] = window
         for d in client.search(**kw).items_as_dicts():
             self_href = next((l["href"] for l in d.get("links", []) if l.get("rel") == "self"), None)
+            if self_href:  # relative asset hrefs resolve against the item's URL (STAC)
+                from urllib.parse import urljoin
+
+                d["assets"] = {k: dict(a, href=urljoin(self_href, a["href"]))
+                               if "href" in a and "://" not in a["href"] and not a["href"].startswith("/") else a
+                               for k, a in (d.get("assets") or {}).items()}
             found.setdefault(f"{d.get('collection')}/{d['id']}", item_from_dict(d, self_href))
     log.info("stac %s: %d candidate items", url, len(found))
     return _filter_items(list(found.values()), query)
