@@ -156,7 +156,7 @@ def test_any_text_parses_or_fails_located(text):
     parse_or_located_error("IMALYS\nhome\n" + text)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=350, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=chain_texts(), variables=variables)
 def test_any_chain_shaped_text_parses_or_fails_located(text, variables):
     chain = parse_or_located_error(text, variables)
@@ -281,7 +281,7 @@ def valid_chains(draw):
     return text, expected
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=valid_chains())
 def test_valid_chains_parse_to_their_values(case):
     text, expected = case
@@ -572,7 +572,7 @@ def test_chain_file_named_with_latin1_bytes(tmp_path):
 
 # --------------------------------------------------------------------------- smaller robustness cases
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(text=st.one_of(st.text(max_size=30), st.from_regex(r"\s*[0-9]{8}\s*[-–— ]?\s*[0-9]{8}\s*", fullmatch=True)))
 def test_any_period_text_parses_or_names_the_form(text):
     from imalys_stac.chain import Period
