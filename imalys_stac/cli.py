@@ -72,6 +72,8 @@ def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bo
     except (ChainError, OSError) as exc:
         _err(str(exc))
         return EXIT_FAILED
+    except Exception as exc:  # a bug in the parser, not the user's chain
+        return _internal_error(exc, debug)
     with _signals_stop_cleanly():
         for row, chain in runs:
             try:
@@ -93,14 +95,18 @@ def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bo
                      "and the next run continues from them")
                 return 143 if signame == "SIGTERM" else 129 if signame == "SIGHUP" else 130
             except Exception as exc:  # a bug, not a user error: say so, keep the traceback in the log
-                log_path = getattr(exc, "imalys_log", None)
-                if debug:
-                    traceback.print_exc()
-                _err(f"internal error ({type(exc).__name__}: {exc}); this is a bug in imalys-stac, please report it "
-                     + (f"with the run log {log_path}" if log_path else "with the output of --debug")
-                     + ("" if debug else " (run again with --debug to see the traceback)"))
-                return EXIT_FAILED
+                return _internal_error(exc, debug)
     return EXIT_OK
+
+
+def _internal_error(exc: BaseException, debug: bool) -> int:
+    log_path = getattr(exc, "imalys_log", None)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    _err(f"internal error ({type(exc).__name__}: {exc}); this is a bug in imalys-stac, please report it "
+         + (f"with the run log {log_path}" if log_path else "with the output of --debug")
+         + ("" if debug else " (run again with --debug to see the traceback)"))
+    return EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:

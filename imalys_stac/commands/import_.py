@@ -16,7 +16,7 @@ import numpy as np
 import pystac
 import xarray as xr
 
-from ..chain import resolve_archive_pattern
+from ..chain import as_measured, resolve_archive_pattern
 from ..cube.bands import Calibration, image_assets, resolve_band
 from ..cube.grid import Frame, Grid
 from ..cube.plan import choose_grid, group_items, product_name
@@ -156,16 +156,17 @@ def run(ctx: RunContext, cmd) -> None:
     for g, grid, (n_present, n_clear), (_, _, total) in zip(groups, grids, counts, stats):
         n_present, n_clear = int(n_present), int(n_clear)
         cover = n_present / total if total else 0.0
-        g.quality = round(n_clear / n_present, 6) if n_present else 0.0
+        measured = n_clear / n_present if n_present else 0.0
+        g.quality = round(measured, 6)
         reason = None
         if n_present == 0:
             reason, text = "no image data inside the frame", "no image data inside the frame"
         elif p.cover is not None and cover < p.cover:
             reason = f"below cover {c_text}"
-            text = f"covers {_share(cover)} of the frame, below cover = {c_text}"
-        elif p.quality is not None and g.quality < p.quality:
+            text = f"covers {as_measured(cover, p.cover)} of the frame, below cover = {c_text}"
+        elif p.quality is not None and measured < p.quality:
             reason = f"below quality {q_text}"
-            text = (f"quality {_share(g.quality, fraction=True)} < {q_text} ({_share(1 - g.quality)} of its pixels in the "
+            text = (f"quality {as_measured(measured, p.quality)} < {q_text} ({_share(1 - measured)} of its pixels in the "
                     f"frame are cloud, shadow or cirrus under the {p.rule} rule)")
         name = p.target if (p.target and len(groups) == 1) else g.name
         if reason is not None:
