@@ -127,18 +127,29 @@ def _stream_rows(data: da.Array, sink: BlockSink) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     lead = tuple(slice(0, n) for n in data.shape[:-2])
-    keys, y0 = [], 0
+    xs, x0 = [], 0
+    for width in data.chunks[-1]:
+        xs.append(slice(x0, x0 + width))
+        x0 += width
+    rows, y0 = [], 0
     for height in data.chunks[-2]:
-        keys.append(lead + (slice(y0, y0 + height), slice(0, data.shape[-1])))
+        rows.append([lead + (slice(y0, y0 + height), x) for x in xs])
         y0 += height
-    # the sink writes row i in its own thread while the scheduler computes row i + 1
+
+    def write(keys, blocks) -> None:
+        for key, block in zip(keys, blocks):
+            sink[key] = block
+
+    # the sink writes row i in its own thread while the scheduler computes row i + 1; a row's
+    # blocks are computed together (each input block once) and written one by one, not first
+    # concatenated into one row array (a copy of the row that showed as 8 % of a profile)
     with ThreadPoolExecutor(1, thread_name_prefix="imalys-write") as writer:
         pending = None
-        for key in keys:
-            block = data[key].compute()
+        for keys in rows:
+            blocks = dask.compute(*[data[key] for key in keys])
             if pending is not None:
                 pending.result()
-            pending = writer.submit(sink.__setitem__, key, block)
+            pending = writer.submit(write, keys, blocks)
         if pending is not None:
             pending.result()
 
