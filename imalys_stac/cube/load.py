@@ -6,6 +6,8 @@ step computes only the blocks it needs.
 """
 from __future__ import annotations
 
+from ..errors import InputError
+
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -127,7 +129,7 @@ def usable(qa: xr.DataArray, band: QualityBand, rule: str | None) -> xr.DataArra
 def _quality_band_of(groups: Sequence[SceneGroup]) -> QualityBand:
     bands = {quality_band(it) for g in groups for it in g.items}
     if len(bands) > 1:
-        raise ValueError("cannot mix Landsat and Sentinel-2 tiles in one load: their quality bands differ")
+        raise InputError("cannot mix Landsat and Sentinel-2 tiles in one load: their quality bands differ")
     return bands.pop()
 
 
@@ -167,16 +169,16 @@ def load_groups(
     out in one chunk, ready for the compositing kernels. `region` (bool y×x) sets pixels outside
     an exact frame polygon to NaN."""
     if not groups:
-        raise ValueError("no images to load")
+        raise InputError("no images to load")
     keys = groups[0].keys
     for g in groups:
         if g.keys != keys:
-            raise ValueError(f"{g.name} has bands {g.keys}, {groups[0].name} has {keys}: compile needs the same bands")
+            raise InputError(f"{g.name} has bands {g.keys}, {groups[0].name} has {keys}: compile needs the same bands")
     items = [it for g in groups for it in g.items]
     chunk = chunksize or auto_chunk(len(items), len(keys))
     nodata = np.array([_nodata(items[0], k) for k in keys], dtype=np.float64)
     if len(set(nodata)) > 1:
-        raise ValueError(f"bands {keys} have different nodata values {sorted(set(nodata))}")
+        raise InputError(f"bands {keys} have different nodata values {sorted(set(nodata))}")
     # each image is read with its own resampling (nearest on its native grid, bilinear where
     # compile reprojects it): one stackstac graph per resampling, back in item order
     resamplings = [g.resampling for g in groups for _ in g.items]

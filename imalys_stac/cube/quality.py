@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pystac
 
+from ..errors import InputError
 from ..archives import qa as Q
 from ..archives.sentinel2 import SCL_DISTURBED, scl_fill, scl_valid
 
@@ -48,4 +49,4 @@ def quality_band(item: pystac.Item) -> QualityBand:
         return QA_PIXEL
     if "scl" in item.assets:
         return SCL
-    raise ValueError(f"{item.id} has no quality band (qa_pixel or scl): cannot mask clouds or count quality")
+    raise InputError(f"{item.id} has no quality band (qa_pixel or scl): cannot mask clouds or count quality")

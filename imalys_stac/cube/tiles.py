@@ -24,6 +24,8 @@ chunk; pixels outside a source, and its nodata, become `fill`.
 """
 from __future__ import annotations
 
+from ..errors import InputError
+
 import json
 import logging
 import math
@@ -78,7 +80,7 @@ class SourceInfo:
 def source_info(href: str) -> SourceInfo:
     with rasterio.Env(**_GDAL_OPEN), rasterio.open(href) as ds:
         if ds.count != 1:
-            raise ValueError(f"{href} has {ds.count} bands; each asset must be one band")
+            raise InputError(f"{href} has {ds.count} bands; each asset must be one band")
         return SourceInfo(href, ds.crs.to_wkt() if ds.crs else "", ds.crs.to_epsg() if ds.crs else None,
                           ds.transform, ds.width, ds.height, tuple(ds.block_shapes[0]), ds.nodata, ds.dtypes[0])
 

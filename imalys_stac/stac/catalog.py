@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
+from ..errors import InputError
 from ..archives import ArchiveError, open_archive
 from ..archives.bands import METADATA_MEMBERS, SENSORS
 from ..templates import collection_template
@@ -100,7 +101,7 @@ def catalog_location(target: str | os.PathLike) -> tuple[Path, Path | None]:
     if t.name == "catalog.json":
         return t.parent, None
     if t.suffix.lower() == ".json":
-        raise ValueError(f"catalog target {target}: a .json target must be named catalog.json; "
+        raise InputError(f"catalog target {target}: a .json target must be named catalog.json; "
                          "accepted: a folder, .../catalog.json or a .csv table")
     return t, None
 
@@ -376,7 +377,7 @@ def _check_target(folder: Path, state: dict[str, Any] | None) -> None:
         return
     for name in ("catalog.json", INDEX_NAME):
         if (folder / name).exists():
-            raise ValueError(
+            raise InputError(
                 f"catalog target {folder} holds a {name} that imalys-stac did not write (no {STATE_NAME} "
                 "beside it); the catalog never replaces files it did not write: move that file away or "
                 "choose another target folder")
@@ -523,7 +524,7 @@ def build_catalog(
     log = log or log_default
     folder, csv_path = catalog_location(target)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"catalog target {folder} is a file; accepted: a folder, .../catalog.json or a .csv")
+        raise InputError(f"catalog target {folder} is a file; accepted: a folder, .../catalog.json or a .csv")
     backup = folder.with_name(f".{folder.name}.old")
     if not folder.exists() and backup.is_dir() and (backup / STATE_NAME).is_file():
         os.replace(backup, folder)  # an earlier version crashed between its two renames
@@ -737,7 +738,7 @@ def _write_catalog(folder: Path, keep: dict[str, Any], staging: _Staging,
         | {"catalog.json", INDEX_NAME, STATE_NAME}
     foreign = sorted(f for f in files - owned if (folder / f).exists() and f not in ("catalog.json", INDEX_NAME))
     if foreign:
-        raise ValueError(f"catalog target {folder} holds {foreign[0]}"
+        raise InputError(f"catalog target {folder} holds {foreign[0]}"
                          + (f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else "")
                          + f" that imalys-stac did not write (not in its {STATE_NAME}); the catalog never "
                          "replaces files it did not write: move it away or choose another target folder")

@@ -8,6 +8,8 @@ file instead of parsing every item JSON; only the matching items' JSON files are
 """
 from __future__ import annotations
 
+from ..errors import InputError
+
 import json
 import os
 import shutil
@@ -128,10 +130,10 @@ def read_index(path: Path) -> Rows:
         names = pq.read_schema(path).names
         missing = [c for c in REQUIRED if c not in names]
         if missing:
-            raise ValueError(f"{path}: search index lacks columns {missing}; rebuild the catalog")
+            raise InputError(f"{path}: search index lacks columns {missing}; rebuild the catalog")
         table = pq.read_table(path, columns=[c for c in COLUMNS if c in names])
     except (OSError, pa.ArrowInvalid) as exc:
-        raise ValueError(f"{path}: not a readable search index ({exc})") from None
+        raise InputError(f"{path}: not a readable search index ({exc})") from None
     rows = Rows()
     for r in table.to_pylist():
         b = r["bbox"]

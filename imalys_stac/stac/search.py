@@ -6,6 +6,8 @@ Every source is reduced to index rows (see :mod:`.index`) and filtered by :func:
 """
 from __future__ import annotations
 
+from ..errors import InputError
+
 import concurrent.futures as cf
 import json
 import logging
@@ -55,20 +57,20 @@ class Query:
     def __post_init__(self) -> None:
         if self.bbox is not None:
             if len(self.bbox) != 4:
-                raise ValueError(f"bbox {self.bbox!r}: accepted is (west, south, east, north) in degrees")
+                raise InputError(f"bbox {self.bbox!r}: accepted is (west, south, east, north) in degrees")
             w, s, e, n = map(float, self.bbox)
             if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90 and w <= e):
-                raise ValueError(f"bbox {self.bbox!r} is not (west, south, east, north) in WGS84 degrees")
+                raise InputError(f"bbox {self.bbox!r} is not (west, south, east, north) in WGS84 degrees")
         if self.bbox is not None and self.geometry is not None:
-            raise ValueError("give bbox or geometry, not both")
+            raise InputError("give bbox or geometry, not both")
         for p in self.periods:
             if len(p) != 2 or p[0] > p[1]:
-                raise ValueError(f"period {p!r}: accepted is (first date, last date) with first <= last")
+                raise InputError(f"period {p!r}: accepted is (first date, last date) with first <= last")
         if self.distance is not None:
             if self.distance <= 0:
-                raise ValueError(f"distance {self.distance}: accepted is a positive number of tile radii")
+                raise InputError(f"distance {self.distance}: accepted is a positive number of tile radii")
             if self.frame is None:
-                raise ValueError("distance needs a frame (bbox or geometry) whose centre it is measured from")
+                raise InputError("distance needs a frame (bbox or geometry) whose centre it is measured from")
 
     @property
     def frame(self) -> BaseGeometry | None:
@@ -160,7 +162,7 @@ def _csv_archives(csv_path: Path) -> list[Path]:
     with open(csv_path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or "filename" not in reader.fieldnames:
-            raise ValueError(f"{csv_path}: no 'filename' column; accepted: the Imalys table "
+            raise InputError(f"{csv_path}: no 'filename' column; accepted: the Imalys table "
                              "WKT,id,width,height,filename")
         return [Path(r["filename"]) for r in reader if r.get("filename")]
 
