@@ -158,6 +158,7 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
         raise
     finally:
         # on failure the CLI prints the error last; the summary then goes to the log file only
-        log.info("finished with %d warning(s), %d error(s)", runlog.warnings, runlog.errors,
+        log.info("finished with %d warning(s), %d error(s)%s", runlog.warnings, runlog.errors,
+                 f" (every warning is in the log {runlog.path})" if runlog.warnings and runlog.path else "",
                  extra={} if ok else {"file_only": True})
     return ctx

@@ -162,6 +162,9 @@ def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, file_s
     """The STAC item beside the exported file: the product's item with the file as its asset and
     the provenance (archive items, chain text, every command's parameters, package version)."""
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
+    # the file's own id (its item's name): exports of one product to several files must not
+    # share an id in a catalog of the results folder
+    data["id"] = item_path_for(target).name[: -len(".json")]
     data["assets"] = {"data": {"href": f"./{target.name}", "type": FORMAT_REGISTRY[target.suffix.lower()].media_type, "roles": ["data"]}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
     data["assets"]["data"].update(exported_band_fields(item, target))

@@ -53,6 +53,8 @@ def run_demo(root: Path, size: int = 384, seed: int = 0) -> list[Path]:
     from ..synth import write_tutorial_collection
 
     root = Path(root).absolute()
+    results = [root / "results" / n for n in ("bestof_summer.tif", "bestof_autumn.tif", "bestof_summer.png", "bestof_autumn.png")]
+    _refuse_foreign_results(results)
     log.info("demo: generating tutorial archives (%d px scenes) in %s", size, root)
     write_tutorial_collection(root, size=size, seed=seed)
     chains = write_chains(root)
@@ -60,5 +62,17 @@ def run_demo(root: Path, size: int = 384, seed: int = 0) -> list[Path]:
     for tag in order:
         log.info("demo: running %s", chains[tag])
         run_chain(load_chain(chains[tag]))
-    results = [root / "results" / n for n in ("bestof_summer.tif", "bestof_autumn.tif", "bestof_summer.png", "bestof_autumn.png")]
     return results
+
+
+def _refuse_foreign_results(results: list[Path]) -> None:
+    """Before any work: the demo's exports would refuse files it did not write (a user's own
+    `results/bestof_summer.tif`) only after a minute of work; say so at once."""
+    from ..chain import ChainError
+    from ..commands.export import companion_paths, item_path_for, written_by_us
+
+    for target in results:
+        for path in (*companion_paths(target), item_path_for(target)):
+            if path.exists() and not written_by_us(target):
+                raise ChainError(f"{path} exists and was not written by imalys-stac; the demo would replace it",
+                                 hint="choose another demo folder, or move that file away")
