@@ -264,6 +264,8 @@ class Site:
         self.folder = folder
         self.folders = served_folders(folder)
         self.root = common_root(self.folders)
+        # where the served folders really are: a symlink inside them may not lead elsewhere
+        self.real_folders = [f.resolve() for f in self.folders]
         self.virtual_catalog = not (folder / "catalog.json").is_file()
         if self.virtual_catalog and not self._result_items():
             raise ServeError(f"{folder} holds no catalog.json and no STAC item: nothing to serve; accepted: an "
@@ -336,11 +338,15 @@ class Site:
     def resolve(self, url_path: str) -> tuple[str, Any] | None:
         """('file', Path) / ('member', Member) / ('json', bytes) for a URL path, or None (404)."""
         parts = [p for p in unquote(urlsplit(url_path).path).split("/") if p not in ("", ".")]
-        if ".." in parts:
-            return None
+        if ".." in parts or (parts and parts[-1].startswith(".")):
+            return None  # no way up, and no hidden files (locks, state files of the catalog)
         path = self.root.joinpath(*parts) if parts else self.root
         if not self.allowed(path):
             return None
+        if path.exists():
+            real = path.resolve()
+            if not any(real == f or f in real.parents for f in self.real_folders):
+                return None  # a symlink out of the served folders
         if path == self.folder / "catalog.json" and self.virtual_catalog:
             return "json", json.dumps(self.results_catalog(), indent=1).encode()
         if path.is_file():

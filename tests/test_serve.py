@@ -433,3 +433,23 @@ def test_api_server_stops_when_serve_is_killed(site):
             break
         assert time.monotonic() < deadline, "the API server outlived serve"
         time.sleep(0.2)
+
+
+def test_serve_never_follows_a_symlink_out_of_its_folders_nor_shows_hidden_files(tmp_path):
+    """Found in acceptance: a link inside a working directory to /etc was served, and so were
+    the lock and state files."""
+    from imalys_stac.serve import Site
+    from imalys_stac.workdir import WorkDir
+
+    wd = WorkDir(tmp_path / "wd")
+    with wd.locked("test"):
+        wd.prepare()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not for the web")
+    (wd.path / "elsewhere").symlink_to(outside)
+    site = Site(wd.path)
+    assert site.resolve(site.url_path(wd.path / "catalog.json")) is not None
+    assert site.resolve(site.url_path(wd.path / "elsewhere" / "secret.txt")) is None
+    assert site.resolve(site.url_path(wd.path / ".imalys-stac.lock")) is None
+    assert site.resolve(site.url_path(wd.path / ".imalys-stac")) is None
