@@ -101,7 +101,7 @@ def as_measured(value: float, limit: float, digits: int = 3) -> str:
 
 def _number(text: str) -> Number:
     word = text.strip()
-    if re.fullmatch(r"[+-]?\d+,\d+", word):
+    if re.fullmatch(r"[+-]?\d+,\d+([eE][+-]?\d+)?", word):
         raise ValueError("write the decimal point as '.', not ','")
     if len(word) > 100:  # float() reads any length; no number needs more
         raise ValueError("must be a number (this one is more than 100 characters long)")
@@ -176,7 +176,9 @@ def factor(text: str, ctx: Context) -> Number | str:
     try:
         return _number(text)
     except ValueError as e:
-        raise ValueError(f"{e}; must be a number (e.g. 2.75e-5) or auto (from the metadata)") from None
+        if str(e) == "must be a number":
+            raise ValueError("must be a number (e.g. 2.75e-5) or auto (from the metadata)") from None
+        raise ValueError(f"{e} (e.g. 2.75e-5), or write auto (from the metadata)") from None
 
 
 def text_value(text: str, ctx: Context) -> str:
