@@ -141,9 +141,14 @@ def run(sizes: list[int], dates: int, memory: str, workers: int) -> dict:
         chain = root / "chain.txt"
         chain.write_text(chain_text(root, frame, memory, workers))
         r = run_tree([exe, "run", str(chain)])
+        key = f"{size}@{memory}"
         if r["returncode"] != 0:
             print(r["output"], file=sys.stderr)
-            raise SystemExit(f"chain failed for size {size}")
+            error = next((ln for ln in r["output"].splitlines() if ln.startswith("error:")), "failed")
+            results["runs"][key] = {"scene": size, "dates": dates, "archives": len(PATHS_ROWS) * dates, "memory": memory,
+                                    "workers": workers, "seconds": round(r["seconds"], 1), "failed": error,
+                                    "runner_peak": r["runner_peak"], "worker_peaks": r["worker_peaks"][:workers]}
+            continue
         import rasterio
 
         with rasterio.open(root / "bestof.tif") as ds:
@@ -154,7 +159,7 @@ def run(sizes: list[int], dates: int, memory: str, workers: int) -> dict:
                "grid": shape, "bands": count, "valid": round(valid, 4), "seconds": round(r["seconds"], 1),
                "generate_seconds": round(gen, 1), "memory": memory, "memory_bytes": parse_memory(memory),
                "workers": workers, "runner_peak": r["runner_peak"], "worker_peaks": r["worker_peaks"][:workers]}
-        results["runs"][str(size)] = row
+        results["runs"][key] = row
         print(json.dumps(row))
     save_results(RESULTS, results)
     return results
@@ -207,7 +212,7 @@ def graph(pixels: int, size: int, dates: int, chunks: list[int | None]) -> dict:
                "block_bytes": side * side * cube.sizes["time"] * cube.sizes["band"] * 4}
         rows.append(row)
         print(json.dumps(row))
-    results["graph"] = {"pixels": pixels, "pixel_m": pixel, "rows": rows}
+    results.setdefault("graphs", {})[str(pixels)] = {"pixels": pixels, "pixel_m": pixel, "rows": rows}
     save_results(RESULTS, results)
     return results
 
@@ -226,19 +231,26 @@ def report() -> None:
              f"({r['machine']['cpus']} CPUs); peak RSS sampled every 0.1 s for every process of the run.", "",
              "| scene side | archives | images | grid (px) | wall | runner peak | peak per worker | worker memory limit |",
              "|---|---|---|---|---|---|---|---|"]
-    for size, row in sorted(r.get("runs", {}).items(), key=lambda kv: int(kv[0])):
+    for _, row in sorted(r.get("runs", {}).items(), key=lambda kv: (kv[1]["memory"], kv[1]["scene"])):
         peaks = ", ".join(_gib(p) for p in row["worker_peaks"])
-        lines.append(f"| {size} | {row['archives']} | {row['images']} | {row['grid'][1]} × {row['grid'][0]} | "
+        if row.get("failed"):
+            wall = f"{row['seconds']:.0f} s" if row["seconds"] >= 0 else "–"
+            lines.append(f"| {row['scene']} | {row['archives']} | – | – | {wall} | {_gib(row['runner_peak']) if row['runner_peak'] else '–'} | "
+                         f"{peaks or '–'} | {row['memory']} × {row['workers']} — **failed**: {row['failed'].removeprefix('error: ')} |")
+            continue
+        lines.append(f"| {row['scene']} | {row['archives']} | {row['images']} | {row['grid'][1]} × {row['grid'][0]} | "
                      f"{row['seconds']:.0f} s | {_gib(row['runner_peak'])} | {peaks} | {row['memory']} × {row['workers']} |")
-    g = r.get("graph")
-    if g:
-        lines += ["", f"Graph of the same bestof over a **{g['pixels']:,} × {g['pixels']:,} px** grid of the same frame "
-                  f"({g['pixel_m']:.3f} m pixels), built but not computed (`cube_of` + `reduce_stack`, then the "
-                  "graph materialised to count its tasks):", "",
-                  "| block side | blocks | tasks | build | materialise | one block in memory |", "|---|---|---|---|---|---|"]
+    if r.get("notes"):
+        lines += ["", r["notes"]]
+    for g in sorted(r.get("graphs", {}).values(), key=lambda g: g["pixels"]):
+        lines += ["", f"Graph of the same bestof with {g['pixels']:,} px across the frame ({g['pixel_m']:.3f} m pixels; "
+                  "the grid is the union of the four tiles, no frame polygon), built but not computed "
+                  "(`cube_of` + `reduce_stack`, then materialised to count the tasks):", "",
+                  "| block side | grid (px) | blocks | tasks | build | materialise | one block (32 images × 6 bands, float32) |",
+                  "|---|---|---|---|---|---|---|"]
         for row in g["rows"]:
-            lines.append(f"| {row['chunk']} | {row['blocks']:,} | {row['tasks']:,} | {row['build_seconds']:.1f} s | "
-                         f"{row['materialise_seconds']:.1f} s | {_gib(row['block_bytes'])} |")
+            lines.append(f"| {row['chunk']} | {row['grid'][1]:,} × {row['grid'][0]:,} | {row['blocks']:,} | {row['tasks']:,} | "
+                         f"{row['build_seconds']:.0f} s | {row['materialise_seconds']:.1f} s | {_gib(row['block_bytes'])} |")
     lines.append("")
     write_section("area", "\n".join(lines) + "\n")
 
