@@ -28,6 +28,7 @@ from ..errors import InputError
 
 import json
 import logging
+import functools
 import math
 import os
 import threading
@@ -252,6 +253,13 @@ def tile_stats(token: str | None = None) -> dict:
 # ------------------------------------------------------------------ plans
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _bounds_in(epsg: int, crs_wkt: str, left: float, bottom: float, right: float, top: float) -> tuple[float, ...]:
+    """A chunk's bounds in a source's CRS: shared by every band and date in that CRS (once per
+    chunk and CRS instead of once per chunk and source: most of a large graph's build time)."""
+    return transform_bounds(rasterio.crs.CRS.from_epsg(epsg), crs_wkt, left, bottom, right, top, densify_pts=21)
+
+
 class SourcePlan:
     """How the chunks of one output grid read one source: which tiles each chunk needs and how
     many chunks use each tile. Small and picklable (a dask graph holds one per source); the
@@ -295,9 +303,8 @@ class SourcePlan:
             left, top = g * (x0, y0)
             right, bottom = g * (x1, y1)
             try:
-                l, b, r, t = transform_bounds(rasterio.crs.CRS.from_epsg(self.grid.epsg), info.crs_wkt,
-                                              min(left, right), min(top, bottom), max(left, right), max(top, bottom),
-                                              densify_pts=21)
+                l, b, r, t = _bounds_in(self.grid.epsg, info.crs_wkt,
+                                        min(left, right), min(top, bottom), max(left, right), max(top, bottom))
             except Exception:
                 return None
             inv = ~info.transform
