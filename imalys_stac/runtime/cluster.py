@@ -317,7 +317,10 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
         except ImportError as exc:  # pragma: no cover - optional extra
             raise ResourceError("scheduler = kubernetes needs the optional extra",
                                 hint="pip install 'imalys-stac[kubernetes]'") from exc
-        resource = kube_cluster_spec(spec)
+        import uuid
+
+        # a name of its own: a second run must neither join nor, at its end, delete this cluster
+        resource = kube_cluster_spec(spec, name=f"imalys-{uuid.uuid4().hex[:8]}")
         n = resource["spec"]["worker"]["replicas"]
         log.info("dask: starting a Kubernetes cluster, image %s, %d workers",
                  resource["spec"]["worker"]["spec"]["containers"][0]["image"], n)
