@@ -263,6 +263,7 @@ class Site:
                              "or a results folder")
         self.folder = folder
         self.folders = served_folders(folder)
+        self.real_folders = [Path(os.path.realpath(f)) for f in self.folders]
         self.root = common_root(self.folders)
         # where the served folders really are: a symlink inside them may not lead elsewhere
         self.real_folders = [f.resolve() for f in self.folders]
@@ -281,7 +282,11 @@ class Site:
         return self.url_path(self.folder / "catalog.json")
 
     def allowed(self, path: Path) -> bool:
-        return any(path == f or f in path.parents for f in self.folders)
+        """Whether ``path`` is inside a served folder, also once its symlinks are followed."""
+        if not any(path == f or f in path.parents for f in self.folders):
+            return False
+        real = Path(os.path.realpath(path))
+        return any(real == f or f in real.parents for f in self.real_folders)
 
     def _result_items(self) -> list[Path]:
         out = []

@@ -210,7 +210,13 @@ def test_gdal_reads_served_members_through_vsicurl(site, serve):
 
 
 def test_missing_and_outside_paths_are_404(site, serve):
+    link = site / "cat" / "escape"
+    if not link.exists():
+        link.symlink_to(site / "wd")  # a symlink out of the served folders is not followed
     base, _ = serve(site / "cat")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        get(base + "/cat/escape/catalog.json")
+    assert err.value.code == 404
     for path in ("/cat/nope.json", "/frame.geojson", "/chain.txt", "/cat/../chain.txt", "/archives/x.tar/y",
                  "/archives/LC08_L2SP_008059_20191201_20200825_02_T1.tar/missing.TIF"):
         with pytest.raises(urllib.error.HTTPError) as err:
