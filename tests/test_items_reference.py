@@ -182,3 +182,37 @@ def test_landsat_item_equals_stactools_landsat_in_shared_fields(real):
         compared += 1
     # the real file set holds 15 of the members stactools lists (no ST_ATRAN… nor browse images)
     assert compared == 15
+
+
+def test_sentinel2_preview_becomes_the_png_thumbnail(tmp_path):
+    """A SAFE's own preview (PVI, which browsers cannot show) is converted to the PNG thumbnail:
+    the same pixels, nodata transparent."""
+    import zipfile
+
+    from rasterio.transform import from_origin
+
+    s = write_sentinel2_archive(tmp_path / "src", tile="32UPU", acquired=date(2022, 6, 15), size=96,
+                                cloud_cover=0.2, seed=3)
+    rng = np.random.default_rng(1)
+    pvi = rng.integers(1, 255, (3, 40, 40), dtype=np.uint8)
+    pvi[:, :5, :] = 0  # a nodata strip
+    buf = io.BytesIO()
+    with rasterio.MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=40, height=40, count=3, dtype="uint8", crs="EPSG:32632",
+                      transform=from_origin(600000, 5300040, 320, 320)) as ds:
+            ds.write(pvi)
+        buf.write(mem.read())
+    archive = tmp_path / "archives" / s.path.name
+    archive.parent.mkdir()
+    with zipfile.ZipFile(s.path) as zin, zipfile.ZipFile(archive, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info.filename))
+        granule = next(n for n in zin.namelist() if n.endswith("MTD_TL.xml")).rsplit("/", 1)[0]
+        zout.writestr(f"{granule}/QI_DATA/T32UPU_20220615T101236_PVI.jp2", buf.getvalue())
+    build_catalog(str(archive), tmp_path / "cat", progress=False)
+    (item,) = open_items(tmp_path / "cat")
+    assert item.assets["preview"].href.endswith("_PVI.jp2")
+    img = np.asarray(Image.open(item.assets["thumbnail"].href))
+    assert img.shape == (40, 40, 4)
+    np.testing.assert_array_equal(img[:, :, 3] == 0, (pvi == 0).all(axis=0))
+    np.testing.assert_array_equal(np.moveaxis(img[:, :, :3], 2, 0)[:, 5:], pvi[:, 5:])
