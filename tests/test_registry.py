@@ -1,8 +1,6 @@
 """The registries of reducers and output formats are the one source every layer reads."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rioxarray  # noqa: F401
