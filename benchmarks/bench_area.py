@@ -246,11 +246,13 @@ def report() -> None:
         lines += ["", f"Graph of the same bestof with {g['pixels']:,} px across the frame ({g['pixel_m']:.3f} m pixels; "
                   "the grid is the union of the four tiles, no frame polygon), built but not computed "
                   "(`cube_of` + `reduce_stack`, then materialised to count the tasks):", "",
-                  "| block side | grid (px) | blocks | tasks | build | materialise | one block (32 images × 6 bands, float32) |",
+                  "| block side asked | blocks made (mean side) | grid (px) | tasks | build | materialise | one block (all images and bands, float32) |",
                   "|---|---|---|---|---|---|---|"]
         for row in g["rows"]:
-            lines.append(f"| {row['chunk']} | {row['grid'][1]:,} × {row['grid'][0]:,} | {row['blocks']:,} | {row['tasks']:,} | "
-                         f"{row['build_seconds']:.0f} s | {row['materialise_seconds']:.1f} s | {_gib(row['block_bytes'])} |")
+            side = (row["grid"][0] * row["grid"][1] / row["blocks"]) ** 0.5
+            block = side * side * row["layers"] * row["bands"] * 4
+            lines.append(f"| {row['chunk']} | {row['blocks']:,} ({side:.0f} px) | {row['grid'][1]:,} × {row['grid'][0]:,} | "
+                         f"{row['tasks']:,} | {row['build_seconds']:.0f} s | {row['materialise_seconds']:.1f} s | {_gib(block)} |")
     lines.append("")
     write_section("area", "\n".join(lines) + "\n")
 
