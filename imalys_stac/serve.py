@@ -543,6 +543,23 @@ def _collection_for(site: Site, cid: str, item_dir: Path) -> dict[str, Any]:
             "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}}
 
 
+API_PREFIX = "imalys-stac-api-"
+
+
+def _sweep_api_dirs() -> None:
+    """Remove the API documents of `serve` runs that were killed (their pid is gone)."""
+    for d in Path(tempfile.gettempdir()).glob(f"{API_PREFIX}*-*"):
+        pid = d.name[len(API_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 def start_api(site: Site, static_url: str, host: str, port: int, workdir: Path) -> subprocess.Popen:
     files = api_documents(site, static_url, workdir)
     cmd = [rustac_exe(), "serve", *[str(f) for f in files], "--create-collections", "-a", f"{host}:{port}"]
@@ -604,7 +621,8 @@ def run(folder: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api: b
         thread = threading.Thread(target=httpd.serve_forever, daemon=True)
         thread.start()
         if api:
-            tmp = Path(tempfile.mkdtemp(prefix="imalys-stac-api-"))
+            _sweep_api_dirs()
+            tmp = Path(tempfile.mkdtemp(prefix=f"{API_PREFIX}{os.getpid()}-"))
             a_port = api_port or (httpd.server_address[1] + 1)
             proc = start_api(site, url, host, a_port, tmp)
             api_url = f"{base_url(httpd, host).rsplit(':', 1)[0]}:{a_port}"

@@ -439,6 +439,18 @@ def test_api_server_stops_when_serve_is_killed(site):
             break
         assert time.monotonic() < deadline, "the API server outlived serve"
         time.sleep(0.2)
+    import tempfile
+
+    left = list(Path(tempfile.gettempdir()).glob(f"imalys-stac-api-{proc.pid}-*"))
+    assert left  # what the killed run could not clean up …
+    proc2, _ = start_serve(site / "cat", "--api", "--api-port", str(free_port()))
+    try:
+        while not proc2.stdout.readline().startswith("STAC API:"):
+            assert proc2.poll() is None
+        assert not any(d.exists() for d in left)  # … the next run removes
+    finally:
+        proc2.terminate()
+        proc2.wait(20)
 
 
 def test_serve_never_follows_a_symlink_out_of_its_folders_nor_shows_hidden_files(tmp_path):
