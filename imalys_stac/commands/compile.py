@@ -14,7 +14,7 @@ import rasterio
 from ..cube.grid import Grid
 from ..cube.plan import common_grid
 from ..products import KIND, compile_item
-from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame, written_all
+from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame
 
 
 def pick_inputs(ctx: RunContext, cmd) -> list[str]:
@@ -28,7 +28,7 @@ def pick_inputs(ctx: RunContext, cmd) -> list[str]:
         if not hits:
             why = wd.why_empty()
             raise cmd.error(
-                f"no product matches {', '.join(written_all(cmd, 'search'))}"
+                f"no product matches {cmd.written('search')}"
                 + (f": {why}" if why else f" in {wd.path} (products: {', '.join(wd.names()) or 'none'})"),
                 parameter="search", hint="lower quality or cover in import, or check the pattern" if why else "run import first, or check the pattern",
             )

@@ -79,15 +79,6 @@ def fingerprint(cmd, *parts) -> str:
 FINGERPRINT = "imalys:fingerprint"
 
 
-def written(cmd, name: str) -> str:
-    """A parameter's value exactly as the chain wrote it (numbers in messages as the user wrote them)."""
-    values = cmd.raw.get(name) or []
-    return str(values[0]) if values else str(getattr(cmd.params, name, ""))
-
-
-def written_all(cmd, name: str) -> list[str]:
-    """Every value of a repeatable parameter as written."""
-    return list(cmd.raw.get(name) or getattr(cmd.params, name, None) or [])
 
 
 def up_to_date(wd, name: str, stamp: str) -> bool:

@@ -27,7 +27,6 @@ from ..products import import_item
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, log, read_frame
-from .context import written as written_value
 
 # Bands taken when `bands` is not given: every image asset but the QA/auxiliary ones.
 _AUX_PREFIXES = ("qa", "atmos", "cloud_qa", "aerosol", "scl", "aot", "wvp")
@@ -152,7 +151,7 @@ def run(ctx: RunContext, cmd) -> None:
         counts = dask.compute(*[(s[0].data, s[1].data) for s in stats])
     written = 0
     rejected: Counter[str] = Counter()
-    q_text, c_text = written_value(cmd, "quality"), written_value(cmd, "cover")
+    q_text, c_text = cmd.written("quality"), cmd.written("cover")
     for g, grid, (n_present, n_clear), (_, _, total) in zip(groups, grids, counts, stats):
         n_present, n_clear = int(n_present), int(n_clear)
         cover = n_present / total if total else 0.0
