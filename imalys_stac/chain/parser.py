@@ -18,7 +18,7 @@ from typing import Any
 from . import values as v
 from .errors import ChainError
 from .models import COMMANDS, Home, Model, Replace
-from .paths import kind_of
+from .paths import catalog_outputs, kind_of
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\$[0-9]+")
 _VARIABLE = re.compile(r"\$([1-9])")
@@ -322,8 +322,7 @@ def parse_chain_text(
         cmd = _build(block, effective, file, ctx)
         commands.append(cmd)
         if cmd.name == "catalog":
-            target = Path(cmd.params.target)  # type: ignore[attr-defined]
-            ctx.produced.update({target, target.with_suffix("") if target.suffix.lower() == ".csv" else target})
+            ctx.produced.update(catalog_outputs(cmd.params.target))  # type: ignore[attr-defined]
     exported: dict[str, Command] = {}
     for cmd in commands:
         if cmd.name == "export":

@@ -110,6 +110,25 @@ def kind_of(path: str | os.PathLike[str]) -> str:
     return "other"
 
 
+def path_key(path: str | os.PathLike[str]) -> str:
+    """One spelling per location (absolute, normalised, no trailing slash): ``./cat``, ``cat/``
+    and ``/here/cat`` name the same folder."""
+    return os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def catalog_outputs(target: str | os.PathLike[str]) -> set[str]:
+    """:func:`path_key` of every path a ``catalog`` with this target makes and a later
+    ``import database`` may name: the catalog folder and its ``catalog.json``, and for a ``.csv``
+    target the table and the folder beside it of the same name (as ``stac.catalog.catalog_location``)."""
+    t = Path(path_key(target))
+    if t.suffix.lower() == ".csv":
+        folder = t.with_suffix("")
+        return {str(t), str(folder), str(folder / "catalog.json")}
+    if t.name == "catalog.json":
+        return {str(t), str(t.parent)}
+    return {str(t), str(t / "catalog.json")}
+
+
 def has_wildcard(text: str) -> bool:
     """True when ``text`` holds a glob wildcard (``*``, ``?`` or ``[...]``)."""
     return bool(_WILDCARD.search(text))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..registry import FORMATS as FORMAT_REGISTRY
-from .paths import expand_path_text, has_wildcard, kind_of, on_disk, resolve_archive_pattern
+from .paths import expand_path_text, has_wildcard, kind_of, on_disk, path_key, resolve_archive_pattern
 from .period import Period
 
 
@@ -306,12 +306,14 @@ _DATABASE_SUFFIXES = (".json", ".parquet", ".geoparquet", ".csv")
 def database(text: str, ctx: Context) -> Path:
     value = path(text, ctx)
     accepted = "must be a catalog: a folder, a catalog.json, a .parquet or a .csv file"
+    if path_key(value) in ctx.produced:  # an earlier `catalog` of the chain makes it (any name, may not exist yet)
+        return value
     what = _what(value, ctx)
     if what == "folder" or (what == "unchecked" and os.path.isdir(value)):  # a catalog folder may have any name
         return value
     if value.suffix.lower() not in _DATABASE_SUFFIXES and (ctx.check_files or value.suffix):
         raise ValueError(accepted)
-    if what == "missing" and value not in ctx.produced:
+    if what == "missing":
         raise ValueError(f"it does not exist; {accepted}")
     return value
 
