@@ -2,8 +2,9 @@
 
 * mask rules: all 65536 QA_PIXEL codes under fill-only, ``flags`` and ``confidence``, and all
   Sentinel-2 SCL codes — the USGS/ESA bit meanings written out per value (independent
-  reference) vs the numpy rules (``archives.qa``, used by the import quality count) vs the numba
-  pixel rule of the fused loader (``cube.fuse``), which must agree pixel for pixel;
+  reference) vs the lookup tables built from the provider rules (``cube.quality``) as the numba
+  fused loader (``cube.fuse``) applies them and as the import quality count
+  (``cube.load.quality_counts``) counts them — pixel for pixel and count for count;
 * the fused calibrate-mask-merge kernel vs a per-pixel loop, for any QA values and tile order;
 * the compositing kernels (``composite.kernels`` via ``reduce_stack``) vs ``composite.reference``
   exhaustively over small value/NaN patterns with ties, and by hypothesis over explicit NaN masks,
@@ -25,8 +26,8 @@ from hypothesis.extra import numpy as hnp
 from imalys_stac.archives import qa as Q
 from imalys_stac.composite import METHODS, reduce_stack, reference
 from imalys_stac.cube import fuse
-from imalys_stac.cube.load import usable
-from imalys_stac.cube.quality import QA_PIXEL, SCL, SCL_DISTURBED_TABLE
+from imalys_stac.cube import load as L
+from imalys_stac.cube.quality import QA_PIXEL, SCL
 from tests.test_composite import BAND_ARGS, EXACT, as_cube, check_equal, expected, expected_source
 
 ALL_CODES = np.arange(65536, dtype=np.uint16)
@@ -47,37 +48,54 @@ def _spec_usable(code: int, rule: str | None) -> bool:
     return not any(lo == 1 and hi == 1 for lo, hi in pairs.values())  # "11" = high confidence
 
 
-def _kernel_usable(codes: np.ndarray, code: int) -> np.ndarray:
-    """The numba pixel rule the fused loader runs (fuse._usable), on a (256, 256) tile of codes."""
-    ok = np.empty(codes.shape, dtype=np.bool_)
-    fuse._usable(codes, code, fuse._FILL, fuse._FLAGS, fuse._CONF_SHIFTS, fuse._CONF_HIGH, SCL_DISTURBED_TABLE, ok)
-    return ok
+def _kernel_usable(codes: np.ndarray, band, rule: str | None) -> np.ndarray:
+    """Which pixels the fused loader keeps: one tile of these QA codes, DN 1000 everywhere."""
+    tables, table_of = fuse.group_tables([band.table(rule)])
+    out = fuse.fuse_block(np.full((1, 1) + codes.shape, 1000, np.uint16), codes[None], group_of=np.array([0]),
+                          factors=np.ones((1, 1)), offsets=np.zeros((1, 1)), tables=tables, table_of=table_of,
+                          nodata=np.array([0.0]), ngroups=1)
+    return ~np.isnan(out[0, 0])
 
 
-def _import_quality_usable(codes: np.ndarray, band, rule: str | None) -> np.ndarray:
-    """What the import quality count calls clear (commands/import_.py with cube/load.py:qa_cube):
-    fill → NaN in a float32 cube, then present & usable(rule)."""
-    qa = xr.DataArray(codes.astype(np.float32), dims=("y", "x"))
-    qa = qa.where(usable(qa, band, None))  # qa_cube: fill pixels become NaN
-    return (usable(qa, band, rule) & qa.notnull()).values
+def _quality_counts(tiles: np.ndarray, band, rule: str | None, monkeypatch, region=None) -> tuple[int, int]:
+    """(present, clear) as the import counts them (``cube.load.quality_counts``), for QA tiles
+    (tile, y, x) of one acquisition, read in several dask blocks."""
+    import dask.array as da
+    import datetime as dt
+
+    import pystac
+
+    def fake_stack(items, keys, grid, resampling, chunksize, dtype="float32", fill=np.nan, **kwargs):
+        data = da.from_array(tiles[:, None].astype(dtype), chunks=(1, 1, 64, 64))
+        return xr.DataArray(data, dims=("time", "band", "y", "x"), coords={"band": keys})
+
+    monkeypatch.setattr(L, "_stack", fake_stack)
+    items = [pystac.Item(f"tile{i}", None, None, dt.datetime(2022, 5, 15), {}) for i in range(len(tiles))]
+    for it in items:
+        it.add_asset(band.asset, pystac.Asset("qa.tif"))
+    group = L.SceneGroup("acquisition", items, ["red"], None, rule, "nearest")
+    present, clear = L.quality_counts(group, None, rule, region=region)
+    return int(present.compute()), int(clear.compute())
 
 
 @pytest.mark.parametrize("rule", [None, "flags", "confidence"])
-def test_every_qa_pixel_value_same_verdict_in_spec_numpy_kernel_and_quality_count(rule):
+def test_every_qa_pixel_value_same_verdict_in_spec_numpy_kernel_and_quality_count(rule, monkeypatch):
     want = np.array([_spec_usable(int(c), rule) for c in ALL_CODES])
     codes = ALL_CODES.reshape(256, 256)
-    numpy_rule = QA_PIXEL.valid(ALL_CODES, rule)
+    table = QA_PIXEL.table(rule)
+    numpy_rule = Q.MaskRule(rule or "flags")
+    numpy_rule = ~numpy_rule.fill(ALL_CODES) if rule is None else numpy_rule.valid(ALL_CODES)
     numpy_float = QA_PIXEL.valid(ALL_CODES.astype(np.float32), rule)
-    kernel = _kernel_usable(codes, QA_PIXEL.code(rule)).ravel()
-    quality = _import_quality_usable(codes, QA_PIXEL, rule).ravel()
-    for name, got in (("archives.qa numpy", numpy_rule), ("numpy on float32", numpy_float),
-                      ("cube.fuse kernel", kernel), ("import quality count", quality)):
+    kernel = _kernel_usable(codes, QA_PIXEL, rule).ravel()
+    for name, got in (("lookup table", table), ("archives.qa numpy rule", numpy_rule),
+                      ("table on float32", numpy_float), ("cube.fuse kernel", kernel)):
         bad = np.flatnonzero(got != want)
         assert bad.size == 0, f"{name} disagrees with the USGS bits for rule {rule}: QA values {bad[:10].tolist()}"
     # the quality count is the share of the pixels the composite will use: both count alike
-    assert int(quality.sum()) == int(kernel.sum())
+    present, clear = _quality_counts(codes[None], QA_PIXEL, rule, monkeypatch)
+    assert (present, clear) == (int((ALL_CODES & 1 == 0).sum()), int(want.sum()))
     if rule is not None:  # both rules are stricter than fill-only and the counts are what the bits say
-        assert not np.any(kernel & ~_kernel_usable(codes, QA_PIXEL.code(None)).ravel())
+        assert not np.any(kernel & ~_kernel_usable(codes, QA_PIXEL, None).ravel())
     assert int(want.sum()) == {None: 32768, "flags": 2048, "confidence": 32768 * 27 // 64}[rule]
 
 
@@ -116,56 +134,43 @@ def _spec_scl(code: int, rule: str | None) -> bool:
 
 
 @pytest.mark.parametrize("rule", [None, "flags"])
-def test_every_scl_value_same_verdict(rule):
-    want = np.array([_spec_scl(int(c), rule) for c in ALL_CODES])
-    codes = ALL_CODES.reshape(256, 256)
+def test_every_scl_value_same_verdict(rule, monkeypatch):
+    want = np.array([_spec_scl(int(c), rule) for c in range(256)])
+    codes = np.arange(256, dtype=np.uint16).reshape(16, 16)
     got = {
-        "numpy": SCL.valid(ALL_CODES, rule),
-        "numpy float32": SCL.valid(ALL_CODES.astype(np.float32), rule),
-        "cube.fuse kernel": _kernel_usable(codes, SCL.code(rule)).ravel(),
-        "import quality count": _import_quality_usable(codes, SCL, rule).ravel(),
+        "lookup table": SCL.table(rule)[:256],
+        "table on float32": SCL.valid(codes.ravel().astype(np.float32), rule),
+        "cube.fuse kernel": _kernel_usable(codes, SCL, rule).ravel(),
     }
     for name, values in got.items():
         bad = np.flatnonzero(values != want)
         assert bad.size == 0, f"{name} disagrees with the SCL classes (rule {rule}): values {bad[:10].tolist()}"
-    assert int(want[:256].sum()) == (255 if rule is None else 250)
+    assert int(want.sum()) == (255 if rule is None else 250)
+    # a byte band never holds codes above 255: they are not data
+    assert not SCL.table(rule)[256:].any()
+    assert _quality_counts(codes[None], SCL, rule, monkeypatch) == (255, int(want.sum()))
 
 
 # --------------------------------------------------------------------------- same-day tiles: quality count vs pixels
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "known bug (reported, issue 8 fuzzing): cube/load.py qa_cube merges same-day tiles by the first "
-    "tile that is not fill, the fused loader (cube/fuse.py) by the first tile that is usable; where "
-    "an overlapping first tile is cloudy and a later one clear, import counts the pixel as cloud "
-    "but the composite uses it"))
 def test_same_day_tiles_quality_count_agrees_with_fused_pixels(monkeypatch):
     """Two tiles of one acquisition over three pixels: (cloud, clear), (fill, clear), (clear, cloud).
-    The composite has a value at all three; the import quality count must call all three clear."""
-    import datetime as dt
-
-    import pystac
-
-    from imalys_stac.cube import load as L
-
+    The composite has a value at all three; the import quality count must call all three clear
+    (it once merged by the first tile that is not fill and counted the first pixel as cloud)."""
     cloud, clear, fill = Q.encode(cloud=True, cloud_conf=3), Q.encode(), Q.QA_FILL_VALUE
     tiles = np.array([[[cloud, fill, clear]], [[clear, clear, cloud]]], dtype=np.uint16)  # (tile, y, x)
-
-    def fake_stack(items, keys, grid, resampling, chunksize, dtype="float32", fill=np.nan, **kwargs):
-        return xr.DataArray(tiles[:, None].astype(dtype), dims=("time", "band", "y", "x"), coords={"band": keys})
-
-    monkeypatch.setattr(L, "_stack", fake_stack)
-    items = [pystac.Item(f"tile{i}", None, None, dt.datetime(2022, 5, 15), {}) for i in range(2)]
-    for it in items:
-        it.add_asset("qa_pixel", pystac.Asset("qa.tif"))
-    group = L.SceneGroup("acquisition", items, ["red"], None, "flags", "nearest")
-    merged = L.qa_cube([group], grid=None)[0]
-    counted_clear = (usable(merged, QA_PIXEL, "flags") & merged.notnull()).values[0]
+    tables, table_of = fuse.group_tables([QA_PIXEL.table("flags")])
     fused = fuse.fuse_block(np.full((2, 1, 1, 3), 1000, np.uint16), tiles, group_of=np.array([0, 0]),
-                            factors=np.ones((1, 1)), offsets=np.zeros((1, 1)), rules=np.array([QA_PIXEL.code("flags")]),
+                            factors=np.ones((1, 1)), offsets=np.zeros((1, 1)), tables=tables, table_of=table_of,
                             nodata=np.array([0.0]), ngroups=1)
     used = ~np.isnan(fused[0, 0, 0])
     assert used.tolist() == [True, True, True]
-    assert counted_clear.tolist() == used.tolist()
+    assert _quality_counts(tiles, QA_PIXEL, "flags", monkeypatch) == (3, int(used.sum()))
+    # and where both tiles are cloudy, or one is fill and the other cloudy, neither counts it
+    tiles2 = np.array([[[cloud, fill, fill]], [[cloud, cloud, fill]]], dtype=np.uint16)
+    assert _quality_counts(tiles2, QA_PIXEL, "flags", monkeypatch) == (2, 0)
+    region = np.array([[True, False, True]])
+    assert _quality_counts(tiles, QA_PIXEL, "flags", monkeypatch, region=region) == (2, 2)
 
 
 # --------------------------------------------------------------------------- the fused loader kernel
@@ -174,14 +179,15 @@ def _fuse_reference(dn, qa, group_of, factors, offsets, rules, nodata, ngroups, 
     """Per pixel: the first tile of the acquisition whose QA says usable and whose DN is not nodata."""
     n, nb, ny, nx = dn.shape
     out = np.full((ngroups, nb, ny, nx), np.nan, np.float32)
-    spec = _spec_scl if kind == "scl" else _spec_usable
-    rule_names = {0: None, 1: "flags", 2: "confidence", 3: "flags", 4: None}
+
+    def spec(code, rule):
+        return (code < 256 and _spec_scl(code, rule)) if kind == "scl" else _spec_usable(code, rule)
     for g in range(ngroups):
         for b in range(nb):
             for y in range(ny):
                 for x in range(nx):
                     for i in range(n):
-                        if group_of[i] != g or not spec(int(qa[i, y, x]), rule_names[int(rules[g])]):
+                        if group_of[i] != g or not spec(int(qa[i, y, x]), rules[g]):
                             continue
                         if dn[i, b, y, x] == nodata[b]:
                             continue
@@ -207,12 +213,14 @@ def test_fused_kernel_equals_per_pixel_merge(data, kind):
     nodata = np.array([data.draw(st.sampled_from([0, 1, 65535]))] * nb, dtype=np.float64)
     dn = data.draw(hnp.arrays(np.uint16, (n, nb, ny, nx), elements=st.one_of(
         st.sampled_from([0, 1, 7273, 65535]), st.integers(0, 65535))), label="dn")
-    codes = [0, 1, 2] if kind == "qa_pixel" else [3, 4]
-    rules = np.array([data.draw(st.sampled_from(codes)) for _ in tiles], dtype=np.int64)
+    band = QA_PIXEL if kind == "qa_pixel" else SCL
+    rules = [data.draw(st.sampled_from([None, "flags", "confidence"] if kind == "qa_pixel" else [None, "flags"]))
+             for _ in tiles]
+    tables, table_of = fuse.group_tables([band.table(r) for r in rules])
     factors = np.array([[data.draw(st.sampled_from([2.75e-5, 1e-4, 0.00341802, 1.0]))] * nb for _ in tiles])
     offsets = np.array([[data.draw(st.sampled_from([-0.2, -0.1, 149.0, 0.0]))] * nb for _ in tiles])
-    got = fuse.fuse_block(dn, qa, group_of=group_of, factors=factors, offsets=offsets, rules=rules,
-                          nodata=nodata, ngroups=len(tiles))
+    got = fuse.fuse_block(dn, qa, group_of=group_of, factors=factors, offsets=offsets, tables=tables,
+                          table_of=table_of, nodata=nodata, ngroups=len(tiles))
     want = _fuse_reference(dn, qa, group_of, factors, offsets, rules, nodata, len(tiles), kind)
     np.testing.assert_array_equal(got, want)
 

@@ -14,14 +14,12 @@ from pathlib import Path
 import dask
 import numpy as np
 import pystac
-import xarray as xr
 
 from ..chain import as_measured, resolve_archive_pattern
 from ..cube.bands import Calibration, image_assets, resolve_band
 from ..cube.grid import Frame, Grid
 from ..cube.plan import choose_grid, group_items, product_name
-from ..cube.load import DEFAULT_CHUNK, SceneGroup, qa_cube, usable
-from ..cube.quality import quality_band
+from ..cube.load import DEFAULT_CHUNK, SceneGroup, quality_counts
 from ..cube.vrt import recipe_vrt, vrt_possible
 from ..products import import_item
 from ..runtime.progress import dask_progress
@@ -133,22 +131,15 @@ def run(ctx: RunContext, cmd) -> None:
     # Quality and cover: one lazy QA pass per acquisition, computed together.
     stats = []
     for g, grid in zip(groups, grids):
-        qa = qa_cube([g], grid, chunksize=ctx.chunksize or DEFAULT_CHUNK)[0]
         region = None
         if frame is not None and p.polygon:
             g.region_wkt, g.region_epsg = frame.geometry_in(grid.epsg).wkt, grid.epsg
-            region = xr.DataArray(g.region_mask(grid), dims=("y", "x"))
-        present = qa.notnull()
-        clear = usable(qa, quality_band(g.items[0]), p.rule) & present
-        if region is not None:
-            present = present & region.values
-            clear = clear & region.values
-            total = int(region.values.sum())
-        else:
-            total = int(np.prod(grid.shape))
-        stats.append((present.sum(), clear.sum(), total))
+            region = g.region_mask(grid)
+        total = int(region.sum()) if region is not None else int(np.prod(grid.shape))
+        present, clear = quality_counts(g, grid, p.rule, chunksize=ctx.chunksize or DEFAULT_CHUNK, region=region)
+        stats.append((present, clear, total))
     with dask_progress("quality"):
-        counts = dask.compute(*[(s[0].data, s[1].data) for s in stats])
+        counts = dask.compute(*[(s[0], s[1]) for s in stats])
     written = 0
     rejected: Counter[str] = Counter()
     q_text, c_text = cmd.written("quality"), cmd.written("cover")

@@ -22,7 +22,7 @@ import xarray as xr
 from rasterio.enums import Resampling
 
 from .bands import Calibration
-from .fuse import auto_chunk, fuse_block
+from .fuse import auto_chunk, fuse_block, group_tables
 from .quality import QualityBand, quality_band
 from .grid import Grid, geometry_mask, reproject_geometry
 from .tiles import OutGrid, read_stack
@@ -70,16 +70,20 @@ def _href(item: pystac.Item, key: str) -> str | None:
 
 
 def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling: str | Sequence[str], chunksize: int,
-           dtype: str = "float32", fill: float = np.nan, quality: QualityBand | None = None) -> xr.DataArray:
+           dtype: str = "float32", fill: float = np.nan, quality: QualityBand | None = None,
+           window: tuple[int, int, int, int] | None = None) -> xr.DataArray:
     """(time=item, band=asset, y, x) DNs on `grid`; `fill` where the file has nodata or the grid
     leaves the raster (stackstac's semantics). Read by `cube.tiles`: chunk boundaries on the
     members' tile edges where the grid is their own or a crop of it, each compressed tile
     decoded once. `resampling`: one for all items or one per item. With `quality`, its band is
-    read as well (the last band: nearest neighbour, its own fill value)."""
+    read as well (the last band: nearest neighbour, its own fill value). `window` (row0, row1,
+    col0, col1): only that part of the grid, pixels as in the whole (see tiles.read_stack)."""
     rs = [resampling] * len(items) if isinstance(resampling, str) else list(resampling)
     if os.environ.get("IMALYS_READER") == "stackstac":  # the former reader, kept for the benchmarks' before/after
-        return _stack_stackstac(items, keys, grid, rs, chunksize, dtype, fill, quality)
+        return _stack_stackstac(items, keys, grid if window is None else grid.window(*window), rs, chunksize, dtype,
+                                fill, quality)
     ny, nx = grid.shape
+    r0, r1, c0, c1 = window or (0, ny, 0, nx)
     out_grid = OutGrid(grid.epsg, grid.transform, ny, nx)
     cast = np.dtype(dtype).type
     keys = list(keys) + ([quality.asset] if quality else [])
@@ -89,12 +93,12 @@ def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling
         band_fill[-1], band_rs[-1] = cast(quality.fill_value), Resampling.nearest
     data, _ = read_stack([[_href(it, k) for k in keys] for it in items], out_grid, chunksize=chunksize,
                          resampling=[RESAMPLING[r] for r in rs], dtype=np.dtype(dtype), fill=cast(fill),
-                         band_fill=band_fill, band_resampling=band_rs)
+                         band_fill=band_fill, band_resampling=band_rs, window=window)
     t = grid.transform
     return xr.DataArray(data, dims=("time", "band", "y", "x"), coords={
         "band": list(keys),
-        "y": t.f + t.e * (np.arange(ny) + 0.5),
-        "x": t.c + t.a * (np.arange(nx) + 0.5),
+        "y": t.f + t.e * (np.arange(r0, r1) + 0.5),
+        "x": t.c + t.a * (np.arange(c0, c1) + 0.5),
     })
 
 
@@ -121,11 +125,6 @@ def _stack_stackstac(items, keys, grid: Grid, rs: list[str], chunksize: int, dty
     return out.assign_coords(band=list(keys) + ([quality.asset] if quality else []))
 
 
-def usable(qa: xr.DataArray, band: QualityBand, rule: str | None) -> xr.DataArray:
-    """True where the quality band marks a usable pixel (not fill; not disturbed unless rule is None)."""
-    return xr.apply_ufunc(lambda q: band.valid(q, rule), qa, dask="parallelized", output_dtypes=[bool])
-
-
 def _quality_band_of(groups: Sequence[SceneGroup]) -> QualityBand:
     bands = {quality_band(it) for g in groups for it in g.items}
     if len(bands) > 1:
@@ -133,25 +132,34 @@ def _quality_band_of(groups: Sequence[SceneGroup]) -> QualityBand:
     return bands.pop()
 
 
-def qa_cube(groups: Sequence[SceneGroup], grid: Grid, chunksize: int = DEFAULT_CHUNK) -> list[xr.DataArray]:
-    """Per group the merged QA_PIXEL (y, x) on `grid`, nearest neighbour, NaN outside every tile.
+def quality_counts(group: SceneGroup, grid: Grid, rule: str | None, *, chunksize: int = DEFAULT_CHUNK,
+                   region: np.ndarray | None = None) -> tuple[da.Array, da.Array]:
+    """Lazy pixel counts of one acquisition on `grid`: (present, clear).
 
-    Same-day tiles merge by taking, per pixel, the first tile whose QA is not fill — fill in one
-    tile never hides data in its neighbour (the odc-stac 138/162 trap)."""
-    items = [it for g in groups for it in g.items]
-    if not items:
-        return []
-    qband = _quality_band_of(groups)
-    qa = _stack(items, [qband.asset], grid, "nearest", chunksize, "uint16", qband.fill_value).isel(band=0, drop=True)
-    out, i = [], 0
-    for g in groups:
-        part = qa.isel(time=slice(i, i + len(g.items)))
-        i += len(g.items)
-        fill = ~usable(part, qband, None)
-        part = part.astype("float32").where(~fill)
-        merged = part.isel(time=0, drop=True) if len(g.items) == 1 else stackstac.mosaic(part, dim="time", reverse=True)
-        out.append(merged.drop_vars([c for c in merged.coords if c not in ("x", "y")]))
-    return out
+    present: some tile of the acquisition has data there (its quality band is not fill); clear:
+    some tile is usable under `rule` — the same "any tile usable" the fused kernel merges by, and
+    the same lookup tables, so the stored quality describes exactly the pixels a composite can
+    use. `region` (bool y × x) restricts both counts to an exact frame polygon."""
+    qband = _quality_band_of([group])
+    qa = _stack(group.items, [qband.asset], grid, "nearest", chunksize, "uint16", qband.fill_value)
+    qa_d = qa.data[:, 0].rechunk({0: -1})  # (time, y, x), all tiles of a block in one task
+    present_t, clear_t = qband.table(None), qband.table(rule)
+
+    def counts(block: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+        present = present_t[block].any(axis=0)
+        clear = clear_t[block].any(axis=0)
+        if keep is not None:
+            present &= keep
+            clear &= keep
+        return np.array([[[present.sum(), clear.sum()]]], dtype=np.int64)
+
+    args = [qa_d]
+    if region is not None:
+        args.append(da.from_array(np.asarray(region, bool)[None], chunks=((1,),) + qa_d.chunks[1:]))
+    per_block = da.map_blocks(lambda b, k=None: counts(b, None if k is None else k[0]), *args, dtype=np.int64,
+                              chunks=((1,) * len(qa_d.chunks[0]), (1,) * len(qa_d.chunks[1]),
+                                      (2,) * len(qa_d.chunks[2])), token="imalys-quality-count")
+    return per_block[..., 0::2].sum(), per_block[..., 1::2].sum()
 
 
 def load_groups(
@@ -160,6 +168,7 @@ def load_groups(
     *,
     chunksize: int | None = None,
     region: np.ndarray | None = None,
+    window: tuple[int, int, int, int] | None = None,
 ) -> xr.DataArray:
     """The calibrated, masked cube (time, band, y, x) float32 of the groups on `grid`.
 
@@ -167,7 +176,9 @@ def load_groups(
     pass (`fuse.fuse_block`) computes value = DN·factor + offset where the QA says the pixel is
     usable, NaN elsewhere, merging tiles of the same acquisition (first usable value). Time comes
     out in one chunk, ready for the compositing kernels. `region` (bool y×x) sets pixels outside
-    an exact frame polygon to NaN."""
+    an exact frame polygon to NaN. `window` = (row0, row1, col0, col1): only that part of the grid
+    (`region` then covers the window), every pixel as in the whole cube — a large grid is
+    computed in parts, each its own bounded graph."""
     if not groups:
         raise InputError("no images to load")
     keys = groups[0].keys
@@ -184,21 +195,22 @@ def load_groups(
     resamplings = [g.resampling for g in groups for _ in g.items]
     qband = _quality_band_of(groups)
     # DNs and QA in one read: one task per chunk, QA as the last band, every tile decoded once
-    both = _stack(items, keys, grid, resamplings, chunk, "uint16", nodata[0], quality=qband)
+    both = _stack(items, keys, grid, resamplings, chunk, "uint16", nodata[0], quality=qband, window=window)
+    part = grid if window is None else grid.window(*window)
     dn = both.isel(band=slice(0, len(keys)))
     qa = both.isel(band=len(keys), drop=True)
     group_of = np.array([gi for gi, g in enumerate(groups) for _ in g.items], dtype=np.int64)
     factors = np.array([g.calibration.factors for g in groups], dtype=np.float64)
     offsets = np.array([g.calibration.offsets for g in groups], dtype=np.float64)
-    rules = np.array([qband.code(g.rule) for g in groups], dtype=np.int64)
+    tables, table_of = group_tables([qband.table(g.rule) for g in groups])
     dn_d = dn.data.rechunk({0: -1, 1: -1})
     qa_d = qa.data.rechunk({0: -1})
     # frame polygons (per image and the compile's) applied inside the same task, in place: a
     # `where` afterwards would copy every block of the float32 cube once more
-    regions = [g.region_mask(grid) for g in groups]
+    regions = [g.region_mask(part) for g in groups]
     keep = None
     if any(r is not None for r in regions) or region is not None:
-        keep = np.stack([np.ones(grid.shape, bool) if r is None else r for r in regions])
+        keep = np.stack([np.ones(part.shape, bool) if r is None else r for r in regions])
         if region is not None:
             keep &= np.asarray(region, bool)[None]
     args = [dn_d, qa_d[:, None]]
@@ -207,8 +219,8 @@ def load_groups(
     data = da.map_blocks(
         _fuse_and_keep, *args, dtype=np.float32,
         chunks=((len(groups),), (len(keys),), dn_d.chunks[2], dn_d.chunks[3]),
-        group_of=group_of, factors=factors, offsets=offsets, rules=rules, nodata=nodata, ngroups=len(groups),
-        name="imalys-calibrate-mask-merge",
+        group_of=group_of, factors=factors, offsets=offsets, tables=tables, table_of=table_of, nodata=nodata, ngroups=len(groups),
+        token="imalys-calibrate-mask-merge",
     )
     cube = xr.DataArray(
         data, dims=("time", "band", "y", "x"),
