@@ -80,18 +80,12 @@ RASTER_ENDINGS = (".tif", ".tiff", ".vrt", ".img", ".bsq", ".nc")
 
 
 def _band_table() -> dict[str, object]:
-    """Asset key, member suffix or common name → BandInfo (Landsat and Sentinel-2 tables)."""
-    from .archives.bands import SENSORS
-    from .archives.sentinel2 import S2_BANDS
+    """Asset key, member suffix or common name → BandInfo (every provider's table, registry order)."""
+    from .registry import providers
 
     out: dict[str, object] = {}
-    for _p, _i, table in SENSORS.values():
-        for b in table:
-            for name in (b.key, b.suffix, b.common_name):
-                if name:
-                    out.setdefault(name, b)
-    for b in S2_BANDS:
-        for name in (b.key, b.suffix):
+    for provider in providers():
+        for name, b in provider.band_table().items():
             out.setdefault(name, b)
     return out
 
@@ -204,7 +198,10 @@ def import_item(group: SceneGroup, grid: Grid, *, cover: float, frame: str | Non
         "imalys:nodata": "nan",
         "imalys:dtype": "float32",
     }
-    for key in ("landsat:wrs_path", "landsat:wrs_row"):
+    from .registry import provider_for_item
+
+    provider = provider_for_item(first)
+    for key in (provider.product_properties if provider is not None else ()):
         if key in first.properties:
             props[key] = first.properties[key]
     item = _base_item(group.name, grid, group.datetime, props)

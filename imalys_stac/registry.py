@@ -74,3 +74,73 @@ def companion_paths(target):
     for ending in fmt.companions:
         out.append(target.with_name(target.name + ending) if fmt.companions_appended else target.with_suffix(ending))
     return out
+
+
+# ------------------------------------------------------------------------------------------ providers
+#: One line per product line: name → "module:attribute" of its provider object (see
+#: `imalys_stac.providers.base.Provider`), loaded on first use so that `check` stays light. The order
+#: decides between providers that both claim an item by its properties (collection ids decide first).
+PROVIDERS: dict[str, object] = {
+    "landsat": "imalys_stac.providers.landsat:PROVIDER",
+    "sentinel-2": "imalys_stac.providers.sentinel2:PROVIDER",
+}
+
+
+def _load(spec):
+    if not isinstance(spec, str):
+        return spec  # a provider object (tests register one directly)
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def providers() -> list:
+    """The registered providers, in registry order."""
+    return [_load(spec) for spec in PROVIDERS.values()]
+
+
+def provider(name: str):
+    """The provider registered as `name`."""
+    if name not in PROVIDERS:
+        raise KeyError(f"no provider {name!r}; registered: {', '.join(PROVIDERS)}")
+    return _load(PROVIDERS[name])
+
+
+def provider_for_path(path):
+    """The provider whose containers `path` is (a pathlib.Path): the longest matching file name
+    ending decides, else the magic bytes of the file's head. Raises `ArchiveError` for a file no
+    provider reads."""
+    from .archives.container import fail, read_head
+
+    found = providers()
+    best = max(found, key=lambda p: p.container.name_match(path.name), default=None)
+    if best is not None and best.container.name_match(path.name):
+        return best
+    head = read_head(path)
+    for p in found:
+        if p.container.head_match(head):
+            return p
+    accepted = "; ".join(p.container.description for p in found)
+    if not path.is_file():
+        raise fail(path, "no such file")
+    raise fail(path, f"not an archive any provider reads (accepted: {accepted})")
+
+
+def provider_for_collection(collection_id):
+    """The provider owning a collection id, or None."""
+    return next((p for p in providers() if collection_id in p.collections), None)
+
+
+def provider_for_item(item):
+    """The provider of an item (a pystac.Item or an item dict): the one listing its collection id,
+    else the first whose `owns` claims it by its properties; None for items no provider knows."""
+    from .providers.base import item_parts
+
+    found = providers()
+    _, collection, _, _ = item_parts(item)
+    if collection:
+        for p in found:
+            if collection in p.collections:
+                return p
+    return next((p for p in found if p.owns(item)), None)

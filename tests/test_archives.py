@@ -10,7 +10,7 @@ import rasterio
 from shapely.geometry import shape
 
 from imalys_stac.archives import ArchiveError, open_archive
-from imalys_stac.archives.mtl import parse_odl
+from imalys_stac.providers.landsat.mtl import parse_odl
 from tests.realdata import PRODUCT_ID, REAL_DIR, USGS_ITEM, tar_real_scene, tar_real_variant
 
 
@@ -173,7 +173,7 @@ def _reference_grids(path, m):
 
 
 def test_grid_read_once_per_distinct_header(real_tar, monkeypatch):
-    import imalys_stac.archives.landsat as L
+    import imalys_stac.providers.landsat.archive as L
 
     opened = []
     real = L.read_grid
@@ -213,7 +213,7 @@ def test_not_a_tiff_member_is_reported(tmp_path, real_tar):
 
 
 def test_sidecar_disables_reuse_and_gzip_tar(tmp_path, real_tar, monkeypatch):
-    import imalys_stac.archives.landsat as L
+    import imalys_stac.providers.landsat.archive as L
 
     for name, kw in (("side", {"extra": {f"{PRODUCT_ID}_SR_B4.TIF.aux.xml": b"<PAMDataset/>"}}),
                      ("gz", {"mode": "w:gz"})):
@@ -232,7 +232,7 @@ def test_tiff_signature(tmp_path):
 
     from affine import Affine
 
-    from imalys_stac.archives.landsat import tiff_signature
+    from imalys_stac.archives.container import tiff_signature
 
     t = Affine(30, 0, 300000, 0, -30, 5000000)
     blobs = {"a": _tiff_bytes(64, 64, t), "b": _tiff_bytes(64, 64, t), "c": _tiff_bytes(64, 32, t),
@@ -262,7 +262,7 @@ def test_tiff_signature(tmp_path):
 
 
 def test_ang_corners_only(tmp_path):
-    from imalys_stac.archives.landsat import _find, _parse_ang
+    from imalys_stac.providers.landsat.archive import _find, _parse_ang
 
     text = (REAL_DIR / PRODUCT_ID / f"{PRODUCT_ID}_ANG.txt").read_text()
     full, quick = parse_odl(text), _parse_ang(text)

@@ -11,7 +11,7 @@ import pystac
 import pytest
 import rasterio
 
-from imalys_stac.archives import qa
+from imalys_stac.providers.landsat import qa
 from imalys_stac.stac import build_catalog, item_from_archive, open_items, read_item
 from imalys_stac.stac import catalog as catalog_mod
 from tests.realdata import PRODUCT_ID, tar_real_scene, tar_real_variant

@@ -121,7 +121,7 @@ def test_frame_in_another_crs_crops_the_right_rectangle(two_rows, tmp_path):
 
 def test_confidence_rule_and_mask_off(two_rows, tmp_path):
     """`rule = confidence` reads the high-confidence pairs; `mask = false` keeps disturbed pixels."""
-    from imalys_stac.archives.qa import MaskRule
+    from imalys_stac.providers.landsat.qa import MaskRule
 
     _, s26, _ = two_rows
     wd = run(tmp_path, f"import\n\tselect = {s26.path}\n\tbands = red\n\tfactor = auto\n\trule = confidence\n\ttarget = conf\n")

@@ -23,11 +23,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from imalys_stac.archives import qa as Q
+from imalys_stac.providers.landsat import qa as Q
 from imalys_stac.composite import METHODS, reduce_stack, reference
 from imalys_stac.cube import fuse
 from imalys_stac.cube import load as L
-from imalys_stac.cube.quality import QA_PIXEL, SCL
+from imalys_stac.registry import provider
+
+QA_PIXEL = provider("landsat").quality
+SCL = provider("sentinel-2").quality
 from tests.test_composite import BAND_ARGS, EXACT, as_cube, check_equal, expected, expected_source
 
 ALL_CODES = np.arange(65536, dtype=np.uint16)

@@ -17,7 +17,7 @@ from pyproj import Transformer
 from rasterio.enums import Resampling
 from shapely.geometry import shape
 
-from imalys_stac.archives.sentinel2 import _extra_members
+from imalys_stac.providers.sentinel2.archive import _extra_members
 from imalys_stac.stac import Query, build_catalog, item_from_archive, open_items, search
 from imalys_stac.synth.sentinel2 import write_sentinel2_archive
 from tests.realdata import PRODUCT_ID, REAL_DIR, USGS_ITEM, tar_real_scene

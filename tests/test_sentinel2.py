@@ -11,9 +11,9 @@ import pytest
 import rasterio
 from shapely.geometry import shape
 
-from imalys_stac.archives import ArchiveError, Sentinel2Metadata, open_archive
-from imalys_stac.archives.sentinel2 import (SCL_CLASSES, SCL_DISTURBED, SCL_FILL, scl_disturbed, scl_fill,
-                                            scl_valid)
+from imalys_stac.archives import ArchiveError, open_archive
+from imalys_stac.providers.sentinel2.archive import (SCL_CLASSES, Sentinel2Metadata, SCL_DISTURBED, SCL_FILL, scl_disturbed, scl_fill,
+                                                     scl_valid)
 from imalys_stac.stac import build_catalog, item_from_archive
 from imalys_stac.stac.items import item_dict
 from imalys_stac.synth import write_sentinel2_archive
@@ -99,7 +99,8 @@ def test_scl_classes_drawn(scene):
 def test_metadata_parsed(scene, meta):
     assert isinstance(meta, Sentinel2Metadata)
     assert meta.product_id == scene.product_id
-    assert (meta.platform, meta.instruments, meta.sensor) == ("sentinel-2a", ("msi",), "MSI")
+    assert (meta.platform, meta.instruments) == ("sentinel-2a", ("msi",))
+    assert not hasattr(meta, "path") and not hasattr(meta, "sensor")  # no stand-in Landsat fields
     assert meta.mgrs_tile == "32UPU" and meta.grid_code == "MGRS-32UPU"
     assert meta.relative_orbit == 65 and meta.orbit_state == "descending" and meta.absolute_orbit > 30000
     assert meta.processing_baseline == "05.09" and meta.epsg == 32632

@@ -17,7 +17,7 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from shapely.geometry import shape
 
-from imalys_stac.archives.sentinel2 import S2_BANDS, _tile_grids
+from imalys_stac.providers.sentinel2.archive import S2_BANDS, _tile_grids
 from imalys_stac.stac import Query, build_catalog, item_from_archive, search
 
 DATA = Path(__file__).parent / "data" / "sentinel2"

@@ -1,25 +1,25 @@
-"""Provider archive formats: member names, MTL parsing, QA bit meanings, ``/vsitar/`` hrefs."""
-from .bands import BandInfo, SENSORS
-from .landsat import ArchiveError, Grid, SceneMetadata, read_grid, vsitar
-from .landsat import open_archive as open_landsat_archive
+"""Provider archives read in place: the generic container helpers (:mod:`.container`: tar/zip
+members, TIFF header signatures, member grids, ``/vsitar/``/``/vsizip/`` hrefs), the band record
+(:mod:`.bands`) and :func:`open_archive`, which hands a file to the provider whose containers it is
+(``imalys_stac.registry.provider_for_path``)."""
+from __future__ import annotations
 
-# --- Sentinel-2 L2A SAFE zips (added with archives/sentinel2.py): ``open_archive`` dispatches
-# ``.zip`` to the Sentinel-2 reader; every other archive goes to the Landsat reader as before.
-from pathlib import Path as _Path
+from pathlib import Path
 
-from .sentinel2 import Sentinel2Metadata, open_sentinel2_archive, vsizip
+from .bands import BandInfo
+from .container import ArchiveError, MemberGrid, read_grid, vsitar, vsizip
 
 
-def open_archive(path: str | _Path) -> SceneMetadata:
-    """Read one provider archive in place: Landsat C2 L2 ``.tar`` or Sentinel-2 L2A ``.zip``.
+def open_archive(path: str | Path):
+    """Read one provider archive in place (Landsat C2 L2 ``.tar``, Sentinel-2 L2A ``.zip``, …) into
+    its provider's :class:`~imalys_stac.providers.base.SceneMetadata`.
 
     Raises :class:`ArchiveError` (``"<file>: <reason>"``) for archives that cannot be catalogued.
     """
-    if str(path).lower().endswith(".zip"):
-        return open_sentinel2_archive(path)
-    return open_landsat_archive(path)
-# --- end Sentinel-2
+    from ..registry import provider_for_path
+
+    path = Path(path).expanduser().resolve()
+    return provider_for_path(path).open(path)
 
 
-__all__ = ["ArchiveError", "BandInfo", "Grid", "SENSORS", "SceneMetadata", "Sentinel2Metadata", "open_archive",
-           "open_landsat_archive", "open_sentinel2_archive", "read_grid", "vsitar", "vsizip"]
+__all__ = ["ArchiveError", "BandInfo", "MemberGrid", "open_archive", "read_grid", "vsitar", "vsizip"]

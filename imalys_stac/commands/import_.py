@@ -26,14 +26,16 @@ from ..runtime.progress import dask_progress
 from ..stac import Query, search
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, log, read_frame
 
-# Bands taken when `bands` is not given: every image asset but the QA/auxiliary ones.
-_AUX_PREFIXES = ("qa", "atmos", "cloud_qa", "aerosol", "scl", "aot", "wvp")
-
-
 def _default_bands(item: pystac.Item) -> list[str]:
+    """Bands taken when `bands` is not given: every data image asset but those the item's provider
+    calls auxiliary (quality, atmosphere; any provider's for an item none owns)."""
+    from ..registry import provider_for_item, providers
+
+    provider = provider_for_item(item)
+    judges = [provider] if provider is not None else providers()
     keys = []
     for key, asset in image_assets(item).items():
-        if key.lower().startswith(_AUX_PREFIXES):
+        if any(p.is_auxiliary(key) for p in judges):
             continue
         if "data" in (asset.roles or []) or "reflectance" in (asset.roles or []) or "temperature" in (asset.roles or []):
             keys.append(key)

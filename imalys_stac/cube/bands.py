@@ -49,12 +49,33 @@ def resolve_band(item: pystac.Item, label: str) -> str:
     for key, asset in assets.items():
         if any(str(b.get("common_name", "")).lower() == low for b in _eo_bands(asset)):
             return key
+    key = _provider_band(item, label, assets)
+    if key is not None:
+        return key
+
     def describe(key: str, asset: pystac.Asset) -> str:
         names = "/".join(str(b["name"]) for b in _eo_bands(asset) if b.get("name"))
         return f"{key} ({names})" if names else key
 
     available = ", ".join(describe(k, a) for k, a in assets.items())
     raise BandError(f"band {label!r} is not in {item.id}; it has: {available}")
+
+
+def _provider_band(item: pystac.Item, label: str, assets: dict[str, pystac.Asset]) -> str | None:
+    """The asset the item's provider knows `label` as (a member suffix such as `B04` or `SR_B4`, or
+    `_B4`): API items whose assets carry no band names (earth-search: `red`) still resolve."""
+    from ..registry import provider_for_item
+
+    provider = provider_for_item(item)
+    if provider is None:
+        return None
+    table = provider.band_table()
+    suffix = label.strip().lstrip("_")
+    info = table.get(suffix) or table.get(suffix.upper())
+    if info is None:
+        hits = {b.key for name, b in table.items() if name.upper().endswith("_" + suffix.upper())}
+        info = next((b for b in table.values() if b.key in hits), None) if len(hits) == 1 else None
+    return info.key if info is not None and info.key in assets else None
 
 
 @dataclass(frozen=True)

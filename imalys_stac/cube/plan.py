@@ -10,32 +10,27 @@ from typing import Iterable
 import numpy as np
 import pystac
 
+from ..registry import provider_for_item
 from .grid import Frame, Grid, asset_grid, transform_bounds
 
 
 def scene_key(item: pystac.Item) -> tuple[str, str, str]:
-    p = item.properties
-    if item.id[:2] in ("LC", "LE", "LT", "LO"):
-        sensor = item.id[:4]  # LC08
-    elif item.id.startswith("S2"):
-        sensor = item.id[:3]  # S2A
-    else:
-        sensor = str(p.get("platform", "unknown"))
-    orbit = str(p.get("landsat:wrs_path") or p.get("sat:relative_orbit") or "")
-    when = item.datetime or pystac.utils.str_to_datetime(p["start_datetime"])
-    return sensor, orbit, when.strftime("%Y%m%d")
+    """(sensor, orbit, YYYYMMDD) by the item's provider: tiles with equal keys are one acquisition."""
+    from ..providers.base import generic_scene_key
+
+    provider = provider_for_item(item)
+    return provider.scene_key(item) if provider is not None else generic_scene_key(item)
 
 
 def product_name(items: list[pystac.Item]) -> str:
-    first = items[0]
-    sensor, _, date = scene_key(first)
-    p = first.properties
-    if "landsat:wrs_path" in p:
-        rows = sorted(str(it.properties.get("landsat:wrs_row", "")).zfill(3) for it in items)
-        tile = f"{str(p['landsat:wrs_path']).zfill(3)}{rows[0]}"
-    else:
-        tile = str(p.get("s2:mgrs_tile") or str(p.get("grid:code", "")).replace("MGRS-", "") or first.id.split("_")[1])
-    return f"{sensor}_{tile}_{date}"
+    """Name of the product of one acquisition's tiles, by their provider."""
+    from ..providers.base import generic_product_name, generic_scene_key
+
+    provider = provider_for_item(items[0])
+    if provider is not None:
+        return str(provider.product_name(items))
+    sensor, _, date = generic_scene_key(items[0])
+    return generic_product_name(items, sensor, date)
 
 
 def group_items(items: list[pystac.Item]) -> list[list[pystac.Item]]:

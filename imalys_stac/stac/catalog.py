@@ -36,7 +36,6 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..archives import ArchiveError, open_archive
-from ..archives.bands import METADATA_MEMBERS, SENSORS
 from ..templates import collection_template
 from .hrefs import local_path, relative_href
 from .index import INDEX_NAME, read_index, row_from_item, write_index
@@ -235,37 +234,13 @@ def _template(collection_id: str) -> dict[str, Any]:
     }
 
 
-def _asset_template(b, media: str) -> dict[str, Any]:
-    a: dict[str, Any] = {"type": media, "title": b.title, "roles": list(b.roles)}
-    if b.common_name:
-        a["eo:bands"] = [{"common_name": b.common_name}]
-    rb: dict[str, Any] = {}
-    if b.nodata is not None:
-        rb["nodata"] = b.nodata
-    if b.unit:
-        rb["unit"] = b.unit
-    if rb:
-        a["raster:bands"] = [rb]
-    return a
-
-
 def item_assets_for(collection_id: str) -> dict[str, Any]:
-    """``item_assets`` of a collection, from the band tables of its sensor families."""
-    from ..archives.sentinel2 import COLLECTION as S2_COLLECTION, S2_BANDS, S2_METADATA_MEMBERS, SCL_BAND
+    """``item_assets`` of a collection, from its provider's band tables ({} for a collection no
+    provider owns)."""
+    from ..registry import provider_for_collection
 
-    out: dict[str, Any] = {}
-    if collection_id == S2_COLLECTION:
-        for b in (*S2_BANDS, SCL_BAND):
-            out.setdefault(b.key, _asset_template(b, "image/jp2"))
-        for key, media, title in S2_METADATA_MEMBERS.values():
-            out[key] = {"type": media, "title": title, "roles": ["metadata"]}
-        return out
-    for _platform, _inst, table in SENSORS.values():
-        for b in table:
-            out.setdefault(b.key, _asset_template(b, "image/tiff; application=geotiff"))
-    for key, media, title in METADATA_MEMBERS.values():
-        out[key] = {"type": media, "title": title, "roles": ["metadata"]}
-    return out
+    provider = provider_for_collection(collection_id)
+    return provider.item_assets() if provider is not None else {}
 
 
 def _iso(dt) -> str:

@@ -26,7 +26,7 @@ from shapely.geometry import shape
 INDEX_NAME = "items.parquet"
 #: the columns search and the catalog read back (missing optional ones read as None)
 COLUMNS = ("id", "collection", "datetime", "bbox", "geometry", "eo:cloud_cover", "platform", "instruments",
-           "landsat:wrs_path", "landsat:wrs_row", "proj:epsg", "proj:code", "gsd", "imalys:archive")
+           "grid:code", "proj:epsg", "proj:code", "gsd", "imalys:archive")
 REQUIRED = ("id", "collection", "datetime", "bbox", "geometry")
 CHUNK = 4096
 
@@ -62,8 +62,7 @@ def _row(iid: str, collection: str, when: datetime, bbox: tuple, geometry: Any, 
         "eo_cloud_cover": p.get("eo:cloud_cover"),
         "platform": p.get("platform"),
         "instruments": ",".join(instruments) if not isinstance(instruments, str) else instruments,
-        "wrs_path": p.get("landsat:wrs_path"),
-        "wrs_row": p.get("landsat:wrs_row"),
+        "grid_code": p.get("grid:code"),  # the provider's tile (WRS2-193026, MGRS-32UPU)
         "epsg": _epsg(p),
         "gsd": p.get("gsd"),
         "href": href,

@@ -132,6 +132,13 @@ def _is_url(source: Any) -> bool:
     return isinstance(source, str) and source.startswith(("http://", "https://"))
 
 
+def _is_container(path: Path) -> bool:
+    """Whether a path (or pattern) names provider containers (their file name endings)."""
+    from ..registry import providers
+
+    return any(p.container.name_match(path.name) for p in providers()) or path.suffix.lower() in (".gz", ".tgz")
+
+
 def _resolve_catalog(source: str | os.PathLike) -> tuple[str, Path]:
     """('index'|'catalog'|'csv-archives', path) of a local source."""
     p = Path(os.path.expanduser(os.fspath(source))).resolve()
@@ -229,9 +236,22 @@ def _api_items(url: str, query: Query, log: logging.Logger) -> list[pystac.Item]
                 d["assets"] = {k: dict(a, href=urljoin(self_href, a["href"]))
                                if "href" in a and "://" not in a["href"] and not a["href"].startswith("/") else a
                                for k, a in (d.get("assets") or {}).items()}
-            found.setdefault(f"{d.get('collection')}/{d['id']}", item_from_dict(d, self_href))
+            found.setdefault(f"{d.get('collection')}/{d['id']}", item_from_dict(canonical_item(d), self_href))
     log.info("stac %s: %d candidate items", url, len(found))
     return _filter_items(list(found.values()), query)
+
+
+def canonical_item(d: dict[str, Any]) -> dict[str, Any]:
+    """An API item with its asset keys renamed to its provider's own (Planetary Computer's
+    ``B04``/``SCL`` → ``red``/``scl``), so it is read with the same rules as an archive's item;
+    items no provider owns are returned as they are."""
+    from ..providers.base import canonical_assets
+    from ..registry import provider_for_item
+
+    provider = provider_for_item(d)
+    if provider is None or not provider.api_aliases:
+        return d
+    return dict(d, assets=canonical_assets(d.get("assets") or {}, provider.api_aliases))
 
 
 def item_from_dict(d: dict[str, Any], href: str | None = None) -> pystac.Item:
@@ -309,7 +329,7 @@ def search(source: Source, query: Query | None = None, log: logging.Logger | Non
         return _api_items(str(source), query, log)
     if not isinstance(source, (str, os.PathLike)):
         return _filter_items(_items_from_archives(expand_archives(source), log), query)
-    if Path(os.fspath(source)).suffix.lower() in (".tar", ".gz", ".tgz", ".zip"):
+    if _is_container(Path(os.fspath(source))):
         return _filter_items(_items_from_archives(expand_archives(source), log), query)
     kind, path = _resolve_catalog(source)
     if kind == "index":
@@ -328,4 +348,4 @@ def items_by_id(items: Iterable[pystac.Item]) -> dict[str, pystac.Item]:
     return {i.id: i for i in items}
 
 
-__all__ = ["Query", "item_from_dict", "match_rows", "open_items", "read_item", "search", "tile_distance"]
+__all__ = ["Query", "canonical_item", "item_from_dict", "match_rows", "open_items", "read_item", "search", "tile_distance"]

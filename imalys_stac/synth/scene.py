@@ -33,8 +33,8 @@ from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine
 
-from ..archives import qa as Q
-from ..archives.bands import SENSORS
+from ..providers.landsat import qa as Q
+from ..providers.landsat.bands import SENSORS
 from . import metadata as M
 from .landscape import Landscape
 from .noise import grid_field, wave_table
@@ -251,7 +251,7 @@ def _draw_masks(spec: SceneSpec, grid: SceneGrid, sun_az: float, sun_el: float,
 
 
 def encode_qa(m: dict[str, np.ndarray], landsat8: bool) -> np.ndarray:
-    """QA_PIXEL from masks, with USGS's rules (vectorised ``archives.qa.encode``): clear unless
+    """QA_PIXEL from masks, with USGS's rules (vectorised ``providers.landsat.qa.encode``): clear unless
     cloud or dilated cloud; confidence pairs high where the class is drawn, cloud medium on the
     dilated ring, low elsewhere; cirrus bits only on Landsat 8/9; fill pixels are exactly 1."""
     b = Q.bit

@@ -46,7 +46,7 @@ from rasterio.transform import Affine
 from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
-from ..archives.sentinel2 import S2_BANDS, SCL_CLASSES
+from ..providers.sentinel2.archive import S2_BANDS, SCL_CLASSES
 from .landscape import Landscape
 from .noise import grid_field, wave_table
 from .scene import _dilate, _shift, _top_fraction

@@ -7,29 +7,25 @@ tags (apart from where their pixel data lie) share the grid GDAL read for the fi
 """
 from __future__ import annotations
 
-import os
 import re
 import struct
 import tarfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import rasterio
-
-from ..errors import ImalysError
-from affine import Affine
 from pyproj import Transformer
-from shapely.geometry import Polygon, mapping
+from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
-from .bands import METADATA_MEMBERS, SENSORS, BandInfo
+from ...archives.bands import BandInfo
+from ...archives.container import (ArchiveError, MemberGrid, as_float, compression_note, has_sidecars, read_grid,
+                                   read_tar_member, tar_members, tiff_signature, vsitar)
+from ..base import SceneMetadata
+from .bands import SENSORS
 from .mtl import parse_odl
-
-
-class ArchiveError(ImalysError):
-    """An archive that cannot be catalogued; the message is ``"<file>: <reason>"``."""
 
 
 PRODUCT_ID = re.compile(
@@ -39,52 +35,21 @@ PRODUCT_ID = re.compile(
 
 
 @dataclass(frozen=True)
-class Grid:
-    """A raster member's pixel grid, read from its header."""
+class LandsatMetadata(SceneMetadata):
+    """Metadata of one Landsat C2 L2 archive: the generic fields plus the WRS-2 path/row, the
+    collection and processing fields and the parsed MTL."""
 
-    shape: tuple[int, int]  # rows, cols
-    transform: tuple[float, float, float, float, float, float]  # affine a, b, c, d, e, f
-    epsg: int | None
-    dtype: str
-    nodata: float | None
-    cog: bool = False  # laid out as a COG (tiled unless small, image data after the headers)
+    provider_name: ClassVar[str] = "landsat"
 
-    @property
-    def bbox(self) -> tuple[float, float, float, float]:
-        """(xmin, ymin, xmax, ymax) in the grid's CRS."""
-        t = Affine(*self.transform)
-        rows, cols = self.shape
-        xs, ys = zip(*(t @ (c, r) for c, r in ((0, 0), (cols, 0), (0, rows), (cols, rows))))
-        return (min(xs), min(ys), max(xs), max(ys))
-
-
-@dataclass(frozen=True)
-class SceneMetadata:
-    """Everything a STAC item needs about one archive."""
-
-    archive: Path  # absolute path
-    product_id: str
     sensor: str  # "LC08"
-    platform: str  # "landsat-8"
-    instruments: tuple[str, ...]
-    path: int
-    row: int
-    acquired: date
-    datetime: datetime  # scene centre, tz-aware UTC
-    cloud_cover: float
+    path: int  # WRS-2 path
+    row: int  # WRS-2 row
     cloud_cover_land: float | None
     collection_category: str
     collection_number: str
     correction: str  # "L2SP"
     scene_id: str | None
     processed: datetime | None
-    epsg: int
-    members: dict[str, str]  # suffix ("SR_B2", "MTL.txt") -> member name
-    bands: tuple[BandInfo, ...]  # raster members present, calibration from the MTL
-    grids: dict[str, Grid]  # suffix -> grid of that raster member
-    footprint: Polygon  # WGS84, counter-clockwise
-    sun_azimuth: float | None
-    sun_elevation: float | None
     mtl: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def href(self, suffix: str) -> str:
@@ -93,156 +58,9 @@ class SceneMetadata:
             return f"/vsitar/{self.archive.as_posix()}/{self.members[suffix]}"
         return vsitar(self.archive, self.members[suffix])
 
-    @property
-    def footprint_geojson(self) -> dict[str, Any]:
-        return mapping(self.footprint)
-
-
-def vsitar(archive: Path | str, member: str) -> str:
-    """``/vsitar/`` path of an archive member (archive path made absolute)."""
-    return f"/vsitar/{Path(archive).resolve().as_posix()}/{member}"
-
 
 def _fail(path: Path, reason: str) -> ArchiveError:
     return ArchiveError(f"{path}: {reason}")
-
-
-_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ", "xz"), (b"(\xb5/\xfd", "zstd"),
-          (b"PK\x03\x04", "zip"))
-
-
-def _compression_note(path: Path) -> str:
-    """What a file that is no tar really is, from its first bytes (a renamed .tar.gz, a zip…)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except OSError:
-        return ""
-    for magic, kind in _MAGIC:
-        if head.startswith(magic):
-            return f"; the file is {kind}-compressed, not a plain tar as USGS ships it (incomplete download or renamed .tar.{kind.replace('gzip', 'gz')}?)"
-    if not head.strip(b"\0"):
-        return "; the file starts with zero bytes (an incomplete download?)"
-    return ""
-
-
-def _members(path: Path, tar: tarfile.TarFile | None = None) -> list[tarfile.TarInfo]:
-    """Regular file members of a tar, refusing truncated archives (``tar``: already open)."""
-    size = path.stat().st_size
-    try:
-        if tar is None:
-            with tarfile.open(path, "r:*") as t:
-                infos = [m for m in t.getmembers() if m.isfile()]
-        else:
-            infos = [m for m in tar.getmembers() if m.isfile()]
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[-1].strip(" -") if str(exc) else exc.__class__.__name__
-        raise _fail(path, f"not a readable tar archive ({reason}){_compression_note(path)}") from None
-    if not infos:
-        raise _fail(path, "empty or not a tar archive (no file members)")
-    # A truncated uncompressed tar lists its members but the last one's data runs past the end.
-    if not path.name.lower().endswith((".gz", ".tgz", ".bz2", ".xz")):
-        last = max(infos, key=lambda m: m.offset_data + m.size)
-        if last.offset_data + last.size > size:
-            raise _fail(path, f"truncated archive: member {last.name} ends at byte "
-                              f"{last.offset_data + last.size}, file has {size}")
-    return infos
-
-
-def _read_member(path: Path, name: str | tarfile.TarInfo, tar: tarfile.TarFile | None = None) -> str:
-    """A text member (``tar``: the archive already open, else it is opened for this read)."""
-    label = name.name if isinstance(name, tarfile.TarInfo) else name
-    try:
-        if tar is None:
-            with tarfile.open(path, "r:*") as t:
-                return _read_member(path, name, t)
-        fh = tar.extractfile(name)
-        if fh is None:
-            raise _fail(path, f"member {label} is not a regular file")
-        return fh.read().decode("utf-8", errors="replace")
-    except (tarfile.TarError, EOFError, OSError, KeyError) as exc:
-        raise _fail(path, f"cannot read member {label}: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------- TIFF headers
-#: TIFF field types -> bytes per value (classic + BigTIFF)
-_TIFF_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
-                   16: 8, 17: 8, 18: 8}
-#: tags that only say where a member's pixel data lie: left out of the header signature
-_TIFF_DATA_TAGS = frozenset({273, 279, 324, 325})  # StripOffsets, StripByteCounts, TileOffsets, TileByteCounts
-#: sidecar files GDAL would consult for a raster's georeferencing or nodata (then no reuse)
-_SIDECARS = (".aux.xml", ".tfw", ".tifw", ".wld", ".tab", ".ovr", ".msk")
-_HEAD = 4096
-
-
-def tiff_signature(fd: int, start: int, size: int) -> tuple | None:
-    """The first IFD of a TIFF stored at bytes ``start .. start + size`` of file ``fd``: every
-    tag (id, type, count, value bytes) except the strip/tile offsets and byte counts, or None if
-    the bytes are not a TIFF this parser understands.
-
-    Two members with equal signatures have the same size, data type, nodata, georeferencing and
-    compression as far as GDAL's GTiff driver can tell from the file itself, hence the same
-    :class:`Grid`; a None only means "read this one with GDAL".
-    """
-    if size < 16:
-        return None
-    head = os.pread(fd, min(size, _HEAD), start)
-
-    def read(off: int, n: int) -> bytes | None:
-        if off < 0 or off + n > size:
-            return None
-        if off + n <= len(head):
-            return head[off:off + n]
-        b = os.pread(fd, n, start + off)
-        return b if len(b) == n else None
-
-    if len(head) < 16:
-        return None
-    bo = {b"II": "<", b"MM": ">"}.get(head[:2])
-    if bo is None:
-        return None
-    magic = struct.unpack(bo + "H", head[2:4])[0]
-    if magic == 42:
-        big, ifd = False, struct.unpack(bo + "I", head[4:8])[0]
-        cnt_fmt, cnt_size, entry_fmt, entry_size, inline = "H", 2, "HHI4s", 12, 4
-    elif magic == 43:
-        if struct.unpack(bo + "HH", head[4:8]) != (8, 0):
-            return None
-        big, ifd = True, struct.unpack(bo + "Q", head[8:16])[0]
-        cnt_fmt, cnt_size, entry_fmt, entry_size, inline = "Q", 8, "HHQ8s", 20, 8
-    else:
-        return None
-    raw = read(ifd, cnt_size)
-    if raw is None:
-        return None
-    n = struct.unpack(bo + cnt_fmt, raw)[0]
-    if not 0 < n < 4096:
-        return None
-    table = read(ifd + cnt_size, n * entry_size)
-    if table is None:
-        return None
-    tags = []
-    for i in range(n):
-        tag, typ, count, value = struct.unpack_from(bo + entry_fmt, table, i * entry_size)
-        if tag in _TIFF_DATA_TAGS:
-            continue
-        width = _TIFF_TYPE_SIZE.get(typ)
-        if width is None:
-            return None
-        nbytes = width * count
-        if nbytes > inline:
-            off = struct.unpack(bo + ("Q" if big else "I"), value)[0]
-            value = read(off, nbytes)
-            if value is None:
-                return None
-        else:
-            value = value[:nbytes]
-        tags.append((tag, typ, count, value))
-    return (bo, big, tuple(tags))
-
-
-def _has_sidecars(names: list[str]) -> bool:
-    return any(n.lower().endswith(_SIDECARS) for n in names)
 
 
 _ANG_CORNERS = re.compile(r"^[ \t]*(BAND01_L1T_IMAGE_CORNER_(?:LINES|SAMPS))[ \t]*=[ \t]*\([^)]*\)", re.MULTILINE)
@@ -330,44 +148,7 @@ def _epsg_from_mtl(mtl: dict[str, Any]) -> int | None:
     return None
 
 
-def read_grid(href: str) -> Grid:
-    """Header of one raster (any GDAL path)."""
-    with rasterio.open(href) as ds:
-        return Grid(
-            shape=(ds.height, ds.width),
-            transform=tuple(ds.transform)[:6],
-            epsg=ds.crs.to_epsg() if ds.crs else None,
-            dtype=ds.dtypes[0],
-            nodata=ds.nodata,
-            cog=_cog_layout(ds),
-        )
-
-
-def _cog_layout(ds) -> bool:
-    """Whether an open GeoTIFF is laid out as a Cloud Optimized GeoTIFF as rio-cogeo judges it:
-    tiled unless small, the first image block after the header (read from the header GDAL
-    already parsed, no extra I/O)."""
-    if ds.driver != "GTiff":
-        return False
-    bh, bw = ds.block_shapes[0]
-    if max(ds.width, ds.height) > 512 and bw == ds.width and bh < ds.height:
-        return False  # striped: a reader of one window reads whole rows
-    try:
-        ifd = int(ds.get_tag_item("IFD_OFFSET", "TIFF", bidx=1) or 0)
-        block = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1) or 0)
-    except (ValueError, TypeError):
-        return False
-    return 0 < ifd < block
-
-
-def _float(v: Any) -> float | None:
-    try:
-        return None if v is None else float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def open_archive(path: str | Path) -> SceneMetadata:
+def open_archive(path: str | Path) -> LandsatMetadata:
     """Read one Landsat 4/5/7/8/9 Collection 2 Level-2 archive in place.
 
     Raises :class:`ArchiveError` (``"<file>: <reason>"``) for unreadable, truncated or foreign
@@ -381,14 +162,14 @@ def open_archive(path: str | Path) -> SceneMetadata:
             tar = tarfile.open(fileobj=fh, mode="r:*")
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
             reason = str(exc).splitlines()[-1].strip(" -") if str(exc) else exc.__class__.__name__
-            raise _fail(path, f"not a readable tar archive ({reason}){_compression_note(path)}") from None
+            raise _fail(path, f"not a readable tar archive ({reason}){compression_note(path)}") from None
         with tar:
             # an uncompressed tar reads from ``fh`` itself: its TIFF headers can be read in place
             return _open_tar(path, tar, fh.fileno() if tar.fileobj is fh else None)
 
 
-def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> SceneMetadata:
-    infos = _members(path, tar)
+def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> LandsatMetadata:
+    infos = tar_members(path, tar)
     names = [m.name for m in infos]
     by_name = {m.name: m for m in infos}
     mtl_names = [n for n in names if n.endswith("_MTL.txt")]
@@ -417,7 +198,7 @@ def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> SceneMetadata
         members[suffix] = n
 
     try:
-        mtl = parse_odl(_read_member(path, by_name[mtl_name], tar))
+        mtl = parse_odl(read_tar_member(path, by_name[mtl_name], tar))
     except ValueError as exc:
         raise _fail(path, f"unreadable MTL.txt: {exc}") from None
     root = mtl.get("LANDSAT_METADATA_FILE")
@@ -428,7 +209,7 @@ def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> SceneMetadata
     ang = None
     if "ANG.txt" in members:
         try:
-            ang = _parse_ang(_read_member(path, by_name[members["ANG.txt"]], tar))
+            ang = _parse_ang(read_tar_member(path, by_name[members["ANG.txt"]], tar))
         except ValueError:
             ang = None  # footprint falls back to the MTL corners
 
@@ -445,20 +226,20 @@ def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> SceneMetadata
     sr = root.get("LEVEL2_SURFACE_REFLECTANCE_PARAMETERS") or {}
     st = root.get("LEVEL2_SURFACE_TEMPERATURE_PARAMETERS") or {}
     bands: list[BandInfo] = []
-    grids: dict[str, Grid] = {}
-    seen: dict[tuple, Grid] = {}  # TIFF header signature -> grid GDAL read for it
-    reuse = not _has_sidecars(names)
+    grids: dict[str, MemberGrid] = {}
+    seen: dict[tuple, MemberGrid] = {}  # TIFF header signature -> grid GDAL read for it
+    reuse = not has_sidecars(names)
     root_posix = path.as_posix()
     for info in table:
         if info.suffix not in members:
             continue
         if info.mtl_band is not None:
             if info.suffix.startswith("SR_"):
-                scale = _float(sr.get(f"REFLECTANCE_MULT_BAND_{info.mtl_band}"))
-                offset = _float(sr.get(f"REFLECTANCE_ADD_BAND_{info.mtl_band}"))
+                scale = as_float(sr.get(f"REFLECTANCE_MULT_BAND_{info.mtl_band}"))
+                offset = as_float(sr.get(f"REFLECTANCE_ADD_BAND_{info.mtl_band}"))
             else:
-                scale = _float(st.get(f"TEMPERATURE_MULT_BAND_{info.mtl_band}"))
-                offset = _float(st.get(f"TEMPERATURE_ADD_BAND_{info.mtl_band}"))
+                scale = as_float(st.get(f"TEMPERATURE_MULT_BAND_{info.mtl_band}"))
+                offset = as_float(st.get(f"TEMPERATURE_ADD_BAND_{info.mtl_band}"))
             info = info.with_calibration(scale if scale is not None else info.scale,
                                          offset if offset is not None else info.offset)
         member = members[info.suffix]
@@ -500,10 +281,10 @@ def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> SceneMetadata
         processed_dt = datetime.fromisoformat(str(processed).replace("Z", "+00:00")) if processed else None
     except ValueError:
         processed_dt = None
-    cloud = _float(attrs.get("CLOUD_COVER"))
+    cloud = as_float(attrs.get("CLOUD_COVER"))
     if cloud is None:
         raise _fail(path, "MTL has no CLOUD_COVER")
-    return SceneMetadata(
+    return LandsatMetadata(
         archive=path,
         product_id=product_id,
         sensor=sensor,
@@ -514,7 +295,7 @@ def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> SceneMetadata
         acquired=acquired,
         datetime=when,
         cloud_cover=cloud,
-        cloud_cover_land=_float(attrs.get("CLOUD_COVER_LAND")),
+        cloud_cover_land=as_float(attrs.get("CLOUD_COVER_LAND")),
         collection_category=str(contents.get("COLLECTION_CATEGORY") or m["category"]),
         collection_number=str(contents.get("COLLECTION_NUMBER") or m["number"]).zfill(2),
         correction=m["correction"],
@@ -525,11 +306,10 @@ def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> SceneMetadata
         bands=tuple(bands),
         grids=grids,
         footprint=footprint,
-        sun_azimuth=_float(attrs.get("SUN_AZIMUTH")),
-        sun_elevation=_float(attrs.get("SUN_ELEVATION")),
+        sun_azimuth=as_float(attrs.get("SUN_AZIMUTH")),
+        sun_elevation=as_float(attrs.get("SUN_ELEVATION")),
         mtl=mtl,
     )
 
 
-__all__ = ["ArchiveError", "Grid", "SceneMetadata", "open_archive", "read_grid", "tiff_signature", "vsitar",
-           "METADATA_MEMBERS"]
+__all__ = ["ArchiveError", "LandsatMetadata", "PRODUCT_ID", "open_archive"]

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import rasterio
@@ -30,8 +29,10 @@ from pyproj import Transformer
 from shapely.geometry import Polygon, box
 from shapely.geometry.polygon import orient
 
-from .bands import BandInfo
-from .landsat import ArchiveError, Grid, SceneMetadata, read_grid
+from ...archives.bands import BandInfo
+from ...archives.container import (ArchiveError, MemberGrid, as_float, read_grid, read_zip_member, vsizip,
+                                   zip_members)
+from ..base import SceneMetadata
 
 COLLECTION = "sentinel-2-l2a"
 JP2 = "image/jp2"
@@ -140,15 +141,14 @@ _QI_FIELDS = {
 
 @dataclass(frozen=True)
 class Sentinel2Metadata(SceneMetadata):
-    """:class:`SceneMetadata` of a Sentinel-2 L2A zip.
+    """Metadata of one Sentinel-2 L2A zip: the generic fields plus the MGRS tile, orbits,
+    processing baseline, datatake and granule ids, angles and the Image_Content_QI percentages.
 
-    The Landsat fields are filled where they have a meaning (``sensor`` "MSI", ``path`` the
-    relative orbit, ``row`` 0, ``correction`` "L2A", ``processed`` the generation time,
-    ``collection_number`` the processing baseline); ``members`` maps band names ("B02", "SCL")
-    and "MTD_MSIL2A.xml"/"MTD_TL.xml" to zip members; ``grids`` maps band names to the grids of
-    the chosen (native-resolution) files.
+    ``members`` maps band names ("B02", "SCL") and "MTD_MSIL2A.xml"/"MTD_TL.xml" to zip members;
+    ``grids`` maps band names to the grids of the chosen (native-resolution) files.
     """
 
+    provider_name: ClassVar[str] = "sentinel-2"
     mgrs_tile: str = ""
     relative_orbit: int | None = None
     absolute_orbit: int | None = None
@@ -167,9 +167,6 @@ class Sentinel2Metadata(SceneMetadata):
     reflectance_conversion: float | None = None
     quality: dict[str, float] = field(default_factory=dict, compare=False)  # s2:* percentages
 
-    collection = COLLECTION
-    metadata_members = S2_METADATA_MEMBERS
-
     def href(self, suffix: str) -> str:
         return vsizip(self.archive, self.members[suffix])
 
@@ -179,11 +176,6 @@ class Sentinel2Metadata(SceneMetadata):
     @property
     def grid_code(self) -> str:
         return f"MGRS-{self.mgrs_tile}"
-
-
-def vsizip(archive: Path | str, member: str) -> str:
-    """``/vsizip/`` path of an archive member (archive path made absolute)."""
-    return f"/vsizip/{Path(archive).resolve().as_posix()}/{member}"
 
 
 def _fail(path: Path, reason: str) -> ArchiveError:
@@ -213,13 +205,6 @@ def _text(root: ET.Element | None, name: str) -> str | None:
     return el.text.strip() if el is not None and el.text and el.text.strip() else None
 
 
-def _float(v: Any) -> float | None:
-    try:
-        return None if v is None else float(v)
-    except (TypeError, ValueError):
-        return None
-
-
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -240,32 +225,9 @@ def _compact_time(text: str) -> datetime:
 
 
 # ------------------------------------------------------------------------------------------ zip
-def _zip_members(path: Path) -> list[zipfile.ZipInfo]:
-    size = path.stat().st_size
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = [i for i in zf.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise _fail(path, f"not a readable zip archive ({exc or exc.__class__.__name__})") from None
-    if not infos:
-        raise _fail(path, "empty zip archive (no file members)")
-    for i in infos:  # a zip cut short loses its central directory; a damaged one may not
-        if i.header_offset + len(i.filename) + 30 + i.compress_size > size:
-            raise _fail(path, f"truncated archive: member {i.filename} runs past the end of the file")
-    return infos
-
-
-def _read_member(path: Path, name: str) -> bytes:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return zf.read(name)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-        raise _fail(path, f"cannot read member {name}: {exc}") from None
-
-
 def _parse_xml(path: Path, name: str) -> ET.Element:
     try:
-        return ET.fromstring(_read_member(path, name))
+        return ET.fromstring(read_zip_member(path, name))
     except ET.ParseError as exc:
         raise _fail(path, f"member {name} is not well-formed XML: {exc}") from None
 
@@ -276,7 +238,7 @@ def _jp2_driver() -> bool:
 
 
 # ------------------------------------------------------------------------------------------ parts
-def _tile_grids(tl: ET.Element) -> tuple[int | None, dict[int, Grid]]:
+def _tile_grids(tl: ET.Element) -> tuple[int | None, dict[int, MemberGrid]]:
     """EPSG and per-resolution grids from MTD_TL.xml's Tile_Geocoding (fallback for headers)."""
     code = _text(tl, "HORIZONTAL_CS_CODE")
     epsg = int(code.split(":")[1]) if code and code.upper().startswith("EPSG:") else None
@@ -286,17 +248,17 @@ def _tile_grids(tl: ET.Element) -> tuple[int | None, dict[int, Grid]]:
         rows, cols = _text(el, "NROWS"), _text(el, "NCOLS")
         if r and rows and cols:
             sizes[r] = (int(rows), int(cols))
-    grids: dict[int, Grid] = {}
+    grids: dict[int, MemberGrid] = {}
     for el in _all(tl, "Geoposition"):
         r = int(float(el.get("resolution", "0")))
-        vals = [_float(_text(el, k)) for k in ("ULX", "ULY", "XDIM", "YDIM")]
+        vals = [as_float(_text(el, k)) for k in ("ULX", "ULY", "XDIM", "YDIM")]
         if r in sizes and None not in vals:
             ulx, uly, xd, yd = vals  # type: ignore[misc]
-            grids[r] = Grid(sizes[r], (xd, 0.0, ulx, 0.0, yd, uly), epsg, "uint16", 0)
+            grids[r] = MemberGrid(sizes[r], (xd, 0.0, ulx, 0.0, yd, uly), epsg, "uint16", 0)
     return epsg, grids
 
 
-def _footprint(mtd: ET.Element, grid: Grid, epsg: int) -> Polygon:
+def _footprint(mtd: ET.Element, grid: MemberGrid, epsg: int) -> Polygon:
     """Valid-data outline in WGS84: EXT_POS_LIST (lat lon pairs) of the product footprint,
     else the tile raster's bounds (densified edges, projected)."""
     text = _text(mtd, "EXT_POS_LIST")
@@ -358,10 +320,10 @@ def _extra_members(names: list[str]) -> dict[str, str]:
 
 def _offsets(mtd: ET.Element, baseline: str) -> tuple[float, dict[str, float]]:
     """BOA quantification value and the add offset per band (DN units)."""
-    q = _float(_text(mtd, "BOA_QUANTIFICATION_VALUE")) or 10000.0
+    q = as_float(_text(mtd, "BOA_QUANTIFICATION_VALUE")) or 10000.0
     by_id: dict[int, float] = {}
     for el in _all(mtd, "BOA_ADD_OFFSET"):
-        v = _float(el.text)
+        v = as_float(el.text)
         if v is not None and el.get("band_id") is not None:
             by_id[int(el.get("band_id"))] = v
     names: dict[int, str] = {}
@@ -395,7 +357,7 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise _fail(path, "no such file")
-    infos = _zip_members(path)
+    infos = zip_members(path)
     names = [i.filename for i in infos]
     mtd_names = [n for n in names if re.search(r"(^|/)(MTD_MSIL2A|[^/]*MTD_SAFL2A[^/]*)\.xml$", n)]
     if not mtd_names:
@@ -452,9 +414,9 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
     if when is None:
         raise _fail(path, "no SENSING_TIME / PRODUCT_START_TIME and no product name to take it from")
     generated = _parse_time(_text(mtd, "GENERATION_TIME")) or (_compact_time(m["generated"]) if m else None)
-    cloud = _float(_text(mtd, "Cloud_Coverage_Assessment"))
+    cloud = as_float(_text(mtd, "Cloud_Coverage_Assessment"))
     if cloud is None:
-        cloud = _float(_text(tl, "CLOUDY_PIXEL_PERCENTAGE"))
+        cloud = as_float(_text(tl, "CLOUDY_PIXEL_PERCENTAGE"))
     if cloud is None:
         raise _fail(path, "no Cloud_Coverage_Assessment in MTD_MSIL2A.xml (nor CLOUDY_PIXEL_PERCENTAGE)")
 
@@ -470,9 +432,9 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
     nodata = 0
     for el in _all(mtd, "Special_Values"):
         if _text(el, "SPECIAL_VALUE_TEXT") == "NODATA":
-            nodata = int(_float(_text(el, "SPECIAL_VALUE_INDEX")) or 0)
+            nodata = int(as_float(_text(el, "SPECIAL_VALUE_INDEX")) or 0)
     members: dict[str, str] = {}
-    grids: dict[str, Grid] = {}
+    grids: dict[str, MemberGrid] = {}
     bands: list[BandInfo] = []
     for info in (*S2_BANDS, SCL_BAND):
         if info.suffix not in chosen:
@@ -486,7 +448,7 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
             fb = tl_grids.get(res)  # header without georeferencing: use MTD_TL's geocoding
             if fb is None or fb.shape != g.shape:
                 raise _fail(path, f"member {member} has no georeferencing and MTD_TL.xml none for {res} m")
-            g = Grid(g.shape, fb.transform, g.epsg or fb.epsg, g.dtype, g.nodata)
+            g = MemberGrid(g.shape, fb.transform, g.epsg or fb.epsg, g.dtype, g.nodata)
         if info.suffix != "SCL":
             info = BandInfo(info.suffix, info.key, info.title, info.common_name, info.wavelength, info.fwhm,
                             1.0 / q, add.get(info.suffix, 0.0) / q, None, nodata, info.roles, float(res))
@@ -511,8 +473,8 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
 
     # angles and quality indicators
     sun = _first(tl, "Mean_Sun_Angle")
-    sun_zen, sun_az = _float(_text(sun, "ZENITH_ANGLE")), _float(_text(sun, "AZIMUTH_ANGLE"))
-    inc = [(_float(_text(el, "ZENITH_ANGLE")), _float(_text(el, "AZIMUTH_ANGLE")))
+    sun_zen, sun_az = as_float(_text(sun, "ZENITH_ANGLE")), as_float(_text(sun, "AZIMUTH_ANGLE"))
+    inc = [(as_float(_text(el, "ZENITH_ANGLE")), as_float(_text(el, "AZIMUTH_ANGLE")))
            for el in _all(tl, "Mean_Viewing_Incidence_Angle")]
     inc = [(z, az) for z, az in inc if z is not None and az is not None]
     quality: dict[str, float] = {}
@@ -522,7 +484,7 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
             continue
         for el in qi:
             key = _QI_FIELDS.get(_local(el.tag))
-            v = _float(el.text)
+            v = as_float(el.text)
             if key and v is not None and key not in quality:
                 quality[key] = min(100.0, max(0.0, v))
     datatake = _first(mtd, "Datatake")
@@ -531,20 +493,11 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
     return Sentinel2Metadata(
         archive=path,
         product_id=product_id,
-        sensor="MSI",
         platform=platform,
         instruments=("msi",),
-        path=rel_orbit or 0,
-        row=0,
         acquired=when.date(),
         datetime=when,
         cloud_cover=min(100.0, max(0.0, cloud)),
-        cloud_cover_land=None,
-        collection_category="",
-        collection_number=baseline,
-        correction="L2A",
-        scene_id=None,
-        processed=generated,
         epsg=int(epsg),
         members=members,
         bands=tuple(bands),
@@ -567,7 +520,7 @@ def open_sentinel2_archive(path: str | Path) -> Sentinel2Metadata:
         sun_zenith=sun_zen,
         view_incidence=float(np.mean([z for z, _ in inc])) if inc else None,
         view_azimuth=float(np.mean([az for _, az in inc])) % 360.0 if inc else None,
-        reflectance_conversion=_float(_text(mtd, "U")),
+        reflectance_conversion=as_float(_text(mtd, "U")),
         quality=quality,
     )
 
@@ -579,4 +532,4 @@ def scl_classes() -> list[dict[str, Any]]:
 
 __all__ = ["COLLECTION", "S2_BANDS", "SCL_BAND", "SCL_CLASSES", "SCL_DISTURBED", "SCL_FILL",
            "Sentinel2Metadata", "open_sentinel2_archive", "scl_classes", "scl_disturbed", "scl_fill",
-           "scl_valid", "vsizip"]
+           "scl_valid"]
