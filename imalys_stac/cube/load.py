@@ -128,7 +128,8 @@ def _stack_stackstac(items, keys, grid: Grid, rs: list[str], chunksize: int, dty
 def _quality_band_of(groups: Sequence[SceneGroup]) -> QualityBand:
     bands = {quality_band(it) for g in groups for it in g.items}
     if len(bands) > 1:
-        raise InputError("cannot mix Landsat and Sentinel-2 tiles in one load: their quality bands differ")
+        raise InputError("cannot mix tiles of different quality bands in one load ("
+                         + ", ".join(sorted(b.asset for b in bands)) + "): their providers differ")
     return bands.pop()
 
 
