@@ -89,6 +89,16 @@ class Grid:
         rx, ry = self.res_xy
         return Affine(rx, 0.0, left, 0.0, -ry, top)
 
+    def window(self, row0: int, row1: int, col0: int, col1: int) -> "Grid":
+        """The part rows row0:row1, cols col0:col1 of this grid (same pixels, same alignment)."""
+        rows, cols = self.shape
+        if not (0 <= row0 < row1 <= rows and 0 <= col0 < col1 <= cols):
+            raise ValueError(f"window {row0}:{row1}, {col0}:{col1} is not inside the grid's {rows} × {cols} pixels")
+        t = self.transform
+        left, top = t * (col0, row0)
+        right, bottom = t * (col1, row1)
+        return Grid(self.epsg, (left, bottom, right, top), self.resolution, self.yres)
+
     @property
     def crs(self) -> CRS:
         return CRS.from_epsg(self.epsg)

@@ -211,12 +211,17 @@ def load_groups(
     regions = [g.region_mask(part) for g in groups]
     keep = None
     if any(r is not None for r in regions) or region is not None:
-        keep = np.stack([np.ones(part.shape, bool) if r is None else r for r in regions])
+        # one plane for all images unless an image has a polygon of its own (groups × pixels of bool
+        # in the graph otherwise: 32 × a 16,384² part = 8.6 GB)
+        if any(r is not None for r in regions):
+            keep = np.stack([np.ones(part.shape, bool) if r is None else r for r in regions])
+        else:
+            keep = np.ones((1,) + part.shape, bool)
         if region is not None:
             keep &= np.asarray(region, bool)[None]
     args = [dn_d, qa_d[:, None]]
     if keep is not None:
-        args.append(da.from_array(keep[:, None], chunks=((len(groups),), (1,), dn_d.chunks[2], dn_d.chunks[3])))
+        args.append(da.from_array(keep[:, None], chunks=((len(keep),), (1,), dn_d.chunks[2], dn_d.chunks[3])))
     data = da.map_blocks(
         _fuse_and_keep, *args, dtype=np.float32,
         chunks=((len(groups),), (len(keys),), dn_d.chunks[2], dn_d.chunks[3]),

@@ -163,7 +163,15 @@ class _TileCache:
 
     @property
     def budget(self) -> int:
-        return int(float(os.environ.get("IMALYS_TILE_CACHE_MB", "768")) * 2**20)
+        """`IMALYS_TILE_CACHE_MB` when set; else 768 MB, at most an eighth of the memory limit of
+        the Dask worker this runs in. On a cluster a tile's users are spread over the workers,
+        so a worker's count of uses left rarely reaches 0 and its tiles stay until the budget
+        evicts them: a fixed 768 MB grew every worker with the area (1 GB workers paused)."""
+        text = os.environ.get("IMALYS_TILE_CACHE_MB")
+        if text:
+            return int(float(text) * 2**20)
+        limit = _worker_memory_limit()
+        return min(768 * 2**20, limit // 8) if limit else 768 * 2**20
 
     def fetch(self, key: tuple, last: bool, decode, keep: bool) -> tuple[np.ndarray, bool]:
         """The tile from the cache, or decoded here (`decode()`) and kept when `keep`; a tile that
@@ -203,6 +211,23 @@ class _TileCache:
                 _, old = self.tiles.popitem(last=False)
                 self.nbytes -= old.nbytes
             self.peak = max(self.peak, self.nbytes)
+
+
+_LIMIT: list[int] = []  # this process's Dask worker memory limit, once found
+
+
+def _worker_memory_limit() -> int | None:
+    """The memory limit of the distributed worker running this thread's task (None outside one)."""
+    if _LIMIT:
+        return _LIMIT[0] or None
+    try:
+        from distributed import get_worker
+
+        limit = get_worker().memory_manager.memory_limit
+    except (ImportError, ValueError, AttributeError):
+        return None
+    _LIMIT.append(int(limit or 0))
+    return _LIMIT[0] or None
 
 
 _CACHE = _TileCache()
@@ -266,7 +291,7 @@ class SourcePlan:
     per-process counters and cache are found again by `token` after unpickling."""
 
     def __init__(self, info: SourceInfo, grid: OutGrid, ychunks: Sequence[int], xchunks: Sequence[int],
-                 resampling: Resampling, dtype: np.dtype, fill, token: str):
+                 resampling: Resampling, dtype: np.dtype, fill, token: str, origin: tuple[int, int] = (0, 0)):
         self.info = info
         self.grid = grid
         self.resampling = resampling
@@ -278,9 +303,9 @@ class SourcePlan:
         bh, bw = info.block
         self.ntiles = (math.ceil(info.height / bh), math.ceil(info.width / bw))
         uses = np.zeros(self.ntiles, dtype=np.int32)
-        y0 = 0
+        y0 = origin[0]  # the chunks' first pixel in the grid (a window of it: see read_stack)
         for h in ychunks:
-            x0 = 0
+            x0 = origin[1]
             for w in xchunks:
                 t = self.tiles_of(y0, y0 + h, x0, x0 + w)
                 if t is not None:
@@ -418,8 +443,9 @@ class _Plans:
         self.plans, self.token, self.dtype, self.fills = plans, token, np.dtype(dtype), fills
 
 
-def _read_chunk(p: _Plans, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """(time, band, y, x) block: every source of every (time, band) for one spatial chunk."""
+def _read_chunk(p: _Plans, y0: int, y1: int, x0: int, x1: int, clip: tuple[slice, slice] | None = None) -> np.ndarray:
+    """(time, band, y, x) block: every source of every (time, band) for one spatial chunk
+    (`clip`: the part of it inside a window, see read_stack)."""
     nt, nb = len(p.plans), len(p.plans[0])
     out = np.empty((nt, nb, y1 - y0, x1 - x0), dtype=p.dtype)
     for t in range(nt):
@@ -428,7 +454,23 @@ def _read_chunk(p: _Plans, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
             out[t, b] = p.fills[b] if plan is None else plan.read(y0, y1, x0, x1)
     with _STATS_LOCK:
         _stat(p.token)["chunks"] += 1
-    return out
+    return out if clip is None else np.ascontiguousarray(out[(slice(None), slice(None)) + clip])
+
+
+def window_chunks(chunks: Sequence[int], start: int, stop: int) -> tuple[int, list[int], list[tuple[int, int]]]:
+    """The chunks along one axis that meet pixels start:stop: (first chunk's first pixel, their
+    full sizes, the (from, to) of each inside the window, relative to the chunk)."""
+    if not 0 <= start < stop <= sum(chunks):
+        raise ValueError(f"window {start}:{stop} is not inside 0:{sum(chunks)}")
+    first, sizes, clips, edge = None, [], [], 0
+    for n in chunks:
+        a, b = max(start, edge), min(stop, edge + n)
+        if a < b:
+            first = edge if first is None else first
+            sizes.append(n)
+            clips.append((a - edge, b - edge))
+        edge += n
+    return int(first), sizes, clips  # type: ignore[arg-type]
 
 
 def plan_chunks(infos: Sequence[SourceInfo], grid: OutGrid, target: int) -> tuple[tuple[int, ...], tuple[int, ...], str]:
@@ -451,12 +493,18 @@ def plan_chunks(infos: Sequence[SourceInfo], grid: OutGrid, target: int) -> tupl
 
 def read_stack(hrefs: Sequence[Sequence[str | None]], grid: OutGrid, *, chunksize: int,
                resampling: Resampling | Sequence[Resampling], dtype, fill, name: str = "imalys-read",
-               band_fill: Sequence | None = None, band_resampling: Sequence[Resampling | None] | None = None):
+               band_fill: Sequence | None = None, band_resampling: Sequence[Resampling | None] | None = None,
+               window: tuple[int, int, int, int] | None = None):
     """Dask array (time, band, y, x) of the sources `hrefs[time][band]` (None: missing, all
     `fill`) on `grid`, each time row with its resampling (`band_resampling[b]`, when not None,
     overrides it for band b, e.g. nearest for a quality band; `band_fill[b]` its fill): one task
     per spatial chunk reads every source, each tile decoded once (see the module doc). Returns
-    (array, how the chunks were planned)."""
+    (array, how the chunks were planned).
+
+    `window` = (row0, row1, col0, col1): only these pixels of `grid` (a part of a large grid, its
+    graph bounded by the window). The chunks are still those of the whole grid, read whole and
+    cut to the window where it crosses them, so every pixel is computed exactly as without a
+    window (a warp depends on the chunk it is computed for)."""
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
 
@@ -465,11 +513,17 @@ def read_stack(hrefs: Sequence[Sequence[str | None]], grid: OutGrid, *, chunksiz
     flat = [h for row in hrefs for h in row if h is not None]
     infos = dict(zip(flat, source_infos(flat)))
     ychunks, xchunks, how = plan_chunks(list(infos.values()), grid, chunksize)
+    oy = ox = 0
+    yclip = [(0, h) for h in ychunks]
+    xclip = [(0, w) for w in xchunks]
+    if window is not None:
+        oy, ychunks, yclip = window_chunks(ychunks, window[0], window[1])  # type: ignore[assignment]
+        ox, xchunks, xclip = window_chunks(xchunks, window[2], window[3])  # type: ignore[assignment]
     token = uuid.uuid4().hex
     fills = list(band_fill) if band_fill is not None else [fill] * nb
     brs = list(band_resampling) if band_resampling is not None else [None] * nb
     plans = [[None if h is None else SourcePlan(infos[h], grid, ychunks, xchunks, brs[b] if brs[b] is not None else rs[t],
-                                                dtype, fills[b], token)
+                                                dtype, fills[b], token, origin=(oy, ox))
               for b, h in enumerate(hrefs[t])] for t in range(nt)]
     needed = sum(int((p.uses > 0).sum()) for row in plans for p in row if p is not None)
     log.debug("read plan %s: %d source(s) on %d×%d px, %s chunks %s×%s, %d tiles needed",
@@ -480,12 +534,15 @@ def read_stack(hrefs: Sequence[Sequence[str | None]], grid: OutGrid, *, chunksiz
     # may run the reads of a whole row ahead of their consumers
     plans_obj = _Plans(plans, token, dtype, fills)
     layer: dict = {}
-    y0 = 0
-    for iy, h in enumerate(ychunks):
-        x0 = 0
-        for ix, w in enumerate(xchunks):
-            layer[(out_name, 0, 0, iy, ix)] = (_read_chunk, plans_obj, y0, y0 + h, x0, x0 + w)
+    y0 = oy
+    for iy, (h, (ya, yb)) in enumerate(zip(ychunks, yclip)):
+        x0 = ox
+        for ix, (w, (xa, xb)) in enumerate(zip(xchunks, xclip)):
+            whole = (ya, yb, xa, xb) == (0, h, 0, w)
+            layer[(out_name, 0, 0, iy, ix)] = (_read_chunk, plans_obj, y0, y0 + h, x0, x0 + w) if whole else \
+                (_read_chunk, plans_obj, y0, y0 + h, x0, x0 + w, (slice(ya, yb), slice(xa, xb)))
             x0 += w
         y0 += h
     graph = HighLevelGraph.from_collections(out_name, layer, dependencies=[])
-    return da.Array(graph, out_name, chunks=((nt,), (nb,), ychunks, xchunks), dtype=np.dtype(dtype)), how
+    out_chunks = ((nt,), (nb,), tuple(b - a for a, b in yclip), tuple(b - a for a, b in xclip))
+    return da.Array(graph, out_name, chunks=out_chunks, dtype=np.dtype(dtype)), how

@@ -42,8 +42,95 @@ class _Locked:
             self.closed = True
 
 
+class Parts:
+    """A lazy (band, y, x) array computed in spatial parts, for areas whose whole graph would be
+    too large to build: `build(window)` makes the dask array of one window = (row0, row1, col0,
+    col1); `stream` builds, computes and writes one part before it builds the next, so the graph
+    (and the client's memory for it) stays the size of a part whatever the area. The windows
+    tile the array. `first`, when given, is window 0 already built (its band chunks are the
+    array's). Holds no pixels: `numpy.asarray` computes every part (small arrays only).
+
+    A duck array for xarray (shape, dtype, `__array_function__`), so a DataArray can carry it
+    to the writers unchanged."""
+
+    def __init__(self, shape: tuple[int, int, int], dtype: Any, windows: list[tuple[int, int, int, int]],
+                 build: Any, first: Any = None):
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.windows = list(windows)
+        self.build = build
+        self._first = first
+        covered = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in self.windows)
+        if covered != self.shape[1] * self.shape[2]:
+            raise ValueError(f"the parts cover {covered} pixels of {self.shape[1] * self.shape[2]}")
+
+    ndim = 3
+
+    @property
+    def chunks(self) -> tuple[tuple[int, ...], ...]:
+        """Band chunks of the parts; y/x: the windows' edges."""
+        bands = self.part(0).chunks[0] if self._first is not None or self.windows else (self.shape[0],)
+        ys = sorted({w[0] for w in self.windows} | {self.shape[1]})
+        xs = sorted({w[2] for w in self.windows} | {self.shape[2]})
+        return (tuple(bands), tuple(b - a for a, b in zip(ys, ys[1:])), tuple(b - a for a, b in zip(xs, xs[1:])))
+
+    def part(self, i: int) -> Any:
+        if i == 0 and self._first is not None:
+            return self._first
+        arr = self.build(self.windows[i])
+        if i == 0:
+            self._first = arr
+        want = (self.shape[0], self.windows[i][1] - self.windows[i][0], self.windows[i][3] - self.windows[i][2])
+        if tuple(arr.shape) != want:
+            raise ValueError(f"part {i} {self.windows[i]} was built with shape {tuple(arr.shape)}, expected {want}")
+        return arr
+
+    def __iter__(self) -> Iterator[tuple[tuple[slice, ...], Any]]:
+        """(key into the whole array, the part's dask array), one part built at a time; part 0's
+        graph is dropped once it was handed out."""
+        for i, (r0, r1, c0, c1) in enumerate(self.windows):
+            arr = self.part(i)
+            if i == 0:
+                self._first = None
+            yield (slice(0, self.shape[0]), slice(r0, r1), slice(c0, c1)), arr
+            del arr
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.empty(self.shape, dtype=self.dtype)
+        for key, arr in self:
+            out[key] = np.asarray(arr)
+        return out if dtype is None else out.astype(dtype)
+
+    def __array_function__(self, func, types, args, kwargs):  # noqa: ANN001 - NumPy protocol
+        return NotImplemented
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):  # noqa: ANN001 - NumPy protocol
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Parts(shape={self.shape}, dtype={self.dtype}, {len(self.windows)} parts)"
+
+
+class _Offset:
+    """The sink of a part: keys of the part shifted to its place in the whole array."""
+
+    def __init__(self, sink: BlockSink, key: tuple[slice, ...]):
+        self.sink, self.start = sink, [k.start for k in key]
+
+    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
+        self.sink[tuple(slice(s.start + o, s.stop + o) for s, o in zip(key, self.start))] = value
+
+
+def part_windows(height: int, width: int, side: int) -> list[tuple[int, int, int, int]]:
+    """Windows (row0, row1, col0, col1) of at most `side` × `side` pixels tiling a grid, row by row."""
+    side = max(1, int(side))
+    return [(y, min(y + side, height), x, min(x + side, width))
+            for y in range(0, height, side) for x in range(0, width, side)]
+
+
 def is_dask(data: Any) -> bool:
-    return isinstance(data, da.Array)
+    """Lazy: a dask array, or `Parts` of dask arrays."""
+    return isinstance(data, (da.Array, Parts))
 
 
 def _chunk_slices(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[slice, ...]]:
@@ -96,8 +183,17 @@ def stream(data: Any, sink: BlockSink, *, numpy_block: int = 1024) -> None:
     - dask with a distributed Client: chunks are computed on the workers in batches (two batches
       in flight), gathered and written here as they complete.
     - any other scheduler: the same batching with `dask.compute`.
+    - `Parts`: each part in turn as above, into its window of the sink.
     """
     sink = track(sink, tuple(data.shape))  # progress of the running step, on any scheduler
+    if isinstance(data, Parts):  # one bounded graph per part, written into the same sink
+        for key, part in data:
+            _stream(part, _Offset(sink, key), numpy_block)
+        return
+    _stream(data, sink, numpy_block)
+
+
+def _stream(data: Any, sink: BlockSink, numpy_block: int) -> None:
     if not is_dask(data):
         arr = np.asarray(data)
         for key in numpy_windows(arr.shape, numpy_block):
