@@ -260,12 +260,14 @@ def compile_item(name: str, inputs: Sequence[pystac.Item], grid: Grid, frame_wkt
     return item
 
 
-def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None) -> xr.DataArray:
-    """(time, band, y, x) cube of an import or compile product, lazily."""
+def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None,
+            window: tuple[int, int, int, int] | None = None) -> xr.DataArray:
+    """(time, band, y, x) cube of an import or compile product, lazily; `window` = (row0, row1,
+    col0, col1): only that part of its grid, each pixel as in the whole (see load_groups)."""
     kind = item.properties.get(KIND)
     grid = Grid.from_stac(item.properties)
     if kind == "import":
-        return load_groups([group_from_item(item)], grid, chunksize=chunksize)
+        return load_groups([group_from_item(item)], grid, chunksize=chunksize, window=window)
     if kind == "compile":
         groups = []
         for n in item.properties["imalys:inputs"]:
@@ -277,8 +279,9 @@ def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None) -
             groups.append(g)
         region = None
         if item.properties.get("imalys:frame_wkt"):
-            region = geometry_mask(shapely_wkt.loads(item.properties["imalys:frame_wkt"]), grid)
-        return load_groups(groups, grid, chunksize=chunksize, region=region)
+            region = geometry_mask(shapely_wkt.loads(item.properties["imalys:frame_wkt"]),
+                                   grid if window is None else grid.window(*window))
+        return load_groups(groups, grid, chunksize=chunksize, region=region, window=window)
     raise WorkdirError(f"{item.id} is a {kind} product; expected an imported image or a compiled stack")
 
 

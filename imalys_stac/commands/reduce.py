@@ -14,7 +14,43 @@ from ..registry import REDUCERS
 from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
+from ..write.blocks import Parts, part_windows
 from .context import FINGERPRINT, RunContext, command_record, fingerprint, load_product, log, up_to_date
+
+#: Side of a part (pixels) when a grid is reduced in parts: a larger grid is computed window by
+#: window, each window its own graph (~13k tasks at the usual 256-px blocks, built in seconds),
+#: streamed into the one output file. `IMALYS_PART_PIXELS` overrides it.
+PART_PIXELS = 16384
+
+
+def part_side() -> int:
+    import os
+
+    try:
+        return max(16, int(os.environ.get("IMALYS_PART_PIXELS", PART_PIXELS)))
+    except ValueError:
+        return PART_PIXELS
+
+
+def reduce_parts(build_cube, grid: Grid, reduce, side: int | None = None) -> tuple[xr.DataArray, xr.DataArray]:
+    """`reduce(build_cube(window))` over `grid` in windows of at most `side` pixels (default
+    `part_side()`): returns (result, the cube of the first window). One window: the plain lazy
+    result. More: a DataArray over `Parts`, each part's graph built only when the writer reaches
+    it; every pixel is the one the whole grid's graph gives (see tiles.read_stack)."""
+    ny, nx = grid.shape
+    windows = part_windows(ny, nx, side or part_side())
+    first_cube = build_cube(windows[0] if len(windows) > 1 else None)
+    first = reduce(first_cube)
+    if len(windows) == 1:
+        return first, first_cube
+    parts = Parts((first.sizes["band"], ny, nx), first.dtype, windows,
+                  lambda w: reduce(build_cube(w)).data, first=first.data)
+    t = grid.transform  # the whole grid's coordinates, computed as the cube computes them
+    coords = {k: v.variable for k, v in first.coords.items() if k not in ("y", "x")}
+    coords.update(y=t.f + t.e * (np.arange(ny) + 0.5), x=t.c + t.a * (np.arange(nx) + 0.5))
+    out = xr.DataArray(parts, dims=("band", "y", "x"), coords=coords, attrs=dict(first.attrs), name=first.name)
+    return out, first_cube
+
 
 
 
@@ -38,7 +74,6 @@ def run(ctx: RunContext, cmd) -> None:
     if source.properties.get(KIND) not in ("import", "compile"):
         raise cmd.error(f"{p.select} is a {source.properties.get(KIND)} product; reduce works on a compiled stack or an imported image",
                         parameter="select")
-    cube = cube_of(wd, source, chunksize=ctx.chunksize)
     grid = Grid.from_stac(source.properties)
     if len(p.execute) > 1 and p.target:
         raise cmd.error("`target` names one result but `execute` is repeated; each result is stored under its process name",
@@ -49,14 +84,23 @@ def run(ctx: RunContext, cmd) -> None:
         if up_to_date(wd, name, stamp):
             log.info("   %s: up to date (same input and parameters as the product in %s), kept", name, wd.path / name)
             continue
-        work = cube if (p.preserve == "bands" or not REDUCERS[method].per_band) else layers_as_time(cube)
-        try:
-            result = reduce_stack(
+        def build_cube(window, source=source):
+            return cube_of(wd, source, chunksize=ctx.chunksize, window=window)
+
+        def reduce(cube, method=method):
+            work = cube if (p.preserve == "bands" or not REDUCERS[method].per_band) else layers_as_time(cube)
+            return reduce_stack(
                 work, method, quality=work.coords["quality"].values, threshold=p.threshold,
                 red=p.red, nir=p.nir, blue=getattr(p, "blue", None), count=p.count, source=p.source, flat=p.flat,
             )
+
+        try:  # a large grid in parts (one bounded graph each); the first part is built here
+            result, cube = reduce_parts(build_cube, grid, reduce)
         except (ValueError, KeyError) as exc:
             raise cmd.error(str(exc), parameter="execute") from exc
+        if isinstance(result.data, Parts):
+            log.info("   %s: %d × %d pixels in %d parts of at most %d² (one graph each)", name, grid.shape[1],
+                     grid.shape[0], len(result.data.windows), part_side())
         dates = [str(np.datetime_as_string(t, unit="D")) for t in cube.time.values]
         tags = {
             "IMALYS_PROCESS": method,
