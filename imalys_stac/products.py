@@ -25,11 +25,12 @@ from . import __version__
 from .cube.bands import Calibration
 from .cube.grid import Grid, geometry_mask
 from .cube.load import SceneGroup, load_groups
+from .product_records import (COMMAND, FILL_ONLY, INPUTS, KIND, VERSION, CompileRecord, CompositeRecord, ImportRecord,
+                              RecordError, record_of)
 from .workdir import WorkDir, WorkdirError
 
 PROJ_EXT = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
 SOURCES_FILE = "sources.json"
-KIND = "imalys:kind"
 
 
 def _now() -> str:
@@ -52,17 +53,18 @@ def _base_item(name: str, grid: Grid, dt: datetime | None, props: dict, start=No
     ``start_datetime``/``end_datetime`` and, as ``datetime``, the middle of the period (STAC
     Browser shows it, and readers that sort or filter by ``datetime`` find the product)."""
     poly = grid.wgs84_polygon()
-    props = {k: v for k, v in {**props, **grid.to_stac(), "created": _now(), "imalys:version": __version__}.items() if v is not None}
+    props = {k: v for k, v in {**props, **grid.to_stac(), "created": _now(), VERSION: __version__}.items() if v is not None}
     if dt is None:
         props["start_datetime"] = _iso(start)
         props["end_datetime"] = _iso(end)
         dt = start + (end - start) / 2
     props.setdefault("title", name)
     kind = props.get(KIND)
+    record = record_of(props) if kind in TITLES else None
     span = (f"{start:%Y-%m-%d} to {end:%Y-%m-%d}" if start is not None else f"{dt:%Y-%m-%d}")
     props.setdefault("description", f"imalys-stac {kind} product {name}: " + TITLES.get(kind, "{span}").format(
-        date=f"{dt:%Y-%m-%d}", n=props.get("imalys:layers"), span=span,
-        process=props.get("imalys:process"), source=(props.get("imalys:inputs") or ["?"])[0]))
+        date=f"{dt:%Y-%m-%d}", n=getattr(record, "layers", None), span=span,
+        process=getattr(record, "process", None), source=(getattr(record, "inputs", None) or ["?"])[0]))
     item = pystac.Item(
         id=name,
         geometry=mapping(poly),
@@ -174,30 +176,25 @@ def export_links(workdir: WorkDir, item: pystac.Item, item_file: Path) -> list[d
 
 
 # -- import products ----------------------------------------------------------------------------
+def import_record(group: SceneGroup, *, cover: float, frame: str | None) -> ImportRecord:
+    """The recipe of an acquisition as stored in its import product."""
+    first = group.items[0].properties
+    instruments = first.get("instruments")
+    return ImportRecord(
+        sources=tuple(it.id for it in group.items), bands=tuple(group.keys),
+        factor=tuple(group.calibration.factors), offset=tuple(group.calibration.offsets),
+        calibration=group.calibration.source, mask=group.rule or FILL_ONLY,
+        resampling=group.resampling, quality=group.quality, cover=cover, frame=frame,
+        region_wkt=group.region_wkt, region_epsg=group.region_epsg, platform=first.get("platform"),
+        instruments=tuple(instruments) if instruments is not None else None, constellation=first.get("constellation"),
+    )
+
+
 def import_item(group: SceneGroup, grid: Grid, *, cover: float, frame: str | None, sources_file: Path) -> pystac.Item:
     """The STAC item of an import product; its source items go to `sources_file` (a
     FeatureCollection) so the recipe is self-contained."""
     first = group.items[0]
-    props = {
-        KIND: "import",
-        "platform": first.properties.get("platform"),
-        "instruments": first.properties.get("instruments"),
-        "constellation": first.properties.get("constellation"),
-        "imalys:quality": group.quality,
-        "imalys:cover": cover,
-        "imalys:sources": [it.id for it in group.items],
-        "imalys:bands": list(group.keys),
-        "imalys:factor": list(group.calibration.factors),
-        "imalys:offset": list(group.calibration.offsets),
-        "imalys:calibration": group.calibration.source,
-        "imalys:mask": group.rule or "fill-only",
-        "imalys:resampling": group.resampling,
-        "imalys:frame": frame,
-        "imalys:region_wkt": group.region_wkt,
-        "imalys:region_epsg": group.region_epsg,
-        "imalys:nodata": "nan",
-        "imalys:dtype": "float32",
-    }
+    props = import_record(group, cover=cover, frame=frame).to_properties()
     from .registry import provider_for_item
 
     provider = provider_for_item(first)
@@ -221,39 +218,34 @@ def import_item(group: SceneGroup, grid: Grid, *, cover: float, frame: str | Non
 
 def group_from_item(item: pystac.Item) -> SceneGroup:
     """Turn an import product back into the SceneGroup that loads its pixels."""
-    if item.properties.get(KIND) != "import":
-        raise WorkdirError(f"{item.id} is a {item.properties.get(KIND)} product, not an imported image")
+    try:
+        rec = ImportRecord.from_item(item)
+    except RecordError:
+        raise WorkdirError(f"{item.id} is a {item.properties.get(KIND)} product, not an imported image") from None
     href = item.assets["sources"].get_absolute_href() or item.assets["sources"].href
     fc = json.loads(Path(href).read_text())
     from .stac import item_from_dict
 
     sources = [item_from_dict(f) for f in fc["features"]]
-    p = item.properties
-    mask = p.get("imalys:mask")
     return SceneGroup(
         name=item.id,
         items=sources,
-        keys=list(p["imalys:bands"]),
-        calibration=Calibration(tuple(p["imalys:factor"]), tuple(p["imalys:offset"]), p.get("imalys:calibration", "given")),
-        rule=None if mask == "fill-only" else mask,
-        resampling=p.get("imalys:resampling", "bilinear"),
-        quality=p.get("imalys:quality"),
-        region_wkt=p.get("imalys:region_wkt"),
-        region_epsg=p.get("imalys:region_epsg"),
+        keys=list(rec.bands),
+        calibration=Calibration(rec.factor, rec.offset, rec.calibration),
+        rule=rec.rule,
+        resampling=rec.resampling,
+        quality=rec.quality,
+        region_wkt=rec.region_wkt,
+        region_epsg=rec.region_epsg,
     )
 
 
 # -- compile products ---------------------------------------------------------------------------
 def compile_item(name: str, inputs: Sequence[pystac.Item], grid: Grid, frame_wkt: str | None, frame_path: str | None) -> pystac.Item:
     times = [it.datetime for it in inputs]
-    props = {
-        KIND: "compile",
-        "imalys:inputs": [it.id for it in inputs],
-        "imalys:frame": frame_path,
-        "imalys:frame_wkt": frame_wkt,  # exact frame polygon in the grid CRS: pixels outside are nodata
-        "imalys:layers": len(inputs),
-        "imalys:bands": inputs[0].properties.get("imalys:bands"),
-    }
+    bands = ImportRecord.from_item(inputs[0]).bands
+    props = CompileRecord(inputs=tuple(it.id for it in inputs), bands=bands, frame=frame_path,
+                          frame_wkt=frame_wkt).to_properties()
     item = _base_item(name, grid, None, props, start=min(times), end=max(times))
     for it in inputs:
         item.add_link(pystac.Link("derived_from", f"../{it.id}/{it.id}.json", media_type="application/json", title=it.id))
@@ -269,8 +261,9 @@ def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None,
     if kind == "import":
         return load_groups([group_from_item(item)], grid, chunksize=chunksize, window=window)
     if kind == "compile":
+        rec = CompileRecord.from_item(item)
         groups = []
-        for n in item.properties["imalys:inputs"]:
+        for n in rec.inputs:
             source = workdir.load(n)
             g = group_from_item(source)
             own = Grid.from_stac(source.properties)
@@ -278,28 +271,29 @@ def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None,
                 g.resampling = "bilinear"  # compile reprojects or shifts this image: interpolate reflectance (QA stays nearest)
             groups.append(g)
         region = None
-        if item.properties.get("imalys:frame_wkt"):
-            region = geometry_mask(shapely_wkt.loads(item.properties["imalys:frame_wkt"]),
+        if rec.frame_wkt:
+            region = geometry_mask(shapely_wkt.loads(rec.frame_wkt),
                                    grid if window is None else grid.window(*window))
         return load_groups(groups, grid, chunksize=chunksize, region=region, window=window)
     raise WorkdirError(f"{item.id} is a {kind} product; expected an imported image or a compiled stack")
 
 
-def derived_item(name: str, kind: str, source: pystac.Item, grid: Grid, props: dict) -> pystac.Item:
-    """Item for a computed (pixel) product derived from `source`."""
+def derived_item(name: str, record: CompositeRecord, source: pystac.Item, grid: Grid, extra: dict) -> pystac.Item:
+    """Item for a computed (pixel) product derived from `source`: the record's properties, then
+    `extra` ones (the command and fingerprint)."""
     dt = source.datetime
     start = end = None
     if source.properties.get("start_datetime") and source.properties.get("end_datetime"):
         dt = None  # a period (a compiled stack): the product covers the same period
         start = datetime.fromisoformat(source.properties["start_datetime"].replace("Z", "+00:00"))
         end = datetime.fromisoformat(source.properties["end_datetime"].replace("Z", "+00:00"))
-    item = _base_item(name, grid, dt, {KIND: kind, **props}, start=start, end=end)
+    item = _base_item(name, grid, dt, {**record.to_properties(), **extra}, start=start, end=end)
     item.add_link(pystac.Link("derived_from", f"../{source.id}/{source.id}.json", media_type="application/json", title=source.id))
     return item
 
 
 def inputs_of(item: pystac.Item) -> list[str]:
-    return list(item.properties.get("imalys:inputs") or [l.title for l in item.links if l.rel == "derived_from" and l.title])
+    return list(item.properties.get(INPUTS) or [l.title for l in item.links if l.rel == "derived_from" and l.title])
 
 
 def lineage(workdir: WorkDir, item: pystac.Item) -> list[dict]:
@@ -312,7 +306,7 @@ def lineage(workdir: WorkDir, item: pystac.Item) -> list[dict]:
         if it.id in seen:
             return
         seen.add(it.id)
-        out.append({"product": it.id, "kind": it.properties.get(KIND), "command": it.properties.get("imalys:command")})
+        out.append({"product": it.id, "kind": it.properties.get(KIND), "command": it.properties.get(COMMAND)})
         if it.properties.get(KIND) == "import":
             return
         for n in inputs_of(it):
@@ -327,7 +321,7 @@ def archive_sources(workdir: WorkDir, item: pystac.Item) -> list[str]:
     """Ids of the archive items a product was computed from, walking derived products back."""
     kind = item.properties.get(KIND)
     if kind == "import":
-        return list(item.properties.get("imalys:sources", []))
+        return list(ImportRecord.from_item(item).sources)
     out: list[str] = []
     for n in inputs_of(item):
         if workdir.exists(n):

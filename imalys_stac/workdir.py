@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Iterable, Iterator
 import pystac
 
 from .errors import ImalysError
-from .write.atomic import pid_alive, remove, scratch_dir, sweep_stale, write_json_atomic
+from .write.atomic import recover_swaps, remove, replace, scratch_dir, sweep_stale, write_json_atomic
 
 MARKER = ".imalys-stac"
 LOCK = ".imalys-stac.lock"
@@ -29,8 +28,6 @@ CATALOG_ID = "imalys-working-directory"
 #: endings that old chains append to image names (the original's ENVI files, GeoTIFFs…)
 NAME_ENDINGS = (".hdr", ".bsq", ".img", ".tif", ".tiff", ".json", ".vrt")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-#: a product folder moved aside while its replacement moves in: `.<name>.old-<pid>`
-_OLD = re.compile(r"^\.(?P<name>.+)\.old-(?P<pid>\d+)$")
 
 
 class WorkdirError(ImalysError):
@@ -146,16 +143,7 @@ class WorkDir:
     def recover(self) -> list[str]:
         """Repair what a killed run left (call with the lock held): put back a product folder that
         was moved aside while its replacement moved in, and remove temporaries of dead runs."""
-        notes = []
-        for entry in list(self.path.iterdir()):
-            m = _OLD.match(entry.name)
-            if m and (int(m.group("pid")) == os.getpid() or not pid_alive(int(m.group("pid")))):
-                folder = self.path / m.group("name")
-                if folder.exists():
-                    remove(entry)
-                else:
-                    os.replace(entry, folder)
-                    notes.append(f"restored {m.group('name')} (a run was stopped while replacing it)")
+        notes = [f"restored {name} (a run was stopped while replacing it)" for name in recover_swaps(self.path)]
         for path in sweep_stale(self.path, include_own=True):
             notes.append(f"removed {path.name} (temporary file of a stopped run)")
         return notes
@@ -223,9 +211,7 @@ class WorkDir:
         Imalys)."""
         name = item.id
         folder = self.product_folder(name)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=self.path))
-        staging.chmod(0o755)  # mkdtemp makes 0700; workers and browsers under other users must read it
-        try:
+        with scratch_dir(self.path, name) as staging:  # removed if anything fails
             for key, src in (files or {}).items():
                 dst = staging / Path(src).name
                 shutil.move(str(src), dst)
@@ -242,18 +228,9 @@ class WorkDir:
                 item.add_link(link)
             data = item.to_dict(include_self_link=False, transform_hrefs=False)
             write_json_atomic(staging / f"{name}.json", data)
-            if folder.exists():
-                # a kill between the two renames leaves `.<name>.old-<pid>`: `recover` puts it back
-                old = self.path / f".{name}.old-{os.getpid()}"
-                remove(old)
-                os.replace(folder, old)
-                os.replace(staging, folder)
-                remove(old)
-            else:
-                os.replace(staging, folder)
-        except BaseException:
-            remove(staging)
-            raise
+            # an existing product is moved aside first; a kill between the two renames leaves
+            # `.<name>.old-<pid>`, which `recover` puts back
+            replace(staging, folder)
         self.write_catalog()
         return folder / f"{name}.json"
 

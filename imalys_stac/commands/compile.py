@@ -13,6 +13,7 @@ import rasterio
 
 from ..cube.grid import Grid
 from ..cube.plan import common_grid
+from ..product_records import COMMAND, ImportRecord
 from ..products import KIND, compile_item
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame
 
@@ -72,21 +73,22 @@ def run(ctx: RunContext, cmd) -> None:
                     "nodata; choose the file format and type on export", p.format, cmd.param_lines.get("format", cmd.line))
     names = pick_inputs(ctx, cmd)
     items = [ctx.workdir.load(n) for n in names]
+    recipes = [ImportRecord.from_item(it) for it in items]
     grids = [Grid.from_stac(it.properties) for it in items]
     frame = read_frame(cmd)
     if p.projection:
         grid = template_grid(ctx, cmd, p.projection)
     else:
-        native = [it.properties.get("imalys:resampling") == "nearest" for it in items]
+        native = [r.resampling == "nearest" for r in recipes]
         grid = common_grid(grids, native, epsg=p.crsystem, pixel=p.pixel, frame=frame)
     checked_grid(cmd, grid, "pixel")
-    bands = {tuple(it.properties.get("imalys:bands", [])) for it in items}
+    bands = {r.bands for r in recipes}
     if len(bands) > 1:
         raise cmd.error(f"the selected images have different bands {sorted(bands)}; import them with the same `bands`",
                         parameter="search" if p.search else "select")
     frame_wkt = frame.geometry_in(grid.epsg).wkt if frame is not None else None
     item = compile_item(p.target, items, grid, frame_wkt, str(p.frame) if p.frame else None)
-    item.properties["imalys:command"] = command_record(ctx, cmd)
+    item.properties[COMMAND] = command_record(ctx, cmd)
     item.properties[FINGERPRINT] = fingerprint(cmd, [(it.id, it.properties.get(FINGERPRINT)) for it in items], grid.to_stac())
     ctx.workdir.save(item)
     log.info("   %s: %d image(s) %s on EPSG:%d, %d x %d pixels of %g m", p.target, len(items), ", ".join(names),

@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..product_records import FINGERPRINT
 from ..runtime.log import RunLog
 from ..workdir import WorkDir
 
@@ -74,11 +75,6 @@ def fingerprint(cmd, *parts) -> str:
     doc = {"command": cmd.name, "parameters": {k: list(v) for k, v in sorted(cmd.raw.items())},
            "inputs": parts, "version": __version__}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-FINGERPRINT = "imalys:fingerprint"
-
-
 
 
 def up_to_date(wd, name: str, stamp: str) -> bool:

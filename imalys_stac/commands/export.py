@@ -13,12 +13,13 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from .. import __version__
+from ..product_records import FILE, PROCESS, PROVENANCE, CompositeRecord, ExportRecord, Provenance
 from ..products import KIND, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
 from ..runtime.progress import dask_progress
 from ..registry import FORMATS as FORMAT_REGISTRY
 from ..registry import companion_paths
 from ..write import FORMATS, check_cog, write_image
-from ..write.atomic import replace, scratch_dir, sweep_stale, write_json_atomic
+from ..write.atomic import recover_swaps, replace, scratch_dir, sweep_stale, write_json_atomic
 from ..write.cog import InvalidCOG
 from .context import FINGERPRINT, RunContext, fingerprint, load_product, log, os_reason
 
@@ -29,7 +30,7 @@ def _product_array(ctx: RunContext, item) -> xr.DataArray:
         href = item.assets["data"].get_absolute_href()
         side = ctx.chunksize or 1024
         da = rioxarray.open_rasterio(href, chunks={"band": -1, "y": side, "x": side}, masked=True)
-        names = item.properties.get("imalys:bands")
+        names = list(CompositeRecord.from_item(item).bands)
         if names and len(names) == da.sizes["band"]:
             da = da.assign_coords(band=names)
         return da
@@ -48,7 +49,7 @@ def written_by_us(target: Path) -> bool:
     item = item_path_for(target)
     try:
         data = json.loads(item.read_text(encoding="utf-8"))
-        return ("imalys:provenance" in data.get("properties", {})
+        return (PROVENANCE in data.get("properties", {})
                 and data.get("assets", {}).get("data", {}).get("href") == f"./{target.name}")
     except (OSError, ValueError, AttributeError):
         return False
@@ -84,6 +85,8 @@ def run(ctx: RunContext, cmd) -> None:
         if path.is_dir() and not (ending == ".zarr" and path == target):
             raise cmd.error(f"{path} is a folder; the export would replace it with a file", parameter="target",
                             hint="choose another target")
+    for name in recover_swaps(target.parent):
+        log.info("   restored %s (a run was stopped while replacing it)", target.parent / name)
     for stale in sweep_stale(target.parent):
         log.info("   removed %s (temporary file of a stopped run)", stale)
 
@@ -103,7 +106,7 @@ def run(ctx: RunContext, cmd) -> None:
             raise cmd.error(f"cannot write {target}: it needs {need / 1e6:.1f} MB and {target.parent} has "
                             f"{free / 1e6:.1f} MB free; nothing was written", parameter="target",
                             hint="free some space or choose another folder")
-    tags = {"IMALYS_PRODUCT": item.id, "IMALYS_PROCESS": str(item.properties.get("imalys:process", item.properties.get(KIND)))}
+    tags = {"IMALYS_PRODUCT": item.id, "IMALYS_PROCESS": str(item.properties.get(PROCESS, item.properties.get(KIND)))}
     # Everything is written and checked inside a scratch folder beside the target; only then do the
     # item and the files move into place (item first: a stop between the renames leaves an item
     # whose stamp does not match the file, so the next run redoes the export).
@@ -142,8 +145,8 @@ def _up_to_date(item_path: Path, target: Path, stamp: str) -> bool:
     except (OSError, ValueError):
         return False
     props = data.get("properties", {})
-    return (props.get(FINGERPRINT) == stamp and props.get("imalys:file") is not None
-            and props.get("imalys:file") == _file_stamp(target))
+    return (props.get(FINGERPRINT) == stamp and props.get(FILE) is not None
+            and props.get(FILE) == _file_stamp(target))
 
 
 def item_path_for(target: Path) -> Path:
@@ -170,20 +173,20 @@ def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, file_s
     data["assets"]["data"].update(exported_band_fields(item, target))
     export_view(data, ctx.workdir, item, target)  # title from the file name, the product's thumbnail
     chain = ctx.chain
-    data["properties"]["imalys:provenance"] = {
-        "product": item.id,
-        "working_directory": str(ctx.workdir.path),
-        "archive_items": archive_sources(ctx.workdir, item),
-        "chain": str(chain.path),
-        "chain_text": Path(chain.path).read_text(encoding="utf-8", errors="replace") if Path(chain.path).exists() else None,
-        "commands": [{"command": c.name, "line": c.line, "parameters": {k: v for k, v in c.raw.items()}} for c in chain.commands],
+    provenance = Provenance(
+        product=item.id,
+        working_directory=str(ctx.workdir.path),
+        archive_items=tuple(archive_sources(ctx.workdir, item)),
+        chain=str(chain.path),
+        chain_text=Path(chain.path).read_text(encoding="utf-8", errors="replace") if Path(chain.path).exists() else None,
+        commands=tuple({"command": c.name, "line": c.line, "parameters": {k: v for k, v in c.raw.items()}} for c in chain.commands),
         # every product this file was computed from, with the command (chain, line, parameters)
         # that made it — imports made by an earlier chain included
-        "lineage": lineage(ctx.workdir, item),
-        "package": f"imalys-stac {__version__}",
-        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    data["properties"][FINGERPRINT] = stamp
-    # size and modification time of the file this item describes (rename keeps both)
-    data["properties"]["imalys:file"] = file_stamp
+        lineage=tuple(lineage(ctx.workdir, item)),
+        package=f"imalys-stac {__version__}",
+        exported=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    # the file's size and modification time (rename keeps both) say later whether it is still ours
+    file = (file_stamp[0], file_stamp[1]) if file_stamp is not None else None
+    data["properties"].update(ExportRecord(provenance, stamp, file).to_properties())
     return data

@@ -21,10 +21,12 @@ from ..cube.grid import Frame, Grid
 from ..cube.plan import choose_grid, group_items, product_name
 from ..cube.load import DEFAULT_CHUNK, SceneGroup, quality_counts
 from ..cube.vrt import recipe_vrt, vrt_possible
+from ..product_records import COMMAND, KIND, ImportRecord
 from ..products import import_item
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, log, read_frame
+
 
 def _default_bands(item: pystac.Item) -> list[str]:
     """Bands taken when `bands` is not given: every data image asset but those the item's provider
@@ -60,12 +62,7 @@ def select_items(cmd, frame: Frame | None) -> list[pystac.Item]:
 def _selected_items(cmd, query: Query) -> list[pystac.Item]:
     """Items of the archives `select` names. An archive named exactly that cannot be read is an
     error naming the file and why; broken matches of a wildcard are skipped with a warning each."""
-    import concurrent.futures as cf
-    import os
-
-    from ..archives import ArchiveError
-    from ..stac import item_from_archive
-    from ..stac.search import filter_items
+    from ..stac.search import filter_items, read_archives
 
     named: dict[Path, str] = {}
     for pattern in cmd.params.select:
@@ -77,17 +74,9 @@ def _selected_items(cmd, query: Query) -> list[pystac.Item]:
         for h in hits:
             named.setdefault(h, pattern if not wildcard else "")
 
-    def read(path: Path):
-        try:
-            return item_from_archive(path)
-        except (ArchiveError, OSError) as exc:
-            return exc
-
-    with cf.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(read, named))
     items = []
-    for path, result in zip(named, results):
-        if isinstance(result, BaseException):
+    for path, result in zip(named, read_archives(list(named))):
+        if isinstance(result, Exception):
             reason = str(result).removeprefix(f"{path}: ")
             if named[path]:
                 raise cmd.error(f"cannot read the archive {path}: {reason}", parameter="select",
@@ -164,7 +153,7 @@ def run(ctx: RunContext, cmd) -> None:
         if reason is not None:
             rejected[reason] += 1
             log.info("   rejected %s: %s", g.name, text)
-            if ctx.workdir.exists(name) and ctx.workdir.load(name).properties.get("imalys:kind") == "import":
+            if ctx.workdir.exists(name) and ctx.workdir.load(name).properties.get(KIND) == ImportRecord.KIND:
                 # an earlier run accepted it; the current parameters do not: never use it silently
                 ctx.workdir.remove(name)
                 log.warning("import: removed %s imported by an earlier run: %s", name, text)
@@ -173,7 +162,7 @@ def run(ctx: RunContext, cmd) -> None:
         with ctx.workdir.scratch(name) as tmp:
             sources = Path(tmp) / "sources.json"
             item = import_item(g, grid, cover=round(cover, 6), frame=str(p.frame) if p.frame else None, sources_file=sources)
-            item.properties["imalys:command"] = command_record(ctx, cmd)
+            item.properties[COMMAND] = command_record(ctx, cmd)
             item.properties[FINGERPRINT] = fingerprint(cmd, sorted(it.id for it in g.items), _frame_stamp(p.frame))
             files = {"sources": sources}
             if vrt_possible(g, grid):

@@ -11,6 +11,7 @@ import xarray as xr
 from ..composite import reduce_stack
 from ..cube.grid import Grid
 from ..registry import REDUCERS
+from ..product_records import COMMAND, CompositeRecord
 from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
@@ -112,18 +113,13 @@ def run(ctx: RunContext, cmd) -> None:
             tif = Path(tmp) / f"{name}.tif"
             with dask_progress(method):
                 write_cog(result, tif, tags=tags)
-            item = derived_item(name, "reduce", source, grid, {
-                "imalys:process": method,
-                "imalys:preserve": p.preserve,
-                "imalys:threshold": p.threshold if method == "bestof" else None,
-                "imalys:inputs": [source.id],
-                "imalys:dates": dates,
-                "imalys:layers": int(cube.sizes["time"]),
-                "imalys:bands": [str(b) for b in result.band.values],
-                "imalys:qualities": [round(float(q), 6) for q in cube.quality.values],
-                "imalys:command": command_record(ctx, cmd),
-                FINGERPRINT: stamp,
-            })
+            record = CompositeRecord(
+                process=method, preserve=p.preserve, threshold=p.threshold if method == "bestof" else None,
+                inputs=(source.id,), dates=tuple(dates), layers=int(cube.sizes["time"]),
+                bands=tuple(str(b) for b in result.band.values),
+                qualities=tuple(round(float(q), 6) for q in cube.quality.values),
+            )
+            item = derived_item(name, record, source, grid, {COMMAND: command_record(ctx, cmd), FINGERPRINT: stamp})
             item.add_asset("data", pystac.Asset(
                 href=str(tif), media_type=pystac.MediaType.COG, roles=["data"],
                 title=f"{method} of {source.id}",

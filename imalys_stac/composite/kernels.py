@@ -246,10 +246,10 @@ def _unrolled_module(n: int):
         digest = hashlib.sha1(src.encode()).hexdigest()[:12]
         path = _cache_dir() / f"median_t{n}_{digest}.py"
         if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(src)
-            os.replace(tmp, path)
+            from ..write.atomic import atomic_path
+
+            with atomic_path(path) as tmp:
+                tmp.write_text(src)
         name = f"imalys_stac_generated_median_t{n}_{digest}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)

@@ -35,6 +35,8 @@ from typing import Any, Callable, Iterable, Sequence
 from tqdm import tqdm
 
 from ..errors import InputError
+from ..product_records import ARCHIVE
+from ..write.atomic import atomic_path
 from ..archives import ArchiveError, open_archive
 from ..templates import collection_template
 from .hrefs import local_path, relative_href
@@ -295,8 +297,8 @@ def portable_item(d: dict[str, Any], item_dir: str | os.PathLike) -> dict[str, A
     d = dict(d)
     d["assets"] = {k: dict(a, href=relative_href(a["href"], item_dir)) for k, a in d["assets"].items()}
     props = d["properties"]
-    if props.get("imalys:archive"):
-        d["properties"] = dict(props, **{"imalys:archive": relative_href(props["imalys:archive"], item_dir)})
+    if props.get(ARCHIVE):
+        d["properties"] = dict(props, **{ARCHIVE: relative_href(props[ARCHIVE], item_dir)})
     return d
 
 
@@ -333,9 +335,8 @@ def write_csv(rows: list[dict[str, Any]], csv_path: Path, folder: Path) -> None:
     for path, text in ((csv_path, "\n".join(_csv_rows(rows, folder)) + "\n"),
                        (csv_path.with_suffix(".csvt"), CSVT + "\n"),
                        (csv_path.with_suffix(".prj"), WGS84_WKT + "\n")):
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------- build

@@ -9,6 +9,7 @@ file instead of parsing every item JSON; only the matching items' JSON files are
 from __future__ import annotations
 
 from ..errors import InputError
+from ..product_records import ARCHIVE
 
 import json
 import os
@@ -26,7 +27,7 @@ from shapely.geometry import shape
 INDEX_NAME = "items.parquet"
 #: the columns search and the catalog read back (missing optional ones read as None)
 COLUMNS = ("id", "collection", "datetime", "bbox", "geometry", "eo:cloud_cover", "platform", "instruments",
-           "grid:code", "proj:epsg", "proj:code", "gsd", "imalys:archive")
+           "grid:code", "proj:epsg", "proj:code", "gsd", ARCHIVE)
 REQUIRED = ("id", "collection", "datetime", "bbox", "geometry")
 CHUNK = 4096
 
@@ -66,7 +67,7 @@ def _row(iid: str, collection: str, when: datetime, bbox: tuple, geometry: Any, 
         "epsg": _epsg(p),
         "gsd": p.get("gsd"),
         "href": href,
-        "archive": p.get("imalys:archive"),
+        "archive": p.get(ARCHIVE),
         "geometry": shapely.to_wkb(geom),
     }
 
@@ -137,10 +138,10 @@ def read_index(path: Path) -> Rows:
     for r in table.to_pylist():
         b = r["bbox"]
         href = item_href(r["collection"], r["id"])
-        archive = r.get("imalys:archive")
+        archive = r.get(ARCHIVE)
         if archive and not archive.startswith("/"):  # relative to the item file → to the catalog folder
             archive = os.path.normpath(os.path.join(os.path.dirname(href), archive))
-        p = dict(r, **{"imalys:archive": archive})
+        p = dict(r, **{ARCHIVE: archive})
         rows.append(_row(r["id"], r["collection"], r["datetime"], (b["xmin"], b["ymin"], b["xmax"], b["ymax"]),
                          r["geometry"], p, href))
     return rows

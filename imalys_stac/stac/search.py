@@ -23,6 +23,7 @@ import shapely
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
+from ..product_records import ARCHIVE
 from .catalog import catalog_location, expand_archives
 from .hrefs import absolute_href, local_path
 from .index import INDEX_NAME, read_index, row_from_item
@@ -174,18 +175,36 @@ def _csv_archives(csv_path: Path) -> list[Path]:
         return [Path(r["filename"]) for r in reader if r.get("filename")]
 
 
-def _items_from_archives(paths: list[Path], log: logging.Logger) -> list[pystac.Item]:
+def read_archives(paths: Sequence[Path]) -> list[pystac.Item | Exception]:
+    """The item of each archive file, read in parallel (at most 8 threads), in the order of
+    `paths`; an archive that cannot be read (an ArchiveError, or an OSError such as a missing or
+    unreadable file) gives its error in its place, so the caller decides what it means."""
     from ..archives import ArchiveError
 
-    def one(p: Path) -> pystac.Item | None:
+    def one(p: Path) -> pystac.Item | Exception:
         try:
             return item_from_archive(p)
-        except ArchiveError as exc:
-            log.warning("select: skipped %s", exc)
-            return None
+        except (ArchiveError, OSError) as exc:
+            return exc
 
     with cf.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        return [i for i in pool.map(one, paths) if i is not None]
+        return list(pool.map(one, paths))
+
+
+def _items_from_archives(paths: list[Path], log: logging.Logger) -> list[pystac.Item]:
+    """Items of the archives; one that is not a readable archive is skipped with a warning, a
+    file the system cannot read (OSError) is an error."""
+    from ..archives import ArchiveError
+
+    items = []
+    for result in read_archives(paths):
+        if isinstance(result, ArchiveError):
+            log.warning("select: skipped %s", result)
+        elif isinstance(result, Exception):
+            raise result
+        else:
+            items.append(result)
+    return items
 
 
 def _filter_items(items: list[pystac.Item], query: Query) -> list[pystac.Item]:
@@ -274,9 +293,9 @@ def resolve_hrefs(d: dict[str, Any], base_dir: str | os.PathLike) -> dict[str, A
     d["assets"] = {k: dict(a, href=absolute_href(a["href"], base_dir)) if "href" in a else a
                    for k, a in (d.get("assets") or {}).items()}
     props = d.get("properties") or {}
-    archive = props.get("imalys:archive")
+    archive = props.get(ARCHIVE)
     if archive and not archive.startswith("/") and "://" not in archive:
-        d["properties"] = dict(props, **{"imalys:archive": local_path(archive, base_dir)})
+        d["properties"] = dict(props, **{ARCHIVE: local_path(archive, base_dir)})
     return d
 
 

@@ -27,11 +27,18 @@ def remove(path: Path) -> None:
             pass
 
 
+def moved_aside(target: Path) -> Path:
+    """`.<name>.old-<pid>` beside `target`: where a folder waits while its replacement moves in."""
+    return target.with_name(f".{target.name}.old-{os.getpid()}")
+
+
 def replace(tmp: Path, target: Path) -> None:
-    """Move `tmp` onto `target`. Files are replaced atomically; an existing directory (a Zarr
-    store) is moved aside first, because rename cannot replace a non-empty directory."""
+    """Move `tmp` onto `target`. Files are replaced atomically; an existing directory (a product
+    folder, a Zarr store) is moved aside first (`moved_aside`), because rename cannot replace a
+    non-empty directory. A run killed between the two renames leaves the old folder aside:
+    `recover_swaps` (called by every user of the folder before it writes) puts it back."""
     if tmp.is_dir() and target.exists():
-        old = temp_name(target, ".old")
+        old = moved_aside(target)
         remove(old)
         os.replace(target, old)
         try:
@@ -75,6 +82,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 # power) cannot remove its temporaries; the next run recognises them by the pattern and the
 # dead pid and removes them.
 TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)(?:[-.].*)?$")
+#: a folder moved aside by `replace` while its replacement moved in (see `moved_aside`)
+ASIDE_PATTERN = re.compile(r"^\.(?P<name>.+)\.old-(?P<pid>\d+)$")
 
 
 def pid_alive(pid: int) -> bool:
@@ -92,23 +101,44 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def stale_temporaries(folder: Path, *, include_own: bool = False) -> list[Path]:
-    """Temporaries in `folder` whose writing process is gone (or this very process, when
-    `include_own`: a run that has just started owns none yet)."""
-    folder = Path(folder)
-    found = []
+def _left_by_dead_runs(folder: Path, pattern: re.Pattern[str], include_own: bool) -> list[re.Match[str]]:
+    """Names in `folder` matching `pattern` (with a `pid` group) whose process is gone (or is this
+    very process, when `include_own`: a run that has just started has made none yet)."""
     try:
-        entries = list(os.scandir(folder))
+        names = [entry.name for entry in os.scandir(folder)]
     except OSError:
         return []
-    for entry in entries:
-        m = TEMP_PATTERN.match(entry.name)
-        if not m:
+    found = []
+    for name in names:
+        m = pattern.match(name)
+        if m is None:
             continue
         pid = int(m.group("pid"))
         if (include_own and pid == os.getpid()) or (pid != os.getpid() and not pid_alive(pid)):
-            found.append(folder / entry.name)
+            found.append(m)
     return found
+
+
+def stale_temporaries(folder: Path, *, include_own: bool = False) -> list[Path]:
+    """Temporaries in `folder` whose writing process is gone (or this very process, when
+    `include_own`: a run that has just started owns none yet)."""
+    return [Path(folder) / m.string for m in _left_by_dead_runs(Path(folder), TEMP_PATTERN, include_own)]
+
+
+def recover_swaps(folder: Path, *, include_own: bool = True) -> list[str]:
+    """Finish the folder swaps of `replace` that a dead run (or, with `include_own`, this process
+    before it swaps anything) left half done: a folder moved aside whose replacement never moved in
+    is put back; one whose replacement is in place is removed. Returns the names put back."""
+    folder = Path(folder)
+    restored = []
+    for m in _left_by_dead_runs(folder, ASIDE_PATTERN, include_own):
+        aside, target = folder / m.string, folder / m.group("name")
+        if target.exists() or target.is_symlink():
+            remove(aside)
+        else:
+            os.replace(aside, target)
+            restored.append(m.group("name"))
+    return restored
 
 
 def sweep_stale(folder: Path, *, include_own: bool = False) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..base import ItemFields
+from ...product_records import ARCHIVE
 from ..common import COG, EXT, GEOTIFF, as_float, asset_template, proj_fields, raster_asset, reference_grid
 from . import qa
 from .archive import LandsatMetadata
@@ -104,7 +105,7 @@ def item_fields(meta: LandsatMetadata) -> ItemFields:
     doi = LANDSAT_DOI.get(meta.sensor)
     if doi:
         props["sci:doi"] = doi
-    props["imalys:archive"] = str(meta.archive)
+    props[ARCHIVE] = str(meta.archive)
 
     extensions = [EXT["eo"], EXT["proj"], EXT["raster"], EXT["classification"], EXT["grid"]]
     if doi:

@@ -6,6 +6,7 @@ from typing import Any
 
 from ...archives.container import MemberGrid
 from ..base import ItemFields
+from ...product_records import ARCHIVE
 from ..common import EXT, asset_template, iso, proj_fields, raster_asset, reference_grid
 from .archive import JP2, S2_BANDS, S2_METADATA_MEMBERS, SCL_BAND, Sentinel2Metadata, scl_classes
 
@@ -100,7 +101,7 @@ def item_fields(meta: Sentinel2Metadata) -> ItemFields:
             "view:incidence_angle": meta.view_incidence, "view:azimuth": meta.view_azimuth}
     props.update({k: v for k, v in view.items() if v is not None})
     props["description"] = DESCRIPTION
-    props["imalys:archive"] = str(meta.archive)
+    props[ARCHIVE] = str(meta.archive)
     extensions = [EXT["eo"], EXT["proj"], EXT["raster"], EXT["classification"], EXT["grid"], EXT["mgrs"], EXT["s2"]]
     if any(k.startswith("view:") for k in props):
         extensions.append(EXT["view"])
