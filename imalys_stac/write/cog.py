@@ -1,6 +1,7 @@
 """Cloud Optimized GeoTIFF: streamed from Dask, overviews built and checked, atomic."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -181,9 +182,29 @@ def _footprint(n_src: int, n_dst: int, start: int, stop: int) -> tuple[int, int,
     return s0, s1, w
 
 
+def _weighted_rows(w: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """w · a[b] for every band, w (d, s) with a run of nonzeros per row (a footprint: ones and
+    partly covered ends), a (b, s, t) → (b, d, t). One pass per position in the run, not a dense
+    product: a footprint of r source pixels costs r passes over the destination rows."""
+    d, s = w.shape
+    nz = w != 0
+    lo = nz.argmax(axis=1)
+    runs = int(nz.sum(axis=1).max()) if d else 0
+    out = np.zeros((a.shape[0], d, a.shape[2]))
+    rows = np.arange(d)
+    for m in range(runs):
+        idx = np.minimum(lo + m, s - 1)
+        wm = np.where(lo + m < s, w[rows, idx], 0.0)
+        out += wm[None, :, None] * a[:, idx, :]
+    return out
+
+
 def _contract(wy: np.ndarray, a: np.ndarray, wx: np.ndarray) -> np.ndarray:
-    """wy · a[b] · wxᵀ for every band, in numpy's own loops (BLAS threads would fight the writer's)."""
-    return np.einsum("byt,xt->byx", np.einsum("ys,bst->byt", wy, a), wx)
+    """wy · a[b] · wxᵀ for every band. Footprint weights are a short run per row, so this takes
+    (footprint) passes instead of a dense product: numpy's einsum took 2.6 s of CPU per check of
+    a 6 × 3558 × 3635 COG (15 % of a chain's CPU, which checks twice; BLAS threads would fight
+    the cores' other users)."""
+    return _weighted_rows(wx, _weighted_rows(wy, a).transpose(0, 2, 1)).transpose(0, 2, 1)
 
 
 def expected_average(src: np.ndarray, valid: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
@@ -239,11 +260,19 @@ def overview_errors(path: str | os.PathLike, *, window: int = 64, positions: int
             ok &= a != nodata
         return ok
 
-    for level, f in enumerate(factors):
-        (pw, ph), (ow, oh) = sizes[level], sizes[level + 1]
-        parent_level = level - 1  # -1: full resolution
-        with rasterio.open(path, **({} if parent_level < 0 else {"overview_level": parent_level})) as parent, \
-                rasterio.open(path, overview_level=level) as ov:
+    # One handle per level, open for the whole check: a level is read as the overview of one step
+    # and as the parent of the next, and full resolution as the parent of the first level and for
+    # the pooled means of every other; GDAL's block cache (per handle) then decodes each of their
+    # 512-px tiles once instead of once per read (a 64-px window decodes a whole tile of every band).
+    with contextlib.ExitStack() as stack:
+        levels = {-1: stack.enter_context(rasterio.open(path))}
+        for level in range(len(factors)):
+            levels[level] = stack.enter_context(rasterio.open(path, overview_level=level))
+        base = levels[-1]
+        for level, f in enumerate(factors):
+            (pw, ph), (ow, oh) = sizes[level], sizes[level + 1]
+            parent_level = level - 1  # -1: full resolution
+            parent, ov = levels[parent_level], levels[level]
             for col, row, w, h in _sample_windows(ow, oh, window, positions):
                 where = f"overview ×{f} at overview pixels x {col}–{col + w}, y {row}–{row + h}"
                 xs0, xs1, wx = _footprint(pw, ow, col, col + w)
@@ -264,8 +293,7 @@ def overview_errors(path: str | os.PathLike, *, window: int = 64, positions: int
                     (fw, fh) = sizes[0]
                     bx0, bx1, bwx = _footprint(fw, ow, col, col + w)
                     by0, by1, bwy = _footprint(fh, oh, row, row + h)
-                    with rasterio.open(path) as base:
-                        bfull = base.read(window=Window(bx0, by0, bx1 - bx0, by1 - by0)).astype(np.float64)
+                    bfull = base.read(window=Window(bx0, by0, bx1 - bx0, by1 - by0)).astype(np.float64)
                     pooled = expected_average(bfull, valid_of(bfull), bwy, bwx)
                     closer = np.abs(got - pooled) < np.abs(got - expected)
                     expected = np.where(closer & np.isfinite(pooled), pooled, expected)
