@@ -10,6 +10,7 @@ Every product item links `derived_from` its inputs, so provenance can be walked 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import datetime, timezone
@@ -268,7 +269,8 @@ def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None,
             g = group_from_item(source)
             own = Grid.from_stac(source.properties)
             if (own.epsg, own.res_xy, own.anchor) != (grid.epsg, grid.res_xy, grid.anchor):
-                g.resampling = "bilinear"  # compile reprojects or shifts this image: interpolate reflectance (QA stays nearest)
+                # compile reprojects or shifts this image: interpolate reflectance (QA stays nearest)
+                g = dataclasses.replace(g, resampling="bilinear")
             groups.append(g)
         region = None
         if rec.frame_wkt:

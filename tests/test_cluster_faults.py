@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -25,49 +25,14 @@ from imalys_stac.errors import ResourceError
 from imalys_stac.runtime.cluster import ClusterSpec, cluster_faults, dask_runtime
 from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
 
+from .conftest import SIX_BANDS, bestof_chain
+
+if TYPE_CHECKING:
+    from .conftest import ProcessCluster
+
 distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.timeout(600)
 
-DASK = str(Path(sys.executable).with_name("dask"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LocalProcesses:
-    """`dask scheduler` and `dask worker --no-nanny` processes (a killed worker stays dead)."""
-
-    def __init__(self, tmp: Path, workers: int):
-        self.address = f"tcp://127.0.0.1:{_free_port()}"
-        self.procs: list[subprocess.Popen] = []
-        self.logs = tmp / "cluster-logs"
-        self.logs.mkdir(exist_ok=True)
-        self.scheduler = self._start("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port",
-                                                   self.address.rsplit(":", 1)[1], "--no-dashboard"])
-        self.workers = [self._start(f"worker{i}", [DASK, "worker", self.address, "--nthreads", "1", "--no-nanny",
-                                                   "--no-dashboard", "--memory-limit", "0", "--name", f"w{i}"])
-                        for i in range(workers)]
-        with distributed.Client(self.address, timeout="30s") as c:
-            c.wait_for_workers(workers, timeout=60)
-
-    def _start(self, name: str, cmd: list[str]) -> subprocess.Popen:
-        with open(self.logs / f"{name}.log", "w") as out:
-            p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.procs.append(p)
-        return p
-
-    def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 @pytest.fixture(scope="module")
@@ -81,27 +46,7 @@ def archives(tmp_path_factory):
 
 
 def chain_file(tmp: Path, root: Path, name: str, scheduler: str | None) -> Path:
-    chain = tmp / f"{name}.txt"
-    chain.write_text(f"""IMALYS [{name}]
-home
-	directory = {tmp}/wd_{name}
-	clear = true
-{f'	scheduler = {scheduler}' + chr(10) if scheduler else ''}import
-	select = {root}/*.tar
-	bands = _B2, _B3, _B4, _B5, _B6, _B7
-	factor = 2.75e-5
-	offset = -0.2
-compile
-	search = LC08*
-reduce
-	select = compile
-	execute = bestof
-	preserve = bands
-export
-	select = bestof
-	target = {tmp}/{name}.tif
-""")
-    return chain
+    return bestof_chain(tmp, root, name, home=f"\tscheduler = {scheduler}\n" if scheduler else "", bands=SIX_BANDS)
 
 
 class _Seen(logging.Handler):
@@ -118,7 +63,7 @@ class _Seen(logging.Handler):
             self.event.set()
 
 
-def _kill_when_busy(cluster: LocalProcesses, started: threading.Event, victims: list[int], out: dict) -> None:
+def _kill_when_busy(cluster: ProcessCluster, started: threading.Event, victims: list[int], out: dict) -> None:
     """Once reduce has started, SIGKILL the given workers as soon as they run its tasks."""
     if not started.wait(300):
         return
@@ -137,10 +82,10 @@ def _kill_when_busy(cluster: LocalProcesses, started: threading.Event, victims: 
             time.sleep(0.05)
 
 
-def test_worker_killed_during_reduce_gives_the_identical_cog(tmp_path, archives):
+def test_worker_killed_during_reduce_gives_the_identical_cog(tmp_path, archives, dask_processes):
     reference = chain_file(tmp_path, archives, "reference", None)
     run_chain(load_chain(reference))  # in-process: the undisturbed result
-    cluster = LocalProcesses(tmp_path, workers=2)
+    cluster = dask_processes(workers=2)  # no nannies: a killed worker stays dead
     seen = _Seen("── reduce")
     logging.getLogger("imalys_stac").addHandler(seen)
     out: dict = {}
@@ -167,9 +112,9 @@ def test_worker_killed_during_reduce_gives_the_identical_cog(tmp_path, archives)
     assert ctx.runlog.errors == 0
 
 
-def test_losing_every_worker_is_a_clear_error_in_bounded_time(tmp_path, archives, monkeypatch):
+def test_losing_every_worker_is_a_clear_error_in_bounded_time(tmp_path, archives, monkeypatch, dask_processes):
     monkeypatch.setenv("IMALYS_NO_WORKERS_TIMEOUT", "5")
-    cluster = LocalProcesses(tmp_path, workers=2)
+    cluster = dask_processes(workers=2)
     seen = _Seen("── reduce")
     logging.getLogger("imalys_stac").addHandler(seen)
     out: dict = {}

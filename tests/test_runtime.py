@@ -13,44 +13,26 @@ from imalys_stac.commands import run_chain
 from imalys_stac.runtime.cluster import ClusterSpec
 from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
 
+from .conftest import RED_NIR, bestof_chain
+
 distributed = pytest.importorskip("distributed")
 
 
 def _chain(tmp, root, name, scheduler_line=""):
-    chain = tmp / f"{name}.txt"
-    chain.write_text(f"""IMALYS [{name}]
-home
-	directory = {tmp}/wd_{name}
-	clear = true
-{scheduler_line}import
-	select = {root}/*.tar
-	bands = red, nir08
-	factor = auto
-compile
-	search = LC08*
-reduce
-	select = compile
-	execute = bestof
-	preserve = bands
-export
-	select = bestof
-	target = {tmp}/{name}.tif
-""")
-    return chain
+    return bestof_chain(tmp, root, name, home=scheduler_line, bands=RED_NIR)
 
 
-def test_distributed_scheduler_by_address_gives_the_same_result(tmp_path):
-    distributed = pytest.importorskip("distributed")
+def test_distributed_scheduler_by_address_gives_the_same_result(tmp_path, dask_processes):
     root = tmp_path / "archives"
     land = Landscape(seed=9)
     for i, d in enumerate([date(2022, 6, 16), date(2022, 7, 2), date(2022, 7, 18)]):
         write_landsat_archive(root, SceneSpec(path=193, row=26, acquired=d, size=96, cloud_cover=0.2, seed=40 + i), landscape=land)
     run_chain(load_chain(_chain(tmp_path, root, "local")))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        run_chain(load_chain(_chain(tmp_path, root, "remote", f"\tscheduler = {cluster.scheduler_address}\n")))
-        # the workers really did the work
-        with distributed.Client(cluster.scheduler_address) as client:
-            assert sum(client.run(lambda dask_worker: len(dask_worker.data) + dask_worker.state.executed_count).values()) > 0
+    cluster = dask_processes(workers=2, threads=1)
+    run_chain(load_chain(_chain(tmp_path, root, "remote", f"\tscheduler = {cluster.address}\n")))
+    # the workers really did the work
+    with distributed.Client(cluster.address) as client:
+        assert sum(client.run(lambda dask_worker: len(dask_worker.data) + dask_worker.state.executed_count).values()) > 0
     with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "remote.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
         assert np.isfinite(a.read()).mean() > 0.5
@@ -157,7 +139,7 @@ def _progress_lines(log_text: str, step: str) -> list[int]:
 
 
 @pytest.mark.parametrize("where", ["threads", "address"])
-def test_progress_lines_in_the_log_without_a_terminal(tmp_path, monkeypatch, where):
+def test_progress_lines_in_the_log_without_a_terminal(tmp_path, monkeypatch, where, dask_processes):
     """Without a TTY every long step logs percentage lines, on the in-process and on a
     distributed scheduler alike (reduce from the output written, import's quality pass from the
     tasks finished on the scheduler)."""
@@ -174,9 +156,9 @@ def test_progress_lines_in_the_log_without_a_terminal(tmp_path, monkeypatch, whe
     if where == "threads":
         text = run()
     else:
-        with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
-            text = run(f"\tscheduler = {cluster.scheduler_address}\n")
-        assert f"dask: {cluster.scheduler_address}, 1 worker(s)" in text
+        cluster = dask_processes(workers=1, threads=2)
+        text = run(f"\tscheduler = {cluster.address}\n")
+        assert f"dask: {cluster.address}, 1 worker(s)" in text
     bestof = _progress_lines(text, "bestof")
     assert len(bestof) >= 3 and bestof == sorted(bestof) and bestof[-1] == 100 and bestof[0] < 100
     quality = _progress_lines(text, "quality")

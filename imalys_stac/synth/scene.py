@@ -17,7 +17,6 @@ Outside the rotated swath every band is 0 and QA_PIXEL is 1 (fill); Landsat 7 af
 from __future__ import annotations
 
 import math
-import os
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from rasterio.transform import Affine
 
 from ..providers.landsat import qa as Q
 from ..providers.landsat.bands import SENSORS
+from ..write.atomic import atomic_path
 from . import metadata as M
 from .landscape import Landscape
 from .noise import grid_field, wave_table
@@ -683,9 +683,9 @@ def write_landsat_archive(folder: str | Path, spec: SceneSpec, landscape: Landsc
         (t / members["MTL.json"]).write_text(M.to_json(doc))
         (t / members["ANG.txt"]).write_text(_ang(spec, grid, when))
         target = folder / f"{pid}.tar"
-        part = t / f"{pid}.tar.part"
         mtime = datetime.combine(spec.processed_date, datetime.min.time(), tzinfo=timezone.utc).timestamp()
-        with tarfile.open(part, "w", format=tarfile.USTAR_FORMAT) as tar:
+        # atomic: readers never see a half-written archive
+        with atomic_path(target) as part, tarfile.open(part, "w", format=tarfile.USTAR_FORMAT) as tar:
             for name in sorted(members.values()):
                 ti = tar.gettarinfo(str(t / name), arcname=name)
                 ti.uid = ti.gid = 0
@@ -694,7 +694,6 @@ def write_landsat_archive(folder: str | Path, spec: SceneSpec, landscape: Landsc
                 ti.mtime = int(mtime)
                 with open(t / name, "rb") as fh:
                     tar.addfile(ti, fh)
-        os.replace(part, target)  # atomic: readers never see a half-written archive
 
     truth_d: dict[str, np.ndarray] = {k: v for k, v in masks.items() if not k.startswith("_")}
     truth_d["qa"] = qa

@@ -28,7 +28,6 @@ consistently with it (10 m bands see the 20 m classes of the pixel they fall in)
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
 from ..providers.sentinel2.archive import S2_BANDS, SCL_CLASSES
+from ..write.atomic import atomic_path
 from .landscape import Landscape
 from .noise import grid_field, wave_table
 from .scene import _dilate, _shift, _top_fraction
@@ -637,9 +637,8 @@ def write_sentinel2_archive(
     target = folder / f"{name}.zip"
     with tempfile.TemporaryDirectory(dir=folder, prefix=".synth-s2-") as tmp:
         t = Path(tmp)
-        part = t / f"{name}.zip.part"
         stamp = (generated.year, generated.month, generated.day, generated.hour, generated.minute, generated.second)
-        with zipfile.ZipFile(part, "w") as zf:
+        with atomic_path(target) as part, zipfile.ZipFile(part, "w") as zf:  # readers never see half an archive
             dirs = sorted({p for m in members.values() for p in _parents(m)})
             for dname in dirs:
                 zf.writestr(zipfile.ZipInfo(dname + "/", stamp), b"")
@@ -657,7 +656,6 @@ def write_sentinel2_archive(
                 with open(f, "rb") as fh:
                     zf.writestr(zi, fh.read())
                 f.unlink()
-        os.replace(part, target)
 
     truth = {k: v for k, v in m20.items() if not k.startswith("_")}
     truth.update({"scl": scl, "scl60": scl60, "reflectance": ground, "observed": observed})
