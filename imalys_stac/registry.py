@@ -8,6 +8,11 @@ GDAL, numba or Dask.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the providers load on first use (GDAL, numpy): `check` never needs them
+    from .providers.base import Provider
 
 
 @dataclass(frozen=True)
@@ -86,28 +91,29 @@ PROVIDERS: dict[str, object] = {
 }
 
 
-def _load(spec):
+def _load(spec: object) -> "Provider":
     if not isinstance(spec, str):
-        return spec  # a provider object (tests register one directly)
+        return spec  # type: ignore[return-value]  # a provider object (tests register one directly)
     import importlib
 
     module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    found: Provider = getattr(importlib.import_module(module), attr)
+    return found
 
 
-def providers() -> list:
+def providers() -> "list[Provider]":
     """The registered providers, in registry order."""
     return [_load(spec) for spec in PROVIDERS.values()]
 
 
-def provider(name: str):
+def provider(name: str) -> "Provider":
     """The provider registered as `name`."""
     if name not in PROVIDERS:
         raise KeyError(f"no provider {name!r}; registered: {', '.join(PROVIDERS)}")
     return _load(PROVIDERS[name])
 
 
-def provider_for_path(path):
+def provider_for_path(path: Path) -> "Provider":
     """The provider whose containers `path` is (a pathlib.Path): the longest matching file name
     ending decides, else the magic bytes of the file's head. Raises `ArchiveError` for a file no
     provider reads."""
@@ -127,12 +133,12 @@ def provider_for_path(path):
     raise fail(path, f"not an archive any provider reads (accepted: {accepted})")
 
 
-def provider_for_collection(collection_id):
+def provider_for_collection(collection_id: str) -> "Provider | None":
     """The provider owning a collection id, or None."""
     return next((p for p in providers() if collection_id in p.collections), None)
 
 
-def provider_for_item(item):
+def provider_for_item(item: Any) -> "Provider | None":
     """The provider of an item (a pystac.Item or an item dict): the one listing its collection id,
     else the first whose `owns` claims it by its properties; None for items no provider knows."""
     from .providers.base import item_parts

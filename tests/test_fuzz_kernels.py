@@ -90,7 +90,7 @@ def test_every_qa_pixel_value_same_verdict_in_spec_numpy_kernel_and_quality_coun
     numpy_rule = ~numpy_rule.fill(ALL_CODES) if rule is None else numpy_rule.valid(ALL_CODES)
     numpy_float = QA_PIXEL.valid(ALL_CODES.astype(np.float32), rule)
     kernel = _kernel_usable(codes, QA_PIXEL, rule).ravel()
-    for name, got in (("lookup table", table), ("archives.qa numpy rule", numpy_rule),
+    for name, got in (("lookup table", table), ("providers.landsat.qa numpy rule", numpy_rule),
                       ("table on float32", numpy_float), ("cube.fuse kernel", kernel)):
         bad = np.flatnonzero(got != want)
         assert bad.size == 0, f"{name} disagrees with the USGS bits for rule {rule}: QA values {bad[:10].tolist()}"

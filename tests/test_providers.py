@@ -430,3 +430,19 @@ def test_items_no_provider_owns_keep_the_generic_rules():
     assert registry.provider_for_item(item) is None
     assert scene_key(item) == ("other-1", "", "20220501")
     assert product_name([item]) == "other-1_42_20220501"
+
+
+def test_band_names_resolve_through_the_provider_table(archives):
+    """earth-search names the eo:bands of its Sentinel-2 COGs by common name ("red"), not "B04":
+    `bands = B04` still finds the asset through the provider's band table."""
+    from imalys_stac.cube.bands import BandError, resolve_band
+    from imalys_stac.stac.search import item_from_dict
+
+    d = archives["sentinel-2"][1].to_dict(include_self_link=False, transform_hrefs=False)
+    for a in d["assets"].values():
+        for b in a.get("eo:bands") or []:
+            b["name"] = b.get("common_name", "x")
+    item = item_from_dict(d)
+    assert resolve_band(item, "B04") == "red" and resolve_band(item, "B8A") == "nir08" and resolve_band(item, "b08") == "nir"
+    with pytest.raises(BandError):
+        resolve_band(item, "B10")  # not in L2A
