@@ -5,12 +5,16 @@ members, TIFF header signatures, member grids, ``/vsitar/``/``/vsizip/`` hrefs),
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .bands import BandInfo
 from .container import ArchiveError, MemberGrid, read_grid, vsitar, vsizip
 
+if TYPE_CHECKING:
+    from ..providers.base import SceneMetadata
 
-def open_archive(path: str | Path):
+
+def open_archive(path: str | Path) -> "SceneMetadata":
     """Read one provider archive in place (Landsat C2 L2 ``.tar``, Sentinel-2 L2A ``.zip``, …) into
     its provider's :class:`~imalys_stac.providers.base.SceneMetadata`.
 
