@@ -13,7 +13,7 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from .. import __version__
-from ..product_records import FILE, PROCESS, PROVENANCE, CompositeRecord, ExportRecord, Provenance
+from ..product_records import PROCESS, PROVENANCE, CompositeRecord, ExportRecord, Provenance, RecordError
 from ..products import KIND, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
 from ..runtime.progress import dask_progress
 from ..registry import FORMATS as FORMAT_REGISTRY
@@ -144,9 +144,11 @@ def _up_to_date(item_path: Path, target: Path, stamp: str) -> bool:
         data = json.loads(item_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    props = data.get("properties", {})
-    return (props.get(FINGERPRINT) == stamp and props.get(FILE) is not None
-            and props.get(FILE) == _file_stamp(target))
+    try:
+        record = ExportRecord.from_properties(data.get("properties", {}))
+    except (RecordError, KeyError, TypeError, AttributeError):  # not (or no longer) an export's item
+        return False
+    return record.fingerprint == stamp and record.file is not None and list(record.file) == _file_stamp(target)
 
 
 def item_path_for(target: Path) -> Path:
