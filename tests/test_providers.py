@@ -446,3 +446,37 @@ def test_band_names_resolve_through_the_provider_table(archives):
     assert resolve_band(item, "B04") == "red" and resolve_band(item, "B8A") == "nir08" and resolve_band(item, "b08") == "nir"
     with pytest.raises(BandError):
         resolve_band(item, "B10")  # not in L2A
+
+
+def test_import_from_an_api_with_planetary_computer_keys_equals_the_archive_import(archives, tmp_path):
+    """`import stac = URL` on Sentinel-2 items named as Planetary Computer names them (B04, SCL, …)
+    makes the same product as `import select = <zip>`: same bands, quality and pixels."""
+    from imalys_stac.chain import load_chain
+    from imalys_stac.commands import run_chain
+    from imalys_stac.products import cube_of
+    from imalys_stac.stac import build_catalog
+    from imalys_stac.workdir import WorkDir
+
+    path, _ = archives["sentinel-2"]
+    build_catalog([path], tmp_path / "cat")
+    pc = {v: k for k, v in registry.provider("sentinel-2").api_aliases.items()}
+
+    def run(name: str, selection: str):
+        chain = tmp_path / f"{name}.txt"
+        chain.write_text(f"IMALYS\nhome\n\tdirectory = {tmp_path}/{name}\n\tclear = true\n"
+                         f"import\n{selection}\tfactor = auto\n")
+        run_chain(load_chain(chain))
+        wd = WorkDir(tmp_path / name)
+        (product,) = wd.names()
+        item = wd.load(product)
+        return product, item.properties, cube_of(wd, item).isel(time=0).values
+
+    by_archive = run("zip", f"\tselect = {path}\n")
+    with _serve_with_keys(tmp_path / "cat" / "sentinel-2-l2a", tmp_path / "pc", pc) as url:
+        by_api = run("api", f"\tstac = {url}\n\tcollections = sentinel-2-l2a\n")
+    assert by_api[0] == by_archive[0] == "S2A_32UPU_20220615"
+    for key in ("imalys:bands", "imalys:factor", "imalys:offset", "imalys:quality", "imalys:mask", "proj:transform"):
+        assert by_api[1][key] == by_archive[1][key], key
+    assert "scl" not in by_api[1]["imalys:bands"] and len(by_api[1]["imalys:bands"]) == 12
+    np.testing.assert_array_equal(by_api[2], by_archive[2])
+    assert np.isfinite(by_api[2]).any() and np.isnan(by_api[2]).any()
