@@ -188,8 +188,15 @@ def read_floor(folder: Path, grid_json: str, threads: int = 2) -> dict:
 def _measured(cmd: list[str], env: dict | None = None) -> dict:
     from benchmarks.memory import run_measured
 
+    import resource
+
     load0 = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = run_measured(cmd, env={**os.environ, "PYTHONPATH": str(HERE.parent), **(env or {})})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds (user + system) of the process and every thread: unlike wall time, barely
+    # changed by other work sharing the machine, so runs under load still compare
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     detail = {}
     for line in r["output"].splitlines()[::-1]:
         if line.startswith("{"):
@@ -198,7 +205,7 @@ def _measured(cmd: list[str], env: dict | None = None) -> dict:
             except ValueError:
                 continue
             break
-    return {"seconds": round(r["seconds"], 2), "peak_rss_gib": round(r["peak_rss"] / 2**30, 3),
+    return {"seconds": round(r["seconds"], 2), "cpu_s": round(cpu, 2), "peak_rss_gib": round(r["peak_rss"] / 2**30, 3),
             "ok": r["returncode"] == 0, "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
             **detail, **({} if r["returncode"] == 0 else {"output": r["output"][-1500:]})}
 
@@ -392,10 +399,11 @@ def report() -> str:
     runs = results["runs"]
     lines = ["## The chain where users are: frames at any offset, tilings, dates, warping (issue 9)", "",
              f"Run {results.get('when', '?')} on {results.get('machine', {}).get('cpus', '?')} CPUs. Each variant in its own "
-             "process; wall s, peak RSS of the process tree (GiB), load = 1-min load average before the variant started "
+             "process; wall s, CPU s (user + system of the process tree: little changed by other work on the machine), "
+             "peak RSS of the process tree (GiB), load = 1-min load average before the variant started "
              "(2 CPUs: above ~2.5 other work shared the machine). Band-px/s/core = output band-pixels × dates ÷ wall ÷ cores.", "",
-             "| case | grid | chain s | notebook s | speed-up | floor s | chain ÷ floor | chain Mpx/s/core | RSS chain / notebook | tiles decoded / needed | pixels | load |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
+             "| case | grid | chain s | notebook s | speed-up | floor s | chain ÷ floor | CPU s chain / notebook / floor | chain Mpx/s/core | RSS chain / notebook | tiles decoded / needed | pixels | load |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|---|---|"]
     for c in cases():
         r = runs.get(c.name)
         if not r or "chain" not in r:
@@ -412,12 +420,13 @@ def report() -> str:
         load = "/".join(f"{v.get('load_before', 0):.1f}" for v in (ch, nb, fl) if v)
         nbs = f"{nb['seconds']:.1f}" if nb.get("ok") else "not run"
         nbr = f"{nb['peak_rss_gib']:.2f}" if nb.get("ok") else "—"
+        cpu = " / ".join(f"{v['cpu_s']:.1f}" if v.get("ok") and "cpu_s" in v else "—" for v in (ch, nb, fl))
         lines.append(f"| {c.name} | {grid} | {ch['seconds']:.1f} | {nbs} | {sp} | "
-                     f"{fl.get('floor_s', float('nan')):.1f} | {fr} | {_rate(r, ch['seconds']) if 'band_pixels' in r else ''} | "
+                     f"{fl.get('floor_s', float('nan')):.1f} | {fr} | {cpu} | {_rate(r, ch['seconds']) if 'band_pixels' in r else ''} | "
                      f"{ch['peak_rss_gib']:.2f} / {nbr} | {tiles} | {pix} | {load} |")
         for k, v in r.items():
             if k.startswith("chain (") and isinstance(v, dict):
-                lines.append(f"| ↳ {c.name}, {k} | | {v['seconds']:.1f} | | | | | | {v['peak_rss_gib']:.2f} | "
+                lines.append(f"| ↳ {c.name}, {k} | | {v['seconds']:.1f} | | | | | {v.get('cpu_s', '—')} | | {v['peak_rss_gib']:.2f} | "
                              f"{v.get('tiles_decoded', '—')} / {v.get('tiles_needed', '—')} | | {v.get('load_before', 0):.1f} |")
     lines += ["", "Steps of the chain (s, from its run log):", ""]
     for c in cases():

@@ -410,20 +410,30 @@ class SourcePlan:
         """The output chunk rows y0:y1, cols x0:x1 of this source, `dtype`, `fill` outside."""
         if self.offset is None:
             return warp_together([self], y0, y1, x0, x1)[0]
+        out = np.empty((y1 - y0, x1 - x0), dtype=self.dtype)
+        self.read_into(out, y0, y1, x0, x1)
+        return out
+
+    def read_into(self, out: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> None:
+        """`read` of a crop (the grid is the source's own or a crop of it) into `out`, a view of
+        the chunk's block: the tiles are copied straight into it, the one copy a crop needs."""
         self._register()
-        out = np.full((y1 - y0, x1 - x0), self.fill, dtype=self.dtype)
         w = self.source_window(y0, y1, x0, x1)
         if w is None:
-            return out
+            out[...] = self.fill
+            return
         r0, r1, c0, c1 = w
-        src = np.empty((r1 - r0, c1 - c0), dtype=self.dtype)
-        self._gather(src, w)
-        nodata = self.info.nodata
         oy, ox = self.offset
+        a0, a1, b0, b1 = r0 - oy - y0, r1 - oy - y0, c0 - ox - x0, c1 - ox - x0
+        out[:a0] = self.fill
+        out[a1:] = self.fill
+        out[a0:a1, :b0] = self.fill
+        out[a0:a1, b1:] = self.fill
+        inner = out[a0:a1, b0:b1]
+        self._gather(inner, w)
+        nodata = self.info.nodata
         if nodata is not None and not _same(nodata, self.fill):
-            src[src == nodata] = self.fill
-        out[r0 - oy - y0:r1 - oy - y0, c0 - ox - x0:c1 - ox - x0] = src
-        return out
+            inner[inner == nodata] = self.fill
 
     def warp_key(self) -> tuple:
         """Plans with equal keys (the bands of one scene) warp alike: one GDAL call serves them all."""
@@ -531,7 +541,10 @@ def _read_chunk(p: _Plans, y0: int, y1: int, x0: int, x1: int, clip: tuple[slice
     for t in range(nt):
         for b in p.alone[t]:
             plan = p.plans[t][b]
-            out[t, b] = p.fills[b] if plan is None else plan.read(y0, y1, x0, x1)
+            if plan is None:
+                out[t, b] = p.fills[b]
+            else:
+                plan.read_into(out[t, b], y0, y1, x0, x1)
         for bands in p.warped[t]:
             block = warp_together([p.plans[t][b] for b in bands], y0, y1, x0, x1)
             for i, b in enumerate(bands):
