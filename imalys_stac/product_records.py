@@ -323,9 +323,5 @@ def record_of(item: Any) -> ProductRecord:
     return cls.from_properties(props, getattr(item, "id", "the item"))
 
 
-def kind_of(item: Any) -> str | None:
-    return _props(item).get(KIND)
-
-
 __all__ = ["ARCHIVE", "COMMAND", "FINGERPRINT", "KIND", "RECORDS", "CompileRecord", "CompositeRecord", "ExportRecord",
-           "ImportRecord", "Provenance", "RecordError", "kind_of", "record_of"]
+           "ImportRecord", "Provenance", "RecordError", "record_of"]
