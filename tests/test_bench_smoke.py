@@ -2,6 +2,8 @@
 odd offset and a two-zone warp, each through the chain, the notebook and the read floor."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -18,6 +20,8 @@ def test_every_variant_runs(quick):
         for variant in ("chain", "notebook", "floor"):
             assert r[variant]["ok"], (name, variant, r[variant].get("output"))
             assert r[variant]["seconds"] > 0 and r[variant]["peak_rss_gib"] > 0
+            # CPU seconds of the child's tree: some, and no more than its wall time on every core
+            assert 0 < r[variant]["cpu_s"] <= r[variant]["seconds"] * (os.cpu_count() or 1) * 1.05 + 1
             assert "load_before" in r[variant]
         assert r["floor"]["tiles"] > 0
 
