@@ -171,3 +171,52 @@ def test_parts_refuse_windows_that_do_not_tile_and_parts_of_a_wrong_shape():
                  lambda w: da.full((2, w[1] - w[0], w[3] - w[2]), w[0] * 100 + w[2], dtype=np.float32))
     arr = np.asarray(good)
     assert arr[1, 9, 9] == 808 and arr[0, 0, 0] == 0 and arr[0, 5, 2] == 400
+
+
+@pytest.mark.parametrize("window", [None, (10, 70, 25, 100)])
+def test_tile_uses_counted_at_once_equal_the_chunk_by_chunk_windows(area, window):
+    """The uses per tile (which decide how long the tile cache keeps a tile) are counted for all
+    chunks at once; reference: `tiles_of` of each chunk, one by one — for sources that are crops
+    of the grid (zone 32) and warped ones (zone 33), for a whole grid and a window of it."""
+    from rasterio.enums import Resampling
+
+    from imalys_stac.cube.tiles import OutGrid, SourcePlan, source_info, window_chunks
+    from imalys_stac.products import group_from_item
+
+    wd = WorkDir(area / "wd")
+    item = wd.load("compile")
+    grid = Grid.from_stac(item.properties)
+    out = OutGrid(grid.epsg, grid.transform, *grid.shape)
+    ych, xch = (20,) * (grid.shape[0] // 20) + (grid.shape[0] % 20,), (17,) * (grid.shape[1] // 17) + (grid.shape[1] % 17,)
+    ych, xch = tuple(c for c in ych if c), tuple(c for c in xch if c)
+    origin = (0, 0)
+    if window is not None:
+        oy, ych, _ = window_chunks(ych, window[0], window[1])
+        ox, xch, _ = window_chunks(xch, window[2], window[3])
+        origin = (oy, ox)
+    kinds = set()
+    for name in item.properties["imalys:inputs"]:
+        for it in group_from_item(wd.load(name)).items:
+            for key in ("SR_B3", "QA_PIXEL"):
+                href = it.assets[key].href if key in it.assets else next(iter(it.assets.values())).href
+                info = source_info(href)
+                for rs in (Resampling.nearest, Resampling.bilinear):
+                    memo: dict = {}
+                    plan = SourcePlan(info, out, ych, xch, rs, np.uint16, 0, "t", origin=origin, memo=memo)
+                    kinds.add(plan.offset is None)
+                    expect = np.zeros(plan.ntiles, np.int32)
+                    y0 = origin[0]
+                    for h in ych:
+                        x0 = origin[1]
+                        for w in xch:
+                            t = plan.tiles_of(y0, y0 + h, x0, x0 + w)
+                            if t is not None:
+                                expect[t[0]:t[1], t[2]:t[3]] += 1
+                            x0 += w
+                        y0 += h
+                    np.testing.assert_array_equal(plan.uses, expect)
+                    assert expect.sum() > 0
+                    # a second source on the same grid shares the count
+                    again = SourcePlan(info, out, ych, xch, rs, np.uint16, 0, "t", origin=origin, memo=memo)
+                    assert again.uses is plan.uses
+    assert kinds == {True, False}  # both warped and cropped sources were compared

@@ -86,14 +86,22 @@ class Parts:
         return arr
 
     def __iter__(self) -> Iterator[tuple[tuple[slice, ...], Any]]:
-        """(key into the whole array, the part's dask array), one part built at a time; part 0's
-        graph is dropped once it was handed out."""
-        for i, (r0, r1, c0, c1) in enumerate(self.windows):
-            arr = self.part(i)
-            if i == 0:
-                self._first = None
-            yield (slice(0, self.shape[0]), slice(r0, r1), slice(c0, c1)), arr
-            del arr
+        """(key into the whole array, the part's dask array). The next part's graph is built in a
+        thread while the caller computes this one (building is Python work on the client; the
+        computing waits on the workers), so at most two parts' graphs exist at once; part 0's
+        is dropped once it was handed out."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="imalys-parts") as pool:
+            ahead = pool.submit(self.part, 0)
+            for i, (r0, r1, c0, c1) in enumerate(self.windows):
+                arr = ahead.result()
+                if i == 0:
+                    self._first = None
+                if i + 1 < len(self.windows):
+                    ahead = pool.submit(self.part, i + 1)
+                yield (slice(0, self.shape[0]), slice(r0, r1), slice(c0, c1)), arr
+                del arr
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = np.empty(self.shape, dtype=self.dtype)
