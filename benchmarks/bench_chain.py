@@ -12,6 +12,10 @@ the whole process tree sampled from outside, machine load recorded):
 - notebook: stackstac → `where` on the QA flags → calibrate → `.median("time")` → `rio.to_raster`
   + `cog_translate` (COG), on the chain's grid;
 - floor: every tile of every member the case needs (6 bands + QA_PIXEL), decoded once, two threads.
+`all` takes about 25–35 min on a quiet 2-core machine with the archive sets present (the
+notebook, run for every case as the issue asks, is about half of it; the full footprint's
+notebook alone ~5 min); generating the sets the first time (`prepare`, kept in
+benchmarks/work/, which `make clean` removes) takes about an hour more.
 The chain reduces with `median` (bestof costs the same, see the kernels section) so that its
 pixels can be compared one for one with the notebook's: the run fails unless they are identical
 inside the frame (for the warped case: identical where no warped date contributes, and the
@@ -369,18 +373,44 @@ How to read this table
   A floor for a whole chain also pays Python start-up (≈ 3–10 s here), the import's QA pass, the
   fused mask/calibrate kernel, the median, the COG (temporary file, overviews, ZSTD) and its checks.
 
-What limits the chain (py-spy, reduce + COG of `frame 512 8d`, final code, busy samples of both threads):
-decoding DEFLATE tiles 35 %, the fused mask/calibrate/merge kernel 16 % (52 ns per value and date
-measured under load ≈ 10, one pass), dask concatenation of blocks 8 %, the COG self-check 8 %, GDAL/rasterio call
-overhead 5 %, the median kernel 1 %, writing the uncompressed temporary file 3 %. Before the fix the
-same profile showed each tile decoded 2.4× (3584 needed, 8512 decoded): the chunks started at the frame's
-corner and the reduce re-split them across rows. Memory: one open handle per member and thread with the
-runtime's 64 MB VSI cache grew the reduce to 2.8 GiB; the tile reader opens without it.
-- Warping (two UTM zones): py-spy on one row of chunks of the reduce: GDAL's warp
-  (`rasterio.warp.reproject`, bilinear for the bands, nearest for QA, one call per source and chunk)
-  68 % of the compute samples, decoding 14 %, the fused kernel 13 %; tiles are shared between
-  chunks through the tile cache (896 decoded for 896 needed, cache peak 98 MB). Next step, not done:
-  warp the 6 bands of a scene in one call (one coordinate transformation instead of six).
+What limits the chain (py-spy of the whole `imalys-stac run` of `frame 512 8d`, busy samples of
+every Python thread, after the changes below): decoding DEFLATE tiles 39 %, the fused
+mask/calibrate/merge kernel 14 %, compressing the COG (ZSTD, GDAL's threads) 11 %, the import's
+QA pass and quality count with dask's scheduling 13 %, the reader's copies and opens 7 %, the COG
+self-check 4 %, the median 2 %. Memory: one open handle per member and thread with the runtime's 64 MB VSI cache grew
+the reduce to 2.8 GiB; the tile reader opens without it.
+- Warping (two UTM zones): GDAL's warp is 48 % of the busy samples (60 % before). The 6 bands of
+  a scene go through one `rasterio.warp.reproject` call per chunk (`cube.tiles.warp_together`);
+  where the chunk's source window holds no nodata and lies inside the scene, the call runs without
+  nodata masks: GDAL's plain bilinear kernel costs a third of its masked one per pixel, and gives
+  the same pixels (bit for bit: `tests/test_tiles.py` compares every chunk with one masked call
+  per band, the former reader; the two-zone chain's COG is identical to the former one). Windows
+  with the scene's fill (the same nodata in every band) are warped together, masked — most of the
+  remaining warp time (70 % of its samples): that kernel is GDAL's. Where bands' nodata differ,
+  one call per band: GDAL warping several bands fills a band's masked pixel when another band is
+  valid there. Each tile is still decoded once (tile cache).
+
+CPU seconds of the whole chain (user + system), measured on 2026-12-01 13:00–13:35 UTC outside the
+table's run (2 CPUs shared with other engineers at load 5–11, so wall times meant little; same
+archives, same code apart from these changes, runs alternated): `two UTM zones 4d` 40.9 / 40.2 / 42.0 s before → 29.6 / 30.3 / 33.5 s after (−24 %;
+380 M band-px as the table counts them per 31 CPU-s: 12 M band-px per CPU-second, so ≥ 3 M
+band-px/s/core holds whenever the two cores are busy a quarter of the wall time or more); `frame 512 8d` 34.0 / 38.3 / 36.4 /
+36.0 s → 29.7 / 31.4 s (−15 %). Pixels of both identical to the former chain's. Where it came from
+(py-spy shares of busy samples, before → after):
+- warping as above: 60 % → 48 % of the two-zone chain;
+- the COG self-check, run twice per chain (the reduce's `write_cog`, and export's check of its
+  copy): 14 % → 4 %. Same checks (every overview level against GDAL's NaN-aware area average, pixel
+  by pixel, and rio-cogeo's validation), but the footprint weights are applied as short runs
+  instead of dense `einsum` products (the pooled mean of a 64-px window of the ×8 level was a
+  dense product over its 512 × 512 source pixels, ~200 M multiply-adds), and every level is read
+  through one handle, so a tile shared by two levels' checks is decoded once;
+- dask's concatenation of blocks: 3 % → 0. `map_blocks(drop_axis=0)` in the reduce copied every
+  fused block into a fresh array (`concatenate3`, even for one block); the reducer now keeps time
+  as a unit axis and drops it by indexing, a view;
+- crop reads copy the tiles straight into the chunk's block (before: a temporary per band and
+  chunk, a filled array, and two more copies).
+
+Other notes:
 - Warped pixels are not identical to stackstac's: both use GDAL's bilinear warp, but over different
   windows (a chunk of tiles here, a 1024-px chunk through a WarpedVRT there), and GDAL's approximate
   coordinate transformer (≤ 0.125 px) then differs slightly: in the two-zone case about half of the
@@ -389,8 +419,14 @@ runtime's 64 MB VSI cache grew the reduce to 2.8 GiB; the tile reader opens with
 - Memory grows with the dates a little (4 → 8 → 16 dates: see the RSS column): at 16 dates a 512-px
   tile no longer fits the block budget, chunks become half tiles and the tile cache holds one row of
   tiles for the next row of chunks.
-- The import's QA pass decodes the QA tiles once more (8 × 64 of 4096 tiles here, 12 %); keeping the
-  lazy design (import decides quality before anything else is read) costs less than storing the QA.
+- The import's QA pass decodes the QA tiles once more: 512 of the 4,096 tiles of `frame 512 8d`
+  (12.5 % of the decoding, ≈ 5 % of the chain's CPU with decoding at 39 %). One pass could serve
+  both only where compile keeps the import's grid (a warped compile needs the QA on its own grid)
+  and would store 8 × 3558 × 3635 × 2 B = 207 MB of QA per 8 dates between the commands; the lazy
+  design (import decides which scenes to keep before anything else is read) stays.
+- Open: GDAL's masked warp kernel at scene edges (above); the fused kernel receives the DN part of
+  the reader's block (time, 6 bands + QA) as a strided view and copies it to a contiguous array
+  first (`cube/fuse.py`, ≈ 25 MB per 512-px chunk of 8 dates; < 1 % here).
 """
 
 
