@@ -114,7 +114,7 @@ def test_parts_against_a_numpy_reference(area):
     assert np.isfinite(stack[1]).mean() > 0.1 and np.isfinite(stack[0]).mean() > 0.1
     for method, expect in (("bestof", ref.bestof(stack, quality)), ("median", ref.median(stack))):
         parted, _ = reduce_parts(lambda w: cube_of(wd, item, chunksize=32, window=w), grid,
-                                 lambda c: reduce_stack(c, method, quality=c.coords["quality"].values), side=40)
+                                 lambda c, method=method: reduce_stack(c, method, quality=c.coords["quality"].values), side=40)
         got = np.asarray(parted.data)
         np.testing.assert_allclose(got, expect, rtol=1e-6, atol=0)
         assert np.array_equal(np.isnan(got), np.isnan(expect))
