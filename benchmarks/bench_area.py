@@ -3,15 +3,16 @@ two UTM zones (paths 193/192 = zones 32/33, rows 26/27), 16 dates per path, comp
 grid (EPSG:32632, 30 m) — on a local process cluster with a memory limit per worker.
 
     python -m benchmarks.bench_area run --sizes 512,1024 --memory 1GB   # peak memory per worker vs area
-    python -m benchmarks.bench_area graph --pixels 100000               # build (not compute) a 100k² graph
+    python -m benchmarks.bench_area graph --pixels 100000 --size 128    # build (not compute) a 100k² bestof, part by part
     python -m benchmarks.bench_area report                              # RESULTS.md section
 
 `run` generates the archives with imalys_stac.synth (scene side = size pixels; the frame covers
 the four tiles' overlap region, ~1.7 scene widths), runs the chain as `imalys-stac run` in a child
 process and samples the resident memory of every process of its tree: the runner (which writes
 the COG) and each Dask worker process. `graph` compiles the same archives onto a grid of
-`pixels` × `pixels` (a finer pixel over the same frame) and builds the reduce graph without
-computing it: task count and build time, for the default block size and larger ones.
+`pixels` × `pixels` (a finer pixel over the same frame) and builds the reduce graph part by part
+as `reduce` does (`--side`, default the command's part side; `--limit` builds a sample of parts),
+without computing it: task count and build time of each part and in total.
 """
 from __future__ import annotations
 
@@ -165,18 +166,20 @@ def run(sizes: list[int], dates: int, memory: str, workers: int) -> dict:
     return results
 
 
-def graph(pixels: int, size: int, dates: int, chunks: list[int | None]) -> dict:
-    """Build (not compute) the bestof graph over a `pixels` × `pixels` grid of the same frame."""
-    import math
-
+def graph(pixels: int, size: int, dates: int, side: int | None, limit: int | None = None) -> dict:
+    """Build (not compute) the bestof graph over a `pixels` × `pixels` grid of the same frame, part
+    by part as `reduce` does (windows of `side` px, default the command's): tasks and build time
+    of each part, and in total. `limit` parts only (a sample) when given."""
     import pyproj
 
     from imalys_stac.chain import load_chain
     from imalys_stac.commands import run_chain
+    from imalys_stac.commands.reduce import part_side
     from imalys_stac.composite import reduce_stack
-    from imalys_stac.cube.fuse import auto_chunk
+    from imalys_stac.cube.grid import Grid
     from imalys_stac.products import cube_of
     from imalys_stac.workdir import WorkDir
+    from imalys_stac.write.blocks import part_windows
 
     root = WORK / f"g{size}"
     frame = prepare(size, dates, root)
@@ -185,34 +188,41 @@ def graph(pixels: int, size: int, dates: int, chunks: list[int | None]) -> dict:
     b = gpd.read_file(frame).to_crs(pyproj.CRS.from_epsg(32632)).total_bounds
     pixel = max(b[2] - b[0], b[3] - b[1]) / pixels
     chain = root / "graph.txt"
-    # no frame polygon here: a frame makes every image carry a per-pixel region mask, built eagerly
-    # (a bool grid per image: 10 GB each at 100,000² px) — the grid is then the union of the tiles
+    # no frame polygon here (the grid is the union of the tiles): a frame makes every image carry
+    # a per-pixel region mask held as an array (groups × the part's pixels)
     text = chain_text(root, frame, "2GB", 1, pixel=round(pixel, 6), tail=False)
     text = text.replace("\tscheduler = processes\n\tworkers = 1\n\tmemory = 2GB\n", "")
     text = text.replace(f"\tframe = {frame}\n", "")
     chain.write_text(text)
-    run_chain(load_chain(chain))
     wd = WorkDir(root / "wd")
+    if not (wd.exists("compile") and Grid.from_stac(wd.load("compile").properties).resolution == round(pixel, 6)):
+        run_chain(load_chain(chain))
     item = wd.load("compile")
+    grid = Grid.from_stac(item.properties)
+    side = side or part_side()
+    windows = part_windows(*grid.shape, side)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    rows = []
-    for chunk in chunks:
+    parts = []
+    t_all = time.perf_counter()
+    for i, w in enumerate(windows[:limit] if limit else windows):
         t0 = time.perf_counter()
-        cube = cube_of(wd, item, chunksize=chunk)
+        cube = cube_of(wd, item, window=w)
         out = reduce_stack(cube, "bestof", quality=cube.coords["quality"].values)
         built = time.perf_counter() - t0
-        t1 = time.perf_counter()
         n = len(dict(out.data.__dask_graph__()))
-        count = time.perf_counter() - t1
-        side = chunk or auto_chunk(cube.sizes["time"], cube.sizes["band"])
-        blocks = math.prod(len(c) for c in out.data.chunks[-2:])
-        row = {"chunk": chunk or f"auto ({side})", "side": side, "grid": list(cube.shape[-2:]), "layers": cube.sizes["time"],
-               "bands": cube.sizes["band"], "blocks": blocks, "tasks": n, "build_seconds": round(built, 2),
-               "materialise_seconds": round(count, 2),
-               "block_bytes": side * side * cube.sizes["time"] * cube.sizes["band"] * 4}
-        rows.append(row)
-        print(json.dumps(row))
-    results.setdefault("graphs", {})[str(pixels)] = {"pixels": pixels, "pixel_m": pixel, "rows": rows}
+        blocks = len(out.data.chunks[-2]) * len(out.data.chunks[-1])
+        parts.append({"window": list(w), "tasks": n, "blocks": blocks, "build_seconds": round(built, 2),
+                      "materialised_seconds": round(time.perf_counter() - t0, 2)})
+        print(json.dumps({"part": i, **parts[-1]}), flush=True)
+        del cube, out
+    total = time.perf_counter() - t_all
+    results.setdefault("parts", {})[f"{pixels}@{side}"] = {
+        "pixels": pixels, "pixel_m": pixel, "grid": list(grid.shape), "side": side, "layers": len(item.properties["imalys:inputs"]),
+        "windows": len(windows), "built": len(parts), "total_seconds": round(total, 1),
+        "tasks": sum(p["tasks"] for p in parts), "max_tasks": max(p["tasks"] for p in parts),
+        "max_build_seconds": max(p["build_seconds"] for p in parts),
+        "median_build_seconds": float(np.median([p["build_seconds"] for p in parts])),
+        "load": os.getloadavg()[0], "parts": parts}
     save_results(RESULTS, results)
     return results
 
@@ -229,17 +239,25 @@ def report() -> None:
              "`import` merges same-day rows, `compile` puts every image on one EPSG:32632 30 m grid, `reduce bestof`, "
              "export COG. `scheduler = processes` on this machine "
              f"({r['machine']['cpus']} CPUs); peak RSS sampled every 0.1 s for every process of the run.", "",
-             "| scene side | archives | images | grid (px) | wall | runner peak | peak per worker | worker memory limit |",
-             "|---|---|---|---|---|---|---|---|"]
-    for _, row in sorted(r.get("runs", {}).items(), key=lambda kv: (kv[1]["memory"], kv[1]["scene"])):
-        peaks = ", ".join(_gib(p) for p in row["worker_peaks"])
-        if row.get("failed"):
-            wall = f"{row['seconds']:.0f} s" if row["seconds"] >= 0 else "–"
-            lines.append(f"| {row['scene']} | {row['archives']} | – | – | {wall} | {_gib(row['runner_peak']) if row['runner_peak'] else '–'} | "
-                         f"{peaks or '–'} | {row['memory']} × {row['workers']} — **failed**: {row['failed'].removeprefix('error: ')} |")
+             ]
+    for title, runs in (("Since the fixes (on a worker: tile cache a sixteenth of its memory, GDAL's block cache a "
+                         "thirty-second, heap trimmed each second; one frame mask plane; reduce in parts):", r.get("runs", {})),
+                        ("Before them (tile cache 768 MB per process, one graph; measured earlier the same day):",
+                         r.get("runs_before", {}))):
+        if not runs:
             continue
-        lines.append(f"| {row['scene']} | {row['archives']} | {row['images']} | {row['grid'][1]} × {row['grid'][0]} | "
-                     f"{row['seconds']:.0f} s | {_gib(row['runner_peak'])} | {peaks} | {row['memory']} × {row['workers']} |")
+        lines += [title, "", "| scene side | archives | images | grid (px) | wall | runner peak | peak per worker | worker memory limit |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for _, row in sorted(runs.items(), key=lambda kv: (kv[1]["memory"], kv[1]["scene"])):
+            peaks = ", ".join(_gib(p) for p in row["worker_peaks"])
+            if row.get("failed"):
+                wall = f"{row['seconds']:.0f} s" if row["seconds"] >= 0 else "–"
+                lines.append(f"| {row['scene']} | {row['archives']} | – | – | {wall} | {_gib(row['runner_peak']) if row['runner_peak'] else '–'} | "
+                             f"{peaks or '–'} | {row['memory']} × {row['workers']} — **failed**: {row['failed'].removeprefix('error: ')} |")
+                continue
+            lines.append(f"| {row['scene']} | {row['archives']} | {row['images']} | {row['grid'][1]} × {row['grid'][0]} | "
+                         f"{row['seconds']:.0f} s | {_gib(row['runner_peak'])} | {peaks} | {row['memory']} × {row['workers']} |")
+        lines.append("")
     if r.get("notes"):
         lines += ["", r["notes"]]
     for g in sorted(r.get("graphs", {}).values(), key=lambda g: g["pixels"]):
@@ -253,6 +271,19 @@ def report() -> None:
             block = side * side * row["layers"] * row["bands"] * 4
             lines.append(f"| {row['chunk']} | {row['blocks']:,} ({side:.0f} px) | {row['grid'][1]:,} × {row['grid'][0]:,} | "
                          f"{row['tasks']:,} | {row['build_seconds']:.0f} s | {row['materialise_seconds']:.1f} s | {_gib(block)} |")
+    for g in sorted(r.get("parts", {}).values(), key=lambda g: (g["pixels"], -g["side"])):
+        ny, nx = g["grid"]
+        tasks = [p["tasks"] for p in g["parts"]]
+        builds = [p["build_seconds"] for p in g["parts"]]
+        sample = "" if g["built"] == g["windows"] else f" (the first {g['built']} of them built)"
+        lines += ["", f"**In parts** (`reduce` since the fix): the same {g['pixels']:,}-px bestof ({nx:,} × {ny:,} px, "
+                  f"{g['layers']} images × 6 bands) as {g['windows']} windows of at most {g['side']:,}² px{sample}, "
+                  "each built as its own graph (`cube_of(window)` + `reduce_stack`) and counted, not computed "
+                  f"(1-min load {g['load']:.1f} on 2 CPUs):", "",
+                  "| parts built | tasks per part (median / max) | build per part (median / max) | tasks, all built parts | build, all built parts |",
+                  "|---|---|---|---|---|",
+                  f"| {g['built']} of {g['windows']} | {int(np.median(tasks)):,} / {max(tasks):,} | "
+                  f"{np.median(builds):.1f} s / {max(builds):.1f} s | {sum(tasks):,} | {sum(builds):.0f} s ({g['total_seconds']:.0f} s with counting) |"]
     lines.append("")
     write_section("area", "\n".join(lines) + "\n")
 
@@ -269,14 +300,15 @@ def main() -> None:
     p_graph.add_argument("--pixels", type=int, default=100_000)
     p_graph.add_argument("--size", type=int, default=256)
     p_graph.add_argument("--dates", type=int, default=16)
-    p_graph.add_argument("--chunks", default="2048,4096")
+    p_graph.add_argument("--side", type=int, default=None, help="part side in pixels (default: reduce's)")
+    p_graph.add_argument("--limit", type=int, default=None, help="build only the first LIMIT parts")
     sub.add_parser("report")
     args = ap.parse_args()
     os.environ.setdefault("IMALYS_PROGRESS_INTERVAL", "30")
     if args.cmd == "run":
         run([int(s) for s in args.sizes.split(",")], args.dates, args.memory, args.workers)
     elif args.cmd == "graph":
-        graph(args.pixels, args.size, args.dates, [int(c) for c in args.chunks.split(",") if c] or [None])
+        graph(args.pixels, args.size, args.dates, args.side, args.limit)
     report()
 
 
