@@ -65,3 +65,69 @@ def test_common_grid_of_crops_keeps_the_native_pixel_grid(data):
     assert g.anchor == native.anchor and g.res_xy == (30.0, 30.0)
     u = union_bounds(crops, 32632)
     assert all(math.isclose(a, c, abs_tol=1e-6) for a, c in zip(g.bounds, u))
+
+
+# --------------------------------------------------------------------------- acquisitions, without a chain file
+
+def _flags_clear(code: int) -> bool:
+    """USGS QA_PIXEL by the book: not fill (bit 0), none of dilated cloud, cirrus, cloud, shadow (bits 1-4)."""
+    return not (code & 1) and not any((code >> b) & 1 for b in (1, 2, 3, 4))
+
+
+def test_plan_acquisitions_and_coverage_match_the_scene_truth(synthetic_archives):
+    import dataclasses
+
+    import dask
+    import pytest
+
+    from imalys_stac.cube.plan import Recipe, coverage_graph, coverages, plan_acquisitions, product_name
+    from imalys_stac.stac import item_from_archive
+
+    items = [item_from_archive(a) for a in synthetic_archives.archives]
+    plan = plan_acquisitions(items, Recipe(bands=("_B4", "_B5")), frame=None)
+    assert [a.group.name for a in plan] == [product_name([it]) for it in sorted(items, key=lambda i: i.datetime)]
+    for a, item in zip(plan, sorted(items, key=lambda i: i.datetime)):
+        assert a.group.keys == ["red", "nir08"] and a.group.rule == "flags" and a.group.resampling == "nearest"
+        assert a.grid.epsg == item.properties["proj:epsg"] and a.grid.shape == (64, 64)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            a.group.quality = 1.0  # type: ignore[misc]
+    covs = coverages(dask.compute(*coverage_graph(plan, "flags")))
+    for cov, scene in zip(covs, synthetic_archives.scenes):
+        qa = scene.truth["qa"]
+        present = sum(1 for v in qa.ravel() if not (int(v) & 1))
+        clear = sum(1 for v in qa.ravel() if _flags_clear(int(v)))
+        assert (cov.present, cov.clear, cov.total) == (present, clear, qa.size)
+        assert cov.quality == clear / present
+    # mask = false keeps disturbed pixels in the product but the count still uses the rule
+    unmasked = plan_acquisitions(items, Recipe(bands=("_B4",), mask=False), frame=None)
+    assert {a.group.rule for a in unmasked} == {None}
+
+
+def test_plan_refuses_unknown_bands_naming_the_parameter(synthetic_archives):
+    import pytest
+
+    from imalys_stac.cube.plan import PlanError, Recipe, plan_acquisitions
+    from imalys_stac.stac import item_from_archive
+
+    items = [item_from_archive(synthetic_archives.archives[0])]
+    with pytest.raises(PlanError) as err:
+        plan_acquisitions(items, Recipe(bands=("_B42",)), frame=None)
+    assert err.value.parameter == "bands" and "_B42" in str(err.value)
+
+
+@given(present=st.integers(0, 100), clear_share=st.floats(0, 1), total=st.integers(1, 100),
+       cover=st.one_of(st.none(), st.floats(0, 1)), quality=st.one_of(st.none(), st.floats(0, 1)))
+def test_coverage_rejection_follows_the_limits(present, clear_share, total, cover, quality):
+    from imalys_stac.cube.plan import Coverage
+
+    present = min(present, total)
+    cov = Coverage(present, int(present * clear_share), total)
+    why = cov.rejection(cover=cover, quality=quality)
+    if present == 0:
+        assert why == "no data"
+    elif cover is not None and present / total < cover:
+        assert why == "cover"
+    elif quality is not None and cov.clear / present < quality:
+        assert why == "quality"
+    else:
+        assert why is None

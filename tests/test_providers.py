@@ -289,7 +289,7 @@ def toy(monkeypatch, tmp_path):
 
 
 def test_a_third_provider_is_one_registry_line(toy, archives, tmp_path):
-    from imalys_stac.commands.import_ import _default_bands
+    from imalys_stac.cube.plan import default_bands as _default_bands
     from imalys_stac.cube.bands import resolve_band
     from imalys_stac.cube.plan import group_items, product_name
     from imalys_stac.cube.quality import quality_band
@@ -381,7 +381,7 @@ def _serve_with_keys(catalog_collection: Path, tmp: Path, rename: dict[str, str]
 def test_planetary_computer_sentinel2_keys_read_as_the_archive_items(archives, tmp_path):
     """Planetary Computer's sentinel-2-l2a items name their assets B04, B8A, SCL: read from an API
     they get the provider's keys, the same quality band, default bands and names as the archive's."""
-    from imalys_stac.commands.import_ import _default_bands
+    from imalys_stac.cube.plan import default_bands as _default_bands
     from imalys_stac.cube.plan import product_name
     from imalys_stac.cube.quality import quality_band
     from imalys_stac.stac import build_catalog, search
@@ -403,7 +403,7 @@ def test_planetary_computer_sentinel2_keys_read_as_the_archive_items(archives, t
 
 def test_earth_search_jp2_duplicates_are_no_default_bands(archives):
     """earth-search lists every Sentinel-2 band twice (COG `red`, JPEG 2000 `red-jp2`)."""
-    from imalys_stac.commands.import_ import _default_bands
+    from imalys_stac.cube.plan import default_bands as _default_bands
     from imalys_stac.stac.search import canonical_item, item_from_dict
 
     d = archives["sentinel-2"][1].to_dict(include_self_link=False, transform_hrefs=False)

@@ -1,47 +1,29 @@
 """`import`: STAC search → one masked, calibrated, cropped product per acquisition.
 
-Translates the parameters into a search (`stac.search`), groups the hits into acquisitions
-(same sensor, path and date: tiles merge into one seamless image), chooses each acquisition's
-grid, measures its quality from the QA band inside the frame (one Dask pass over QA only) and
-stores accepted acquisitions as lazy products (recipes over the archive members, see
+Translates the parameters into a search (`stac.search`) and a `cube.plan.Recipe`; planning
+(`cube.plan`: acquisitions, names, grids, coverage and quality from one Dask pass over the
+quality band) happens there, on frozen values. This module decides what to say about each
+acquisition and stores the accepted ones as lazy products (recipes over the archive members, see
 `products.py`). No archive is extracted and no band pixel is read here.
 """
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import dask
-import numpy as np
 import pystac
 
 from ..chain import as_measured, resolve_archive_pattern
-from ..cube.bands import Calibration, image_assets, resolve_band
-from ..cube.grid import Frame, Grid
-from ..cube.plan import choose_grid, group_items, product_name
-from ..cube.load import DEFAULT_CHUNK, SceneGroup, quality_counts
+from ..cube.grid import Frame
+from ..cube.plan import PlanError, Recipe, coverage_graph, coverages, plan_acquisitions
 from ..cube.vrt import recipe_vrt, vrt_possible
 from ..product_records import COMMAND, KIND, ImportRecord
 from ..products import import_item
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, log, read_frame
-
-
-def _default_bands(item: pystac.Item) -> list[str]:
-    """Bands taken when `bands` is not given: every data image asset but those the item's provider
-    calls auxiliary (quality, atmosphere; any provider's for an item none owns)."""
-    from ..registry import provider_for_item, providers
-
-    provider = provider_for_item(item)
-    judges = [provider] if provider is not None else providers()
-    keys = []
-    for key, asset in image_assets(item).items():
-        if any(p.is_auxiliary(key) for p in judges):
-            continue
-        if "data" in (asset.roles or []) or "reflectance" in (asset.roles or []) or "temperature" in (asset.roles or []):
-            keys.append(key)
-    return keys
 
 
 def select_items(cmd, frame: Frame | None) -> list[pystac.Item]:
@@ -98,58 +80,41 @@ def run(ctx: RunContext, cmd) -> None:
         ctx.workdir.note_import({"kept": 0, "selected": 0, "rejected": {}, "line": cmd.line,
                                  "chain": str(getattr(ctx.chain, "path", ""))})
         return
-    rule = p.rule if p.mask else None
-    groups: list[SceneGroup] = []
-    grids: list[Grid] = []
-    for tiles in group_items(items):
-        try:
-            labels = p.bands or _default_bands(tiles[0])
-            keys = [resolve_band(tiles[0], b) for b in labels]
-            for it in tiles[1:]:
-                for b in labels:
-                    resolve_band(it, b)
-            calibration = Calibration.build(tiles[0], keys, p.factor, p.offset)
-        except ValueError as exc:
-            raise cmd.error(str(exc), parameter="bands" if "band" in str(exc) else "factor") from exc
-        resampling = "bilinear" if (p.warp or p.pixel) else "nearest"
-        groups.append(SceneGroup(product_name(tiles), tiles, keys, calibration, rule, resampling))
-        grids.append(checked_grid(cmd, choose_grid(tiles, keys[0], frame, p.warp, p.pixel)))
+    recipe = Recipe(bands=tuple(p.bands or ()), factor=p.factor, offset=p.offset, rule=p.rule, mask=p.mask,
+                    warp=p.warp, pixel=p.pixel, polygon=bool(frame is not None and p.polygon))
+    try:
+        plan = plan_acquisitions(items, recipe, frame)
+    except PlanError as exc:
+        raise cmd.error(str(exc), parameter=exc.parameter) from exc
+    for a in plan:
+        checked_grid(cmd, a.grid)
 
-    if p.target and len(groups) > 1:
+    if p.target and len(plan) > 1:
         log.warning("import: target = %s names one image but %d acquisitions were selected; they keep "
-                    "their sensor_tile_date names", p.target, len(groups))
+                    "their sensor_tile_date names", p.target, len(plan))
 
-    # Quality and cover: one lazy QA pass per acquisition, computed together.
-    stats = []
-    for g, grid in zip(groups, grids):
-        region = None
-        if frame is not None and p.polygon:
-            g.region_wkt, g.region_epsg = frame.geometry_in(grid.epsg).wkt, grid.epsg
-            region = g.region_mask(grid)
-        total = int(region.sum()) if region is not None else int(np.prod(grid.shape))
-        present, clear = quality_counts(g, grid, p.rule, chunksize=ctx.chunksize or DEFAULT_CHUNK, region=region)
-        stats.append((present, clear, total))
+    # Quality and cover: one lazy pass over the quality band per acquisition, computed together.
+    graph = coverage_graph(plan, p.rule, ctx.chunksize)
     with dask_progress("quality"):
-        counts = dask.compute(*[(s[0], s[1]) for s in stats])
+        measured_all = coverages(dask.compute(*graph))
     written = 0
     rejected: Counter[str] = Counter()
     q_text, c_text = cmd.written("quality"), cmd.written("cover")
-    for g, grid, (n_present, n_clear), (_, _, total) in zip(groups, grids, counts, stats):
-        n_present, n_clear = int(n_present), int(n_clear)
-        cover = n_present / total if total else 0.0
-        measured = n_clear / n_present if n_present else 0.0
-        g.quality = round(measured, 6)
-        reason = None
-        if n_present == 0:
+    for acq, cov in zip(plan, measured_all):
+        grid, cover, measured = acq.grid, cov.cover, cov.quality
+        g = replace(acq.group, quality=round(measured, 6))
+        reason = text = None
+        why = cov.rejection(cover=p.cover, quality=p.quality)
+        if why == "no data":
             reason, text = "no image data inside the frame", "no image data inside the frame"
-        elif p.cover is not None and cover < p.cover:
+        elif why == "cover":
             reason = f"below cover {c_text}"
             text = f"covers {as_measured(cover, p.cover)} of the frame, below cover = {c_text}"
-        elif p.quality is not None and measured < p.quality:
+        elif why == "quality":
             reason = f"below quality {q_text}"
             text = (f"quality {as_measured(measured, p.quality)} < {q_text} ({_share(1 - measured)} of its pixels in the "
                     f"frame are cloud, shadow or cirrus under the {p.rule} rule)")
-        name = p.target if (p.target and len(groups) == 1) else g.name
+        name = p.target if (p.target and len(plan) == 1) else g.name
         if reason is not None:
             rejected[reason] += 1
             log.info("   rejected %s: %s", g.name, text)
@@ -158,7 +123,7 @@ def run(ctx: RunContext, cmd) -> None:
                 ctx.workdir.remove(name)
                 log.warning("import: removed %s imported by an earlier run: %s", name, text)
             continue
-        g.name = name
+        g = replace(g, name=name)
         with ctx.workdir.scratch(name) as tmp:
             sources = Path(tmp) / "sources.json"
             item = import_item(g, grid, cover=round(cover, 6), frame=str(p.frame) if p.frame else None, sources_file=sources)
@@ -182,8 +147,8 @@ def run(ctx: RunContext, cmd) -> None:
         log.info("   %s: quality %.3f, cover %.3f, %d tile(s) %s, grid EPSG:%d %dx%d at %g m",
                  name, g.quality, cover, len(g.items), ", ".join(it.id for it in g.items),
                  grid.epsg, grid.shape[1], grid.shape[0], grid.resolution)
-    log.info("   imported %d of %d acquisition(s)", written, len(groups))
-    summary = {"kept": written, "selected": len(groups), "rejected": dict(rejected), "line": cmd.line,
+    log.info("   imported %d of %d acquisition(s)", written, len(plan))
+    summary = {"kept": written, "selected": len(plan), "rejected": dict(rejected), "line": cmd.line,
                "chain": str(getattr(ctx.chain, "path", ""))}
     ctx.workdir.note_import(summary)
     if written == 0:

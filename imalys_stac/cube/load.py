@@ -36,9 +36,10 @@ RESAMPLING = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class SceneGroup:
-    """Tiles of one acquisition (same sensor, path and date) that become one seamless image."""
+    """Tiles of one acquisition (same sensor, path and date) that become one seamless image.
+    Frozen: a changed name or quality is a new value (`dataclasses.replace`)."""
 
     name: str
     items: list[pystac.Item]

@@ -5,13 +5,16 @@ stackstac's `prepare.py`). Commands translate parameters into calls of these.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pystac
 
 from ..registry import provider_for_item
+from .bands import Calibration, image_assets, resolve_band
 from .grid import Frame, Grid, asset_grid, transform_bounds
+from .load import DEFAULT_CHUNK, SceneGroup, quality_counts
 
 
 def scene_key(item: pystac.Item) -> tuple[str, str, str]:
@@ -74,3 +77,122 @@ def common_grid(grids: list[Grid], native: list[bool], *, epsg: int | None = Non
     anchor = Counter(g.anchor for g in pool).most_common(1)[0][0] if pool else (0.0, 0.0)
     bounds = frame.bounds_in(epsg) if frame is not None else union_bounds(grids, epsg)
     return Grid.aligned(epsg, bounds, res[0], anchor, yres=res[1])
+
+
+# ------------------------------------------------------------------------------------- acquisitions
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What `import` asks for, independent of the chain syntax."""
+
+    bands: tuple[str, ...] = ()  # band names as given (empty: the provider's default bands)
+    factor: Any = None  # float, "auto" or None (see cube.bands.Calibration.build)
+    offset: Any = None
+    rule: str = "flags"  # mask rule for the quality count
+    mask: bool = True  # mask disturbed pixels in the product (fill is always masked)
+    warp: int | None = None
+    pixel: float | None = None
+    polygon: bool = False  # the frame's exact polygon (not its rectangle) for quality and pixels
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """One planned product: its tiles as a SceneGroup and the grid it is read on."""
+
+    group: SceneGroup
+    grid: Grid
+
+
+class PlanError(ValueError):
+    """A recipe the items cannot satisfy; `parameter` names the recipe field at fault."""
+
+    def __init__(self, message: str, parameter: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def default_bands(item: pystac.Item) -> list[str]:
+    """Bands taken when none are given: every data image asset but those the item's provider
+    calls auxiliary (quality, atmosphere; any provider's for an item none owns)."""
+    from ..registry import providers
+
+    provider = provider_for_item(item)
+    judges = [provider] if provider is not None else providers()
+    keys = []
+    for key, asset in image_assets(item).items():
+        if any(p.is_auxiliary(key) for p in judges):
+            continue
+        if {"data", "reflectance", "temperature"} & set(asset.roles or []):
+            keys.append(key)
+    return keys
+
+
+def plan_acquisitions(items: Sequence[pystac.Item], recipe: Recipe, frame: Frame | None) -> list[Acquisition]:
+    """Items → acquisitions (tiles of one sensor, orbit and day), each with its bands,
+    calibration, mask rule, resampling, grid (cropped to the frame's rectangle) and, with
+    `recipe.polygon`, the frame's exact polygon on that grid. Raises PlanError."""
+    out = []
+    for tiles in group_items(list(items)):
+        try:
+            labels = list(recipe.bands) or default_bands(tiles[0])
+            keys = [resolve_band(tiles[0], b) for b in labels]
+            for it in tiles[1:]:
+                for b in labels:
+                    resolve_band(it, b)
+            calibration = Calibration.build(tiles[0], keys, recipe.factor, recipe.offset)
+        except ValueError as exc:
+            raise PlanError(str(exc), "bands" if "band" in str(exc) else "factor") from exc
+        grid = choose_grid(tiles, keys[0], frame, recipe.warp, recipe.pixel)
+        region_wkt = region_epsg = None
+        if frame is not None and recipe.polygon:
+            region_wkt, region_epsg = frame.geometry_in(grid.epsg).wkt, grid.epsg
+        resampling = "bilinear" if (recipe.warp or recipe.pixel) else "nearest"
+        group = SceneGroup(product_name(tiles), tiles, keys, calibration, recipe.rule if recipe.mask else None,
+                           resampling, region_wkt=region_wkt, region_epsg=region_epsg)
+        out.append(Acquisition(group, grid))
+    return out
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Pixel counts of one acquisition inside its grid (or the frame polygon on it)."""
+
+    present: int  # some tile has data
+    clear: int  # some tile is usable under the rule
+    total: int  # pixels of the grid, or of the polygon on it
+
+    @property
+    def cover(self) -> float:
+        return self.present / self.total if self.total else 0.0
+
+    @property
+    def quality(self) -> float:
+        return self.clear / self.present if self.present else 0.0
+
+    def rejection(self, *, cover: float | None, quality: float | None) -> str | None:
+        """Why the acquisition fails the limits ("no data", "cover", "quality"), or None."""
+        if self.present == 0:
+            return "no data"
+        if cover is not None and self.cover < cover:
+            return "cover"
+        if quality is not None and self.quality < quality:
+            return "quality"
+        return None
+
+
+def coverage_graph(acquisitions: Sequence[Acquisition], rule: str, chunksize: int | None = None) -> list[tuple]:
+    """Lazy (present, clear, total) per acquisition: one pass over the quality band only, meant
+    to be computed together (``dask.compute(*graph)``) and turned into :class:`Coverage`."""
+    graph = []
+    for a in acquisitions:
+        region = a.group.region_mask(a.grid)
+        total = int(region.sum()) if region is not None else int(np.prod(a.grid.shape))
+        present, clear = quality_counts(a.group, a.grid, rule, chunksize=chunksize or DEFAULT_CHUNK, region=region)
+        graph.append((present, clear, total))
+    return graph
+
+
+def coverages(counts: Sequence[tuple]) -> list[Coverage]:
+    """Computed (present, clear, total) → Coverage per acquisition."""
+    return [Coverage(int(p), int(c), int(t)) for p, c, t in counts]
