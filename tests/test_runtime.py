@@ -117,7 +117,11 @@ def test_archive_and_cog_hrefs_over_http_are_read_on_the_workers(tmp_path):
         with serve_collection(remote) as url:
             run = chain("remote", f"\tstac = {url}\n\tcollections = landsat-c2-l2\n", "\tscheduler = processes\n\tworkers = 2\n")
             ctx = run_chain(load_chain(run))
-        assert ctx.runlog.errors == 0 and ctx.runlog.warnings == 0
+        assert ctx.runlog.errors == 0
+        # no warning but the nanny's slow-shutdown notice, which a loaded machine can add at the end
+        warned = [line for line in ctx.runlog.path.read_text().splitlines() if " WARNING " in line
+                  and not ("distributed.nanny" in line and "still alive after" in line)]
+        assert warned == []
         assert any(r.endswith(".tar") for r in ranges()), "no range request for an archive reached the HTTP server"
         with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "remote.tif") as b:
             np.testing.assert_array_equal(a.read(), b.read())
