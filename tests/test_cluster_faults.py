@@ -175,3 +175,26 @@ def test_worker_memory_too_small_is_refused_up_front(tmp_path, archives, monkeyp
     msg = str(err.value)
     assert msg.startswith(f"{chain}:") or "tiny.txt:" in msg
     assert "home: memory = 1KB per worker is too small" in msg and "at least 256MB" in msg
+
+
+@pytest.mark.parametrize("kind", ["any worker", "a restricted worker"])
+def test_paused_workers_are_a_memory_error_whatever_the_task_waited_for(kind):
+    """A task that timed out waiting for a worker while every worker is paused (memory) is one
+    located resource error, also when the task was restricted to some workers (the writer's)."""
+    from distributed.scheduler import NoValidWorkerError, NoWorkerError
+
+    from imalys_stac.errors import ResourceError
+    from imalys_stac.runtime.cluster import cluster_faults
+
+    class PausedCluster:
+        status = "running"
+
+        def scheduler_info(self, n_workers=-1):
+            return {"workers": {"tcp://a": {"status": "Status.paused"}, "tcp://b": {"status": "Status.paused"}}}
+
+    error = NoWorkerError("task-1", 60.0) if kind == "any worker" else NoValidWorkerError("task-1", set(), {"tcp://a"}, {}, 60.0)
+    with pytest.raises(ResourceError) as err:
+        with cluster_faults(PausedCluster()):
+            raise error
+    assert "all 2 Dask worker(s) are paused" in str(err.value) and "60 s" in str(err.value)
+    assert "more memory" in err.value.hint

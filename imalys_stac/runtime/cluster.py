@@ -362,7 +362,7 @@ def cluster_faults(client: Any) -> Iterator[None]:
         return
     from concurrent.futures import CancelledError
 
-    from distributed.scheduler import KilledWorker, NoWorkerError
+    from distributed.scheduler import KilledWorker, NoValidWorkerError, NoWorkerError
 
     try:
         yield
@@ -373,7 +373,8 @@ def cluster_faults(client: Any) -> Iterator[None]:
             f"(last on {worker}; task {exc.task!r}); usually a worker runs out of memory",
             hint="give each worker more memory (home memory = …, or the pod's limit) or use fewer workers per node",
         ) from exc
-    except NoWorkerError as exc:
+    except (NoWorkerError, NoValidWorkerError) as exc:
+        # NoValidWorkerError: the same wait for a task restricted to some workers (the writer's)
         paused = _paused_workers(client)
         if paused:  # workers are there but Dask paused them: memory, not a lost cluster
             raise ResourceError(
