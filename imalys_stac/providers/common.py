@@ -9,7 +9,7 @@ from typing import Any
 
 from ..archives.bands import BandInfo
 from ..archives.container import MemberGrid
-from .base import SceneMetadata
+from .base import ItemLike, SceneMetadata, item_parts
 
 STAC_VERSION = "1.1.0"
 EXT = {
@@ -106,3 +106,13 @@ def as_float(v: Any) -> float | None:
         return None if v is None else float(v)
     except (TypeError, ValueError):
         return None
+
+
+def owns_item(item: ItemLike, collections: tuple[str, ...], marker: str, platform: str, id_prefixes: tuple[str, ...]) -> bool:
+    """Whether an item (archive or STAC API) belongs to a provider: one of its collections, else a
+    property only its items carry (`marker`), a platform name beginning with `platform`, or an id
+    beginning with one of `id_prefixes`."""
+    iid, collection, p, _ = item_parts(item)
+    if collection in collections:
+        return True
+    return marker in p or str(p.get("platform", "")).lower().startswith(platform) or iid.startswith(id_prefixes)

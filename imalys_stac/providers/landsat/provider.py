@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ...archives.bands import BandInfo
+from ..common import owns_item
 from ..base import (ContainerFormat, ItemFields, ItemLike, QualityBand, SceneMetadata, date_key,
                     generic_product_name, item_parts)
 from . import qa as Q
@@ -52,11 +53,7 @@ class LandsatProvider:
         return item_assets()
 
     def owns(self, item: ItemLike) -> bool:
-        iid, collection, p, _ = item_parts(item)
-        if collection in self.collections:
-            return True
-        return ("landsat:wrs_path" in p or str(p.get("platform", "")).lower().startswith("landsat")
-                or iid[:2] in _SENSOR_IDS)
+        return owns_item(item, self.collections, "landsat:wrs_path", "landsat", _SENSOR_IDS)
 
     def band_table(self) -> dict[str, BandInfo]:
         out: dict[str, BandInfo] = {}

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ...archives.bands import BandInfo
+from ..common import owns_item
 from ..base import (ContainerFormat, ItemFields, ItemLike, QualityBand, SceneMetadata, date_key,
                     generic_product_name, item_parts)
 from .archive import COLLECTION, S2_BANDS, SCL_BAND, Sentinel2Metadata, open_sentinel2_archive, scl_fill, scl_valid
@@ -53,11 +54,7 @@ class Sentinel2Provider:
         return item_assets()
 
     def owns(self, item: ItemLike) -> bool:
-        iid, collection, p, _ = item_parts(item)
-        if collection in self.collections:
-            return True
-        return ("s2:mgrs_tile" in p or str(p.get("platform", "")).lower().startswith("sentinel-2")
-                or iid.startswith("S2"))
+        return owns_item(item, self.collections, "s2:mgrs_tile", "sentinel-2", ("S2",))
 
     def band_table(self) -> dict[str, BandInfo]:
         out: dict[str, BandInfo] = {}
