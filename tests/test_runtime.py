@@ -184,3 +184,17 @@ def test_progress_bar_on_a_terminal_keeps_lines_for_the_file(caplog):
     levels = {(r.levelno, r.getMessage().split(":")[1].strip()) for r in caplog.records}
     assert (logging.DEBUG, "25 % (0 s)") in levels and (logging.DEBUG, "100 % (0 s)") in levels
     assert all(r.levelno == logging.DEBUG for r in caplog.records)
+
+
+def test_a_step_that_ends_between_polls_still_logs_its_end(caplog):
+    """A distributed step can finish before the first poll of the scheduler's counts: with no line
+    shown, its end is logged when it outlasted the interval, and not otherwise."""
+    import logging
+
+    from imalys_stac.runtime.progress import StepProgress
+
+    with caplog.at_level(logging.DEBUG, logger="imalys_stac.progress"):
+        StepProgress("quick", tty=False, interval=3600).close()
+        StepProgress("quality", tty=False, interval=0).close()
+    messages = [r.getMessage().strip() for r in caplog.records]
+    assert messages == ["quality: 100 % (0 s)"]

@@ -8,7 +8,8 @@ A step (`with dask_progress("bestof"):`) learns how far it is from the best sour
 
 On a terminal (stderr is a TTY) a tqdm bar shows it, and the log file gets the percentage lines;
 without a terminal (batch jobs, Kubernetes, redirected output) the lines go to stderr as well:
-`   bestof: 40 % (12 s)`, at most one every `IMALYS_PROGRESS_INTERVAL` seconds (default 10).
+`   bestof: 40 % (12 s)`, at most one every `IMALYS_PROGRESS_INTERVAL` seconds (default 10), and
+`100 %` at the end of every step that lasted longer than that.
 """
 from __future__ import annotations
 
@@ -80,9 +81,11 @@ class StepProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        if self.reported >= 0:  # lines were shown: say that it ended
-            log.log(logging.DEBUG if self.tty else logging.INFO, "   %s: 100 %% (%.0f s)",
-                    self.desc, time.monotonic() - self.start)
+        # Say that it ended when lines were shown, or when the step outlasted the interval: a step
+        # that ends between two polls of a distributed scheduler has shown no line yet.
+        elapsed = time.monotonic() - self.start
+        if self.reported >= 0 or elapsed >= self.interval:
+            log.log(logging.DEBUG if self.tty else logging.INFO, "   %s: 100 %% (%.0f s)", self.desc, elapsed)
 
 
 def current() -> StepProgress | None:
