@@ -16,7 +16,6 @@ from typing import Sequence
 import dask.array as da
 import numpy as np
 import pystac
-import stackstac
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from rasterio.enums import Resampling
@@ -106,6 +105,8 @@ def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling
 def _stack_stackstac(items, keys, grid: Grid, rs: list[str], chunksize: int, dtype, fill,
                      quality: QualityBand | None) -> xr.DataArray:
     """The same array read by stackstac (chunks from the grid's corner, one graph per resampling)."""
+    import stackstac  # only this reader needs it (its import pulls in distributed: start-up time)
+
     def one(its, ks, r, f):
         return stackstac.stack(
             [it.to_dict(include_self_link=False, transform_hrefs=False) for it in its], assets=ks,

@@ -116,32 +116,6 @@ def no_workers_timeout() -> float:
     return float(os.environ.get("IMALYS_NO_WORKERS_TIMEOUT") or NO_WORKERS_TIMEOUT)
 
 
-try:  # a worker plugin when distributed is there (it is a dependency; the guard keeps imports light)
-    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
-except ImportError:  # pragma: no cover
-    _WorkerPlugin = object  # type: ignore[assignment,misc]
-
-
-class GdalEnvPlugin(_WorkerPlugin):  # type: ignore[misc,valid-type]
-    """Sets GDAL_ENV in every worker process, including workers that join or restart later
-    (`client.run` would reach only those present now). Values a worker's environment already
-    has (e.g. from its pod spec) are kept."""
-
-    name = "imalys-gdal-env"
-
-    def __init__(self, env: dict[str, str] | None = None):
-        self.env = dict(env or GDAL_ENV)
-
-    def setup(self, worker: Any) -> None:
-        for key, value in self.env.items():
-            os.environ.setdefault(key, value)
-        # GDAL's block cache is per process: on a worker with a memory limit it gets an eighth of
-        # it (at most 512 MB), so the cache cannot push a small worker over its limit
-        limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
-        if limit and "IMALYS_GDAL_CACHEMAX" not in os.environ:
-            os.environ["GDAL_CACHEMAX"] = str(max(32, min(512, int(limit) // 8 // 2**20)))
-
-
 def _harden_scheduler(dask_scheduler: Any, no_workers: float, allowed: int | None) -> dict[str, Any]:
     """Run on the scheduler: fail work that waits too long with no worker, unless its own
     configuration already says so; returns the values in force."""
@@ -163,6 +137,8 @@ class ClusterWatch:
     def start(self, *, allowed_failures: int | None = None) -> "ClusterWatch":
         client = self.client
         try:
+            from .plugins import GdalEnvPlugin
+
             client.register_plugin(GdalEnvPlugin())
         except Exception as exc:  # a scheduler/worker without imalys-stac cannot unpickle the plugin
             log.warning("dask: could not install the GDAL settings on the workers (%s); "
@@ -394,5 +370,5 @@ def cluster_faults(client: Any) -> Iterator[None]:
         raise
 
 
-__all__ = ["ClusterSpec", "GDAL_ENV", "KUBE_VOLUMES", "ClusterWatch", "GdalEnvPlugin", "apply_gdal_env",
+__all__ = ["ClusterSpec", "GDAL_ENV", "KUBE_VOLUMES", "ClusterWatch", "apply_gdal_env",
            "cluster_faults", "dask_runtime", "kube_cluster_spec", "parse_memory"]

@@ -26,6 +26,9 @@ from tqdm.auto import tqdm
 
 log = logging.getLogger("imalys_stac.progress")
 
+#: the name of the scheduler plugin that counts a client's tasks (runtime.plugins.TaskCounter)
+TASK_COUNTER = "imalys-progress"
+
 _current: list["StepProgress"] = []
 _lock = threading.Lock()
 
@@ -146,41 +149,8 @@ class _TaskCallback(Callback):
             self.step.update(self.done / self.total, "tasks")
 
 
-try:
-    from distributed.diagnostics.plugin import SchedulerPlugin as _SchedulerPlugin
-except ImportError:  # pragma: no cover
-    _SchedulerPlugin = object  # type: ignore[assignment,misc]
-
-
-class TaskCounter(_SchedulerPlugin):  # type: ignore[misc,valid-type]
-    """On the scheduler: per client, tasks submitted and tasks finished (processing → memory)."""
-
-    name = "imalys-progress"
-
-    def __init__(self) -> None:
-        self.counts: dict[str, list[int]] = {}
-        self.owner: dict[Any, str] = {}
-
-    def update_graph(self, scheduler: Any, *, client: str = "", tasks: Any = (), **kwargs: Any) -> None:
-        c = self.counts.setdefault(client, [0, 0])
-        for key in tasks or ():
-            if key not in self.owner:
-                self.owner[key] = client
-                c[0] += 1
-
-    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
-        if start == "processing" and finish in ("memory", "erred"):
-            client = self.owner.pop(key, None)
-            if client is not None:
-                self.counts[client][1] += 1
-        elif finish == "forgotten":
-            client = self.owner.pop(key, None)
-            if client is not None:  # never ran (cancelled): no longer expected
-                self.counts[client][0] -= 1
-
-
 def _scheduler_counts(dask_scheduler: Any, client_id: str) -> list[int]:
-    plugin = dask_scheduler.plugins.get(TaskCounter.name)
+    plugin = dask_scheduler.plugins.get(TASK_COUNTER)
     return list(plugin.counts.get(client_id, [0, 0])) if plugin is not None else [0, 0]
 
 
@@ -202,7 +172,9 @@ def _distributed_client() -> Any | None:
 def _distributed_tasks(client: Any, step: StepProgress, period: float = 1.0) -> Iterator[None]:
     """Poll the scheduler plugin's counts of this client while the step runs."""
     try:
-        if TaskCounter.name not in client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins)):
+        if TASK_COUNTER not in client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins)):
+            from .plugins import TaskCounter
+
             client.register_plugin(TaskCounter())
         base = client.run_on_scheduler(_scheduler_counts, client_id=client.id)
     except Exception as exc:  # a scheduler without imalys-stac: bars from the output only

@@ -1,0 +1,60 @@
+"""Dask plugins of a run on a distributed scheduler, in their own module so that a run on the
+in-process scheduler never imports `distributed` (about a second of start-up): the cluster runtime
+and the progress display import this module only when they talk to a distributed Client. Classes at
+module level, so workers and the scheduler unpickle them by reference."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
+
+from .cluster import GDAL_ENV
+from .progress import TASK_COUNTER
+
+
+class GdalEnvPlugin(WorkerPlugin):
+    """Sets GDAL_ENV in every worker process, including workers that join or restart later
+    (`client.run` would reach only those present now). Values a worker's environment already
+    has (e.g. from its pod spec) are kept."""
+
+    name = "imalys-gdal-env"
+
+    def __init__(self, env: dict[str, str] | None = None):
+        self.env = dict(env or GDAL_ENV)
+
+    def setup(self, worker: Any) -> None:
+        for key, value in self.env.items():
+            os.environ.setdefault(key, value)
+        # GDAL's block cache is per process: on a worker with a memory limit it gets an eighth of
+        # it (at most 512 MB), so the cache cannot push a small worker over its limit
+        limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
+        if limit and "IMALYS_GDAL_CACHEMAX" not in os.environ:
+            os.environ["GDAL_CACHEMAX"] = str(max(32, min(512, int(limit) // 8 // 2**20)))
+
+
+class TaskCounter(SchedulerPlugin):
+    """On the scheduler: per client, tasks submitted and tasks finished (processing → memory)."""
+
+    name = TASK_COUNTER
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
+        self.owner: dict[Any, str] = {}
+
+    def update_graph(self, scheduler: Any, *, client: str = "", tasks: Any = (), **kwargs: Any) -> None:
+        c = self.counts.setdefault(client, [0, 0])
+        for key in tasks or ():
+            if key not in self.owner:
+                self.owner[key] = client
+                c[0] += 1
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        if start == "processing" and finish in ("memory", "erred"):
+            client = self.owner.pop(key, None)
+            if client is not None:
+                self.counts[client][1] += 1
+        elif finish == "forgotten":
+            client = self.owner.pop(key, None)
+            if client is not None:  # never ran (cancelled): no longer expected
+                self.counts[client][0] -= 1
