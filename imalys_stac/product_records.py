@@ -55,11 +55,27 @@ QUALITIES = "imalys:qualities"
 # an exported file's item
 PROVENANCE = "imalys:provenance"
 FILE = "imalys:file"
+# a reduce result: the [size, mtime_ns] of its COG when write_cog checked it (export copies a file
+# that still has this stamp without checking it again)
+COG_CHECKED = "imalys:cog_checked"
 # an archive (source) item: the archive file its assets are members of
 ARCHIVE = "imalys:archive"
 
 #: the mask of an import made without a QA rule (only fill pixels are nodata)
 FILL_ONLY = "fill-only"
+
+
+def file_stamp(path: Any) -> list[int] | None:
+    """[size, mtime_ns] of a file (None: missing or a folder): what FILE and COG_CHECKED hold."""
+    import os
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    import stat
+
+    return None if stat.S_ISDIR(st.st_mode) else [st.st_size, st.st_mtime_ns]
 
 
 def _tuple(value: Any) -> tuple:

@@ -615,3 +615,35 @@ def test_exports_of_one_name_in_two_formats_keep_their_own_items(write_chain, ca
         assert json.loads((r / item).read_text())["assets"]["data"]["href"] == href
     code, err = run(write_chain, capsys, chain_text(reduced, export_block(r / "b.tif"), export_block(r / "b"), export_block(r / "b.png")))
     assert code == 0, err
+
+
+def test_export_checks_a_reduce_cog_again_only_when_it_changed(write_chain, capsys, reduced, tmp_path, monkeypatch):
+    """reduce checked its COG when it wrote it; export copies a file still stamped as checked
+    without checking the copy again, and checks (and here refuses) one that changed since."""
+    import imalys_stac.commands.export as export_cmd
+
+    calls = []
+    real = export_cmd.check_cog
+    monkeypatch.setattr(export_cmd, "check_cog", lambda p: calls.append(p) or real(p))
+    target = tmp_path / "results" / "figure.tif"
+    target.parent.mkdir()
+    code, err = run(write_chain, capsys, chain_text(reduced, export_block(target)))
+    assert code == 0, err
+    assert calls == []
+    with rasterio.open(target) as a, rasterio.open(reduced / "bestof" / "bestof.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    # the product's COG replaced by a tiled GeoTIFF whose overviews were added after its pixels
+    # (same pixels; its IFDs at the end, not a COG)
+    source = reduced / "bestof" / "bestof.tif"
+    with rasterio.open(source) as src:
+        profile, pixels = src.profile, src.read()
+    profile.update(driver="GTiff", tiled=True, blockxsize=16, blockysize=16, compress="none")
+    with rasterio.open(tmp_path / "plain.tif", "w", **profile) as dst:
+        dst.write(pixels)
+    with rasterio.open(tmp_path / "plain.tif", "r+") as dst:
+        dst.build_overviews([2, 4])
+    os.replace(tmp_path / "plain.tif", source)
+    code, err = run(write_chain, capsys, chain_text(reduced, export_block(tmp_path / "results" / "other.tif")))
+    assert len(calls) == 1
+    assert code == 1 and "the written file is not a valid COG" in error_line(err), err
+    assert not (tmp_path / "results" / "other.tif").exists()

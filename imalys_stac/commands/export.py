@@ -13,7 +13,8 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from .. import __version__
-from ..product_records import PROCESS, PROVENANCE, CompositeRecord, ExportRecord, Provenance, RecordError
+from ..product_records import (COG_CHECKED, PROCESS, PROVENANCE, CompositeRecord, ExportRecord, Provenance, RecordError,
+                               file_stamp)
 from ..products import KIND, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
 from ..runtime.progress import dask_progress
 from ..registry import FORMATS as FORMAT_REGISTRY
@@ -53,14 +54,6 @@ def written_by_us(target: Path) -> bool:
                 and data.get("assets", {}).get("data", {}).get("href") == f"./{target.name}")
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _file_stamp(path: Path) -> list[int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return None if path.is_dir() else [st.st_size, st.st_mtime_ns]
 
 
 def run(ctx: RunContext, cmd) -> None:
@@ -113,19 +106,26 @@ def run(ctx: RunContext, cmd) -> None:
     try:
         with scratch_dir(target.parent, target.name) as scratch:
             out = scratch / target.name
+            checked = False
             if item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff"):
-                # Already a COG written by reduce: copying is exact and cheap.
-                shutil.copyfile(Path(item.assets["data"].get_absolute_href()), out)
+                # Already a COG written by reduce: copying is exact and cheap, and a file that is
+                # still the one write_cog checked (same size and time) needs no second check.
+                source_tif = Path(item.assets["data"].get_absolute_href())
+                stamp_now = file_stamp(source_tif)
+                checked = stamp_now is not None and item.properties.get(COG_CHECKED) == stamp_now
+                shutil.copyfile(source_tif, out)
             else:
                 with dask_progress("export"):
                     write_image(array, out, tags=tags)
-            if ending in (".tif", ".tiff"):
+            if checked:
+                log.debug("   %s: a copy of the COG reduce checked (unchanged since), not checked again", target)
+            elif ending in (".tif", ".tiff"):
                 ok, errors, _ = check_cog(out)
                 if not ok:
                     raise cmd.error(f"the written file is not a valid COG: {'; '.join(errors)}; nothing was replaced",
                                     parameter="target")
             files = [f for f in scratch.iterdir()]
-            data = provenance_item(ctx, cmd, item, target, stamp, _file_stamp(out))
+            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out))
             write_json_atomic(scratch / item_path.name, data)
             os.replace(scratch / item_path.name, item_path)
             for f in files:
@@ -148,7 +148,7 @@ def _up_to_date(item_path: Path, target: Path, stamp: str) -> bool:
         record = ExportRecord.from_properties(data.get("properties", {}))
     except (RecordError, KeyError, TypeError, AttributeError):  # not (or no longer) an export's item
         return False
-    return record.fingerprint == stamp and record.file is not None and list(record.file) == _file_stamp(target)
+    return record.fingerprint == stamp and record.file is not None and list(record.file) == file_stamp(target)
 
 
 def item_path_for(target: Path) -> Path:
@@ -163,7 +163,7 @@ def item_path_for(target: Path) -> Path:
     return target.with_name(target.name + ".json")
 
 
-def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, file_stamp: list[int] | None) -> dict:
+def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None) -> dict:
     """The STAC item beside the exported file: the product's item with the file as its asset and
     the provenance (archive items, chain text, every command's parameters, package version)."""
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
@@ -189,6 +189,6 @@ def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, file_s
         exported=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     # the file's size and modification time (rename keeps both) say later whether it is still ours
-    file = (file_stamp[0], file_stamp[1]) if file_stamp is not None else None
+    file = (written[0], written[1]) if written is not None else None
     data["properties"].update(ExportRecord(provenance, stamp, file).to_properties())
     return data

@@ -11,7 +11,7 @@ import xarray as xr
 from ..composite import reduce_stack
 from ..cube.grid import Grid
 from ..registry import REDUCERS
-from ..product_records import COMMAND, CompositeRecord
+from ..product_records import COG_CHECKED, COMMAND, CompositeRecord, file_stamp
 from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
@@ -118,7 +118,9 @@ def run(ctx: RunContext, cmd) -> None:
                 bands=tuple(str(b) for b in result.band.values),
                 qualities=tuple(round(float(q), 6) for q in cube.quality.values),
             )
-            item = derived_item(name, record, source, grid, {COMMAND: command_record(ctx, cmd), FINGERPRINT: stamp})
+            # write_cog checked the file; its stamp survives the move into the product folder (a rename)
+            item = derived_item(name, record, source, grid, {COMMAND: command_record(ctx, cmd), FINGERPRINT: stamp,
+                                                             COG_CHECKED: file_stamp(tif)})
             item.add_asset("data", pystac.Asset(
                 href=str(tif), media_type=pystac.MediaType.COG, roles=["data"],
                 title=f"{method} of {source.id}",
