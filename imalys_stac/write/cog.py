@@ -15,7 +15,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from .atomic import atomic_path, remove, temp_name
-from .blocks import is_dask, stream
+from .blocks import stream
 from .raster import Raster, as_raster
 
 COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
@@ -48,18 +48,16 @@ def overview_factors(width: int, height: int, blocksize: int) -> list[int]:
     return factors
 
 
-def _band_chunks_split(r: Raster) -> bool:
-    return is_dask(r.data) and len(r.data.chunks[0]) > 1
-
-
 def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dict[str, str] | None = None) -> None:
     """Uncompressed tiled GeoTIFF, filled block by block: the fast intermediate the COG driver reads."""
     profile: dict[str, Any] = dict(
         driver="GTiff", width=r.width, height=r.height, count=r.count, dtype=r.dtype.name,
         crs=r.crs, transform=r.transform, nodata=r.nodata, tiled=True,
         blockxsize=blocksize, blockysize=blocksize, compress="none", bigtiff="if_needed",
-        # pixel interleave unless chunks split the bands (then each write would rewrite whole tiles)
-        interleave="band" if _band_chunks_split(r) else "pixel",
+        # band interleave: GDAL builds the overviews of such a file band by band, 1.8× faster than
+        # its multi-band path over pixel-interleaved tiles (6 × 3558 × 3635 float32: 1.0 vs 1.9 s),
+        # and the COG copy reads it faster too (1.7 vs 1.9 s); the COG itself stays pixel-interleaved
+        interleave="band",
     )
     with rasterio.open(path, "w", **profile) as dst:
         if r.band_names:
