@@ -16,40 +16,81 @@ import numpy as np
 from numba import njit
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _first_row(v_row, k, d, f, o, nd, nan):
+    for x in range(v_row.shape[0]):
+        v = v_row[x]
+        r = np.float32(v * f + o)  # computed for every pixel, then selected: the loop vectorizes
+        d[x] = r if (k[x] and v != nd) else nan  # (computed inside the branch: 8× slower)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _later_row(v_row, k, d, f, o, nd):
+    for x in range(v_row.shape[0]):
+        v = v_row[x]
+        if k[x] and v != nd and math.isnan(d[x]):
+            d[x] = np.float32(v * f + o)
+
+
 @njit(nogil=True, cache=True)
-def _fuse(dn, qa, group_of, factors, offsets, tables, table_of, nodata, ngroups):
-    n, nb, ny, nx = dn.shape
-    out = np.full((ngroups, nb, ny, nx), np.nan, dtype=np.float32)
+def _fuse(stack, nb, group_of, factors, offsets, tables, table_of, nodata, ngroups, out):
+    n, _, ny, nx = stack.shape
+    seen = np.zeros(ngroups, dtype=np.bool_)
     ok = np.empty((ny, nx), dtype=np.bool_)
+    nan = np.float32(np.nan)
+    # inner loops run over row views (1-D, unit stride): indexed as stack[i, b, y, x] the same
+    # loops do not vectorize (55 vs 7 ms for 8 × 6 × 512² here)
     for i in range(n):
         g = group_of[i]
         table = tables[table_of[g]]
-        q = qa[i]
+        qa = stack[i, nb]
         for y in range(ny):
+            q, k = qa[y], ok[y]
             for x in range(nx):
-                ok[y, x] = table[q[y, x]]
+                k[x] = table[q[x]]
+        first = not seen[g]
+        seen[g] = True
         for b in range(nb):
             f = factors[g, b]
             o = offsets[g, b]
             nd = nodata[b]
-            for y in range(ny):
-                for x in range(nx):
-                    if ok[y, x] and math.isnan(out[g, b, y, x]):
-                        v = dn[i, b, y, x]
-                        if v != nd:
-                            out[g, b, y, x] = np.float32(v * f + o)
+            src, dst = stack[i, b], out[g, b]
+            if first:  # the group's first tile writes every pixel: no branch on what is there
+                for y in range(ny):
+                    _first_row(src[y], ok[y], dst[y], f, o, nd, nan)
+            else:  # a later tile of the same day fills only what the earlier ones left empty
+                for y in range(ny):
+                    _later_row(src[y], ok[y], dst[y], f, o, nd)
+    for g in range(ngroups):
+        if not seen[g]:
+            out[g] = nan
     return out
 
 
-def fuse_block(dn: np.ndarray, qa: np.ndarray, *, group_of: np.ndarray, factors: np.ndarray, offsets: np.ndarray,
+def fuse_stack(stack: np.ndarray, nbands: int, *, group_of: np.ndarray, factors: np.ndarray, offsets: np.ndarray,
                tables: np.ndarray, table_of: np.ndarray, nodata: np.ndarray, ngroups: int) -> np.ndarray:
-    """(items, bands, y, x) uint16 DNs + (items, [1,] y, x) uint16 QA → (groups, bands, y, x) float32.
+    """(items, bands + 1, y, x) uint16 — the DNs of `nbands` bands and the QA as the last band, as
+    the reader delivers them — → (groups, bands, y, x) float32. Reads the reader's block in place
+    (no copy of the DNs).
 
     `tables` (k × 65536 bool) are the distinct usable-tables, `table_of[g]` the one of group g."""
+    if stack.dtype != np.uint16:
+        raise TypeError(f"fuse_stack needs uint16 DNs and QA, got {stack.dtype}")
+    # the output is allocated by numpy, not inside the kernel: numpy asks for huge pages on large
+    # arrays, numba's allocator does not, and first-touch page faults of a fresh 50 MB block cost
+    # more than the kernel's work (measured 51 vs 5 ms for the calibration of 8 × 6 × 512²)
+    out = np.empty((int(ngroups), int(nbands)) + stack.shape[2:], dtype=np.float32)
+    return _fuse(np.ascontiguousarray(stack), int(nbands), group_of, factors, offsets, tables, table_of, nodata,
+                 ngroups, out)
+
+
+def fuse_block(dn: np.ndarray, qa: np.ndarray, **kw) -> np.ndarray:
+    """(items, bands, y, x) uint16 DNs + (items, [1,] y, x) uint16 QA → (groups, bands, y, x)
+    float32: `fuse_stack` of the two put together (a copy; the loader passes its block whole)."""
     if qa.ndim == 4:  # map_blocks aligns dimensions, so the QA arrives with a unit band axis
         qa = qa[:, 0]
-    return _fuse(np.ascontiguousarray(dn), np.ascontiguousarray(qa, dtype=np.uint16), group_of, factors, offsets,
-                 tables, table_of, nodata, ngroups)
+    stack = np.concatenate([np.asarray(dn, np.uint16), np.asarray(qa, np.uint16)[:, None]], axis=1)
+    return fuse_stack(stack, dn.shape[1], **kw)
 
 
 def group_tables(tables_per_group: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

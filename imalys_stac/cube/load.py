@@ -21,7 +21,7 @@ import xarray as xr
 from rasterio.enums import Resampling
 
 from .bands import Calibration
-from .fuse import auto_chunk, fuse_block, group_tables
+from .fuse import auto_chunk, fuse_stack, group_tables
 from .quality import QualityBand, quality_band
 from .grid import Grid, geometry_mask, reproject_geometry
 from .tiles import OutGrid, read_stack
@@ -176,7 +176,7 @@ def load_groups(
     """The calibrated, masked cube (time, band, y, x) float32 of the groups on `grid`.
 
     One stackstac graph reads every tile's DNs (uint16) and QA; per spatial block one compiled
-    pass (`fuse.fuse_block`) computes value = DN·factor + offset where the QA says the pixel is
+    pass (`fuse.fuse_stack`) computes value = DN·factor + offset where the QA says the pixel is
     usable, NaN elsewhere, merging tiles of the same acquisition (first usable value). Time comes
     out in one chunk, ready for the compositing kernels. `region` (bool y×x) sets pixels outside
     an exact frame polygon to NaN. `window` = (row0, row1, col0, col1): only that part of the grid
@@ -201,13 +201,13 @@ def load_groups(
     both = _stack(items, keys, grid, resamplings, chunk, "uint16", nodata[0], quality=qband, window=window)
     part = grid if window is None else grid.window(*window)
     dn = both.isel(band=slice(0, len(keys)))
-    qa = both.isel(band=len(keys), drop=True)
     group_of = np.array([gi for gi, g in enumerate(groups) for _ in g.items], dtype=np.int64)
     factors = np.array([g.calibration.factors for g in groups], dtype=np.float64)
     offsets = np.array([g.calibration.offsets for g in groups], dtype=np.float64)
     tables, table_of = group_tables([qband.table(g.rule) for g in groups])
-    dn_d = dn.data.rechunk({0: -1, 1: -1})
-    qa_d = qa.data.rechunk({0: -1})
+    # the reader's block (DNs and QA as its last band) goes to the kernel whole: slicing it into
+    # DNs and QA first made a strided view the kernel had to copy (25 MB per 512-px chunk of 8 dates)
+    both_d = both.data.rechunk({0: -1, 1: -1})
     # frame polygons (per image and the compile's) applied inside the same task, in place: a
     # `where` afterwards would copy every block of the float32 cube once more
     regions = [g.region_mask(part) for g in groups]
@@ -221,13 +221,13 @@ def load_groups(
             keep = np.ones((1,) + part.shape, bool)
         if region is not None:
             keep &= np.asarray(region, bool)[None]
-    args = [dn_d, qa_d[:, None]]
+    args = [both_d]
     if keep is not None:
-        args.append(da.from_array(keep[:, None], chunks=((len(keep),), (1,), dn_d.chunks[2], dn_d.chunks[3])))
+        args.append(da.from_array(keep[:, None], chunks=((len(keep),), (1,), both_d.chunks[2], both_d.chunks[3])))
     data = da.map_blocks(
         _fuse_and_keep, *args, dtype=np.float32,
-        chunks=((len(groups),), (len(keys),), dn_d.chunks[2], dn_d.chunks[3]),
-        group_of=group_of, factors=factors, offsets=offsets, tables=tables, table_of=table_of, nodata=nodata, ngroups=len(groups),
+        chunks=((len(groups),), (len(keys),), both_d.chunks[2], both_d.chunks[3]),
+        nbands=len(keys), group_of=group_of, factors=factors, offsets=offsets, tables=tables, table_of=table_of, nodata=nodata, ngroups=len(groups),
         token="imalys-calibrate-mask-merge",
     )
     cube = xr.DataArray(
@@ -244,9 +244,9 @@ def load_groups(
     return cube
 
 
-def _fuse_and_keep(dn: np.ndarray, qa: np.ndarray, keep: np.ndarray | None = None, **kw) -> np.ndarray:
-    """fuse_block, then NaN outside the frame polygons (`keep`: groups × 1 × y × x), in place."""
-    out = fuse_block(dn, qa, **kw)
+def _fuse_and_keep(stack: np.ndarray, keep: np.ndarray | None = None, **kw) -> np.ndarray:
+    """fuse_stack, then NaN outside the frame polygons (`keep`: groups × 1 × y × x), in place."""
+    out = fuse_stack(stack, **kw)
     if keep is not None:
         np.copyto(out, np.float32(np.nan), where=~keep)
     return out
