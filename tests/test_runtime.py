@@ -198,3 +198,20 @@ def test_a_step_that_ends_between_polls_still_logs_its_end(caplog):
         StepProgress("quality", tty=False, interval=0).close()
     messages = [r.getMessage().strip() for r in caplog.records]
     assert messages == ["quality: 100 % (0 s)"]
+
+
+def test_a_run_on_the_in_process_scheduler_imports_neither_distributed_nor_stackstac(tmp_path, synthetic_archives):
+    """Start-up counts in every run: the in-process scheduler needs neither `distributed` (dask
+    imports it to look for a client when the scheduler is given by name) nor stackstac (only its
+    optional reader uses it); each costs about a second of imports on 2 cores."""
+    import subprocess
+    import sys
+
+    from tests.conftest import bestof_chain
+
+    chain = bestof_chain(tmp_path, synthetic_archives.folder, "startup")
+    code = ("import sys; from imalys_stac.cli import main; rc = main(['run', sys.argv[1]]); "
+            "print(rc, 'distributed' in sys.modules, 'stackstac' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(chain)], capture_output=True, text=True, timeout=600)
+    assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stdout + out.stderr
+    assert (tmp_path / "startup.tif").is_file()

@@ -107,6 +107,23 @@ class ClusterSpec:
         return n
 
 
+def active_client() -> Any | None:
+    """The distributed Client dask computes on right now, or None. Without `distributed`
+    imported there is none, and asking would import it (a second of start-up)."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        client = default_client()
+    except ValueError:
+        return None
+    scheduler = dask.base.get_scheduler()
+    return client if getattr(scheduler, "__self__", None) is client else None
+
+
 def apply_gdal_env() -> None:
     for key, value in GDAL_ENV.items():
         os.environ.setdefault(key, value)
@@ -264,7 +281,11 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
     if kind == "threads":
         workers = spec.workers or os.cpu_count() or 1
         log.debug("dask: in-process threaded scheduler, %d threads", workers)
-        with dask.config.set(scheduler="threads", num_workers=workers):
+        # the threaded scheduler's function, not its name: dask resolves a name by importing
+        # distributed to look for a client (a second of start-up a run on this scheduler never needs)
+        from dask.threaded import get as threaded_get
+
+        with dask.config.set(scheduler=threaded_get, num_workers=workers):
             yield None
         return
 

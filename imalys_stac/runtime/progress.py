@@ -24,6 +24,8 @@ from typing import Any, Iterator
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
+from .cluster import active_client
+
 log = logging.getLogger("imalys_stac.progress")
 
 #: the name of the scheduler plugin that counts a client's tasks (runtime.plugins.TaskCounter)
@@ -154,20 +156,6 @@ def _scheduler_counts(dask_scheduler: Any, client_id: str) -> list[int]:
     return list(plugin.counts.get(client_id, [0, 0])) if plugin is not None else [0, 0]
 
 
-def _distributed_client() -> Any | None:
-    """The distributed Client that dask computes on right now, or None."""
-    try:
-        from distributed import default_client
-
-        client = default_client()
-    except (ImportError, ValueError):
-        return None
-    import dask
-
-    scheduler = dask.base.get_scheduler()
-    return client if getattr(scheduler, "__self__", None) is client else None
-
-
 @contextmanager
 def _distributed_tasks(client: Any, step: StepProgress, period: float = 1.0) -> Iterator[None]:
     """Poll the scheduler plugin's counts of this client while the step runs."""
@@ -209,7 +197,7 @@ def dask_progress(desc: str) -> Iterator[StepProgress]:
     with _lock:
         _current.append(step)
     try:
-        client = _distributed_client()
+        client = active_client()
         if client is not None:
             with _distributed_tasks(client, step):
                 yield step

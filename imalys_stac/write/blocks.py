@@ -14,6 +14,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ..runtime.cluster import active_client
 from ..runtime.progress import track
 
 
@@ -147,23 +148,6 @@ def _chunk_slices(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[slice, ...]
             for st, sz in zip(itertools.product(*starts), itertools.product(*chunks))]
 
 
-def _distributed_client() -> Any | None:
-    """The distributed Client dask would use right now, or None."""
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
-    try:
-        client = default_client()
-    except ValueError:
-        return None
-    try:
-        scheduler = dask.base.get_scheduler()
-    except Exception:  # pragma: no cover
-        return None
-    return client if getattr(scheduler, "__self__", None) is client else None
-
-
 def _local_scheduler_kind() -> str:
     """'threads' or 'sync' when dask.store may call a non-picklable sink in this process."""
     scheduler = dask.base.get_scheduler()
@@ -207,7 +191,7 @@ def _stream(data: Any, sink: BlockSink, numpy_block: int) -> None:
         for key in numpy_windows(arr.shape, numpy_block):
             sink[key] = arr[key]
         return
-    client = _distributed_client()
+    client = active_client()
     if client is not None:
         _stream_distributed(data, sink, client)
     elif _local_scheduler_kind() == "threads" and data.ndim >= 2 and len(data.chunks[-2]) > 1:
