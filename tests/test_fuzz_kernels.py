@@ -382,3 +382,21 @@ def test_dask_blocks_equal_one_numpy_block_any_mask(case, method, data):
         want = reduce_stack(as_cube(stack, quality), method, count=True, source=True, **BAND_ARGS).values
         got = reduce_stack(as_cube(stack, quality, chunks=chunks), method, count=True, source=True, **BAND_ARGS).values
     np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 3), ny=st.integers(1, 9), nx=st.integers(1, 9), seed=st.integers(0, 2**31 - 1),
+       with_keep=st.booleans())
+def test_quality_count_kernel_against_numpy(n, ny, nx, seed, with_keep):
+    """The import's count (some tile present / some tile usable, inside the frame polygon) against
+    numpy's table[codes].any(axis=0), on real QA_PIXEL codes and the flags rule's table."""
+    rng = np.random.default_rng(seed)
+    band = provider("landsat").quality
+    codes = np.array([1, 21824, 21952, 22280, 23826, 54596, 55052, 21762], np.uint16)
+    qa = rng.choice(codes, (n, ny, nx))
+    present_t, clear_t = band.table(None), band.table("flags")
+    keep = rng.random((ny, nx)) < 0.7 if with_keep else None
+    present, clear = present_t[qa].any(axis=0), clear_t[qa].any(axis=0)
+    if keep is not None:
+        present, clear = present & keep, clear & keep
+    assert fuse.count_present_clear(qa, present_t, clear_t, keep) == (int(present.sum()), int(clear.sum()))

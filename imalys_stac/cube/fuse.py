@@ -93,6 +93,39 @@ def fuse_block(dn: np.ndarray, qa: np.ndarray, **kw) -> np.ndarray:
     return fuse_stack(stack, dn.shape[1], **kw)
 
 
+@njit(nogil=True, cache=True)
+def _count_present_clear(qa, present_t, clear_t, keep):
+    n, ny, nx = qa.shape
+    present = 0
+    clear = 0
+    for y in range(ny):  # branch-free: random cloud patterns would mispredict every branch
+        k_row = keep[y]
+        for x in range(nx):
+            p = np.uint8(0)
+            c = np.uint8(0)
+            for t in range(n):
+                q = qa[t, y, x]
+                p |= present_t[q]
+                c |= clear_t[q]
+            k = k_row[x]
+            present += p & k
+            clear += c & k
+    return present, clear
+
+
+def count_present_clear(qa: np.ndarray, present_table: np.ndarray, clear_table: np.ndarray,
+                        keep: np.ndarray | None = None) -> tuple[int, int]:
+    """Pixels of one acquisition's block (tiles × y × x uint16 quality codes) where some tile has
+    data (`present_table`) and where some tile is usable (`clear_table`), inside `keep` (y × x
+    bool) if given — the import's quality count, over the same tables the fused kernel indexes.
+    One pass without temporaries (numpy's table[qa].any(0) took ~10 ms per 1024² block)."""
+    qa = np.ascontiguousarray(qa, dtype=np.uint16)
+    ny, nx = qa.shape[1:]
+    k = np.ones((ny, nx), np.uint8) if keep is None else np.ascontiguousarray(keep).view(np.uint8)
+    p, c = _count_present_clear(qa, present_table.view(np.uint8), clear_table.view(np.uint8), k)
+    return int(p), int(c)
+
+
 def group_tables(tables_per_group: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct tables (k × 65536) and each group's index into them."""
     distinct: list[np.ndarray] = []

@@ -21,7 +21,7 @@ import xarray as xr
 from rasterio.enums import Resampling
 
 from .bands import Calibration
-from .fuse import auto_chunk, fuse_stack, group_tables
+from .fuse import auto_chunk, count_present_clear, fuse_stack, group_tables
 from .quality import QualityBand, quality_band
 from .grid import Grid, geometry_mask, reproject_geometry
 from .tiles import OutGrid, read_stack
@@ -149,12 +149,8 @@ def quality_counts(group: SceneGroup, grid: Grid, rule: str | None, *, chunksize
     present_t, clear_t = qband.table(None), qband.table(rule)
 
     def counts(block: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-        present = present_t[block].any(axis=0)
-        clear = clear_t[block].any(axis=0)
-        if keep is not None:
-            present &= keep
-            clear &= keep
-        return np.array([[[present.sum(), clear.sum()]]], dtype=np.int64)
+        present, clear = count_present_clear(block, present_t, clear_t, keep)
+        return np.array([[[present, clear]]], dtype=np.int64)
 
     args = [qa_d]
     if region is not None:
