@@ -16,6 +16,7 @@ from rasterio.windows import Window
 
 from .atomic import atomic_path, remove, temp_name
 from .blocks import stream
+from .overviews import FirstLevelSink
 from .raster import Raster, as_raster
 
 COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
@@ -48,8 +49,11 @@ def overview_factors(width: int, height: int, blocksize: int) -> list[int]:
     return factors
 
 
-def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dict[str, str] | None = None) -> None:
-    """Uncompressed tiled GeoTIFF, filled block by block: the fast intermediate the COG driver reads."""
+def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dict[str, str] | None = None,
+                       first_level: bool = False) -> bool:
+    """Uncompressed tiled GeoTIFF, filled block by block: the fast intermediate the COG driver reads.
+    `first_level`: also write its ×2 `average` overview into `<path>.ovr` while the blocks come in
+    (float rasters only; returns whether it did)."""
     profile: dict[str, Any] = dict(
         driver="GTiff", width=r.width, height=r.height, count=r.count, dtype=r.dtype.name,
         crs=r.crs, transform=r.transform, nodata=r.nodata, tiled=True,
@@ -59,13 +63,26 @@ def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dic
         # and the COG copy reads it faster too (1.7 vs 1.9 s); the COG itself stays pixel-interleaved
         interleave="band",
     )
-    with rasterio.open(path, "w", **profile) as dst:
+    first_level = first_level and r.is_float
+    with contextlib.ExitStack() as stack:
+        # "w+": the first level's strips are read back from the blocks just written
+        dst = stack.enter_context(rasterio.open(path, "w+" if first_level else "w", **profile))
         if r.band_names:
             for i, name in enumerate(r.band_names, 1):
                 dst.set_band_description(i, name)
         if r.tags or extra_tags:
             dst.update_tags(**{**r.tags, **(extra_tags or {})})
-        stream(r.data, _GTiffSink(dst), numpy_block=blocksize * 2)
+        if not first_level:
+            stream(r.data, _GTiffSink(dst), numpy_block=blocksize * 2)
+            return False
+        h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
+        level = stack.enter_context(rasterio.open(
+            f"{path}.ovr", "w", **{**profile, "width": w1, "height": h1,
+                                   "transform": r.transform * r.transform.scale(r.width / w1, r.height / h1)}))
+        sink = FirstLevelSink(dst, level, r.nodata)
+        stream(r.data, sink, numpy_block=blocksize * 2)
+        sink.finish()
+    return True
 
 
 def write_cog(
@@ -130,9 +147,15 @@ def write_cog(
         with atomic_path(path) as tmp:
             remove(source)
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_OVR_BLOCKSIZE=str(blocksize)):
-                write_gtiff_source(r, source, blocksize=blocksize,
-                                   extra_tags={RESAMPLING_TAG: resampling_enum.name.upper()} if factors else None)
-                if factors:
+                first = write_gtiff_source(r, source, blocksize=blocksize,
+                                           extra_tags={RESAMPLING_TAG: resampling_enum.name.upper()} if factors else None,
+                                           first_level=bool(factors) and factors[0] == 2 and resampling_enum == Resampling.average)
+                if first and len(factors) > 1:
+                    # the smaller levels from the ×2 level (GDAL's external overview file: its
+                    # first image is level ×2, its own overviews the levels after it)
+                    with rasterio.open(f"{source}.ovr", "r+") as ovr:
+                        ovr.build_overviews([f // 2 for f in factors[1:]], resampling_enum)
+                elif factors and not first:
                     with rasterio.open(source, "r+") as dst:
                         dst.build_overviews(factors, resampling_enum)
                 # The COG driver's own overview generation took 30 s for 6×4096² here (vs 1.3 s
