@@ -507,8 +507,17 @@ def median_block(block: np.ndarray, quality: np.ndarray, threshold: float, use_q
     out, _, src = _median_pick(block, quality, threshold, use_quality, want_source)
     return out, src
 
+def stats_block(block: np.ndarray, which: int) -> np.ndarray:
+    """Per-band ``mean`` / ``variance`` / ``count`` / ``difference`` over valid times of a
+    float32 ``(T, B, Y, X)`` block → ``(B, Y, X)`` float32 (see `_stats_into`). The output is
+    allocated by numpy: numba's allocator gets no huge pages, and the first-touch page faults of
+    a fresh block cost more than the kernel's arithmetic (cube/fuse.py measured 51 vs 5 ms)."""
+    T, B, Y, X = block.shape
+    return _stats_into(block, which, np.empty((B, Y, X), np.float32))
+
+
 @njit(nogil=True, cache=True)
-def stats_block(block, which):
+def _stats_into(block, which, out):
     """Per-band ``mean`` / ``variance`` / ``count`` / ``difference`` over valid times.
 
     ``variance`` is the sample variance (divisor ``k - 1``, NaN for ``k < 2``), as
@@ -517,7 +526,6 @@ def stats_block(block, which):
     ``k < 2``).  ``count`` is the number of valid values.  Accumulation is float64.
     """
     T, B, Y, X = block.shape
-    out = np.empty((B, Y, X), np.float32)
     s = np.empty(X, np.float64)
     ss = np.empty(X, np.float64)
     cnt = np.empty(X, np.int64)
