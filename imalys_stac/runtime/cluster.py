@@ -27,13 +27,13 @@ from ..errors import ResourceError
 
 log = logging.getLogger("imalys_stac.runtime")
 
-# GDAL settings for the client and every worker: a block cache large enough for several
-# 512-pixel tiles per thread, a cache for archive members read through /vsitar/, and for remote
+# GDAL settings for the client and every worker: a small block cache (tiles are decoded once by
+# the tile reader, which keeps what later chunks need), a cache for archive members read through /vsitar/, and for remote
 # hrefs (/vsicurl/, /vsis3/, /vsigs/) timeouts, retries and no directory listing on open.
 # GDAL_DISABLE_READDIR_ON_OPEN = TRUE (not EMPTY_DIR): GDAL still probes named sidecars such as
 # an ENVI .hdr one by one, it only skips listing the folder (an HTTP request per open).
 GDAL_ENV = {
-    "GDAL_CACHEMAX": "512",
+    "GDAL_CACHEMAX": "64",  # see cube/tiles.py; a worker with a memory limit sets its own (plugins.py)
     "VSI_CACHE": "TRUE",
     "VSI_CACHE_SIZE": str(64 * 1024 * 1024),
     "GDAL_HTTP_TIMEOUT": "60",
