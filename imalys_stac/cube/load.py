@@ -157,7 +157,8 @@ def quality_counts(group: SceneGroup, grid: Grid, rule: str | None, *, chunksize
         args.append(da.from_array(np.asarray(region, bool)[None], chunks=((1,),) + qa_d.chunks[1:]))
     per_block = da.map_blocks(lambda b, k=None: counts(b, None if k is None else k[0]), *args, dtype=np.int64,
                               chunks=((1,) * len(qa_d.chunks[0]), (1,) * len(qa_d.chunks[1]),
-                                      (2,) * len(qa_d.chunks[2])), token="imalys-quality-count")
+                                      (2,) * len(qa_d.chunks[2])), token="imalys-quality-count",
+                              meta=np.empty((0, 0, 0), np.int64))  # given: inferring it runs the kernel
     return per_block[..., 0::2].sum(), per_block[..., 1::2].sum()
 
 
@@ -224,7 +225,7 @@ def load_groups(
         _fuse_and_keep, *args, dtype=np.float32,
         chunks=((len(groups),), (len(keys),), both_d.chunks[2], both_d.chunks[3]),
         nbands=len(keys), group_of=group_of, factors=factors, offsets=offsets, tables=tables, table_of=table_of, nodata=nodata, ngroups=len(groups),
-        token="imalys-calibrate-mask-merge",
+        token="imalys-calibrate-mask-merge", meta=np.empty((0, 0, 0, 0), np.float32),
     )
     cube = xr.DataArray(
         data, dims=("time", "band", "y", "x"),
