@@ -370,45 +370,60 @@ How to read this table
   chain does, then float32) → `.median("time")` → `rio.to_raster` + `cog_translate`, on the chain's grid.
   Its pixels are asserted identical to the chain's (NaN where NaN) inside the frame.
 - floor: every tile of the 6 bands + QA_PIXEL inside the grid decoded once, 2 threads, nothing else.
-  A floor for a whole chain also pays Python start-up (≈ 3–10 s here), the import's QA pass, the
+  A floor for a whole chain also pays Python start-up (≈ 2–3 s here), the import's QA pass, the
   fused mask/calibrate kernel, the median, the COG (temporary file, overviews, ZSTD) and its checks.
 
-What limits the chain (py-spy of the whole `imalys-stac run` of `frame 512 8d`, busy samples of
-every Python thread, after the changes below): decoding DEFLATE tiles 39 %, the fused
-mask/calibrate/merge kernel 14 %, compressing the COG (ZSTD, GDAL's threads) 11 %, the import's
-QA pass and quality count with dask's scheduling 13 %, the reader's copies and opens 7 %, the COG
-self-check 4 %, the median 2 %. Memory: one open handle per member and thread with the runtime's 64 MB VSI cache grew
-the reduce to 2.8 GiB; the tile reader opens without it.
-- Warping (two UTM zones): GDAL's warp is 48 % of the busy samples (60 % before). The 6 bands of
-  a scene go through one `rasterio.warp.reproject` call per chunk (`cube.tiles.warp_together`);
-  where the chunk's source window holds no nodata and lies inside the scene, the call runs without
-  nodata masks: GDAL's plain bilinear kernel costs a third of its masked one per pixel, and gives
-  the same pixels (bit for bit: `tests/test_tiles.py` compares every chunk with one masked call
-  per band, the former reader; the two-zone chain's COG is identical to the former one). Windows
-  with the scene's fill (the same nodata in every band) are warped together, masked — most of the
-  remaining warp time (70 % of its samples): that kernel is GDAL's. Where bands' nodata differ,
-  one call per band: GDAL warping several bands fills a band's masked pixel when another band is
-  valid there. Each tile is still decoded once (tile cache).
+First round (earlier on 2026-12-01): the bands of a warped scene in one GDAL call per chunk, without
+nodata masks where the window has none; the COG self-check with footprint weights as short runs and
+one handle per level (14 % → 4 % of a chain); no dask block concatenation in the reducer; crop reads
+copied straight into the chunk's block: CPU seconds of a chain −24 % (two zones), −15 % (frame).
 
-CPU seconds of the whole chain (user + system), measured on 2026-12-01 13:00–13:35 UTC outside the
-table's run (2 CPUs shared with other engineers at load 5–11, so wall times meant little; same
-archives, same code apart from these changes, runs alternated): `two UTM zones 4d` 40.9 / 40.2 / 42.0 s before → 29.6 / 30.3 / 33.5 s after (−24 %;
-380 M band-px as the table counts them per 31 CPU-s: 12 M band-px per CPU-second, so ≥ 3 M
-band-px/s/core holds whenever the two cores are busy a quarter of the wall time or more); `frame 512 8d` 34.0 / 38.3 / 36.4 /
-36.0 s → 29.7 / 31.4 s (−15 %). Pixels of both identical to the former chain's. Where it came from
-(py-spy shares of busy samples, before → after):
-- warping as above: 60 % → 48 % of the two-zone chain;
-- the COG self-check, run twice per chain (the reduce's `write_cog`, and export's check of its
-  copy): 14 % → 4 %. Same checks (every overview level against GDAL's NaN-aware area average, pixel
-  by pixel, and rio-cogeo's validation), but the footprint weights are applied as short runs
-  instead of dense `einsum` products (the pooled mean of a 64-px window of the ×8 level was a
-  dense product over its 512 × 512 source pixels, ~200 M multiply-adds), and every level is read
-  through one handle, so a tile shared by two levels' checks is decoded once;
-- dask's concatenation of blocks: 3 % → 0. `map_blocks(drop_axis=0)` in the reduce copied every
-  fused block into a fresh array (`concatenate3`, even for one block); the reducer now keeps time
-  as a unit axis and drops it by indexing, a view;
-- crop reads copy the tiles straight into the chunk's block (before: a temporary per band and
-  chunk, a filled array, and two more copies).
+Where the time went, and what changed in the second round (2026-12-01 15:00–16:10 UTC; each change
+kept the pixels of every case identical to the first round's COGs, compared array by array):
+- Start-up: a run on the in-process scheduler no longer imports `distributed` (dask imported it to
+  resolve the scheduler's name; the dask plugins moved to `runtime/plugins.py`) or stackstac (only
+  its optional reader); ~1 s of the ≈ 3–4 s before the first command.
+- export copies a COG that reduce checked and that is unchanged since (size and mtime in
+  `imalys:cog_checked`) without checking it again: 1.4 s → 0.0–0.4 s.
+- The fused mask/calibrate/merge kernel: 116 → 14.5 ms per 8 × 6 × 512² block (14 % of the chain's
+  busy samples before). Three causes, each measured: the output was allocated inside numba (no huge
+  pages: first-touch page faults of a fresh 50 MB block cost 45 ms here, numpy's allocation 6 ms);
+  the loops indexed 4-D arrays per pixel and the value was computed inside the branch, which kept
+  LLVM from vectorizing (55 → 7 ms with row views and compute-then-select); and the kernel copied
+  the DN part of the reader's block (a strided view) — it now gets the block whole.
+- The import's quality count: one branch-free compiled pass per block (1.8–2.4× numpy's
+  `table[codes].any(0)`), and dask no longer runs it on empty arrays to infer its meta.
+- The COG: the uncompressed intermediate is band-interleaved (GDAL's overviews 1.9 → 1.0 s, its COG
+  copy 1.9 → 1.7 s for 6 × 3558 × 3635); the ×2 overview is computed strip by strip while the blocks
+  are written (`write/overviews.py`: GDAL's average rule, exact, any block order; checked against a
+  per-pixel loop and against GDAL's own overviews) into GDAL's external `.ovr`, from which GDAL builds
+  the smaller levels; the overview check computes the pooled full-resolution mean only where the mean
+  of means does not match (2.3 → 0.8 s on 7800²). The reduce's tail after the last block (overviews,
+  ZSTD copy, checks, quicklook): 5.8 → 2.8 s for the 8-date frame, 13.4 → 10.7 s for 7800².
+- Memory: GDAL's block cache is 64 MB in-process (it was 256–512 MB depending on import order, and
+  only ever held copies of tiles the tile reader had decoded, or written blocks of the uncompressed
+  intermediate): peak RSS 1.94 → 1.26 GB (frame, 8 dates), 2.29 → 1.64 GB (16 dates), 2.46 → 1.45 GB
+  (7800²), same speed.
+- Tried and not kept: two rows of chunks computed at once (no thread waits for a row's slowest
+  chunk) and one synchronous graph per chunk on a thread pool — neither was faster beyond the noise
+  of this machine (CPU seconds of identical runs vary by ±15 %), and the first held 0.4 GB more;
+  chunks of whole tile rows for 16 dates (the tile cache still peaked at a full row of tiles).
+
+What still limits the chain:
+- Decoding the DEFLATE members is the floor and now the largest part: ≈ 33 % of a frame chain's busy
+  samples (the `floor` column decodes only those tiles, in two threads, with nothing else running).
+- The COG's ZSTD copy (level 1, floating-point predictor, all CPUs): GDAL's COG driver compresses
+  full resolution only after the overviews exist, so it cannot overlap with computing (7 s of a 7800²
+  chain's 10.7 s tail; without the predictor it would be 1.7× faster for a 7.7 % larger file — the
+  predictor stays). GDAL has no raw copy of ZSTD tiles (only of JPEG ones), so writing the final
+  tiles while computing would need a TIFF writer of our own.
+- Python start-up and imports (≈ 2 s: rasterio, xarray/pandas, numba, dask) and the import's QA pass
+  (2–5 s: the QA tiles are decoded once more there, 1/7 of all tiles, plus the count).
+- Warping (two UTM zones): GDAL's warp. The 6 bands of a scene go through one
+  `rasterio.warp.reproject` call per chunk (`cube.tiles.warp_together`); where the chunk's source
+  window holds no nodata and lies inside the scene, without nodata masks (GDAL's plain bilinear
+  kernel costs a third of its masked one and gives the same pixels, bit for bit: `tests/test_tiles.py`);
+  windows with the scene's fill are warped masked — most of the remaining warp time.
 
 Other notes:
 - Warped pixels are not identical to stackstac's: both use GDAL's bilinear warp, but over different
@@ -418,15 +433,13 @@ Other notes:
   contributes the pixels are identical (asserted).
 - Memory grows with the dates a little (4 → 8 → 16 dates: see the RSS column): at 16 dates a 512-px
   tile no longer fits the block budget, chunks become half tiles and the tile cache holds one row of
-  tiles for the next row of chunks.
+  tiles for the next row of chunks (392–448 MiB at 16 dates).
 - The import's QA pass decodes the QA tiles once more: 512 of the 4,096 tiles of `frame 512 8d`
   (12.5 % of the decoding, ≈ 5 % of the chain's CPU with decoding at 39 %). One pass could serve
   both only where compile keeps the import's grid (a warped compile needs the QA on its own grid)
   and would store 8 × 3558 × 3635 × 2 B = 207 MB of QA per 8 dates between the commands; the lazy
   design (import decides which scenes to keep before anything else is read) stays.
-- Open: GDAL's masked warp kernel at scene edges (above); the fused kernel receives the DN part of
-  the reader's block (time, 6 bands + QA) as a strided view and copies it to a contiguous array
-  first (`cube/fuse.py`, ≈ 25 MB per 512-px chunk of 8 dates; < 1 % here).
+- Open: GDAL's masked warp kernel at scene edges (above); the COG's ZSTD copy after the overviews.
 """
 
 
