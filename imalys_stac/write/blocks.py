@@ -22,6 +22,20 @@ class BlockSink(Protocol):
     def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None: ...
 
 
+class DatasetSink:
+    """Block sink writing (band, y, x) windows into an open rasterio dataset."""
+
+    def __init__(self, dst: Any):
+        self.dst = dst
+
+    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        b, y, x = key
+        self.dst.write(np.asarray(value, dtype=self.dst.dtypes[0]), indexes=list(range(b.start + 1, b.stop + 1)),
+                       window=Window.from_slices(y, x))
+
+
 class _Locked:
     """Serialises `__setitem__` calls of a sink (dask's threaded store calls from many threads)."""
 

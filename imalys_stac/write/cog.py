@@ -15,7 +15,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from .atomic import atomic_path, remove, temp_name
-from .blocks import stream
+from .blocks import DatasetSink, stream
 from .overviews import FirstLevelSink
 from .raster import Raster, as_raster
 
@@ -25,19 +25,6 @@ COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
 # level 6 is 2.2× slower than level 1 for a file 0.4 % smaller (ZSTD 3 vs 1: 1.9×, 0.1 %).
 # Integer bands compress well, so they get the codecs' usual levels.
 _LEVEL = {("deflate", True): 1, ("deflate", False): 6, ("zstd", True): 1, ("zstd", False): 9}
-
-
-class _GTiffSink:
-    """Block sink writing windows into an open rasterio dataset (band, y, x keys)."""
-
-    def __init__(self, dst: rasterio.io.DatasetWriter):
-        self.dst = dst
-
-    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
-        b, y, x = key
-        indexes = list(range(b.start + 1, b.stop + 1))
-        self.dst.write(np.asarray(value, dtype=self.dst.dtypes[0]), indexes=indexes,
-                       window=Window.from_slices(y, x))
 
 
 def overview_factors(width: int, height: int, blocksize: int) -> list[int]:
@@ -73,7 +60,7 @@ def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dic
         if r.tags or extra_tags:
             dst.update_tags(**{**r.tags, **(extra_tags or {})})
         if not first_level:
-            stream(r.data, _GTiffSink(dst), numpy_block=blocksize * 2)
+            stream(r.data, DatasetSink(dst), numpy_block=blocksize * 2)
             return False
         h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
         level = stack.enter_context(rasterio.open(
@@ -343,6 +330,13 @@ def overview_errors(path: str | os.PathLike, *, window: int = 64, positions: int
     return errors
 
 
+def _tolerance(src: np.ndarray, valid: np.ndarray, is_int: bool) -> float:
+    """How far an average may be from the exact one: ±1 for integers (GDAL rounds the mean), else
+    a few float32 rounding steps of the largest valid source value's magnitude."""
+    scale = float(np.abs(src[valid]).max()) if valid.any() else 0.0
+    return 1.0 if is_int else 8 * float(np.finfo(np.float32).eps) * max(scale, 1e-30)
+
+
 def _average_mismatch(got: np.ndarray, gv: np.ndarray, exp: np.ndarray, src: np.ndarray, sv: np.ndarray,
                       is_int: bool) -> bool:
     """Whether any band of an overview window differs from `exp` beyond the exact check's
@@ -351,9 +345,7 @@ def _average_mismatch(got: np.ndarray, gv: np.ndarray, exp: np.ndarray, src: np.
         ev = np.isfinite(exp[b])
         if np.any(ev != gv[b]):
             return True
-        scale = float(np.abs(src[b][sv[b]]).max()) if sv[b].any() else 0.0
-        tol = 1.0 if is_int else 8 * float(np.finfo(np.float32).eps) * max(scale, 1e-30)
-        if np.any(np.abs(got[b][ev] - exp[b][ev]) > tol):
+        if np.any(np.abs(got[b][ev] - exp[b][ev]) > _tolerance(src[b], sv[b], is_int)):
             return True
     return False
 
@@ -378,8 +370,7 @@ def _average_errors(name: str, got: np.ndarray, gv: np.ndarray, exp: np.ndarray,
                    "but not the other")
         return out
     both = gv & ev
-    scale = float(np.abs(src[sv]).max()) if sv.any() else 0.0
-    tol = 1.0 if is_int else 8 * float(np.finfo(np.float32).eps) * max(scale, 1e-30)
+    tol = _tolerance(src, sv, is_int)
     diff = np.where(both, np.abs(got - np.where(ev, exp, 0)), 0)
     bad = diff > tol
     for j, i in zip(*np.nonzero(bad & partial)):  # few: the chunk edges of a non-halving level

@@ -23,13 +23,17 @@ import numpy as np
 from numba import njit
 from rasterio.windows import Window
 
+from .blocks import DatasetSink
+
 #: overview rows computed per strip (the strip reads 2 × this + 2 source rows of every band)
 STRIP_ROWS = 128
 
 
 def footprints(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per destination pixel along one axis: first source pixel, end source pixel (exclusive) and
-    the weights of the source pixels in between (n_dst × k, k = the longest footprint)."""
+    the weights of the source pixels in between (n_dst × k, k = the longest footprint).
+    `write.cog._footprint` states the same rule for the COG check on purpose, so that the check
+    does not inherit a mistake made here."""
     r = n_src / n_dst
     lo = np.empty(n_dst, np.int64)
     hi = np.empty(n_dst, np.int64)
@@ -89,6 +93,7 @@ class FirstLevelSink:
 
     def __init__(self, full: Any, level: Any, nodata: float | None):
         self.full, self.level = full, level
+        self.write_full = DatasetSink(full)
         self.bands, self.h, self.w = full.count, full.height, full.width
         self.ylo, self.yhi, self.yw = footprints(self.h, level.height)
         self.xlo, self.xhi, self.xw = footprints(self.w, level.width)
@@ -99,8 +104,7 @@ class FirstLevelSink:
 
     def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
         b, y, x = key
-        self.full.write(np.asarray(value, dtype=self.full.dtypes[0]), indexes=list(range(b.start + 1, b.stop + 1)),
-                        window=Window.from_slices(y, x))
+        self.write_full[key] = value
         self.written[y] += (b.stop - b.start) * (x.stop - x.start)
         self._ready_strips(y.start, y.stop)
 
