@@ -11,11 +11,13 @@ import dataclasses
 import difflib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import values as v
+from .environment import check_environment
 from .errors import ChainError
 from .models import COMMANDS, Home, Model, Replace
 from .paths import catalog_outputs, kind_of
@@ -25,6 +27,10 @@ _VARIABLE = re.compile(r"\$([1-9])")
 #: line ends: only these (str.splitlines also splits at form feeds, U+2028 … and would make line
 #: numbers differ from what an editor shows)
 _LINE_END = re.compile(r"\r\n|\r|\n")
+#: a comment: ``#`` at the start of a line or after whitespace, to the end of the line. A ``#``
+#: inside a word is text (``target = ~/results/run#2.tif`` names that file; cutting it there
+#: would silently write ``run`` in another format)
+_COMMENT = re.compile(r"(?:^|(?<=\s))#")
 
 
 def split_lines(text: str) -> list[str]:
@@ -33,6 +39,16 @@ def split_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+def strip_comment(line: str) -> str:
+    """``line`` without its comment (see :data:`_COMMENT`)."""
+    match = _COMMENT.search(line)
+    return line[:match.start()] if match else line
+
+
+#: added to the reason when a value that holds a ``#`` is refused (the user may have meant a comment)
+COMMENT_HINT = "a '#' starts a comment only at the start of a line or after a space"
 
 
 @dataclass
@@ -129,7 +145,7 @@ def _tokenise(text: str, file: Path) -> list[_Block]:
         )
     blocks: list[_Block] = []
     for number, line in enumerate(lines[1:], start=2):
-        content = line.split("#", 1)[0].strip()
+        content = strip_comment(line).strip()
         if not content:
             continue
         if "=" in content:
@@ -235,8 +251,9 @@ def _build(block: _Block, variables: dict[int, str], file: Path, ctx: v.Context)
             except ChainError as e:
                 raise e.located(file=file, line=entry.line, command=block.name, parameter=entry.key) from None
             except ValueError as e:
+                reason = f"{e} ({COMMENT_HINT})" if "#" in entry.value else str(e)
                 raise ChainError(f"{entry.key} = {_shown(entry.value)}", file=file, line=entry.line, command=block.name,
-                                 parameter=entry.key, hint=str(e)) from None
+                                 parameter=entry.key, hint=reason) from None
             except OSError as e:  # the file system refused a look (permission, name too long, …)
                 raise ChainError(f"{entry.key} = {_shown(entry.value)}", file=file, line=entry.line, command=block.name,
                                  parameter=entry.key, hint=f"cannot check it: {e.strerror or e}") from None
@@ -271,8 +288,9 @@ def parse_chain_text(
     blocks = _tokenise(text.removeprefix("\ufeff"), file)
     for block in blocks:
         if block.name not in COMMANDS:
-            raise ChainError(f"command '{block.name}' is not known", file=file, line=block.line,
-                             command=None, hint=_close(block.name, list(COMMANDS)))
+            hint = _close(block.name, list(COMMANDS))
+            raise ChainError(f"command '{block.name}' is not known", file=file, line=block.line, command=None,
+                             hint=f"{hint} ({COMMENT_HINT})" if "#" in block.name else hint)
 
     # replace (optional, possibly several) must precede home, which must come next.
     position = 0
@@ -321,6 +339,8 @@ def parse_chain_text(
     for block in blocks[position:]:
         cmd = _build(block, effective, file, ctx)
         commands.append(cmd)
+        if cmd.name == "home":
+            check_environment(cmd)  # IMALYS_WORKERS=two is a located error at check time, not at the run
         if cmd.name == "catalog":
             ctx.produced.update(catalog_outputs(cmd.params.target))  # type: ignore[attr-defined]
     exported: dict[str, Command] = {}
@@ -362,8 +382,20 @@ def decode_text(data: bytes) -> str:
     return "".join(out)
 
 
-def _read(file: Path, what: str, noun: str) -> str:
-    """The text of ``file`` or a ChainError saying why it cannot be read (``what``: e.g. "chain file")."""
+#: the largest chain file read (a chain is a few hundred bytes; thousands of select lines stay far below)
+MAX_CHAIN_BYTES = 4 << 20
+#: the largest repeat list read (a row per run: hundreds of thousands of rows fit)
+MAX_LIST_BYTES = 32 << 20
+#: bytes read at a time, so a file that grows while it is read (or lies about its size) stays bounded
+_PIECE = 1 << 20
+
+
+def _read(file: Path, what: str, noun: str, limit: int | None = None) -> str:
+    """The text of ``file`` or a ChainError saying why it cannot be read (``what``: e.g. "chain file").
+
+    Only a regular file is read (a device such as /dev/zero, a FIFO or a socket would never end
+    or block), and at most ``limit`` bytes of it, in pieces: a large file given by mistake (an
+    archive, an image) is refused before it fills the memory."""
     try:
         kind = kind_of(file)
     except ValueError as e:
@@ -373,11 +405,42 @@ def _read(file: Path, what: str, noun: str) -> str:
     if kind == "folder":
         raise ChainError(f"is a folder, expected a {what}", file=file,
                          hint=f"give the {noun} inside {file.absolute()}")
+    limit = MAX_CHAIN_BYTES if limit is None else limit
+    not_regular = ChainError(f"is not a regular file (a device, a pipe or a socket), expected a {what}", file=file,
+                             hint=f"save the {noun} as a text file and give its path")
+    if kind == "other":
+        raise not_regular
     try:
-        return decode_text(file.read_bytes())
+        # O_NONBLOCK: opening a FIFO that replaced the file meanwhile must not wait for a writer
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise ChainError(f"cannot read the {what}: {e.strerror or e}", file=file,
                          hint=f"check that {file.absolute()} is readable by this user") from None
+    too_large = ChainError(f"is larger than {limit >> 20} MiB, too large for a {what}", file=file,
+                           hint=f"check that this is the {noun} (not an archive or an image); "
+                                f"a {what} is a short text file")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise not_regular
+        if st.st_size > limit:
+            raise too_large
+        pieces: list[bytes] = []
+        size = 0
+        while True:
+            piece = os.read(fd, _PIECE)
+            if not piece:
+                break
+            size += len(piece)
+            if size > limit:
+                raise too_large
+            pieces.append(piece)
+    except OSError as e:
+        raise ChainError(f"cannot read the {what}: {e.strerror or e}", file=file,
+                         hint=f"check that {file.absolute()} is readable by this user") from None
+    finally:
+        os.close(fd)
+    return decode_text(b"".join(pieces))
 
 
 def load_chain(
@@ -412,7 +475,7 @@ def read_variable_rows(path: str | os.PathLike[str]) -> list[VariableRow]:
     """
     file = Path(path)
     rows: list[VariableRow] = []
-    for number, line in enumerate(split_lines(_read(file, "variable list", "list file")), start=1):
+    for number, line in enumerate(split_lines(_read(file, "variable list", "list file", MAX_LIST_BYTES)), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         cells = line.split("\t")

@@ -155,6 +155,29 @@ def positive_int(text: str, ctx: Context) -> int:
     return int(digits)
 
 
+#: the most workers any run starts or asks for: each is a process (or a pod) with at least
+#: 256 MiB of its own, and a scheduler spends its time on bookkeeping long before this
+MAX_WORKERS = 1024
+
+
+def local_worker_limit() -> int:
+    """The most workers a run on this machine may start: 8 per core, at least 64 (more processes
+    than that only compete for the cores and the memory)."""
+    return max(64, 8 * (os.cpu_count() or 1))
+
+
+def workers(text: str, ctx: Context) -> int:
+    try:
+        value = positive_int(text, ctx)
+    except ValueError:
+        raise ValueError(f"must be a whole number of workers, at least 1 (e.g. {os.cpu_count() or 1}, one per core "
+                         "of this machine)") from None
+    if value > MAX_WORKERS:
+        raise ValueError(f"is more than {MAX_WORKERS} workers: each worker is a process (or pod) that needs at least "
+                         f"256 MiB; give e.g. workers = {os.cpu_count() or 1} (one per core of this machine)")
+    return value
+
+
 def band_number(text: str, ctx: Context) -> int:
     try:
         return positive_int(text, ctx)

@@ -8,6 +8,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from ..chain import Chain, ChainError
+from ..chain.environment import check_environment
 from ..errors import ImalysError
 from ..runtime.cluster import ClusterSpec, cluster_faults, dask_runtime
 from ..runtime.log import RunLog
@@ -101,6 +102,7 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
     if runlog.path:
         log.info("log: %s", runlog.path)
     ctx = RunContext(chain=chain, workdir=workdir, runlog=runlog, chunksize=chunksize)
+    check_environment(home_cmd)  # again: the environment may have changed since the chain was read
     spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
     ok = False
     try:

@@ -1,0 +1,213 @@
+"""Issue 20, inputs: every failure of the issue's battery that concerns chain and list files, the
+working directory, path identity and exports gets a test here that reproduced it first.
+
+Fast tier: in-process, small files in tmp_path, no subprocess.
+"""
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from imalys_stac.chain import ChainError, load_chain, load_chain_rows, parse_chain_text
+from imalys_stac.chain import parser as chain_parser
+
+CHAINS = Path(__file__).parent / "chains"
+
+
+def chain(body: str, **kwargs):
+    kwargs.setdefault("check_files", False)
+    return parse_chain_text("IMALYS test\n" + body, "c.txt", **kwargs)
+
+
+def error(body: str, **kwargs) -> ChainError:
+    with pytest.raises(ChainError) as info:
+        chain(body, **kwargs)
+    return info.value
+
+
+HOME = "home\n\tdirectory = /tmp/w\n"
+
+
+@pytest.fixture(autouse=True)
+def _no_overrides(monkeypatch):
+    """The environment of the machine running the tests must not override `home`."""
+    for name in ("IMALYS_SCHEDULER", "IMALYS_WORKERS", "IMALYS_MEMORY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# --- 1. '#' is a comment only at the start of a line or after whitespace ------------------------
+
+def test_hash_inside_a_target_is_part_of_the_name():
+    """Was: `run#2.tif` cut at '#' → target `run` (an ENVI file) without a word."""
+    c = chain(HOME + "export\n\tselect = bestof\n\ttarget = ~/ESIS/results/run#2.tif\n")
+    assert c.commands[-1].params.target == Path(os.path.expanduser("~/ESIS/results/run#2.tif"))
+    assert c.commands[-1].raw["target"] == ["~/ESIS/results/run#2.tif"]
+
+
+@pytest.mark.parametrize("line, value", [
+    ("\tquality = 0.7 # below this a scene is dropped", 0.7),
+    ("\tquality = 0.7\t# a tab before the comment", 0.7),
+    ("# a comment line\n\tquality = 0.7", 0.7),
+    ("\t\t# an indented comment line\n\tquality = 0.7", 0.7),
+])
+def test_hash_after_whitespace_or_at_line_start_is_a_comment(line, value):
+    c = chain(HOME + "import\n\tselect = a.tar\n" + line + "\n")
+    assert c.commands[-1].params.quality == value
+
+
+def test_hash_glued_to_a_number_is_refused_with_the_reason():
+    e = error(HOME + "import\n\tselect = a.tar\n\tquality = 0.7#comment\n")
+    assert e.line == 6 and e.parameter == "quality"
+    assert "'#' starts a comment only at the start of a line or after a space" in str(e)
+
+
+def test_hash_glued_to_a_command_names_the_rule():
+    e = error(HOME + "reduce#comment\n")
+    assert "'#' starts a comment only" in str(e) and "did you mean 'reduce'" in str(e)
+
+
+TUTORIAL = Path(__file__).parent.parent / "imalys_stac" / "tutorial"
+
+
+@pytest.mark.parametrize("path", sorted(CHAINS.glob("chain2*.txt")) + sorted(TUTORIAL.glob("chain2*.txt")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_seed_and_tutorial_chains_parse_as_before(path, monkeypatch, tmp_path):
+    """Every line of the seed's and the tutorial's chains keeps what the old rule (cut at the first
+    '#') kept, and the chain parses."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    text = path.read_text(encoding="utf-8")
+    for line in chain_parser.split_lines(text)[1:]:
+        assert chain_parser.strip_comment(line).strip() == line.split("#", 1)[0].strip(), line
+    assert parse_chain_text(text, path.name, check_files=False).commands
+
+
+# --- 4. bounded input: regular files only, bounded size; workers, env values, units ------------
+
+def test_chain_from_a_device_is_refused(tmp_path):
+    """Was: /dev/zero as chain read until memory ran out."""
+    with pytest.raises(ChainError) as info:
+        load_chain("/dev/zero")
+    assert "not a regular file" in str(info.value) and "zero" in str(info.value)
+
+
+def test_list_from_a_device_is_refused(tmp_path, write_chain):
+    path = write_chain("IMALYS x\nhome\n\tdirectory = /tmp/w\n")
+    with pytest.raises(ChainError) as info:
+        load_chain_rows(path, "/dev/zero", check_files=False)
+    assert "not a regular file" in str(info.value) and "variable list" in str(info.value)
+
+
+def test_fifo_as_chain_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "chain.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ChainError) as info:  # opening it for reading would wait for a writer forever
+        load_chain(fifo)
+    assert "not a regular file" in str(info.value)
+
+
+def test_folder_as_list_is_refused(tmp_path, write_chain):
+    path = write_chain("IMALYS x\nhome\n\tdirectory = /tmp/w\n")
+    with pytest.raises(ChainError) as info:
+        load_chain_rows(path, tmp_path, check_files=False)
+    assert "is a folder" in str(info.value)
+
+
+def test_large_binary_as_chain_is_refused_without_reading_it(tmp_path):
+    """Was: a 200 MB binary took ~9× its size in memory before the refusal."""
+    big = tmp_path / "image.tif"
+    with open(big, "wb") as fh:  # sparse: 200 MB on paper, nothing on disk
+        fh.truncate(200 * 10**6)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ChainError) as info:
+            load_chain(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "larger than 4 MiB" in str(info.value) and "image.tif" in str(info.value)
+    assert peak < 20 * 2**20  # nothing of the file was held (the limit is 4 MiB, 200 MB were given)
+
+
+def test_file_beyond_the_limit_is_refused_and_below_it_read_in_pieces(tmp_path, monkeypatch):
+    monkeypatch.setattr(chain_parser, "MAX_CHAIN_BYTES", 100)
+    monkeypatch.setattr(chain_parser, "_PIECE", 16)
+    ok = tmp_path / "ok.txt"
+    ok.write_text("IMALYS x\nhome\n\tdirectory = /tmp/w\n")
+    assert load_chain(ok, check_files=False).home.directory == Path("/tmp/w")
+    long = tmp_path / "long.txt"
+    long.write_text("IMALYS x\nhome\n\tdirectory = /tmp/w\n" + "# padding\n" * 20)
+    with pytest.raises(ChainError, match="larger than"):
+        load_chain(long, check_files=False)
+
+
+@pytest.mark.parametrize("value", ["100000", "1025"])
+def test_workers_beyond_any_cluster_are_refused(value):
+    """Was: workers = 100000 passed check and would start that many processes."""
+    e = error(HOME + f"\tworkers = {value}\n")
+    assert e.parameter == "workers" and e.line == 4
+    assert "more than 1024 workers" in str(e) and "give e.g. workers =" in str(e)
+
+
+def test_local_workers_are_bounded_by_the_machine(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert chain(HOME + "\tworkers = 32\n").home.workers == 32  # 8 per core, at least 64
+    e = error(HOME + "\tworkers = 65\n")
+    assert "4 core(s)" in str(e) and "the limit here is 64" in str(e) and "workers = 4" in str(e)
+    # a scheduler elsewhere has its own machines: only the absolute limit applies
+    assert chain(HOME + "\tscheduler = tcp://10.0.0.5:8786\n\tworkers = 500\n").home.workers == 500
+    e = error(HOME + "catalog\n\tarchives = /d/*.tar\n\ttarget = /t\n\tworkers = 100\n")
+    assert e.command == "catalog" and e.parameter == "workers"
+
+
+@pytest.mark.parametrize("name, value, param", [
+    ("IMALYS_WORKERS", "two", "workers"),
+    ("IMALYS_WORKERS", "0", "workers"),
+    ("IMALYS_MEMORY", "lots", "memory"),
+    ("IMALYS_SCHEDULER", "htp://x", "scheduler"),
+])
+def test_bad_environment_values_are_located_user_errors(monkeypatch, name, value, param):
+    """Was: IMALYS_WORKERS=two ended as an internal error ("bug") when the run started."""
+    monkeypatch.setenv(name, value)
+    e = error(HOME)
+    assert e.command == "home" and e.parameter == param
+    assert f"environment variable {name} = {value!r}" in str(e) and "unset it" in str(e)
+
+
+def test_environment_values_obey_the_parameter_rules(monkeypatch):
+    monkeypatch.setenv("IMALYS_MEMORY", "100MB")
+    e = error(HOME)
+    assert "memory = 100MB per worker is too small" in str(e) and "IMALYS_MEMORY" in str(e)
+    monkeypatch.setenv("IMALYS_MEMORY", "4GB")
+    monkeypatch.setenv("IMALYS_WORKERS", "3")
+    monkeypatch.setenv("IMALYS_SCHEDULER", "threads")  # the runtime's own word for local
+    assert chain(HOME).home.workers is None  # the chain's own values are kept; the run reads the environment
+
+
+def test_bad_environment_is_refused_before_the_run_starts_workers(monkeypatch, tmp_path):
+    """run_chain checks again (the environment may change after parsing): a located error, not a
+    ValueError from int()."""
+    from imalys_stac.commands import run_chain
+
+    c = parse_chain_text(f"IMALYS x\nhome\n\tdirectory = {tmp_path / 'w'}\n", "c.txt")
+    monkeypatch.setenv("IMALYS_WORKERS", "two")
+    with pytest.raises(ChainError) as info:
+        run_chain(c)
+    assert "IMALYS_WORKERS" in str(info.value) and info.value.line == 2
+
+
+@pytest.mark.parametrize("written, limit_text", [
+    ("260MB", "268.4 MB (256 MiB)"),   # was: "at least 256 MB" while 260 MB was refused
+    ("255MiB", "256 MiB"),
+    ("0.25GB", "268.4 MB (256 MiB)"),
+])
+def test_memory_limit_is_stated_in_the_units_the_user_wrote(written, limit_text):
+    e = error(HOME + f"\tmemory = {written}\n")
+    assert f"memory = {written} per worker is too small" in str(e) and f"at least {limit_text}" in str(e)
+
+
+@pytest.mark.parametrize("written", ["256MiB", "269MB", "0.3GB", "1GiB"])
+def test_memory_at_or_above_256_mib_is_accepted(written):
+    assert chain(HOME + f"\tmemory = {written}\n").home.memory == written
