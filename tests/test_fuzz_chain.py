@@ -342,8 +342,8 @@ def test_nan_inf_and_huge_numbers(value, hint):
 def test_huge_whole_numbers_say_so():
     e = fails(HOME + "\tworkers = " + "9" * 5000 + "\n")
     assert (e.line, e.parameter) == (4, "workers")
-    assert e.hint == "must be a whole number of at least 1 (and below 1,000,000,000)"
-    assert len(str(e)) < 300  # the value is shortened in the message
+    assert e.hint.startswith("is more than 1024 workers")
+    assert len(str(e)) < 400  # the value is shortened in the message
     e = fails(HOME + "import\n\tselect = a.tar\n\twarp = 12345678\n")
     assert e.hint == "must be an EPSG code (e.g. 32632 or EPSG:32632)"
     assert parse_chain_text(HOME + "\tworkers = 0016\n", "c.txt", check_files=False).home.workers == 16
@@ -734,10 +734,14 @@ def test_path_typos_that_would_make_strange_folders():
 def test_unreadable_chain_file(write_chain, monkeypatch):
     path = write_chain(HOME)
 
-    def refuse(self):
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)  # the tests may run as root, who reads anything
+    def refuse(file, *args, **kwargs):
+        if os.fspath(file) == os.fspath(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)  # the tests may run as root, who reads anything
     with pytest.raises(ChainError) as info:
         load_chain(path)
     assert info.value.message == "cannot read the chain file: Permission denied"

@@ -211,3 +211,88 @@ def test_memory_limit_is_stated_in_the_units_the_user_wrote(written, limit_text)
 @pytest.mark.parametrize("written", ["256MiB", "269MB", "0.3GB", "1GiB"])
 def test_memory_at_or_above_256_mib_is_accepted(written):
     assert chain(HOME + f"\tmemory = {written}\n").home.memory == written
+
+
+# --- 3. path identity through symlinks, '..' and case ------------------------------------------
+
+def test_repeat_rows_exporting_through_a_symlinked_folder_are_caught(tmp_path, write_chain):
+    """Was: compared with abspath, row 2 (through a symlink to row 1's folder) silently replaced
+    row 1's result."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (tmp_path / "linked").symlink_to(results, target_is_directory=True)
+    path = write_chain(f"IMALYS x\nhome\n\tdirectory = {tmp_path / 'w'}\nexport\n\tselect = bestof\n"
+                       f"\ttarget = {tmp_path}/$1/bestof.tif\n")
+    rows = tmp_path / "rows.txt"
+    rows.write_text("results\nlinked\n")
+    with pytest.raises(ChainError) as info:
+        load_chain_rows(path, rows, check_files=False)
+    e = info.value
+    assert (e.parameter, e.row_line) == ("target", 2) and "the run of line 1 exports to the same file" in str(e)
+    assert os.path.samefile(results, tmp_path / "linked")  # the reference: the system says it is one folder
+
+
+def test_exports_of_one_chain_through_a_symlink_or_dotdot_are_caught(tmp_path):
+    results = tmp_path / "results"
+    (results / "sub").mkdir(parents=True)
+    (tmp_path / "linked").symlink_to(results, target_is_directory=True)
+    for other in (tmp_path / "linked" / "x.tif", results / "sub" / ".." / "x.tif"):
+        e = error(HOME + f"export\n\tselect = a\n\ttarget = {results / 'x.tif'}\n"
+                         f"export\n\tselect = b\n\ttarget = {other}\n")
+        assert e.line == 9 and "is written twice" in str(e)
+
+
+def test_dotdot_after_a_symlink_follows_the_file_system(tmp_path):
+    """`link/../x.tif` is where the system puts it (beside the link's target), not beside the link."""
+    from imalys_stac.chain.paths import path_key
+
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "link").symlink_to(tmp_path / "a" / "deep", target_is_directory=True)
+    assert path_key(tmp_path / "b" / "link" / ".." / "x.tif") == path_key(tmp_path / "a" / "x.tif")
+    assert path_key(tmp_path / "b" / "link" / ".." / "x.tif") != path_key(tmp_path / "b" / "x.tif")
+
+
+def test_case_is_ignored_only_where_the_file_system_ignores_it(tmp_path, monkeypatch):
+    from imalys_stac.chain import paths
+
+    (tmp_path / "Results").mkdir()
+    assert paths.path_key(tmp_path / "Results" / "X.tif") != paths.path_key(tmp_path / "Results" / "x.tif")
+    monkeypatch.setattr(paths, "_ignores_case", lambda folder: True)  # as on macOS or a Windows share
+    assert paths.path_key(tmp_path / "Results" / "X.tif") == paths.path_key(tmp_path / "Results" / "x.tif")
+    e = error(HOME + f"export\n\tselect = a\n\ttarget = {tmp_path}/Results/Best.tif\n"
+                     f"export\n\tselect = b\n\ttarget = {tmp_path}/Results/best.TIF\n")
+    assert "is written twice" in str(e)
+
+
+def test_a_catalog_made_earlier_is_found_through_a_symlink(tmp_path):
+    """`import database` may name the catalog a `catalog` of the same chain makes, by any path."""
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    (tmp_path / "link").symlink_to(archives, target_is_directory=True)
+    c = chain(f"home\n\tdirectory = {tmp_path / 'w'}\ncatalog\n\tarchives = {archives}/*.tar\n"
+              f"\ttarget = {archives}/bonds.csv\nimport\n\tdatabase = {tmp_path}/link/bonds.csv\n", check_files=True)
+    assert c.commands[-1].params.database == tmp_path / "link" / "bonds.csv"
+
+
+# --- 6. the files beside an export (a VRT's COG) ----------------------------------------------
+
+def test_vrt_beside_a_cog_of_the_same_product_is_allowed():
+    c = chain(HOME + "export\n\tselect = bestof\n\ttarget = /r/x.tif\nexport\n\tselect = bestof\n\ttarget = /r/x.vrt\n")
+    assert [cmd.params.target.name for cmd in c.find("export")] == ["x.tif", "x.vrt"]
+
+
+def test_vrt_whose_cog_replaces_another_products_cog_is_refused():
+    e = error(HOME + "export\n\tselect = bestof\n\ttarget = /r/x.tif\nexport\n\tselect = ndvi\n\ttarget = /r/x.vrt\n")
+    assert e.line == 9 and e.parameter == "target"
+    assert "writes x.tif, which the export at line 4 (select = bestof) writes too" in str(e)
+
+
+def test_repeat_rows_whose_vrt_cog_meets_another_rows_cog_are_refused(tmp_path, write_chain):
+    path = write_chain(f"IMALYS x\nhome\n\tdirectory = {tmp_path / 'w'}\nexport\n\tselect = bestof\n"
+                       f"\ttarget = {tmp_path}/x.$1\n")
+    rows = tmp_path / "rows.txt"
+    rows.write_text("tif\nvrt\n")
+    with pytest.raises(ChainError) as info:
+        load_chain_rows(path, rows, check_files=False)
+    assert "writes x.tif again" in str(info.value) and info.value.row_line == 2

@@ -20,7 +20,8 @@ from . import values as v
 from .environment import check_environment
 from .errors import ChainError
 from .models import COMMANDS, Home, Model, Replace
-from .paths import catalog_outputs, kind_of
+from ..registry import FORMATS, companion_paths
+from .paths import catalog_outputs, kind_of, path_key
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\$[0-9]+")
 _VARIABLE = re.compile(r"\$([1-9])")
@@ -343,16 +344,43 @@ def parse_chain_text(
             check_environment(cmd)  # IMALYS_WORKERS=two is a located error at check time, not at the run
         if cmd.name == "catalog":
             ctx.produced.update(catalog_outputs(cmd.params.target))  # type: ignore[attr-defined]
-    exported: dict[str, Command] = {}
-    for cmd in commands:
-        if cmd.name == "export":
-            key = os.path.abspath(cmd.params.target)  # type: ignore[attr-defined]
-            if key in exported:
-                raise cmd.error(f"target = {cmd.raw['target'][0]} is written twice: the export at line "
-                                f"{exported[key].line} writes the same file and this one would replace it",
-                                parameter="target", hint="give each export its own target")
-            exported[key] = cmd
+    _check_exports_apart(commands)
     return Chain(file, commands, effective)
+
+
+def export_files(cmd: Command) -> list[Path]:
+    """Every file an export command writes: its target and the files beside it (a VRT's COG, an
+    ENVI header; see :func:`registry.companion_paths`)."""
+    target = Path(cmd.params.target)  # type: ignore[attr-defined]
+    return companion_paths(target) if target.suffix.lower() in FORMATS else [target]
+
+
+def _check_exports_apart(commands: list[Command]) -> None:
+    """Refuse two exports of one chain that write the same file (the later would replace the
+    earlier's). Paths are compared resolved (:func:`paths.path_key`). A VRT's COG beside a COG of
+    the same name is allowed when both export the same product: the pixels are the same."""
+    written: dict[str, tuple[Command, Path]] = {}
+    for cmd in commands:
+        if cmd.name != "export":
+            continue
+        target = Path(cmd.params.target)  # type: ignore[attr-defined]
+        for path in export_files(cmd):
+            key = path_key(path)  # through symlinks, .., case
+            if key not in written:
+                written[key] = (cmd, path)
+                continue
+            other, other_path = written[key]
+            if other is cmd:
+                continue
+            if path == target and other_path == Path(other.params.target):  # type: ignore[attr-defined]
+                raise cmd.error(f"target = {cmd.raw['target'][0]} is written twice: the export at line "
+                                f"{other.line} writes the same file and this one would replace it",
+                                parameter="target", hint="give each export its own target")
+            if other.params.select == cmd.params.select:  # type: ignore[attr-defined]
+                continue  # x.vrt's x.tif beside x.tif of the same product: the same pixels
+            raise cmd.error(f"target = {cmd.raw['target'][0]} writes {path.name}, which the export at line "
+                            f"{other.line} (select = {other.raw['select'][0]}) writes too: one would replace the "
+                            "other", parameter="target", hint="give the two exports different names")
 
 
 def decode_text(data: bytes) -> str:
@@ -514,20 +542,22 @@ def load_chain_rows(
         raise ChainError("the variable list holds no row (every line is empty or a comment)", file=rows_file,
                          hint="one line per run: tab-separated values for $1, $2, …")
     runs: list[tuple[VariableRow | None, Chain]] = []
-    written: dict[Path, int] = {}
+    written: dict[str, int] = {}
     for row in table:
         try:
             chain = load_chain(path, variables=row.values, check_files=check_files)
         except ChainError as e:
             raise e.in_row(rows_file, row.line) from None
         for cmd in chain.find("export"):
-            target = Path(os.path.abspath(cmd.params.target))  # type: ignore[attr-defined]
-            if target in written and written[target] != row.line:
-                raise cmd.error(
-                    f"target = {cmd.raw['target'][0]} is written again: the run of line {written[target]} "
-                    "exports to the same file and this run would replace it", parameter="target",
-                    hint="put a variable in the target, e.g. target = ~/results/bestof_$1.tif",
-                ).in_row(rows_file, row.line)
-            written[target] = row.line
+            for written_file in export_files(cmd):
+                key = path_key(written_file)  # through symlinks, .., case
+                if key in written and written[key] != row.line:
+                    again = "is written again" if written_file == Path(cmd.params.target) else f"writes {written_file.name} again"  # type: ignore[attr-defined]
+                    raise cmd.error(
+                        f"target = {cmd.raw['target'][0]} {again}: the run of line {written[key]} "
+                        "exports to the same file and this run would replace it", parameter="target",
+                        hint="put a variable in the target, e.g. target = ~/results/bestof_$1.tif",
+                    ).in_row(rows_file, row.line)
+                written[key] = row.line
         runs.append((row, chain))
     return runs

@@ -167,11 +167,14 @@ def local_worker_limit() -> int:
 
 
 def workers(text: str, ctx: Context) -> int:
+    word = text.strip().lstrip("+").lstrip("0")
     try:
         value = positive_int(text, ctx)
     except ValueError:
-        raise ValueError(f"must be a whole number of workers, at least 1 (e.g. {os.cpu_count() or 1}, one per core "
-                         "of this machine)") from None
+        if not (word.isascii() and word.isdigit()):
+            raise ValueError(f"must be a whole number of workers, at least 1 (e.g. {os.cpu_count() or 1}, one per "
+                             "core of this machine)") from None
+        value = MAX_WORKERS + 1  # more digits than any count: beyond the limit below
     if value > MAX_WORKERS:
         raise ValueError(f"is more than {MAX_WORKERS} workers: each worker is a process (or pod) that needs at least "
                          f"256 MiB; give e.g. workers = {os.cpu_count() or 1} (one per core of this machine)")
