@@ -6,6 +6,7 @@ Fast tier: in-process, small files in tmp_path, no subprocess.
 from __future__ import annotations
 
 import os
+import shutil
 import tracemalloc
 from pathlib import Path
 
@@ -296,3 +297,85 @@ def test_repeat_rows_whose_vrt_cog_meets_another_rows_cog_are_refused(tmp_path, 
     with pytest.raises(ChainError) as info:
         load_chain_rows(path, rows, check_files=False)
     assert "writes x.tif again" in str(info.value) and info.value.row_line == 2
+
+
+# --- 2. clear never deletes another run's working directory -------------------------------------
+
+def _workdir_with_nested(tmp_path: Path) -> tuple[Path, Path]:
+    from imalys_stac.workdir import WorkDir
+
+    outer = tmp_path / "outer"
+    WorkDir(outer).prepare()
+    (outer / "oldproduct").mkdir()
+    (outer / "oldproduct" / "oldproduct.json").write_text("{}")
+    inner = outer / "runs" / "season2"
+    WorkDir(inner).prepare()
+    (inner / "bestof").mkdir()
+    (inner / "bestof" / "bestof.tif").write_bytes(b"result of another run")
+    return outer, inner
+
+
+def test_clear_refuses_a_folder_holding_a_locked_working_directory(tmp_path):
+    """Was: clear = true deleted another run's live, locked working directory under it."""
+    from imalys_stac.workdir import WorkDir, WorkdirError
+
+    outer, inner = _workdir_with_nested(tmp_path)
+    with WorkDir(inner).locked("chain other.txt"):
+        with pytest.raises(WorkdirError) as info:
+            WorkDir(outer).prepare(clear=True)
+        assert f"holds another working directory, {inner}" in str(info.value)
+        assert "in use by another imalys-stac run" in str(info.value) and "other.txt" in str(info.value)
+    assert (inner / "bestof" / "bestof.tif").read_bytes() == b"result of another run"
+    assert (outer / "oldproduct" / "oldproduct.json").exists()  # nothing was removed before the refusal
+
+
+@pytest.mark.parametrize("keep", ["marker", "lock", "catalog"])
+def test_clear_refuses_an_unlocked_working_directory_inside(tmp_path, keep):
+    """Recognised by any of its signs: the marker, the lock file, or the catalog's id."""
+    from imalys_stac.workdir import LOCK, MARKER, WorkDir, WorkdirError
+
+    outer, inner = _workdir_with_nested(tmp_path)
+    for name, sign in ((MARKER, "marker"), (LOCK, "lock"), ("catalog.json", "catalog")):
+        if sign != keep:
+            (inner / name).unlink(missing_ok=True)
+    if keep == "lock":
+        (inner / LOCK).write_text("")
+    with pytest.raises(WorkdirError) as info:
+        WorkDir(outer).prepare(clear=True)
+    assert "in use" not in str(info.value) and str(inner) in str(info.value)
+    assert (inner / "bestof" / "bestof.tif").exists()
+
+
+def test_clear_still_empties_a_working_directory_of_its_own_products(tmp_path):
+    from imalys_stac.workdir import WorkDir
+
+    outer, _inner = _workdir_with_nested(tmp_path)
+    shutil.rmtree(outer / "runs")
+    (outer / "runs").mkdir()  # a plain folder (not a working directory) is emptied with the rest
+    (outer / "runs" / "notes.txt").write_text("x")
+    WorkDir(outer).prepare(clear=True)
+    assert sorted(p.name for p in outer.iterdir()) == [".imalys-stac", "catalog.json"]
+
+
+def test_clear_does_not_follow_a_symlink_to_another_working_directory(tmp_path):
+    """A link inside is removed as a link: what it points at is another folder, left alone."""
+    from imalys_stac.workdir import WorkDir
+
+    outer, inner = _workdir_with_nested(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    inner.rename(elsewhere)
+    shutil.rmtree(outer / "runs")
+    (outer / "link").symlink_to(elsewhere, target_is_directory=True)
+    WorkDir(outer).prepare(clear=True)
+    assert not (outer / "link").exists() and (elsewhere / "bestof" / "bestof.tif").exists()
+
+
+def test_clear_refusal_is_located_at_the_clear_parameter(tmp_path):
+    from imalys_stac.commands import run_chain
+
+    outer, inner = _workdir_with_nested(tmp_path)
+    c = parse_chain_text(f"IMALYS x\nhome\n\tdirectory = {outer}\n\tclear = true\n", "c.txt")
+    with pytest.raises(ChainError) as info:
+        run_chain(c)
+    assert (info.value.line, info.value.parameter) == (4, "clear")
+    assert (inner / "bestof" / "bestof.tif").exists()
