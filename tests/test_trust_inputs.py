@@ -379,3 +379,23 @@ def test_clear_refusal_is_located_at_the_clear_parameter(tmp_path):
         run_chain(c)
     assert (info.value.line, info.value.parameter) == (4, "clear")
     assert (inner / "bestof" / "bestof.tif").exists()
+
+
+# --- 5. an optional writer that is not installed is refused when the chain is read -------------
+
+@pytest.mark.parametrize("ending, module", [(".nc", "h5netcdf"), (".nc", "h5py"), (".zarr", "zarr")])
+def test_export_without_the_optional_writer_is_refused_at_check(monkeypatch, ending, module):
+    """Was: the whole chain ran, then the export failed as an internal error ("bug")."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if the `nc` extra were not installed
+    e = error(HOME + f"export\n\tselect = bestof\n\ttarget = /r/bestof{ending}\n")
+    assert (e.line, e.command, e.parameter) == (6, "export", "target")
+    assert f"needs the optional package {module}" in str(e) and "pip install 'imalys-stac[nc]'" in str(e)
+
+
+def test_export_with_the_optional_writer_installed_parses():
+    pytest.importorskip("h5netcdf")
+    pytest.importorskip("zarr")
+    c = chain(HOME + "export\n\tselect = bestof\n\ttarget = /r/b.nc\nexport\n\tselect = bestof\n\ttarget = /r/b.zarr\n")
+    assert [x.params.target.suffix for x in c.find("export")] == [".nc", ".zarr"]

@@ -253,12 +253,44 @@ def _what(value: Path | str, ctx: Context) -> str:
 EXPORT_ENDINGS = tuple(FORMAT_REGISTRY)
 
 
+#: formats whose writer needs an optional extra: ending → (modules it imports, the extra's name).
+#: Checked when the chain is read, so a missing package stops the run before any work, not after it.
+OPTIONAL_WRITERS = {".nc": (("h5netcdf", "h5py"), "nc"), ".zarr": (("zarr",), "nc")}
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (``sys.modules[name] = None``
+    marks a module as blocked, as the import system does)."""
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_writer_packages(ending: str) -> tuple[list[str], str | None]:
+    """The modules the writer of ``ending`` needs that are not installed, and the extra that brings them."""
+    modules, extra = OPTIONAL_WRITERS.get(ending.lower(), ((), None))
+    return [m for m in modules if not _installed(m)], extra
+
+
 def export_target(text: str, ctx: Context) -> Path:
     value = path(text, ctx)
     if value.suffix.lower() not in EXPORT_ENDINGS:
         raise ValueError(
             f"unknown format {value.suffix!r}: the ending picks the format — "
             + ", ".join(e for e in EXPORT_ENDINGS if e) + ", or no ending for ENVI"
+        )
+    missing, extra = missing_writer_packages(value.suffix)
+    if missing:
+        raise ValueError(
+            f"writing {value.suffix} needs the optional package{'s' if len(missing) > 1 else ''} "
+            f"{' and '.join(missing)}, which {'are' if len(missing) > 1 else 'is'} not installed: "
+            f"pip install 'imalys-stac[{extra}]', or export to .tif instead"
         )
     if value.suffix.lower() != ".zarr" and _what(value, ctx) == "folder":
         raise ValueError(f"is a folder, expected a file name; write e.g. {value / 'bestof.tif'}")
