@@ -399,3 +399,51 @@ def test_export_with_the_optional_writer_installed_parses():
     pytest.importorskip("zarr")
     c = chain(HOME + "export\n\tselect = bestof\n\ttarget = /r/b.nc\nexport\n\tselect = bestof\n\ttarget = /r/b.zarr\n")
     assert [x.params.target.suffix for x in c.find("export")] == [".nc", ".zarr"]
+
+
+# --- 6. an export beside another export of the same product (x.vrt after x.tif) ----------------
+
+@pytest.fixture(scope="module")
+def reduced(tmp_path_factory, synthetic_archives) -> Path:
+    """A working directory holding a compiled stack and its bestof (of the synthetic archives)."""
+    from imalys_stac.commands import run_chain
+
+    wd = tmp_path_factory.mktemp("reduced") / "wd"
+    text = (f"IMALYS x\nhome\n\tdirectory = {wd}\nimport\n\tselect = {synthetic_archives.folder}/*.tar\n"
+            "\tbands = _B4, _B5\n\tfactor = 2.75e-5\n\toffset = -0.2\n"
+            "compile\n\tsearch = LC0*\nreduce\n\tselect = compile\n\texecute = bestof\n\tpreserve = bands\n")
+    run_chain(parse_chain_text(text, wd.parent / "make.txt"))
+    return wd
+
+
+def _export(wd: Path, *exports: tuple[str, Path]) -> None:
+    from imalys_stac.commands import run_chain
+
+    body = "".join(f"export\n\tselect = {select}\n\ttarget = {target}\n" for select, target in exports)
+    run_chain(parse_chain_text(f"IMALYS x\nhome\n\tdirectory = {wd}\n" + body, wd.parent / "export.txt"))
+
+
+@pytest.mark.parametrize("first, second", [("x.tif", "x.vrt"), ("x.vrt", "x.tif")])
+def test_vrt_and_cog_of_one_product_share_the_cog(reduced, tmp_path, first, second):
+    """Was: "x.tif exists and was not written by imalys-stac" (it was, one command earlier)."""
+    import rasterio
+
+    out = tmp_path / "out"
+    _export(reduced, ("bestof", out / first))
+    _export(reduced, ("bestof", out / second))
+    assert sorted(p.name for p in out.iterdir()) == ["x.json", "x.tif", "x.vrt", "x.vrt.json"]
+    with rasterio.open(out / "x.vrt") as vrt, rasterio.open(reduced / "bestof" / "bestof.tif") as ref:
+        assert str(out / "x.tif") in vrt.files
+        assert vrt.transform == ref.transform and (vrt.read(masked=True) == ref.read(masked=True)).all()
+    _export(reduced, ("bestof", out / first), ("bestof", out / second))  # both in one chain, run again
+
+
+def test_cog_of_another_products_vrt_is_not_replaced(reduced, tmp_path):
+    out = tmp_path / "out"
+    _export(reduced, ("compile", out / "x.vrt"))
+    before = (out / "x.tif").stat()
+    with pytest.raises(ChainError) as info:
+        _export(reduced, ("bestof", out / "x.tif"))
+    assert f"{out / 'x.tif'} was written by the export of compile to x.vrt; this export of bestof would replace it" \
+        in str(info.value)
+    assert (out / "x.tif").stat().st_mtime_ns == before.st_mtime_ns
