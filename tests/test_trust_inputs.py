@@ -447,3 +447,71 @@ def test_cog_of_another_products_vrt_is_not_replaced(reduced, tmp_path):
     assert f"{out / 'x.tif'} was written by the export of compile to x.vrt; this export of bestof would replace it" \
         in str(info.value)
     assert (out / "x.tif").stat().st_mtime_ns == before.st_mtime_ns
+
+
+# --- 7. degenerate frames ------------------------------------------------------------------------
+
+def _import_with_frame(tmp_path: Path, synthetic_archives, geometry, *, name: str = "frame.gpkg"):
+    from imalys_stac.commands import run_chain
+    from imalys_stac.synth import write_frame
+
+    sc = synthetic_archives.scenes[0]
+    frame = write_frame(tmp_path / "frames" / name, geometry, sc.crs)
+    text = (f"IMALYS x\nhome\n\tdirectory = {tmp_path / 'wd'}\nimport\n\tselect = {synthetic_archives.archives[0]}\n"
+            f"\tbands = _B4\n\tframe = {frame}\n")
+    return run_chain(parse_chain_text(text, tmp_path / "c.txt"))
+
+
+def _scene_geometry(synthetic_archives):
+    sc = synthetic_archives.scenes[0]
+    t, (rows, cols) = sc.transform, sc.shape
+    return t, rows, cols
+
+
+@pytest.mark.parametrize("kind", ["point", "horizontal line", "vertical line"])
+def test_frame_without_area_is_refused_at_the_frame(tmp_path, synthetic_archives, kind):
+    """Was: exit 0 and a COG whose geotransform is the identity (origin 0,0, 1 m)."""
+    from shapely.geometry import LineString, Point
+
+    t, rows, cols = _scene_geometry(synthetic_archives)
+    x, y = t.c + cols / 2 * t.a, t.f + rows / 2 * t.e
+    geometry = {"point": Point(x, y), "horizontal line": LineString([(x, y), (x + 600, y)]),
+                "vertical line": LineString([(x, y), (x, y - 600)])}[kind]
+    with pytest.raises(ChainError) as info:
+        _import_with_frame(tmp_path, synthetic_archives, geometry)
+    e = info.value
+    assert (e.line, e.command, e.parameter) == (7, "import", "frame")
+    assert f"is {'a point' if kind == 'point' else 'a line'}" in str(e) and "encloses no area" in str(e)
+    assert not list((tmp_path / "wd").glob("LC0*"))  # refused before anything was imported
+
+
+def test_strip_one_pixel_high_is_refused_at_the_frame(tmp_path, synthetic_archives):
+    from shapely.geometry import box
+
+    t, rows, cols = _scene_geometry(synthetic_archives)
+    left, top = t.c + 10 * t.a, t.f + 10 * t.e  # a pixel edge
+    strip = box(left, top + 0.6 * t.e, left + 20 * t.a, top + 0.1 * t.e)  # inside one row of pixels
+    with pytest.raises(ChainError) as info:
+        _import_with_frame(tmp_path, synthetic_archives, strip)
+    e = info.value
+    assert (e.line, e.parameter) == (7, "frame")
+    assert f"the result would be 20 × 1 pixel(s) of {t.a:g} × {-t.e:g} metre" in str(e)
+    assert f"give a frame at least {2 * t.a:g} × {-2 * t.e:g} metre large" in str(e)
+
+
+def test_sub_pixel_strip_across_a_pixel_edge_is_placed_correctly(tmp_path, synthetic_archives):
+    """A strip thinner than a pixel that crosses a pixel edge covers 2 rows: a valid grid, and the
+    written file sits where the strip is (the reference: the strip's own coordinates)."""
+    import rasterio
+    from shapely.geometry import box
+
+    t, rows, cols = _scene_geometry(synthetic_archives)
+    left, edge = t.c + 10 * t.a, t.f + 10 * t.e
+    strip = box(left, edge + 0.3 * t.e, left + 20 * t.a, edge - 0.3 * t.e)
+    ctx = _import_with_frame(tmp_path, synthetic_archives, strip)
+    (product,) = [n for n in ctx.workdir.names() if n.startswith("LC0")]
+    _export(ctx.workdir.path, (product, tmp_path / "strip.tif"))
+    with rasterio.open(tmp_path / "strip.tif") as src:
+        assert (src.height, src.width) == (2, 20)
+        assert src.transform.c == pytest.approx(left) and src.transform.f == pytest.approx(edge - t.e)
+        assert src.transform.a == pytest.approx(t.a) and src.transform.e == pytest.approx(t.e)
