@@ -746,3 +746,15 @@ def test_unreadable_chain_file(write_chain, monkeypatch):
         load_chain(path)
     assert info.value.message == "cannot read the chain file: Permission denied"
     assert info.value.hint == f"check that {path} is readable by this user"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(string.ascii_letters + string.digits + "#_-.,+=@%&()"), min_size=1, max_size=30),
+       st.sampled_from(["", " # a comment", "\t#comment", "  #"]))
+def test_a_hash_inside_a_word_is_kept_and_one_after_whitespace_starts_a_comment(name, comment):
+    """Issue 20: `run#2.tif` was cut at '#'. The value is exactly the text up to the first '#'
+    that starts the line or follows whitespace (here: the comment appended after a blank)."""
+    assume(not name.startswith("#"))
+    text = HOME + f"export\n\tselect = bestof\n\ttarget = /r/{name}.tif{comment}\n"
+    target = parse_chain_text(text, "c.txt", check_files=False).commands[-1].params.target
+    assert target == Path(f"/r/{name}.tif")
