@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from . import values as v
-from .environment import check_environment
 from .errors import ChainError
 from .models import COMMANDS, Home, Model, Replace
 from ..registry import FORMATS, companion_paths
@@ -340,8 +339,6 @@ def parse_chain_text(
     for block in blocks[position:]:
         cmd = _build(block, effective, file, ctx)
         commands.append(cmd)
-        if cmd.name == "home":
-            check_environment(cmd)  # IMALYS_WORKERS=two is a located error at check time, not at the run
         if cmd.name == "catalog":
             ctx.produced.update(catalog_outputs(cmd.params.target))  # type: ignore[attr-defined]
     _check_exports_apart(commands)

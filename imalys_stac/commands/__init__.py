@@ -8,7 +8,6 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from ..chain import Chain, ChainError
-from ..chain.environment import check_environment
 from ..errors import ImalysError
 from ..runtime.cluster import ClusterSpec, cluster_faults, dask_runtime
 from ..runtime.log import RunLog
@@ -102,8 +101,11 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
     if runlog.path:
         log.info("log: %s", runlog.path)
     ctx = RunContext(chain=chain, workdir=workdir, runlog=runlog, chunksize=chunksize)
-    check_environment(home_cmd)  # again: the environment may have changed since the chain was read
-    spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
+    try:
+        spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
+    except ValueError as exc:  # the environment's IMALYS_WORKERS is not a number: the user's, not a bug
+        raise home_cmd.error(f"the environment variable IMALYS_WORKERS is not a whole number ({exc})", parameter="workers",
+                             hint="correct it (e.g. IMALYS_WORKERS=4) or unset it; it overrides home workers") from exc
     ok = False
     try:
         with ExitStack() as stack:
