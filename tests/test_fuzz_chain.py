@@ -477,7 +477,8 @@ def test_latin1_names_in_messages_are_printable(tmp_path, write_chain):
     assert (e.line, e.parameter, e.hint) == (6, "frame", "the file does not exist")
     # the line is not UTF-8, so it is read as cp1252: 0xE9 is é there, 0x81 means nothing and stays a byte
     assert str(e) == f"c.txt:6: import: frame = {tmp_path}/\\x81noneé.gpkg — the file does not exist"
-    print(str(e), file=open(os.devnull, "w", encoding="utf-8"))
+    with open(os.devnull, "w", encoding="utf-8") as null:  # printing it must not raise
+        print(str(e), file=null)
 
 
 def test_latin1_archive_names_resolve(tmp_path):
