@@ -22,7 +22,8 @@ _API = {name: "imalys_stac.api" for name in
         ("run_chain", "catalog", "search", "load", "reduce", "to_cog", "plan", "ChainResult")}
 _API.update(ImalysError="imalys_stac.errors", ChainError="imalys_stac.chain")
 
-__all__ = ["__version__", *_API]
+__all__ = ["ChainError", "ChainResult", "ImalysError", "__version__", "catalog", "load", "plan", "reduce",
+           "run_chain", "search", "to_cog"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .api import ChainResult, catalog, load, plan, reduce, run_chain, search, to_cog

@@ -443,8 +443,6 @@ def to_cog(dataarray: "xr.DataArray", path: str | os.PathLike[str], *, overwrite
     else now). ``options``: those of :func:`imalys_stac.write.write_cog` (``compress``,
     ``blocksize``, ``overviews``, ``resampling``, ``tags``).
     """
-    import json
-
     from ..write import write_cog
     from ..write.atomic import write_json_atomic
 
