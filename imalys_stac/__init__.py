@@ -13,7 +13,7 @@ stays cheap (no Dask, rasterio or numba until a function is called):
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -24,11 +24,6 @@ _API.update(ImalysError="imalys_stac.errors", ChainError="imalys_stac.chain")
 
 __all__ = ["ChainError", "ChainResult", "ImalysError", "__version__", "catalog", "load", "plan", "reduce",
            "run_chain", "search", "to_cog"]
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .api import ChainResult, catalog, load, plan, reduce, run_chain, search, to_cog
-    from .chain import ChainError
-    from .errors import ImalysError
 
 
 def __getattr__(name: str) -> Any:
