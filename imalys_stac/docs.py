@@ -194,7 +194,7 @@ def chain_reference() -> str:
                        "| `$1` … `$9` | text | — | The value of the variable. |\n")
             continue
         out.append("| parameter | value | default | description |\n|---|---|---|---|")
-        for f in dataclasses.fields(model):
+        for f in dataclasses.fields(model):  # type: ignore[arg-type]
             meta = f.metadata
             if "parser" not in meta:
                 continue
@@ -228,7 +228,8 @@ def undocumented() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(parameters the models declare without a description, descriptions of no parameter)."""
     from .chain.models import COMMANDS
 
-    declared = {(c, f.name) for c, m in COMMANDS.items() for f in dataclasses.fields(m) if "parser" in f.metadata}
+    declared = {(c, f.name) for c, m in COMMANDS.items()
+                for f in dataclasses.fields(m) if "parser" in f.metadata}  # type: ignore[arg-type]
     return sorted(declared - set(DESCRIPTIONS)), sorted(set(DESCRIPTIONS) - declared)
 
 

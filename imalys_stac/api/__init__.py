@@ -121,9 +121,12 @@ def _band_names(item: "pystac.Item") -> list[str] | None:
 
 def _open_raster(path: str, names: Sequence[str] | None, chunks: int | None) -> "xr.DataArray":
     import rioxarray
+    import xarray as xr
 
     side = chunks or 1024
     arr = rioxarray.open_rasterio(path, chunks={"band": -1, "y": side, "x": side}, masked=True)
+    if not isinstance(arr, xr.DataArray):  # a file of subdatasets (netCDF): not one raster
+        raise InputError(f"{path} holds several rasters; open it with xarray.open_dataset")
     if names is None:
         described = arr.attrs.get("long_name")
         names = [described] if isinstance(described, str) else list(described or [])

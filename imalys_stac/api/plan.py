@@ -50,13 +50,13 @@ def plan_chain(chain: Chain) -> dict:
     """The plan of a parsed chain as a JSON-ready dict (see the module doc)."""
     from ..workdir import WorkDir
 
-    home = next(c for c in chain.commands if c.name == "home")
-    wd = WorkDir(home.params.directory)
+    home: Any = next(c for c in chain.commands if c.name == "home").params
+    wd = WorkDir(home.directory)
     state = _State()
-    if not home.params.clear:
+    if not home.clear:
         _existing(wd, state)
     steps: list[dict] = []
-    out = {"chain": str(chain.path), "working_directory": str(wd.path), "clear": bool(home.params.clear),
+    out = {"chain": str(chain.path), "working_directory": str(wd.path), "clear": bool(home.clear),
            "existing_products": sorted(n for n, p in state.products.items() if not p.planned), "commands": steps}
     for cmd in chain.commands:
         if cmd.name in ("home", "replace"):
