@@ -43,3 +43,15 @@ def test_run_chain_uses_the_active_client_and_the_one_given(synthetic_archives, 
     for result in (active, given):
         with rasterio.open(next(iter(result.exports))) as a, rasterio.open(next(iter(reference.exports))) as b:
             np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_example_composite_on_a_stac_api(synthetic_archives, tmp_path):
+    """examples/composite.py against a real STAC API (rustac serve over the catalog's items)."""
+    from .stac_api import serve_collection
+    from .test_docs import run_example_and_compare
+
+    ims.catalog(synthetic_archives.folder, tmp_path / "cat")
+    with serve_collection(tmp_path / "cat" / "landsat-c2-l2") as url:
+        out = run_example_and_compare(url, synthetic_archives, tmp_path)
+    assert [it.id for it in out["items"]] == sorted(p.name.removesuffix(".tar") for p in synthetic_archives.archives)
+    assert out["plot"].stat().st_size > 0
