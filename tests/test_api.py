@@ -154,6 +154,15 @@ def test_library_run_leaves_logging_and_warnings_alone(synthetic_archives, tmp_p
     assert " DEBUG " in result.log.read_text()
 
 
+def test_a_failing_library_run_raises_and_does_not_also_log_the_error(tmp_path, caplog):
+    chain = f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\nreduce\n\tselect = nothing\n\texecute = bestof\n"
+    with caplog.at_level(logging.INFO), pytest.raises(ims.ChainError, match="no product 'nothing'") as raised:
+        ims.run_chain(chain)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # the exception is the one report
+    (log_file,) = (tmp_path / "wd").glob("imalys-chain-*.log")  # a chain given as text: "chain", no brackets
+    assert str(raised.value) in log_file.read_text()  # the run log has it
+
+
 def test_command_line_run_puts_logging_and_warnings_back(synthetic_archives, tmp_path):
     from imalys_stac.cli import main
 

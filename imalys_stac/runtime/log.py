@@ -14,6 +14,7 @@ back on ``close()`` everything ``open()`` changed.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import warnings
@@ -60,11 +61,13 @@ class RunLog:
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            self.path = self.folder / f"imalys-{Path(self.chain_name).stem}-{stamp}.log"
+            # a chain given as text is called "<chain>": no brackets in a file name
+            stem = re.sub(r"[^\w.-]", "", Path(self.chain_name).stem) or "chain"
+            self.path = self.folder / f"imalys-{stem}-{stamp}.log"
             n = 1
             while self.path.exists():
                 n += 1
-                self.path = self.folder / f"imalys-{Path(self.chain_name).stem}-{stamp}-{n}.log"
+                self.path = self.folder / f"imalys-{stem}-{stamp}-{n}.log"
             fh = logging.FileHandler(self.path, encoding="utf-8")
             fh.setLevel(logging.DEBUG)
             fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
@@ -159,7 +162,9 @@ class _Counter(logging.Handler):
 
 class _Forward(logging.Handler):
     """Hands a record on to the handlers above `logger` when the level the caller's configuration
-    gives `logger` lets it through (what propagation would have done had we not set a level)."""
+    gives `logger` lets it through (what propagation would have done had we not set a level).
+    Records marked `file_only` stay in the run log: they repeat the error the caller receives as
+    the exception."""
 
     def __init__(self, logger: logging.Logger):
         super().__init__(logging.NOTSET)
@@ -167,5 +172,7 @@ class _Forward(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         parent = self.logger.parent
+        if getattr(record, "file_only", False):
+            return
         if parent is not None and record.levelno >= parent.getEffectiveLevel():
             parent.handle(record)
