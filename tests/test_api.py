@@ -252,3 +252,31 @@ def test_plan_writes_nothing_and_agrees_with_the_run(synthetic_archives, tmp_pat
     assert plan["commands"][2]["outputs"][0]["bands"] == ["red", "nir08"]
     assert plan["commands"][3]["target"] == str(tmp_path / "p.tif")
     shutil.rmtree(tmp_path / "wd_p")
+
+
+def test_a_framed_load_equals_the_framed_chain(synthetic_archives, tmp_path):
+    """frame and quality as the README's quick start uses them: the API against the chain."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    a = synthetic_archives.archives[0]
+    with rasterio.open(f"/vsitar/{a}/{a.name[:-4]}_QA_PIXEL.TIF") as ds:
+        b = ds.bounds
+    frame = tmp_path / "area.gpkg"
+    gpd.GeoDataFrame(geometry=[box(b.left + 310, b.bottom + 440, b.right - 250, b.top - 500)],
+                     crs="EPSG:32632").to_crs(4326).to_file(frame)  # another CRS than the scenes'
+    chain = tmp_path / "framed.txt"
+    chain.write_text(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\n\tclear = true\nimport\n"
+                     f"\tselect = {synthetic_archives.folder}/*.tar\n\tframe = {frame}\n\tquality = 0.3\n"
+                     f"\tbands = red, nir08\n\tfactor = auto\ncompile\n\tframe = {frame}\n"
+                     f"reduce\n\tselect = compile\n\texecute = bestof\n\tpreserve = bands\n"
+                     f"export\n\tselect = bestof\n\ttarget = {tmp_path}/chain.tif\n")
+    ims.run_chain(chain)
+    items = ims.search(synthetic_archives.folder, frame=frame)
+    cube = ims.load(items, bands=["red", "nir08"], frame=frame, quality=0.3)
+    ims.to_cog(ims.reduce(cube, "bestof"), tmp_path / "api.tif")
+    mine, epsg, _, transform = _read(tmp_path / "api.tif")
+    chains, epsg_c, _, transform_c = _read(tmp_path / "chain.tif")
+    assert (epsg, transform) == (epsg_c, transform_c)
+    np.testing.assert_array_equal(mine, chains)
+    assert np.isnan(mine).any() and np.isfinite(mine).any()
