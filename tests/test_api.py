@@ -280,3 +280,11 @@ def test_a_framed_load_equals_the_framed_chain(synthetic_archives, tmp_path):
     assert (epsg, transform) == (epsg_c, transform_c)
     np.testing.assert_array_equal(mine, chains)
     assert np.isnan(mine).any() and np.isfinite(mine).any()
+
+
+def test_the_scheduler_argument_beats_the_environment(tmp_path, monkeypatch):
+    """IMALYS_SCHEDULER overrides chain files (batch jobs); an explicit run_chain(scheduler=…) is
+    the caller's own choice and wins over both."""
+    monkeypatch.setenv("IMALYS_SCHEDULER", "tcp://127.0.0.1:9")  # nothing listens there
+    result = ims.run_chain(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\n", scheduler="local")
+    assert result.workdir == tmp_path / "wd" and result.products == {}

@@ -119,3 +119,23 @@ def test_repeat_mode_json_lists_every_run(tmp_path, capsys):
     doc, _ = _json(capsys)
     assert [r["working_directory"] for r in doc["runs"]] == [str(tmp_path / "wd_a"), str(tmp_path / "wd_b")]
     assert [r["variables"]["values"] for r in doc["runs"]] == [{"$1": "a"}, {"$1": "b"}]
+
+
+def test_plan_takes_the_grid_of_a_projection_template(synthetic_archives, tmp_path, capsys):
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    template = tmp_path / "template.tif"
+    with rasterio.open(template, "w", driver="GTiff", width=7, height=5, count=1, dtype="uint8", crs="EPSG:32632",
+                       transform=from_origin(721000, 5343800, 60, 60)) as ds:
+        ds.write(np.zeros((1, 5, 7), np.uint8))
+    chain = tmp_path / "c.txt"
+    chain.write_text(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\nimport\n\tselect = {synthetic_archives.archives[0]}\n"
+                     f"\tbands = red\n\tfactor = auto\ncompile\n\tprojection = {template}\n"
+                     "reduce\n\tselect = compile\n\texecute = median\n\tpreserve = bands\n")
+    assert main(["plan", str(chain), "--json"]) == 0
+    doc, _ = _json(capsys)
+    compiled, reduced = doc["commands"][1], doc["commands"][2]
+    assert (compiled["grid"]["width"], compiled["grid"]["height"], compiled["grid"]["resolution"]) == (7, 5, [60.0, 60.0])
+    assert reduced["outputs"][0]["grid"] == {**compiled["grid"], "bands": 1}

@@ -32,6 +32,7 @@ class _Product:
 
 @dataclass
 class _State:
+    workdir: Path
     products: dict[str, _Product] = field(default_factory=dict)
 
 
@@ -52,7 +53,7 @@ def plan_chain(chain: Chain) -> dict:
 
     home: Any = next(c for c in chain.commands if c.name == "home").params
     wd = WorkDir(home.directory)
-    state = _State()
+    state = _State(wd.path)
     if not home.clear:
         _existing(wd, state)
     steps: list[dict] = []
@@ -169,10 +170,18 @@ def _compile(cmd, state: _State) -> dict:
         raise cmd.error("no imported image would be left after the selection" + (" and period filter" if p.period else ""),
                         parameter="period" if p.period else ("search" if p.search else "select"))
     order = sorted(inputs, key=lambda n: (inputs[n].date or datetime.min, n))
-    if p.projection:
-        return {"inputs": order, "grid": None, "projection": p.projection}
-    grid = common_grid([inputs[n].grid for n in order], [inputs[n].native for n in order], epsg=p.crsystem,
-                       pixel=p.pixel, frame=read_frame(cmd))
+    if p.projection and p.projection in state.products:  # a product an earlier command makes
+        grid = state.products[p.projection].grid
+    elif p.projection:  # an image file, or a product already in the working directory
+        from types import SimpleNamespace
+
+        from ..commands.compile import template_grid
+        from ..workdir import WorkDir
+
+        grid = template_grid(SimpleNamespace(workdir=WorkDir(state.workdir)), cmd, p.projection)
+    else:
+        grid = common_grid([inputs[n].grid for n in order], [inputs[n].native for n in order], epsg=p.crsystem,
+                           pixel=p.pixel, frame=read_frame(cmd))
     checked_grid(cmd, grid, "pixel")
     bands = inputs[order[0]].bands
     state.products[p.target] = _Product("compile", grid, None, bands)

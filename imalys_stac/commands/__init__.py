@@ -121,8 +121,11 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
     if runlog.path:
         log.info("log: %s", runlog.path)
     ctx = RunContext(chain=chain, workdir=workdir, runlog=runlog, chunksize=chunksize)
-    spec = ClusterSpec.resolve(scheduler if isinstance(scheduler, str) else getattr(home, "scheduler", None),
-                               getattr(home, "workers", None), getattr(home, "memory", None))
+    spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
+    if isinstance(scheduler, str):  # the caller's explicit choice beats the chain and IMALYS_SCHEDULER
+        import dataclasses
+
+        spec = dataclasses.replace(spec, scheduler=scheduler)
     callers = _callers_client(spec, scheduler)
     ok = False
     try:
