@@ -101,6 +101,7 @@ PARSER_TEXT = {
     "positive": "positive number",
     "fraction": "fraction 0 … 1",
     "positive_int": "positive integer",
+    "workers": "positive integer",
     "band_number": "band number ≥ 1",
     "epsg": "EPSG code",
     "factor": "number or `auto`",
@@ -157,7 +158,7 @@ def _parser_text(parser) -> str:
         return " or ".join(f"`{a}`" for a in accepted)
     if name == "_reducer":
         return "process name"
-    return PARSER_TEXT[name]
+    return PARSER_TEXT.get(name, name.strip("_").replace("_", " "))  # a new parser: its name until described
 
 
 def _default(f: dataclasses.Field, required: bool, repeat: bool) -> str:
