@@ -270,7 +270,7 @@ def _message(exc: BaseException) -> str:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .api.plan import plan_chain  # what imalys_stac.plan() runs, on the chain already read
+    from .api.dryrun import plan_chain  # what imalys_stac.plan() runs, on the chain already read
     from .chain import load_chain_rows
 
     plans = []

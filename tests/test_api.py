@@ -288,3 +288,26 @@ def test_the_scheduler_argument_beats_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("IMALYS_SCHEDULER", "tcp://127.0.0.1:9")  # nothing listens there
     result = ims.run_chain(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\n", scheduler="local")
     assert result.workdir == tmp_path / "wd" and result.products == {}
+
+
+def test_the_api_names_stay_functions_after_every_module_is_loaded():
+    """A submodule named like a function (api/plan.py) replaced `imalys_stac.api.plan` by the
+    module as soon as the CLI imported it; the planner module is api/dryrun.py now."""
+    import importlib
+    import pkgutil
+
+    import imalys_stac.api as api
+
+    for info in pkgutil.iter_modules(api.__path__):
+        importlib.import_module(f"imalys_stac.api.{info.name}")
+    import imalys_stac.cli  # noqa: F401  (imports the planner the way `imalys-stac plan` does)
+
+    for name in ("run_chain", "catalog", "search", "load", "reduce", "to_cog", "plan"):
+        assert callable(getattr(api, name)) and callable(getattr(ims, name)), name
+        assert not inspect_module(getattr(api, name)), name
+
+
+def inspect_module(value) -> bool:
+    import types
+
+    return isinstance(value, types.ModuleType)

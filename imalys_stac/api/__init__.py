@@ -162,7 +162,7 @@ def plan(chain: str | os.PathLike[str], variables: Mapping[int | str, Any] | Seq
     each acquisition's quality and cover and whether it is kept (and why not), the grids and their
     sizes, the files an export would write. Reads the archives' quality bands (that is how quality
     is known); a JSON-ready dict (see docs/cli.md for its fields)."""
-    from .plan import plan_chain
+    from .dryrun import plan_chain
 
     return plan_chain(read_chain(chain, variables))
 
