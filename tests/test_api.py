@@ -311,3 +311,30 @@ def inspect_module(value) -> bool:
     import types
 
     return isinstance(value, types.ModuleType)
+
+
+def test_load_merges_the_tiles_of_one_day_against_the_landscape(tmp_path):
+    """Two rows of one path and day, a frame across both: one image, no seam, every value the
+    generator's ground truth (one DN step of tolerance)."""
+    from shapely.geometry import box
+
+    from imalys_stac.synth import Landscape, SceneSpec, write_frame, write_landsat_archive
+
+    land = Landscape(seed=5)
+    day = date(2022, 6, 16)
+    s26, s27 = (write_landsat_archive(tmp_path, SceneSpec(path=193, row=row, acquired=day, size=96, cloud_cover=0.05,
+                                                          seed=row), landscape=land) for row in (26, 27))
+    b26, b27 = s26.bounds, s27.bounds
+    mid_y, width = (b26[1] + b27[3]) / 2, b26[2] - b26[0]
+    frame = write_frame(tmp_path / "frame.gpkg", box(b26[0] + 0.35 * width, mid_y - 0.3 * width,
+                                                     b26[0] + 0.65 * width, mid_y + 0.3 * width), s26.crs)
+    items = ims.search(tmp_path, frame=frame)
+    assert len(items) == 2
+    cube = ims.load(items, bands=["red"], frame=frame)
+    assert cube.sizes["time"] == 1 and list(cube["product"].values) == ["LC08_193026_20220616"]
+    got = cube.isel(time=0, band=0).values
+    xx, yy = np.meshgrid(cube.x.values, cube.y.values)
+    truth = land.reflectance(xx, yy, cube.rio.crs, ["red"])[0]
+    valid = np.isfinite(got)
+    assert valid.mean() > 0.6 and valid.any(axis=1)[1:-1].all()  # no row without data inside the frame: no seam
+    np.testing.assert_allclose(got[valid], truth[valid], atol=2.75e-5)
