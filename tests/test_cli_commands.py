@@ -139,3 +139,17 @@ def test_plan_takes_the_grid_of_a_projection_template(synthetic_archives, tmp_pa
     compiled, reduced = doc["commands"][1], doc["commands"][2]
     assert (compiled["grid"]["width"], compiled["grid"]["height"], compiled["grid"]["resolution"]) == (7, 5, [60.0, 60.0])
     assert reduced["outputs"][0]["grid"] == {**compiled["grid"], "bands": 1}
+
+
+def test_plan_of_a_chain_that_catalogs_then_imports_writes_no_catalog(synthetic_archives, tmp_path, capsys):
+    chain = tmp_path / "c.txt"
+    chain.write_text(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\ncatalog\n\tarchives = {synthetic_archives.folder}/*.tar\n"
+                     f"\ttarget = {tmp_path}/bonds.csv\nimport\n\tdatabase = {tmp_path}/bonds.csv\n"
+                     "\tperiod = 20220501-20220601\n\tbands = red\n\tfactor = auto\n")
+    assert main(["plan", str(chain), "--json"]) == 0
+    doc, _ = _json(capsys)
+    assert doc["commands"][0] == {"command": "catalog", "line": 4, "archives": len(SYNTHETIC_DATES),
+                                  "target": str(tmp_path / "bonds.csv")}
+    dates = [a["date"][:10] for a in doc["commands"][1]["acquisitions"]]
+    assert dates == [d.isoformat() for d, _ in SYNTHETIC_DATES if d <= date(2022, 6, 1)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]  # no catalog, no table, no working directory

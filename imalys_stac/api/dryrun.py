@@ -34,6 +34,18 @@ class _Product:
 class _State:
     workdir: Path
     products: dict[str, _Product] = field(default_factory=dict)
+    #: catalog folder a `catalog` command of this chain would write → its archives pattern
+    catalogs: dict[Path, str] = field(default_factory=dict)
+
+
+def _catalog_folder(path: Any) -> Path:
+    """The folder of a catalog named as `catalog target` or `import database` names it."""
+    p = Path(path).expanduser().absolute()
+    if p.suffix.lower() == ".csv":
+        return p.with_suffix("")
+    if p.name == "catalog.json" or p.suffix.lower() == ".parquet":
+        return p.parent
+    return p
 
 
 def grid_dict(grid: Any, bands: int | None = None) -> dict:
@@ -93,6 +105,7 @@ def _catalog(cmd, state: _State) -> dict:
     from ..stac.catalog import expand_archives
 
     found = expand_archives(cmd.params.archives)
+    state.catalogs[_catalog_folder(cmd.params.target)] = cmd.params.archives
     return {"archives": len(found), "target": str(cmd.params.target)}
 
 
@@ -105,7 +118,16 @@ def _import(cmd, state: _State) -> dict:
 
     p = cmd.params
     frame = read_frame(cmd)
-    items = select_items(cmd, frame)
+    planned = state.catalogs.get(_catalog_folder(p.database)) if p.database else None
+    if planned is not None and not (_catalog_folder(p.database) / "catalog.json").exists():
+        # the catalog an earlier command of this chain would write: its archives, read as it reads them
+        from ..stac import Query, search
+
+        items = search(planned, Query(bbox=frame.bounds_in(4326) if frame else None,
+                                      periods=tuple((per.start, per.end) for per in p.period),
+                                      distance=p.distance, collections=p.collections or None))
+    else:
+        items = select_items(cmd, frame)
     if not items:
         return {"archives": 0, "acquisitions": [], "kept": 0}
     recipe = Recipe(bands=tuple(p.bands or ()), factor=p.factor, offset=p.offset, rule=p.rule, mask=p.mask,
