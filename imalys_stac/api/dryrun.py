@@ -200,7 +200,8 @@ def _compile(cmd, state: _State) -> dict:
         from ..commands.compile import template_grid
         from ..workdir import WorkDir
 
-        grid = template_grid(SimpleNamespace(workdir=WorkDir(state.workdir)), cmd, p.projection)
+        context: Any = SimpleNamespace(workdir=WorkDir(state.workdir))  # all template_grid reads of a run
+        grid = template_grid(context, cmd, p.projection)
     else:
         grid = common_grid([inputs[n].grid for n in order], [inputs[n].native for n in order], epsg=p.crsystem,
                            pixel=p.pixel, frame=read_frame(cmd))
