@@ -124,11 +124,11 @@ def test_repeat_mode_json_lists_every_run(tmp_path, capsys):
 def test_plan_takes_the_grid_of_a_projection_template(synthetic_archives, tmp_path, capsys):
     import numpy as np
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     template = tmp_path / "template.tif"
     with rasterio.open(template, "w", driver="GTiff", width=7, height=5, count=1, dtype="uint8", crs="EPSG:32632",
-                       transform=from_origin(721000, 5343800, 60, 60)) as ds:
+                       transform=Affine(60, 0, 721000, 0, -60, 5343800)) as ds:
         ds.write(np.zeros((1, 5, 7), np.uint8))
     chain = tmp_path / "c.txt"
     chain.write_text(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\nimport\n\tselect = {synthetic_archives.archives[0]}\n"
