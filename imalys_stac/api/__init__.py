@@ -332,6 +332,9 @@ def load(items: Iterable["pystac.Item"], *, bands: Sequence[str] | None = None, 
     from ..cube.plan import PlanError, Recipe, common_grid, coverage_graph, coverages, plan_acquisitions
     from ..cube.grid import check_grid_size
 
+    from ..runtime.cluster import apply_gdal_env
+
+    apply_gdal_env()  # GDAL's cache and HTTP settings, as a chain run has them (values already set win)
     items = list(items)
     if not items:
         raise InputError("load: no items (the search found nothing?)")
