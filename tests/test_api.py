@@ -338,3 +338,23 @@ def test_load_merges_the_tiles_of_one_day_against_the_landscape(tmp_path):
     valid = np.isfinite(got)
     assert valid.mean() > 0.6 and valid.any(axis=1)[1:-1].all()  # no row without data inside the frame: no seam
     np.testing.assert_allclose(got[valid], truth[valid], atol=2.75e-5)
+
+
+def test_load_onto_another_crs_and_pixel_equals_compile(synthetic_archives, tmp_path):
+    """crs and resolution as compile's crsystem and pixel: the images are warped (bilinear) onto
+    that grid exactly as a chain does it."""
+    chain = tmp_path / "warp.txt"
+    chain.write_text(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\n\tclear = true\nimport\n"
+                     f"\tselect = {synthetic_archives.folder}/*.tar\n\tbands = red\n\tfactor = auto\n"
+                     "compile\n\tcrsystem = 32633\n\tpixel = 60\n"
+                     "reduce\n\tselect = compile\n\texecute = median\n\tpreserve = bands\n"
+                     f"export\n\tselect = median\n\ttarget = {tmp_path}/chain.tif\n")
+    ims.run_chain(chain)
+    cube = ims.load(ims.search(synthetic_archives.folder), bands=["red"], crs="EPSG:32633", resolution=60)
+    assert cube.rio.crs.to_epsg() == 32633 and cube.rio.resolution() == (60.0, -60.0)
+    ims.to_cog(ims.reduce(cube, "median"), tmp_path / "api.tif")
+    mine, epsg, _, transform = _read(tmp_path / "api.tif")
+    chains, epsg_c, _, transform_c = _read(tmp_path / "chain.tif")
+    assert (epsg, transform) == (epsg_c, transform_c) and epsg == 32633
+    np.testing.assert_array_equal(mine, chains)
+    assert np.isfinite(mine).mean() > 0.3
