@@ -80,6 +80,9 @@ def _base_item(name: str, grid: Grid, dt: datetime | None, props: dict, start=No
 EO_EXT = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 RASTER_EXT = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 RASTER_ENDINGS = (".tif", ".tiff", ".vrt", ".img", ".bsq", ".nc")
+#: GDAL's VRT has no registered media type; this is the one in use for it. Loaders that pick
+#: assets by media type (stackstac's default) skip it: name the band assets to read them.
+VRT_MEDIA_TYPE = "application/x-gdal-vrt"
 
 
 def _band_table() -> dict[str, object]:
@@ -126,16 +129,13 @@ def band_fields(path: str | Path) -> dict:
     return {"eo:bands": eo, "raster:bands": rb}
 
 
-def describe_assets(item: pystac.Item, folder: Path) -> None:
-    """Add ``eo:bands``/``raster:bands`` to every raster asset of a product whose file is in
-    ``folder`` (called when the product is saved, after its files are in place there)."""
+def describe_assets(item: pystac.Item, folder: Path | None = None) -> None:
+    """Add ``eo:bands``/``raster:bands`` to every raster data asset of a product, read from its
+    file (an absolute href, or one relative to ``folder``)."""
     described = False
     for asset in item.assets.values():
-        href = asset.href
-        if "data" not in (asset.roles or []) or not href.lower().endswith(RASTER_ENDINGS) or "://" in href:
-            continue
-        path = (folder / href).resolve() if not Path(href).is_absolute() else Path(href)
-        if not path.exists():
+        path = _local_raster(asset, folder)
+        if path is None:
             continue
         try:
             asset.extra_fields.update(band_fields(path))
@@ -146,6 +146,62 @@ def describe_assets(item: pystac.Item, folder: Path) -> None:
         for ext in (EO_EXT, RASTER_EXT):
             if ext not in item.stac_extensions:
                 item.stac_extensions.append(ext)
+
+
+def _local_raster(asset: pystac.Asset, folder: Path | None) -> Path | None:
+    """The local file of a raster data asset (None: not data, not a raster, remote or missing)."""
+    href = asset.href
+    if "data" not in (asset.roles or []) or not href.lower().endswith(RASTER_ENDINGS) or "://" in href:
+        return None
+    if Path(href).is_absolute():
+        path = Path(href)
+    elif folder is not None:
+        path = (Path(folder) / href).resolve()
+    else:
+        return None
+    return path if path.exists() else None
+
+
+def add_band_assets(item: pystac.Item, files: dict[str, Path]) -> dict[str, Path]:
+    """One single-band VRT asset per band of every multi-band raster data asset (written beside
+    its file, which it names relatively): stackstac reads one band per asset and refuses an asset
+    whose ``raster:bands`` has several. Returns the new files (asset key → path) to store with
+    the product. Keys are the band names; a band name that is already an asset key is prefixed
+    with the multi-band asset's key."""
+    from .cube.vrt import band_vrt
+
+    new: dict[str, Path] = {}
+    for key in list(item.assets):
+        asset = item.assets[key]
+        path = _local_raster(asset, None)
+        eo, rb = asset.extra_fields.get("eo:bands") or [], asset.extra_fields.get("raster:bands") or []
+        if path is None or len(rb) < 2 or len(eo) != len(rb):
+            continue
+        for i, (e, r) in enumerate(zip(eo, rb), start=1):
+            name = str(e.get("name") or f"band{i}")
+            band_key = name if name not in item.assets and name not in new else f"{key}_{name}"
+            vrt = path.with_name(f"{path.stem}.{_file_part(name)}.vrt")
+            vrt.write_text(band_vrt(path, i, relative_to=vrt.parent))
+            item.add_asset(band_key, pystac.Asset(
+                href=str(vrt), media_type=VRT_MEDIA_TYPE, roles=["data"],
+                title=f"{name}: band {i} of {path.name} (a GDAL VRT)",
+                extra_fields={"eo:bands": [e], "raster:bands": [r]}))
+            new[band_key] = vrt
+    return new
+
+
+def _file_part(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def store(workdir: WorkDir, item: pystac.Item, files: dict[str, Path] | None = None) -> Path:
+    """Store a product in the working directory with what loaders need to read it: the bands of
+    its raster files (``eo:bands``/``raster:bands``, read from the files before they move) and one
+    single-band asset per band of a multi-band file. The storage itself is ``WorkDir.save``."""
+    files = dict(files or {})
+    describe_assets(item)
+    files.update(add_band_assets(item, files))
+    return workdir.save(item, files=files)
 
 
 def exported_band_fields(item: pystac.Item, target: Path) -> dict:
@@ -177,7 +233,8 @@ def export_links(workdir: WorkDir, item: pystac.Item, item_file: Path) -> list[d
 
 
 # -- import products ----------------------------------------------------------------------------
-def import_record(group: SceneGroup, *, cover: float, frame: str | None) -> ImportRecord:
+def import_record(group: SceneGroup, *, cover: float, frame: str | None, frame_geometry: str | None = None,
+                  frame_crs: str | None = None) -> ImportRecord:
     """The recipe of an acquisition as stored in its import product."""
     first = group.items[0].properties
     instruments = first.get("instruments")
@@ -185,17 +242,22 @@ def import_record(group: SceneGroup, *, cover: float, frame: str | None) -> Impo
         sources=tuple(it.id for it in group.items), bands=tuple(group.keys),
         factor=tuple(group.calibration.factors), offset=tuple(group.calibration.offsets),
         calibration=group.calibration.source, mask=group.rule or FILL_ONLY,
-        resampling=group.resampling, quality=group.quality, cover=cover, frame=frame,
+        resampling=group.resampling, quality=group.quality, cover=cover, frame=frame, frame_geometry=frame_geometry, frame_crs=frame_crs,
         region_wkt=group.region_wkt, region_epsg=group.region_epsg, platform=first.get("platform"),
         instruments=tuple(instruments) if instruments is not None else None, constellation=first.get("constellation"),
     )
 
 
-def import_item(group: SceneGroup, grid: Grid, *, cover: float, frame: str | None, sources_file: Path) -> pystac.Item:
+def import_item(group: SceneGroup, grid: Grid, *, cover: float, frame: str | None, sources_file: Path,
+                folder: Path | None = None, frame_geometry: str | None = None,
+                frame_crs: str | None = None) -> pystac.Item:
     """The STAC item of an import product; its source items go to `sources_file` (a
-    FeatureCollection) so the recipe is self-contained."""
+    FeatureCollection) so the recipe is self-contained. `folder` is where the product will be
+    stored: the source items' hrefs and the ``derived_from`` links are written relative to it, so
+    a working directory moves together with its archive folder."""
     first = group.items[0]
-    props = import_record(group, cover=cover, frame=frame).to_properties()
+    props = import_record(group, cover=cover, frame=frame, frame_geometry=frame_geometry,
+                          frame_crs=frame_crs).to_properties()
     from .registry import provider_for_item
 
     provider = provider_for_item(first)
@@ -203,18 +265,30 @@ def import_item(group: SceneGroup, grid: Grid, *, cover: float, frame: str | Non
         if key in first.properties:
             props[key] = first.properties[key]
     item = _base_item(group.name, grid, group.datetime, props)
-    fc = {"type": "FeatureCollection", "features": [it.to_dict(include_self_link=False, transform_hrefs=False) for it in group.items]}
+    base = Path(folder) if folder is not None else Path(sources_file).parent
+    fc = {"type": "FeatureCollection",
+          "features": [_portable_source(it, base) for it in group.items]}
     sources_file.write_text(json.dumps(fc, indent=1))
     item.add_asset(
         "sources",
         pystac.Asset(href=str(sources_file), media_type="application/geo+json", roles=["metadata"],
-                     title="Source archive items (hrefs read in place through /vsitar/)"),
+                     title="Source archive items (their assets are members of the archives, read in place)"),
     )
     for it in group.items:
         href = it.get_self_href()
+        if href and not href.startswith("/vsi") and "://" not in href:
+            href = Path(os.path.relpath(href, base)).as_posix()
         if href and not href.startswith("/vsi"):
             item.add_link(pystac.Link("derived_from", href, media_type="application/json", title=it.id))
     return item
+
+
+def _portable_source(it: pystac.Item, base: Path) -> dict:
+    """A source item as the product stores it: asset hrefs (archive members) relative to the
+    product folder, as an archive catalog writes them (see ``stac.hrefs``)."""
+    from .stac.hrefs import portable_hrefs
+
+    return portable_hrefs(it.to_dict(include_self_link=False, transform_hrefs=False), base)
 
 
 def group_from_item(item: pystac.Item) -> SceneGroup:
@@ -223,11 +297,14 @@ def group_from_item(item: pystac.Item) -> SceneGroup:
         rec = ImportRecord.from_item(item)
     except RecordError:
         raise WorkdirError(f"{item.id} is a {item.properties.get(KIND)} product, not an imported image") from None
-    href = item.assets["sources"].get_absolute_href() or item.assets["sources"].href
-    fc = json.loads(Path(href).read_text())
+    href = Path(item.assets["sources"].get_absolute_href() or item.assets["sources"].href)
+    fc = json.loads(href.read_text())
     from .stac import item_from_dict
+    from .stac.search import resolve_hrefs
 
-    sources = [item_from_dict(f) for f in fc["features"]]
+    # relative member hrefs (this version) resolve against the product folder; absolute ones
+    # (products written before) are kept as they are
+    sources = [item_from_dict(resolve_hrefs(f, href.parent)) for f in fc["features"]]
     return SceneGroup(
         name=item.id,
         items=sources,

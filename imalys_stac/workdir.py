@@ -208,7 +208,8 @@ class WorkDir:
         """Store a product: move its files (already complete, e.g. temp outputs) into the product
         folder, point the assets at them relatively, write the item JSON atomically and relink the
         catalog. An existing product of the same name is replaced (results are overwritten, as in
-        Imalys)."""
+        Imalys). The item is stored as given: what its assets say about their bands is the
+        product layer's business (``products.store``), never read here."""
         name = item.id
         folder = self.product_folder(name)
         with scratch_dir(self.path, name) as staging:  # removed if anything fails
@@ -216,9 +217,6 @@ class WorkDir:
                 dst = staging / Path(src).name
                 shutil.move(str(src), dst)
                 item.assets[key].href = f"./{dst.name}"
-            from .products import describe_assets  # eo:bands/raster:bands of the raster assets
-
-            describe_assets(item, staging)
             # keep the links that say where a product comes from; the catalog links are ours
             kept = [link for link in item.links if link.rel not in ("root", "parent", "self", "collection")]
             item.clear_links()

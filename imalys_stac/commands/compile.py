@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import rasterio
+from shapely import wkt as shapely_wkt
 
-from ..cube.grid import Grid
+from ..cube.grid import Frame, Grid
 from ..cube.plan import common_grid
 from ..product_records import COMMAND, ImportRecord
-from ..products import KIND, compile_item
+from ..products import KIND, compile_item, store
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame
 
 
@@ -53,6 +54,21 @@ def pick_inputs(ctx: RunContext, cmd) -> list[str]:
     return sorted(items, key=lambda n: (items[n].datetime, n))
 
 
+def inputs_frame(recipes: list[ImportRecord]) -> Frame | None:
+    """The frame the inputs were imported with, when they share one: a compile without a frame
+    of its own then covers that frame's rectangle in its grid, as the seed defines the region ("a
+    rectangle including all points of the given geometry"), whatever UTM zone each image was
+    imported in. (The union of the images' own grids is larger: an image of the neighbouring
+    zone covers the frame's rectangle in *its* zone, which is rotated against this one.)"""
+    frames = {(r.frame_geometry, r.frame_crs) for r in recipes}
+    if len(frames) != 1:
+        return None
+    geometry, crs = frames.pop()
+    if not geometry or not crs:
+        return None
+    return Frame(Path(recipes[0].frame or "frame"), shapely_wkt.loads(geometry), crs)
+
+
 def template_grid(ctx: RunContext, cmd, template: str) -> Grid:
     wd = ctx.workdir
     if wd.exists(template):
@@ -75,7 +91,7 @@ def run(ctx: RunContext, cmd) -> None:
     items = [ctx.workdir.load(n) for n in names]
     recipes = [ImportRecord.from_item(it) for it in items]
     grids = [Grid.from_stac(it.properties) for it in items]
-    frame = read_frame(cmd)
+    frame = read_frame(cmd) or inputs_frame(recipes)
     if p.projection:
         grid = template_grid(ctx, cmd, p.projection)
     else:
@@ -86,10 +102,11 @@ def run(ctx: RunContext, cmd) -> None:
     if len(bands) > 1:
         raise cmd.error(f"the selected images have different bands {sorted(bands)}; import them with the same `bands`",
                         parameter="search" if p.search else "select")
-    frame_wkt = frame.geometry_in(grid.epsg).wkt if frame is not None else None
+    # the compile's own frame cuts its polygon; the imports' frame only sets the rectangle
+    frame_wkt = frame.geometry_in(grid.epsg).wkt if (frame is not None and p.frame) else None
     item = compile_item(p.target, items, grid, frame_wkt, str(p.frame) if p.frame else None)
     item.properties[COMMAND] = command_record(ctx, cmd)
     item.properties[FINGERPRINT] = fingerprint(cmd, [(it.id, it.properties.get(FINGERPRINT)) for it in items], grid.to_stac())
-    ctx.workdir.save(item)
+    store(ctx.workdir, item)
     log.info("   %s: %d image(s) %s on EPSG:%d, %d x %d pixels of %g m", p.target, len(items), ", ".join(names),
              grid.epsg, grid.shape[1], grid.shape[0], grid.resolution)

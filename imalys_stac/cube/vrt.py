@@ -6,10 +6,18 @@ over earlier ones; each source's nodata is transparent, so fill never hides a ne
 cannot express the QA mask: disturbed pixels stay visible in the VRT; the mask rule is in the
 product item and applied whenever imalys-stac computes the product. Written only when the grid
 is the archives' own (same CRS and pixel size), i.e. without reprojection.
+
+Archive members are named by absolute ``/vsitar/`` (``/vsizip/``) paths: GDAL (3.10, measured)
+resolves ``relativeToVRT="1"`` only for plain paths, a relative ``/vsitar/../x.tar/member`` is
+"not recognized", so a recipe VRT names its archives where they were when it was written
+(imalys-stac itself reads an import product through its ``sources`` items, whose hrefs are
+relative). :func:`band_vrt`, one band of a file in the product folder, is relative and moves with it.
 """
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 from pyproj import CRS
@@ -67,4 +75,49 @@ def recipe_vrt(group: SceneGroup, grid: Grid) -> str:
             ]
         parts.append("  </VRTRasterBand>")
     parts.append("</VRTDataset>")
+    return "\n".join(parts) + "\n"
+
+
+def band_vrt(path: str | os.PathLike, band: int, relative_to: str | os.PathLike | None = None) -> str:
+    """VRT XML of band `band` of the raster `path` alone (same grid, type, nodata and description),
+    naming it relative to the folder `relative_to` (where the VRT goes) when given, so a product
+    folder can move. GDAL uses the source's overviews through it (a full-extent simple source)."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        rows, cols = ds.height, ds.width
+        t = ds.transform
+        dtype = ds.dtypes[band - 1]
+        nodata = ds.nodatavals[band - 1]
+        desc = ds.descriptions[band - 1]
+        srs = ds.crs.to_wkt() if ds.crs is not None else ""
+        bx, by = ds.block_shapes[band - 1][1], ds.block_shapes[band - 1][0]
+    gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+                 "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32",
+                 "float64": "Float64"}[dtype]
+    if relative_to is not None:
+        name, relative = Path(os.path.relpath(path, relative_to)).as_posix(), 1
+    else:
+        name, relative = str(path), 0
+    parts = [f'<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}">']
+    if srs:
+        parts.append(f"  <SRS>{escape(srs)}</SRS>")
+    parts += [f"  <GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>",
+              f'  <VRTRasterBand dataType="{gdal_type}" band="1" blockXSize="{bx}" blockYSize="{by}">']
+    if nodata is not None:
+        parts.append(f"    <NoDataValue>{'nan' if math.isnan(nodata) else repr(nodata)}</NoDataValue>")
+    if desc:
+        parts.append(f"    <Description>{escape(desc)}</Description>")
+    parts += [
+        "    <SimpleSource>",
+        f'      <SourceFilename relativeToVRT="{relative}">{escape(name)}</SourceFilename>',
+        f"      <SourceBand>{band}</SourceBand>",
+        f'      <SourceProperties RasterXSize="{cols}" RasterYSize="{rows}" DataType="{gdal_type}" '
+        f'BlockXSize="{bx}" BlockYSize="{by}"/>',
+        f'      <SrcRect xOff="0" yOff="0" xSize="{cols}" ySize="{rows}"/>',
+        f'      <DstRect xOff="0" yOff="0" xSize="{cols}" ySize="{rows}"/>',
+        "    </SimpleSource>",
+        "  </VRTRasterBand>",
+        "</VRTDataset>",
+    ]
     return "\n".join(parts) + "\n"
