@@ -371,6 +371,23 @@ def derived_item(name: str, record: CompositeRecord, source: pystac.Item, grid: 
     return item
 
 
+def collapse_warning(process: str, source: pystac.Item, preserve: str | None, per_band: bool) -> str | None:
+    """What to tell the user when `reduce` would fold every band of every date into one band: a
+    per-band process without ``preserve = bands`` reduces the whole layer stack, as the original
+    does (None when nothing collapses: bands preserved, one band in all, or a process that
+    combines the bands itself, such as an index)."""
+    if preserve == "bands" or not per_band:
+        return None
+    record = record_of(source)
+    bands = list(getattr(record, "bands", None) or [])
+    layers = int(getattr(record, "layers", None) or 1)
+    if len(bands) * layers <= 1:
+        return None
+    return (f"reduce: {process} of {source.id} without `preserve = bands` reduces all {len(bands) * layers} layers "
+            f"({len(bands)} band(s) × {layers} date(s)) to ONE band, as the original Imalys does; add "
+            f"`preserve = bands` to get one {process} per band ({', '.join(bands)})")
+
+
 def inputs_of(item: pystac.Item) -> list[str]:
     return list(item.properties.get(INPUTS) or [l.title for l in item.links if l.rel == "derived_from" and l.title])
 

@@ -121,3 +121,22 @@ def test_the_storage_layer_imports_no_product_code():
         elif isinstance(node, ast.Import):
             imported.update(a.name.split(".")[-1] for a in node.names)
     assert not imported & {"products", "registry", "rasterio"}
+
+
+def _compile_item(bands: tuple[str, ...], inputs: tuple[str, ...]) -> pystac.Item:
+    from imalys_stac.product_records import CompileRecord
+
+    return pystac.Item(id="compile", geometry=mapping(FRAME), bbox=list(FRAME.bounds),
+                       datetime=datetime(2022, 5, 10, tzinfo=timezone.utc),
+                       properties=CompileRecord(inputs=inputs, bands=bands).to_properties())
+
+
+def test_reduce_without_preserve_warns_that_bands_and_dates_become_one_band():
+    from imalys_stac.products import collapse_warning
+
+    stack = _compile_item(("red", "nir08"), ("a", "b", "c"))
+    text = collapse_warning("median", stack, None, per_band=True)
+    assert text is not None and "6 layers" in text and "ONE band" in text and "preserve = bands" in text
+    assert collapse_warning("median", stack, "bands", per_band=True) is None
+    assert collapse_warning("ndvi", stack, None, per_band=False) is None  # an index combines bands itself
+    assert collapse_warning("median", _compile_item(("red",), ("a",)), None, per_band=True) is None
