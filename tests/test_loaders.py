@@ -57,8 +57,8 @@ export
 def _items(run: Path) -> dict[str, Path]:
     wd = run / "wd"
     imports = sorted(p for p in wd.iterdir() if p.name.startswith("LC08_"))
-    return {"import": imports[0] / f"{imports[0].name}.json", "reduce": wd / "bestof" / "bestof.json",
-            "export": run / "out" / "bestof.json"}
+    return {"import": imports[0] / f"{imports[0].name}.json", "compile": wd / "compile" / "compile.json",
+            "reduce": wd / "bestof" / "bestof.json", "export": run / "out" / "bestof.json"}
 
 
 def _read_bands(path: str, bands: list[int] | None = None) -> np.ndarray:
@@ -66,7 +66,7 @@ def _read_bands(path: str, bands: list[int] | None = None) -> np.ndarray:
         return ds.read(bands or list(range(1, ds.count + 1)), masked=True).filled(np.nan).astype("float64")
 
 
-@pytest.mark.parametrize("kind", ["import", "reduce", "export"])
+@pytest.mark.parametrize("kind", ["import", "compile", "reduce", "export"])
 def test_odc_stac_default_load_gives_the_files_pixels(run, kind):
     item = read_item(_items(run)[kind])
     ds = odc_stac.load([item])
@@ -81,15 +81,15 @@ def test_odc_stac_default_load_gives_the_files_pixels(run, kind):
         assert ds.odc.geobox.crs.epsg == src.crs.to_epsg()
 
 
-@pytest.mark.parametrize("kind", ["import", "reduce"])
+@pytest.mark.parametrize("kind", ["import", "compile", "reduce"])
 def test_stackstac_reads_the_single_band_assets_exactly(run, kind):
     item = read_item(_items(run)[kind])
     keys = [k for k, a in item.assets.items() if len(a.extra_fields.get("raster:bands") or []) == 1]
-    names = item.properties["imalys:bands"]
-    assert keys == list(names)  # one asset per band, named by the band
-    da = stackstac.stack([item], assets=keys, snap_bounds=False)
     # the multi-band file the band assets are views of, read independently
     raster = next(a for a in item.assets.values() if len(a.extra_fields.get("raster:bands") or []) > 1)
+    names = [b["name"] for b in raster.extra_fields["eo:bands"]]
+    assert keys == names  # one asset per band, named by the band
+    da = stackstac.stack([item], assets=keys, snap_bounds=False)
     expected = _read_bands(raster.href)
     assert da.shape == (1,) + expected.shape
     assert np.array_equal(da.values[0], expected, equal_nan=True)
@@ -110,3 +110,23 @@ def test_items_carry_both_projection_fields(run):
         props = read_item(path).properties
         assert props["proj:epsg"] == int(props["proj:code"].split(":")[1])
         assert len(props["proj:transform"]) >= 6 and len(props["proj:shape"]) == 2
+
+
+def test_compile_view_places_each_image_where_the_import_has_it(run):
+    """Each band of the compile's VRT is its image's band on the stack's grid (independent read:
+    the import's own VRT, windowed by the two grids' offsets)."""
+    from rasterio.windows import from_bounds
+
+    item = read_item(_items(run)["compile"])
+    with rasterio.open(item.assets["stack"].href) as stack:
+        names = list(stack.descriptions)
+        got = stack.read()
+        bounds = stack.bounds
+    for imp in item.properties["imalys:inputs"]:
+        it = read_item(run / "wd" / imp / f"{imp}.json")
+        with rasterio.open(it.assets["image"].href) as src:
+            window = from_bounds(*bounds, transform=src.transform)
+            want = src.read(window=window, boundless=True, fill_value=np.nan, masked=False)
+            for b, band in enumerate(src.descriptions):
+                layer = names.index(f"{it.datetime:%Y%m%d}_{band}")
+                assert np.array_equal(got[layer], want[b], equal_nan=True)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pystac
 import rasterio
 from shapely import wkt as shapely_wkt
 
 from ..cube.grid import Frame, Grid
+from ..cube.vrt import stack_vrt
 from ..cube.plan import common_grid
 from ..product_records import COMMAND, ImportRecord
 from ..products import KIND, compile_item, store
@@ -69,6 +71,30 @@ def inputs_frame(recipes: list[ImportRecord]) -> Frame | None:
     return Frame(Path(recipes[0].frame or "frame"), shapely_wkt.loads(geometry), crs)
 
 
+def stack_view(ctx: RunContext, items, grid: Grid, path: Path, folder: Path) -> Path | None:
+    """Write the compile's VRT (one band per date and band, `<yyyymmdd>_<band>` as the export of
+    a stack names them) to `path`, naming the imports' VRTs relative to the compile's `folder`;
+    None when an image has no VRT or would need resampling onto `grid`."""
+    layers, names = [], set()
+    for it in items:
+        image = it.assets.get("image")
+        if image is None:
+            return None
+        own = Grid.from_stac(it.properties)
+        for band, key in enumerate(ImportRecord.from_item(it).bands, start=1):
+            name = f"{it.datetime:%Y%m%d}_{key}"
+            if name in names:  # two images of one day (different paths): the product names them
+                name = f"{it.id}_{key}"
+            names.add(name)
+            layers.append((image.get_absolute_href() or image.href, band, own, name))
+    text = stack_vrt(layers, grid, folder)
+    if text is None:
+        log.debug("   %s: no VRT view (an image needs resampling onto the stack's grid)", path.stem)
+        return None
+    path.write_text(text)
+    return path
+
+
 def template_grid(ctx: RunContext, cmd, template: str) -> Grid:
     wd = ctx.workdir
     if wd.exists(template):
@@ -107,6 +133,16 @@ def run(ctx: RunContext, cmd) -> None:
     item = compile_item(p.target, items, grid, frame_wkt, str(p.frame) if p.frame else None)
     item.properties[COMMAND] = command_record(ctx, cmd)
     item.properties[FINGERPRINT] = fingerprint(cmd, [(it.id, it.properties.get(FINGERPRINT)) for it in items], grid.to_stac())
-    store(ctx.workdir, item)
+    with ctx.workdir.scratch(p.target) as tmp:
+        files = {}
+        vrt = stack_view(ctx, items, grid, Path(tmp) / f"{p.target}.vrt", ctx.workdir.product_folder(p.target))
+        if vrt is not None:
+            # untyped, as the import's VRT: odc-stac reads an untyped data asset as a raster
+            item.add_asset("stack", pystac.Asset(
+                href=str(vrt), roles=["data"],
+                title="The stack as a GDAL VRT over the imported images, one band per date and band "
+                      "(QA mask and frame polygon not applied)"))
+            files["stack"] = vrt
+        store(ctx.workdir, item, files=files)
     log.info("   %s: %d image(s) %s on EPSG:%d, %d x %d pixels of %g m", p.target, len(items), ", ".join(names),
              grid.epsg, grid.shape[1], grid.shape[0], grid.resolution)

@@ -121,3 +121,46 @@ def band_vrt(path: str | os.PathLike, band: int, relative_to: str | os.PathLike 
         "</VRTDataset>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def stack_vrt(layers: list[tuple[str, int, Grid, str]], grid: Grid, relative_to: str | os.PathLike) -> str | None:
+    """VRT XML of a compiled stack on `grid`: one Float32 band per layer (path of a file, its band,
+    the file's grid, the layer's name), each placed by whole-pixel offsets, outside its file
+    nodata. None when a layer would need resampling (another CRS, pixel size or alignment): a
+    VRT source only shifts, and a stack that differs from what imalys-stac computes is not
+    offered. Paths are written relative to `relative_to` (the compile's folder)."""
+    rows, cols = grid.shape
+    t = grid.transform
+    parts = [
+        f'<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}">',
+        f"  <SRS>{escape(CRS.from_epsg(grid.epsg).to_wkt())}</SRS>",
+        f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
+    ]
+    for n, (path, band, own, name) in enumerate(layers, start=1):
+        if own.epsg != grid.epsg or own.res_xy != grid.res_xy:
+            return None
+        dx = (own.bounds[0] - grid.bounds[0]) / grid.res_xy[0]  # the file's first column in the stack
+        dy = (grid.bounds[3] - own.bounds[3]) / grid.res_xy[1]
+        if abs(dx - round(dx)) > 1e-6 or abs(dy - round(dy)) > 1e-6:
+            return None
+        dx, dy = round(dx), round(dy)
+        src_rows, src_cols = own.shape
+        # the part of the file inside the stack (GDAL wants source windows inside the source)
+        c0, r0 = max(0, -dx), max(0, -dy)
+        c1, r1 = min(src_cols, cols - dx), min(src_rows, rows - dy)
+        parts += [f'  <VRTRasterBand dataType="Float32" band="{n}">', "    <NoDataValue>nan</NoDataValue>",
+                  f"    <Description>{escape(name)}</Description>"]
+        if c1 > c0 and r1 > r0:
+            rel = Path(os.path.relpath(path, relative_to)).as_posix()
+            parts += [
+                "    <SimpleSource>",
+                f'      <SourceFilename relativeToVRT="1">{escape(rel)}</SourceFilename>',
+                f"      <SourceBand>{band}</SourceBand>",
+                f'      <SourceProperties RasterXSize="{src_cols}" RasterYSize="{src_rows}" DataType="Float32"/>',
+                f'      <SrcRect xOff="{c0}" yOff="{r0}" xSize="{c1 - c0}" ySize="{r1 - r0}"/>',
+                f'      <DstRect xOff="{c0 + dx}" yOff="{r0 + dy}" xSize="{c1 - c0}" ySize="{r1 - r0}"/>',
+                "    </SimpleSource>",
+            ]
+        parts.append("  </VRTRasterBand>")
+    parts.append("</VRTDataset>")
+    return "\n".join(parts) + "\n"
