@@ -205,21 +205,57 @@ def store(workdir: WorkDir, item: pystac.Item, files: dict[str, Path] | None = N
 
 
 def exported_band_fields(item: pystac.Item, target: Path) -> dict:
-    """``eo:bands``/``raster:bands`` of an exported raster file: those of the product's data asset
-    (a reduce COG), or, for a file written from a stack, one entry per band of the stack."""
-    if Path(target).suffix.lower() not in (".tif", ".tiff", ".vrt", ".nc", "") or "data" not in item.assets:
+    """``eo:bands``/``raster:bands`` of an exported raster file, read from the file when it is
+    there (as written: the bands, their type and nodata), else those of the product's data asset."""
+    if Path(target).suffix.lower() not in (".tif", ".tiff", ".vrt", ".nc", ""):
+        return {}
+    if Path(target).is_file():
+        try:
+            return band_fields(target)
+        except Exception:  # a file GDAL cannot open (netCDF without its driver…) keeps the product's
+            pass
+    if "data" not in item.assets:
         return {}
     extra = item.assets["data"].extra_fields
     return {k: extra[k] for k in ("eo:bands", "raster:bands") if k in extra}
 
 
-def export_view(data: dict, workdir: WorkDir, item: pystac.Item, target: Path) -> None:
-    """What STAC Browser shows of an exported file's item: titled by the file's name; a PNG export
-    is its own thumbnail. (The product's quicklook is not linked: a later chain may replace the
-    product of that name, and the picture would no longer show this file.)"""
+def export_view(data: dict, workdir: WorkDir, item: pystac.Item, target: Path, written: Path | None = None) -> None:
+    """What STAC Browser and loaders see of an exported file's item: titled by the file's name;
+    a PNG export is its own thumbnail; a multi-band GeoTIFF gets one single-band VRT per band in
+    a folder beside it, ``<name>.bands/`` (written next to `written`, the file in its scratch
+    folder, and moved with it), as products do (see :func:`add_band_assets`). (The product's quicklook is not linked: a later
+    chain may replace the product of that name, and the picture would no longer show this file.)"""
     data["properties"]["title"] = Path(target).name
     if Path(target).suffix.lower() == ".png":
         data["assets"]["data"]["roles"] = ["data", "thumbnail"]
+    if written is None or Path(target).suffix.lower() not in (".tif", ".tiff"):
+        return
+    from .cube.vrt import band_vrt
+
+    asset = data["assets"]["data"]
+    eo, rb = asset.get("eo:bands") or [], asset.get("raster:bands") or []
+    if len(rb) < 2 or len(eo) != len(rb):
+        return
+    # one folder beside the file (`x.bands/`), replaced with it; a folder of that name holding
+    # anything but our VRTs is the user's: then no views
+    folder_name = f"{Path(target).stem}.bands"
+    existing = Path(target).with_name(folder_name)
+    if existing.exists() and (not existing.is_dir() or any(p.suffix != ".vrt" for p in existing.iterdir())):
+        return
+    views = Path(written).with_name(folder_name)
+    views.mkdir(exist_ok=True)
+    for i, (e, r) in enumerate(zip(eo, rb), start=1):
+        name = str(e.get("name") or f"band{i}")
+        key = name if name not in data["assets"] else f"data_{name}"
+        vrt = views / f"{_file_part(name)}.vrt"
+        vrt.write_text(band_vrt(written, i, relative_to=vrt.parent))
+        data["assets"][key] = {"href": f"./{folder_name}/{vrt.name}", "type": VRT_MEDIA_TYPE, "roles": ["data"],
+                               "title": f"{name}: band {i} of {Path(target).name} (a GDAL VRT)",
+                               "eo:bands": [e], "raster:bands": [r]}
+    for ext in (EO_EXT, RASTER_EXT):
+        if ext not in data["stac_extensions"]:
+            data["stac_extensions"].append(ext)
 
 
 def export_links(workdir: WorkDir, item: pystac.Item, item_file: Path) -> list[dict]:

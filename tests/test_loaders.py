@@ -49,6 +49,9 @@ reduce
 export
 \tselect = bestof
 \ttarget = {tmp}/out/bestof.tif
+export
+\tselect = compile
+\ttarget = {tmp}/out/stack.tif
 """)
     run_chain(load_chain(chain))
     return tmp
@@ -58,7 +61,8 @@ def _items(run: Path) -> dict[str, Path]:
     wd = run / "wd"
     imports = sorted(p for p in wd.iterdir() if p.name.startswith("LC08_"))
     return {"import": imports[0] / f"{imports[0].name}.json", "compile": wd / "compile" / "compile.json",
-            "reduce": wd / "bestof" / "bestof.json", "export": run / "out" / "bestof.json"}
+            "reduce": wd / "bestof" / "bestof.json", "export": run / "out" / "bestof.json",
+            "export-stack": run / "out" / "stack.json"}
 
 
 def _read_bands(path: str, bands: list[int] | None = None) -> np.ndarray:
@@ -66,7 +70,7 @@ def _read_bands(path: str, bands: list[int] | None = None) -> np.ndarray:
         return ds.read(bands or list(range(1, ds.count + 1)), masked=True).filled(np.nan).astype("float64")
 
 
-@pytest.mark.parametrize("kind", ["import", "compile", "reduce", "export"])
+@pytest.mark.parametrize("kind", ["import", "compile", "reduce", "export", "export-stack"])
 def test_odc_stac_default_load_gives_the_files_pixels(run, kind):
     item = read_item(_items(run)[kind])
     ds = odc_stac.load([item])
@@ -81,7 +85,7 @@ def test_odc_stac_default_load_gives_the_files_pixels(run, kind):
         assert ds.odc.geobox.crs.epsg == src.crs.to_epsg()
 
 
-@pytest.mark.parametrize("kind", ["import", "compile", "reduce"])
+@pytest.mark.parametrize("kind", ["import", "compile", "reduce", "export", "export-stack"])
 def test_stackstac_reads_the_single_band_assets_exactly(run, kind):
     item = read_item(_items(run)[kind])
     keys = [k for k, a in item.assets.items() if len(a.extra_fields.get("raster:bands") or []) == 1]
