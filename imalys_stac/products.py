@@ -32,6 +32,9 @@ from .workdir import WorkDir, WorkdirError
 
 PROJ_EXT = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
 SOURCES_FILE = "sources.json"
+#: in the sources file: the product folder it was written in (absolute), where the relative member
+#: hrefs are resolved when they are not found from the folder the file is in now
+WRITTEN_IN = "imalys:written_in"
 
 
 def _now() -> str:
@@ -302,7 +305,7 @@ def import_item(group: SceneGroup, grid: Grid, *, cover: float, frame: str | Non
             props[key] = first.properties[key]
     item = _base_item(group.name, grid, group.datetime, props)
     base = Path(folder) if folder is not None else Path(sources_file).parent
-    fc = {"type": "FeatureCollection",
+    fc = {"type": "FeatureCollection", WRITTEN_IN: str(base.absolute()),
           "features": [_portable_source(it, base) for it in group.items]}
     sources_file.write_text(json.dumps(fc, indent=1))
     item.add_asset(
@@ -327,6 +330,15 @@ def _portable_source(it: pystac.Item, base: Path) -> dict:
     return portable_hrefs(it.to_dict(include_self_link=False, transform_hrefs=False), base)
 
 
+def _archives_found(d: dict) -> bool:
+    """Whether every relative archive member of a resolved source item was found (it became a
+    ``/vsitar/``/``/vsizip/`` path; a member of a missing archive stays a plain path)."""
+    from .stac.hrefs import is_archive_name
+
+    return all(a["href"].startswith("/vsi") or "://" in a["href"] or not any(
+        is_archive_name(part) for part in Path(a["href"]).parts) for a in (d.get("assets") or {}).values())
+
+
 def group_from_item(item: pystac.Item) -> SceneGroup:
     """Turn an import product back into the SceneGroup that loads its pixels."""
     try:
@@ -338,9 +350,15 @@ def group_from_item(item: pystac.Item) -> SceneGroup:
     from .stac import item_from_dict
     from .stac.search import resolve_hrefs
 
-    # relative member hrefs (this version) resolve against the product folder; absolute ones
-    # (products written before) are kept as they are
-    sources = [item_from_dict(resolve_hrefs(f, href.parent)) for f in fc["features"]]
+    # Member hrefs are relative to the product folder, so a working directory copied together with
+    # its archive folder reads the copy; one moved alone finds the archives where they were when
+    # the product was written. (Absolute hrefs, of products written before, are kept as they are.)
+    sources = []
+    for f in fc["features"]:
+        d = resolve_hrefs(f, href.parent)
+        if fc.get(WRITTEN_IN) and not _archives_found(d):
+            d = resolve_hrefs(f, fc[WRITTEN_IN])
+        sources.append(item_from_dict(d))
     return SceneGroup(
         name=item.id,
         items=sources,

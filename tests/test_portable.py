@@ -56,11 +56,13 @@ export
     shutil.rmtree(old)
 
     # nothing the copy reads names the old place (the command that made a product is provenance:
-    # the chain's parameters as written)
+    # the chain's parameters as written; a sources file keeps where it was written, the fallback
+    # for a working directory moved without its archives)
     for path in (new / "wd").rglob("*"):
         if path.suffix == ".json" and path.name != ".last-import.json":
             data = json.loads(path.read_text(encoding="utf-8"))
             (data.get("properties") or {}).pop("imalys:command", None)
+            data.pop("imalys:written_in", None)
             assert str(old) not in json.dumps(data), path
         elif path.suffix == ".vrt" and "/vsitar/" not in path.read_text(encoding="utf-8"):
             # a recipe VRT names archive members absolutely (GDAL resolves no relative /vsitar/)

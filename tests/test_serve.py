@@ -365,7 +365,7 @@ def test_products_carry_titles_periods_bands_and_lineage(site):
                 assert [b["name"] for b in a["eo:bands"]] == list(ds.descriptions)
                 assert [b["data_type"] for b in a["raster:bands"]] == list(ds.dtypes)
                 assert all(b["nodata"] == "nan" for b in a["raster:bands"])
-            if p["imalys:kind"] == "import":
+            if p["imalys:kind"] == "import" and len(a["eo:bands"]) > 1:  # the recipe VRT, not a band's view
                 assert [b.get("common_name") for b in a["eo:bands"]] == p["imalys:bands"]
     exported = json.loads((site / "results" / "bestof.json").read_text())
     assert exported["assets"]["data"]["eo:bands"] and exported["assets"]["data"]["raster:bands"]
