@@ -61,6 +61,9 @@ FILE = "imalys:file"
 # that still has this stamp without checking it again); the time is a string: nanoseconds since
 # 1970 exceed 2^53, which JSON readers that use doubles (JavaScript, STAC Browser) round
 COG_CHECKED = "imalys:cog_checked"
+# an import's sources file: the product folder it was written in (absolute), where its relative
+# member hrefs are resolved when they are not found from the folder the file is in now
+WRITTEN_IN = "imalys:written_in"
 # an archive (source) item: the archive file its assets are members of
 ARCHIVE = "imalys:archive"
 

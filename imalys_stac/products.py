@@ -26,15 +26,14 @@ from . import __version__
 from .cube.bands import Calibration
 from .cube.grid import Grid, geometry_mask
 from .cube.load import SceneGroup, load_groups
-from .product_records import (COMMAND, FILL_ONLY, INPUTS, KIND, VERSION, CompileRecord, CompositeRecord, ImportRecord,
+from .text import markdown_escape
+from .product_records import (COMMAND, FILL_ONLY, INPUTS, KIND, VERSION, WRITTEN_IN, CompileRecord, CompositeRecord, ImportRecord,
                               RecordError, record_of)
 from .workdir import WorkDir, WorkdirError
 
 PROJ_EXT = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
 SOURCES_FILE = "sources.json"
-#: in the sources file: the product folder it was written in (absolute), where the relative member
-#: hrefs are resolved when they are not found from the folder the file is in now
-WRITTEN_IN = "imalys:written_in"
+
 
 
 def _now() -> str:
@@ -66,9 +65,10 @@ def _base_item(name: str, grid: Grid, dt: datetime | None, props: dict, start=No
     kind = props.get(KIND)
     record = record_of(props) if kind in TITLES else None
     span = (f"{start:%Y-%m-%d} to {end:%Y-%m-%d}" if start is not None else f"{dt:%Y-%m-%d}")
-    props.setdefault("description", f"imalys-stac {kind} product {name}: " + TITLES.get(kind, "{span}").format(
+    # STAC descriptions are CommonMark: product names and dates are escaped to show as written
+    props.setdefault("description", markdown_escape(f"imalys-stac {kind} product {name}: " + TITLES.get(kind, "{span}").format(
         date=f"{dt:%Y-%m-%d}", n=getattr(record, "layers", None), span=span,
-        process=getattr(record, "process", None), source=(getattr(record, "inputs", None) or ["?"])[0]))
+        process=getattr(record, "process", None), source=(getattr(record, "inputs", None) or ["?"])[0])))
     item = pystac.Item(
         id=name,
         geometry=mapping(poly),

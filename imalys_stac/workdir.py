@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 import pystac
 
 from .errors import ImalysError
+from .text import markdown_escape
 from .write.atomic import recover_swaps, remove, replace, scratch_dir, sweep_stale, write_json_atomic
 
 MARKER = ".imalys-stac"
@@ -271,7 +272,7 @@ class WorkDir:
             "stac_version": pystac.get_stac_version(),
             "id": CATALOG_ID,
             "title": "imalys-stac working directory",
-            "description": f"Products of imalys-stac process chains in {self.path.name}",
+            "description": markdown_escape(f"Products of imalys-stac process chains in {self.path.name}"),
             "links": links,
         }
         write_json_atomic(self.path / "catalog.json", data)

@@ -3,6 +3,7 @@ views of multi-band files, and a storage layer that does not read rasters."""
 from __future__ import annotations
 
 import ast
+import re
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,3 +141,32 @@ def test_reduce_without_preserve_warns_that_bands_and_dates_become_one_band():
     assert collapse_warning("median", stack, "bands", per_band=True) is None
     assert collapse_warning("ndvi", stack, None, per_band=False) is None  # an index combines bands itself
     assert collapse_warning("median", _compile_item(("red",), ("a",)), None, per_band=True) is None
+
+
+def _rendered_text(markdown: str) -> str:
+    """What a reader sees of CommonMark text: rendered (markdown-it, GitHub flavour as STAC
+    Browser uses), tags dropped, entities decoded."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").enable("strikethrough").render(markdown)
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+
+
+@pytest.mark.parametrize("text", ["addressed as …/<archive>.tar/<member> in a *folder* of _my_ runs",
+                                  "LC08_193026_20220515 & [bestof] ~~old~~ `x` \\n"])
+def test_escaped_descriptions_render_as_written(text):
+    from imalys_stac.text import markdown_escape
+
+    assert _rendered_text(text) != text  # the trap: unescaped, text is lost or changed
+    assert _rendered_text(markdown_escape(text)) == text
+    assert markdown_escape("LC08_193026_20220515") == "LC08_193026_20220515"  # no noise inside names
+
+
+def test_package_descriptions_lose_no_text():
+    """The collection templates and the archive catalog's root say `…/<archive>.tar/<member>`
+    inside a code span, where CommonMark shows it as written."""
+    for path in sorted((PACKAGE / "templates").glob("*.json")):
+        text = json.loads(path.read_text(encoding="utf-8"))["description"]
+        assert _rendered_text(text) == text.replace("`", ""), path.name
