@@ -15,7 +15,7 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import pystac
 import xarray as xr
@@ -66,7 +66,7 @@ def _base_item(name: str, grid: Grid, dt: datetime | None, props: dict, start=No
     record = record_of(props) if kind in TITLES else None
     span = (f"{start:%Y-%m-%d} to {end:%Y-%m-%d}" if start is not None else f"{dt:%Y-%m-%d}")
     # STAC descriptions are CommonMark: product names and dates are escaped to show as written
-    props.setdefault("description", markdown_escape(f"imalys-stac {kind} product {name}: " + TITLES.get(kind, "{span}").format(
+    props.setdefault("description", markdown_escape(f"imalys-stac {kind} product {name}: " + TITLES.get(str(kind), "{span}").format(
         date=f"{dt:%Y-%m-%d}", n=getattr(record, "layers", None), span=span,
         process=getattr(record, "process", None), source=(getattr(record, "inputs", None) or ["?"])[0])))
     item = pystac.Item(
@@ -88,11 +88,11 @@ RASTER_ENDINGS = (".tif", ".tiff", ".vrt", ".img", ".bsq", ".nc")
 VRT_MEDIA_TYPE = "application/x-gdal-vrt"
 
 
-def _band_table() -> dict[str, object]:
+def _band_table() -> dict[str, Any]:
     """Asset key, member suffix or common name → BandInfo (every provider's table, registry order)."""
     from .registry import providers
 
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for provider in providers():
         for name, b in provider.band_table().items():
             out.setdefault(name, b)
@@ -374,7 +374,7 @@ def group_from_item(item: pystac.Item) -> SceneGroup:
 
 # -- compile products ---------------------------------------------------------------------------
 def compile_item(name: str, inputs: Sequence[pystac.Item], grid: Grid, frame_wkt: str | None, frame_path: str | None) -> pystac.Item:
-    times = [it.datetime for it in inputs]
+    times = [it.datetime for it in inputs if it.datetime is not None]  # import products have one
     bands = ImportRecord.from_item(inputs[0]).bands
     props = CompileRecord(inputs=tuple(it.id for it in inputs), bands=bands, frame=frame_path,
                           frame_wkt=frame_wkt).to_properties()

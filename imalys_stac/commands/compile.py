@@ -45,7 +45,7 @@ def pick_inputs(ctx: RunContext, cmd) -> list[str]:
         if it.properties.get(KIND) == "import":
             items[it.id] = it
     if p.period:
-        items = {k: it for k, it in items.items() if any(per.contains(it.datetime.date()) for per in p.period)}
+        items = {k: it for k, it in items.items() if it.datetime is not None and any(per.contains(it.datetime.date()) for per in p.period)}
     if not items:
         why = wd.why_empty()
         raise cmd.error(
