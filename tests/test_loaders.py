@@ -42,6 +42,10 @@ import
 \tselect = {synthetic_archives.folder}/*.tar
 {SIX_BANDS}compile
 \tsearch = LC08*
+compile
+\tsearch = LC08*
+\tcrsystem = 32633
+\ttarget = zone33
 reduce
 \tselect = compile
 \texecute = bestof
@@ -62,7 +66,7 @@ def _items(run: Path) -> dict[str, Path]:
     imports = sorted(p for p in wd.iterdir() if p.name.startswith("LC08_"))
     return {"import": imports[0] / f"{imports[0].name}.json", "compile": wd / "compile" / "compile.json",
             "reduce": wd / "bestof" / "bestof.json", "export": run / "out" / "bestof.json",
-            "export-stack": run / "out" / "stack.json"}
+            "export-stack": run / "out" / "stack.json", "compile-warped": wd / "zone33" / "zone33.json"}
 
 
 def _read_bands(path: str, bands: list[int] | None = None) -> np.ndarray:
@@ -70,7 +74,7 @@ def _read_bands(path: str, bands: list[int] | None = None) -> np.ndarray:
         return ds.read(bands or list(range(1, ds.count + 1)), masked=True).filled(np.nan).astype("float64")
 
 
-@pytest.mark.parametrize("kind", ["import", "compile", "reduce", "export", "export-stack"])
+@pytest.mark.parametrize("kind", ["import", "compile", "compile-warped", "reduce", "export", "export-stack"])
 def test_odc_stac_default_load_gives_the_files_pixels(run, kind):
     item = read_item(_items(run)[kind])
     ds = odc_stac.load([item])
@@ -85,7 +89,7 @@ def test_odc_stac_default_load_gives_the_files_pixels(run, kind):
         assert ds.odc.geobox.crs.epsg == src.crs.to_epsg()
 
 
-@pytest.mark.parametrize("kind", ["import", "compile", "reduce", "export", "export-stack"])
+@pytest.mark.parametrize("kind", ["import", "compile", "compile-warped", "reduce", "export", "export-stack"])
 def test_stackstac_reads_the_single_band_assets_exactly(run, kind):
     item = read_item(_items(run)[kind])
     keys = [k for k, a in item.assets.items() if len(a.extra_fields.get("raster:bands") or []) == 1]
@@ -134,3 +138,25 @@ def test_compile_view_places_each_image_where_the_import_has_it(run):
             for b, band in enumerate(src.descriptions):
                 layer = names.index(f"{it.datetime:%Y%m%d}_{band}")
                 assert np.array_equal(got[layer], want[b], equal_nan=True)
+
+
+def test_compile_view_of_another_zone_is_each_image_warped_onto_the_grid(run):
+    """A compile that reprojects sees each image through a warped VRT; reference: rasterio's
+    reproject of the import's VRT onto the stack's grid (bilinear, as compile resamples)."""
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    item = read_item(_items(run)["compile-warped"])
+    assert item.properties["proj:epsg"] == 32633
+    with rasterio.open(item.assets["stack"].href) as stack:
+        names, got, transform, crs = list(stack.descriptions), stack.read(), stack.transform, stack.crs
+    imp = item.properties["imalys:inputs"][0]
+    it = read_item(run / "wd" / imp / f"{imp}.json")
+    with rasterio.open(it.assets["image"].href) as src:
+        for b, band in enumerate(src.descriptions, start=1):
+            want = np.full(got.shape[1:], np.nan, dtype="float32")
+            reproject(rasterio.band(src, b), want, dst_transform=transform, dst_crs=crs, src_nodata=np.nan,
+                      dst_nodata=np.nan, resampling=Resampling.bilinear)
+            layer = got[names.index(f"{it.datetime:%Y%m%d}_{band}")]
+            assert np.isfinite(layer).mean() > 0.5
+            np.testing.assert_allclose(layer, want, rtol=1e-6, equal_nan=True)

@@ -14,10 +14,10 @@ import rasterio
 from shapely import wkt as shapely_wkt
 
 from ..cube.grid import Frame, Grid
-from ..cube.vrt import stack_vrt
+from ..cube.vrt import on_grid, stack_vrt, write_warped_vrt
 from ..cube.plan import common_grid
 from ..product_records import COMMAND, ImportRecord
-from ..products import KIND, compile_item, store
+from ..products import KIND, VRT_MEDIA_TYPE, compile_item, store
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame
 
 
@@ -71,28 +71,36 @@ def inputs_frame(recipes: list[ImportRecord]) -> Frame | None:
     return Frame(Path(recipes[0].frame or "frame"), shapely_wkt.loads(geometry), crs)
 
 
-def stack_view(ctx: RunContext, items, grid: Grid, path: Path, folder: Path) -> Path | None:
+def stack_view(ctx: RunContext, items, grid: Grid, path: Path, folder: Path) -> dict[str, Path]:
     """Write the compile's VRT (one band per date and band, `<yyyymmdd>_<band>` as the export of
-    a stack names them) to `path`, naming the imports' VRTs relative to the compile's `folder`;
-    None when an image has no VRT or would need resampling onto `grid`."""
+    a stack names them) to `path`, naming the imports' VRTs relative to the compile's `folder`
+    (where `path` goes); an image not on the stack's pixels is seen through a warped VRT beside
+    it (bilinear, as compile resamples). Returns the files written (asset key → path), none when
+    an image has no VRT."""
     layers, names = [], set()
+    files: dict[str, Path] = {}
     for it in items:
         image = it.assets.get("image")
         if image is None:
-            return None
+            return {}
+        source = image.get_absolute_href() or image.href
         own = Grid.from_stac(it.properties)
+        if not on_grid(own, grid):
+            warped = path.with_name(f"{path.stem}.{it.id}.warped.vrt")
+            write_warped_vrt(source, grid, warped)
+            files[f"warped_{it.id}"] = warped
+            source, own = str(folder / warped.name), grid
         for band, key in enumerate(ImportRecord.from_item(it).bands, start=1):
             name = f"{it.datetime:%Y%m%d}_{key}"
             if name in names:  # two images of one day (different paths): the product names them
                 name = f"{it.id}_{key}"
             names.add(name)
-            layers.append((image.get_absolute_href() or image.href, band, own, name))
+            layers.append((source, band, own, name))
     text = stack_vrt(layers, grid, folder)
-    if text is None:
-        log.debug("   %s: no VRT view (an image needs resampling onto the stack's grid)", path.stem)
-        return None
+    if text is None:  # not reached: every layer is on the grid now
+        return {}
     path.write_text(text)
-    return path
+    return {"stack": path, **files}
 
 
 def template_grid(ctx: RunContext, cmd, template: str) -> Grid:
@@ -134,15 +142,18 @@ def run(ctx: RunContext, cmd) -> None:
     item.properties[COMMAND] = command_record(ctx, cmd)
     item.properties[FINGERPRINT] = fingerprint(cmd, [(it.id, it.properties.get(FINGERPRINT)) for it in items], grid.to_stac())
     with ctx.workdir.scratch(p.target) as tmp:
-        files = {}
-        vrt = stack_view(ctx, items, grid, Path(tmp) / f"{p.target}.vrt", ctx.workdir.product_folder(p.target))
-        if vrt is not None:
-            # untyped, as the import's VRT: odc-stac reads an untyped data asset as a raster
-            item.add_asset("stack", pystac.Asset(
-                href=str(vrt), roles=["data"],
-                title="The stack as a GDAL VRT over the imported images, one band per date and band "
-                      "(QA mask and frame polygon not applied)"))
-            files["stack"] = vrt
+        files = stack_view(ctx, items, grid, Path(tmp) / f"{p.target}.vrt", ctx.workdir.product_folder(p.target))
+        for key, path in files.items():
+            if key == "stack":
+                # untyped, as the import's VRT: odc-stac reads an untyped data asset as a raster
+                item.add_asset(key, pystac.Asset(
+                    href=str(path), roles=["data"],
+                    title="The stack as a GDAL VRT over the imported images, one band per date and band "
+                          "(QA mask and frame polygon not applied)"))
+            else:  # read through the stack VRT, not a product of its own
+                item.add_asset(key, pystac.Asset(
+                    href=str(path), media_type=VRT_MEDIA_TYPE, roles=["virtual"],
+                    title=f"{key.removeprefix('warped_')} warped onto the stack's grid (bilinear), a GDAL VRT"))
         store(ctx.workdir, item, files=files)
     log.info("   %s: %d image(s) %s on EPSG:%d, %d x %d pixels of %g m", p.target, len(items), ", ".join(names),
              grid.epsg, grid.shape[1], grid.shape[0], grid.resolution)

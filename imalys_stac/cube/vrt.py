@@ -164,3 +164,27 @@ def stack_vrt(layers: list[tuple[str, int, Grid, str]], grid: Grid, relative_to:
         parts.append("  </VRTRasterBand>")
     parts.append("</VRTDataset>")
     return "\n".join(parts) + "\n"
+
+
+def on_grid(own: Grid, grid: Grid) -> bool:
+    """Whether a raster on `own` lies on `grid`'s pixels (same CRS and pixel size, whole-pixel offsets)."""
+    if own.epsg != grid.epsg or own.res_xy != grid.res_xy:
+        return False
+    dx = (own.bounds[0] - grid.bounds[0]) / grid.res_xy[0]
+    dy = (grid.bounds[3] - own.bounds[3]) / grid.res_xy[1]
+    return abs(dx - round(dx)) <= 1e-6 and abs(dy - round(dy)) <= 1e-6
+
+
+def write_warped_vrt(src: str | os.PathLike, grid: Grid, dst: str | os.PathLike) -> None:
+    """A warped VRT (GDAL VRTWarpedDataset) of the raster `src` on `grid`, bilinear as compile
+    resamples reflectance, NaN outside; GDAL names `src` relative to `dst` (same folder tree)."""
+    import numpy as np
+    import rasterio
+    from rasterio import shutil as rio_shutil
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    rows, cols = grid.shape
+    with rasterio.open(src) as ds, WarpedVRT(ds, crs=grid.crs, transform=grid.transform, width=cols, height=rows,
+                                             resampling=Resampling.bilinear, src_nodata=np.nan, nodata=np.nan) as vrt:
+        rio_shutil.copy(vrt, dst, driver="VRT")
