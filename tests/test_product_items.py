@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import json
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +170,42 @@ def test_package_descriptions_lose_no_text():
     for path in sorted((PACKAGE / "templates").glob("*.json")):
         text = json.loads(path.read_text(encoding="utf-8"))["description"]
         assert _rendered_text(text) == text.replace("`", ""), path.name
+
+
+def test_framed_chain_with_an_image_of_the_neighbouring_zone_is_the_frame(tmp_path):
+    """The issue's case end to end: a frame in zone 32 over two paths, one scene in zone 33,
+    imported with the frame and compiled without one: the stack is the frame's rectangle on the
+    zone-32 Landsat grid, and it holds data from both scenes."""
+    from imalys_stac.products import cube_of
+    from imalys_stac.synth import Landscape, SceneSpec, write_frame, write_landsat_archive
+
+    land = Landscape(seed=11)
+    root = tmp_path / "a"
+    s32 = write_landsat_archive(root, SceneSpec(path=193, row=26, acquired=date(2022, 6, 16), size=96, cloud_cover=0.0,
+                                                seed=4), landscape=land)
+    s33 = write_landsat_archive(root, SceneSpec(path=192, row=26, acquired=date(2022, 6, 25), size=96, cloud_cover=0.0,
+                                                seed=5), landscape=land)
+    assert (s32.crs.to_epsg(), s33.crs.to_epsg()) == (32632, 32633)
+    tr = Transformer.from_crs(32633, 32632, always_xy=True)
+    l33, b33, r33, t33 = s33.bounds
+    x0, y0 = tr.transform(l33, b33)
+    x1, y1 = tr.transform(l33 + 0.3 * (r33 - l33), t33)
+    l32, b32, r32, t32 = s32.bounds
+    rect = (max(x0, l32) + 7, max(y0, b32) + 11, min(x1, r32) - 5, min(y1, t32) - 13)  # off the pixel edges
+    frame = write_frame(tmp_path / "f.gpkg", box(*rect), "EPSG:32632")
+    chain = tmp_path / "chain.txt"
+    chain.write_text(f"IMALYS [zones]\nhome\n\tdirectory = {tmp_path}/wd\n\tclear = true\n"
+                     f"import\n\tselect = {root}/*.tar\n\tframe = {frame}\n\tbands = red\n\tfactor = auto\n"
+                     f"compile\n\tsearch = LC08*\n")
+    run_chain(load_chain(chain))
+    wd = WorkDir(tmp_path / "wd")
+    assert wd.load("LC08_192026_20220625").properties["proj:epsg"] == 32633
+    grid = Grid.from_stac(wd.load("compile").properties)
+    # the frame's rectangle (a rectangle in zone 32 already) on the scene's pixel edges
+    anchor = s32.transform.c % 30
+    expected = _aligned(rect, 30.0, anchor)
+    assert grid.epsg == 32632
+    assert grid.bounds == pytest.approx(expected, abs=1e-6)
+    cube = cube_of(wd, wd.load("compile")).isel(band=0).values
+    assert cube.shape[1:] == grid.shape
+    assert all(np.isfinite(cube[t]).mean() > 0.5 for t in range(2))
