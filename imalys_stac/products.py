@@ -169,8 +169,7 @@ def add_band_assets(item: pystac.Item, files: dict[str, Path]) -> dict[str, Path
     """One single-band VRT asset per band of every multi-band raster data asset (written beside
     its file, which it names relatively): stackstac reads one band per asset and refuses an asset
     whose ``raster:bands`` has several. Returns the new files (asset key → path) to store with
-    the product. Keys are the band names; a band name that is already an asset key is prefixed
-    with the multi-band asset's key."""
+    the product. Keys: see :func:`band_asset_key`."""
     from .cube.vrt import band_vrt
 
     new: dict[str, Path] = {}
@@ -182,15 +181,26 @@ def add_band_assets(item: pystac.Item, files: dict[str, Path]) -> dict[str, Path
             continue
         for i, (e, r) in enumerate(zip(eo, rb), start=1):
             name = str(e.get("name") or f"band{i}")
-            band_key = name if name not in item.assets and name not in new else f"{key}_{name}"
+            band_key = band_asset_key(name, item.assets.keys() | new.keys(), key)
             vrt = path.with_name(f"{path.stem}.{_file_part(name)}.vrt")
             vrt.write_text(band_vrt(path, i, relative_to=vrt.parent))
             item.add_asset(band_key, pystac.Asset(
                 href=str(vrt), media_type=VRT_MEDIA_TYPE, roles=["data"],
                 title=f"{name}: band {i} of {path.name} (a GDAL VRT)",
-                extra_fields={"eo:bands": [e], "raster:bands": [r]}))
+                # raster:bands only: an eo:bands name here would make the band's name ambiguous for
+                # odc-stac (two assets claiming it), which then drops it as a name of the file's band
+                extra_fields={"raster:bands": [r]}))
             new[band_key] = vrt
     return new
+
+
+def band_asset_key(band: str, taken, of: str) -> str:
+    """The key of a band's single-band asset: ``<band>.vrt``. Not the band's bare name: odc-stac
+    drops a band name (``eo:bands`` name or common name) as an alias of the multi-band asset's band
+    when an asset has that key, and its users select bands by those names (``bands=["red"]``).
+    Prefixed with the multi-band asset's key if taken."""
+    key = f"{band}.vrt"
+    return key if key not in taken else f"{of}.{key}"
 
 
 def _file_part(name: str) -> str:
@@ -250,12 +260,12 @@ def export_view(data: dict, workdir: WorkDir, item: pystac.Item, target: Path, w
     views.mkdir(exist_ok=True)
     for i, (e, r) in enumerate(zip(eo, rb), start=1):
         name = str(e.get("name") or f"band{i}")
-        key = name if name not in data["assets"] else f"data_{name}"
+        key = band_asset_key(name, data["assets"].keys(), "data")
         vrt = views / f"{_file_part(name)}.vrt"
         vrt.write_text(band_vrt(written, i, relative_to=vrt.parent))
         data["assets"][key] = {"href": f"./{folder_name}/{vrt.name}", "type": VRT_MEDIA_TYPE, "roles": ["data"],
                                "title": f"{name}: band {i} of {Path(target).name} (a GDAL VRT)",
-                               "eo:bands": [e], "raster:bands": [r]}
+                               "raster:bands": [r]}  # no eo:bands: see add_band_assets
     for ext in (EO_EXT, RASTER_EXT):
         if ext not in data["stac_extensions"]:
             data["stac_extensions"].append(ext)

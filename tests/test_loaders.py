@@ -81,6 +81,8 @@ def test_odc_stac_default_load_gives_the_files_pixels(run, kind):
     raster = next(a for a in item.assets.values()
                   if "data" in (a.roles or []) and len(a.extra_fields.get("raster:bands") or []) > 1)
     expected = _read_bands(raster.href)
+    names = [b["name"] for b in raster.extra_fields["eo:bands"]]
+    assert list(ds.data_vars) == names  # the bands by name (no asset key hides them)
     got = np.stack([ds[v].isel(time=0).values.astype("float64") for v in ds.data_vars])
     assert got.shape == expected.shape
     assert np.array_equal(got, expected, equal_nan=True)
@@ -96,12 +98,12 @@ def test_stackstac_reads_the_single_band_assets_exactly(run, kind):
     # the multi-band file the band assets are views of, read independently
     raster = next(a for a in item.assets.values() if len(a.extra_fields.get("raster:bands") or []) > 1)
     names = [b["name"] for b in raster.extra_fields["eo:bands"]]
-    assert keys == names  # one asset per band, named by the band
+    assert keys == [f"{n}.vrt" for n in names]  # one asset per band, named by the band
     da = stackstac.stack([item], assets=keys, snap_bounds=False)
     expected = _read_bands(raster.href)
     assert da.shape == (1,) + expected.shape
     assert np.array_equal(da.values[0], expected, equal_nan=True)
-    assert list(da.band.values) == list(names)
+    assert list(da.band.values) == keys
 
 
 def test_multi_band_assets_keep_stackstac_out_unless_named(run):
@@ -160,3 +162,13 @@ def test_compile_view_of_another_zone_is_each_image_warped_onto_the_grid(run):
             layer = got[names.index(f"{it.datetime:%Y%m%d}_{band}")]
             assert np.isfinite(layer).mean() > 0.5
             np.testing.assert_allclose(layer, want, rtol=1e-6, equal_nan=True)
+
+
+def test_odc_stac_selects_bands_by_name(run):
+    item = read_item(_items(run)["export"])
+    ds = odc_stac.load([item], bands=["red", "nir08"])
+    with rasterio.open(item.assets["data"].href) as src:
+        names = list(src.descriptions)
+        want = src.read([names.index("red") + 1, names.index("nir08") + 1])
+    assert list(ds.data_vars) == ["red", "nir08"]
+    assert np.array_equal(np.stack([ds.red.values[0], ds.nir08.values[0]]), want, equal_nan=True)
