@@ -172,7 +172,16 @@ def _frame_fields(frame: Frame | None) -> dict:
         return {}
     crs = frame.crs
     epsg = crs.to_epsg()
-    return {"frame_geometry": frame.geometry.wkt, "frame_crs": f"EPSG:{epsg}" if epsg else crs.to_wkt()}
+    geometry = frame.geometry
+    if len(geometry.wkt) > FRAME_WKT_LIMIT:
+        # a detailed outline (a district's border) would swell every item; its convex hull has the
+        # same corner points, so the same rectangle (up to the bend of its straight edges)
+        geometry = geometry.convex_hull
+    return {"frame_geometry": geometry.wkt, "frame_crs": f"EPSG:{epsg}" if epsg else crs.to_wkt()}
+
+
+#: the longest frame outline (WKT characters) an import item keeps as it is
+FRAME_WKT_LIMIT = 20_000
 
 
 def _frame_stamp(frame: Path | None) -> list:
