@@ -172,3 +172,17 @@ def test_odc_stac_selects_bands_by_name(run):
         want = src.read([names.index("red") + 1, names.index("nir08") + 1])
     assert list(ds.data_vars) == ["red", "nir08"]
     assert np.array_equal(np.stack([ds.red.values[0], ds.nir08.values[0]]), want, equal_nan=True)
+
+
+def test_stackstac_default_grid_is_the_files_when_its_edges_are_multiples_of_the_pixel(run):
+    """stackstac snaps its grid to multiples of the pixel size; a grid whose edges are such
+    multiples (a compile warped into another zone) loads exactly with snap_bounds left as it is,
+    so the item's grid fields (bbox, shape, transform) agree with the file."""
+    item = read_item(_items(run)["compile-warped"])
+    keys = [k for k, a in item.assets.items() if k.endswith(".vrt")]
+    t = item.properties["proj:transform"]
+    assert t[2] % t[0] == 0 and t[5] % t[0] == 0
+    da = stackstac.stack([item], assets=keys)
+    expected = _read_bands(item.assets["stack"].href)
+    assert da.shape == (1,) + expected.shape
+    assert np.array_equal(da.values[0], expected, equal_nan=True)
