@@ -186,3 +186,21 @@ def test_stackstac_default_grid_is_the_files_when_its_edges_are_multiples_of_the
     expected = _read_bands(item.assets["stack"].href)
     assert da.shape == (1,) + expected.shape
     assert np.array_equal(da.values[0], expected, equal_nan=True)
+
+
+def test_no_item_holds_an_integer_a_double_cannot_keep(run):
+    """JSON readers that parse numbers as doubles (JavaScript, STAC Browser) change integers above
+    2^53; the file stamps (nanosecond times) were such integers."""
+    import json
+
+    def big(o):
+        if isinstance(o, dict):
+            return [x for v in o.values() for x in big(v)]
+        if isinstance(o, list):
+            return [x for v in o for x in big(v)]
+        return [o] if isinstance(o, int) and not isinstance(o, bool) and abs(o) > 2**53 else []
+
+    files = sorted(run.rglob("*.json"))
+    assert len(files) > 8
+    for path in files:
+        assert big(json.loads(path.read_text(encoding="utf-8"))) == [], path
