@@ -233,7 +233,7 @@ def exported_band_fields(item: pystac.Item, target: Path) -> dict:
     return {k: extra[k] for k in ("eo:bands", "raster:bands") if k in extra}
 
 
-def export_view(data: dict, workdir: WorkDir, item: pystac.Item, target: Path, written: Path | None = None) -> None:
+def export_view(data: dict, target: Path, written: Path | None = None) -> None:
     """What STAC Browser and loaders see of an exported file's item: titled by the file's name;
     a PNG export is its own thumbnail; a multi-band GeoTIFF gets one single-band VRT per band in
     a folder beside it, ``<name>.bands/`` (written next to `written`, the file in its scratch

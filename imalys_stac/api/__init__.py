@@ -466,6 +466,11 @@ def to_cog(dataarray: "xr.DataArray", path: str | os.PathLike[str], *, overwrite
     target.parent.mkdir(parents=True, exist_ok=True)
     write_cog(dataarray, target, **options)
     item = _cog_item(target, dataarray, datetime)
+    # one single-band VRT per band beside the file, as `export` gives: loaders that refuse
+    # multi-band assets (stackstac) open the bands one by one
+    from ..products import export_view
+
+    export_view(item, target, written=target)
     write_json_atomic(item_path, item)
     from ..stac import read_item
 

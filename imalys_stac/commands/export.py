@@ -175,7 +175,7 @@ def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, writte
     data["assets"] = {"data": {"href": f"./{target.name}", "type": FORMAT_REGISTRY[target.suffix.lower()].media_type, "roles": ["data"]}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
     data["assets"]["data"].update(exported_band_fields(item, written_file or target))
-    export_view(data, ctx.workdir, item, target, written_file)  # title, thumbnail, band views
+    export_view(data, target, written_file)  # title, thumbnail, band views
     chain = ctx.chain
     provenance = Provenance(
         product=item.id,
