@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 import pystac
 
 from .errors import ImalysError
+from .text import markdown_escape
 from .write.atomic import recover_swaps, remove, replace, scratch_dir, sweep_stale, write_json_atomic
 
 MARKER = ".imalys-stac"
@@ -263,7 +264,8 @@ class WorkDir:
         """Store a product: move its files (already complete, e.g. temp outputs) into the product
         folder, point the assets at them relatively, write the item JSON atomically and relink the
         catalog. An existing product of the same name is replaced (results are overwritten, as in
-        Imalys)."""
+        Imalys). The item is stored as given: what its assets say about their bands is the
+        product layer's business (``products.store``), never read here."""
         name = item.id
         folder = self.product_folder(name)
         with scratch_dir(self.path, name) as staging:  # removed if anything fails
@@ -271,9 +273,6 @@ class WorkDir:
                 dst = staging / Path(src).name
                 shutil.move(str(src), dst)
                 item.assets[key].href = f"./{dst.name}"
-            from .products import describe_assets  # eo:bands/raster:bands of the raster assets
-
-            describe_assets(item, staging)
             # keep the links that say where a product comes from; the catalog links are ours
             kept = [link for link in item.links if link.rel not in ("root", "parent", "self", "collection")]
             item.clear_links()
@@ -328,7 +327,7 @@ class WorkDir:
             "stac_version": pystac.get_stac_version(),
             "id": CATALOG_ID,
             "title": "imalys-stac working directory",
-            "description": f"Products of imalys-stac process chains in {self.path.name}",
+            "description": markdown_escape(f"Products of imalys-stac process chains in {self.path.name}"),
             "links": links,
         }
         write_json_atomic(self.path / "catalog.json", data)

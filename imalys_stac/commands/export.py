@@ -154,8 +154,8 @@ def run(ctx: RunContext, cmd) -> None:
                 if not ok:
                     raise cmd.error(f"the written file is not a valid COG: {'; '.join(errors)}; nothing was replaced",
                                     parameter="target")
-            files = [f for f in scratch.iterdir()]
-            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out))
+            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out), written_file=out)
+            files = [f for f in scratch.iterdir()]  # with the band views provenance_item wrote
             write_json_atomic(scratch / item_path.name, data)
             os.replace(scratch / item_path.name, item_path)
             for f in files:
@@ -193,17 +193,19 @@ def item_path_for(target: Path) -> Path:
     return target.with_name(target.name + ".json")
 
 
-def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None) -> dict:
+def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None,
+                    written_file: Path | None = None) -> dict:
     """The STAC item beside the exported file: the product's item with the file as its asset and
-    the provenance (archive items, chain text, every command's parameters, package version)."""
+    the provenance (archive items, chain text, every command's parameters, package version).
+    `written_file`: the file as written (in the scratch folder), whose bands the item describes."""
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
     # the file's own id (its item's name): exports of one product to several files must not
     # share an id in a catalog of the results folder
     data["id"] = item_path_for(target).name[: -len(".json")]
     data["assets"] = {"data": {"href": f"./{target.name}", "type": FORMAT_REGISTRY[target.suffix.lower()].media_type, "roles": ["data"]}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
-    data["assets"]["data"].update(exported_band_fields(item, target))
-    export_view(data, ctx.workdir, item, target)  # title from the file name, the product's thumbnail
+    data["assets"]["data"].update(exported_band_fields(item, written_file or target))
+    export_view(data, target, written_file)  # title, thumbnail, band views
     chain = ctx.chain
     provenance = Provenance(
         product=item.id,

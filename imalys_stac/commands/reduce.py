@@ -12,7 +12,7 @@ from ..composite import reduce_stack
 from ..cube.grid import Grid
 from ..registry import REDUCERS
 from ..product_records import COG_CHECKED, COMMAND, CompositeRecord, file_stamp
-from ..products import KIND, cube_of, derived_item
+from ..products import KIND, collapse_warning, cube_of, derived_item, store
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
 from ..write.blocks import Parts, part_windows
@@ -94,6 +94,9 @@ def run(ctx: RunContext, cmd) -> None:
                 red=p.red, nir=p.nir, blue=getattr(p, "blue", None), count=p.count, source=p.source, flat=p.flat,
             )
 
+        collapse = collapse_warning(method, source, p.preserve, REDUCERS[method].per_band)
+        if collapse:
+            log.warning(collapse)
         try:  # a large grid in parts (one bounded graph each); the first part is built here
             result, cube = reduce_parts(build_cube, grid, reduce)
         except (ValueError, KeyError) as exc:
@@ -129,5 +132,5 @@ def run(ctx: RunContext, cmd) -> None:
             png = write_quicklook(str(tif), Path(tmp) / f"{name}.png", max_size=512)
             item.add_asset("thumbnail", pystac.Asset(href=str(png), media_type=pystac.MediaType.PNG,
                                                      roles=["thumbnail"], title="Quicklook"))
-            ctx.workdir.save(item, files={"data": tif, "thumbnail": png})
+            store(ctx.workdir, item, files={"data": tif, "thumbnail": png})
         log.info("   %s: %s over %d layer(s) → %s", name, method, cube.sizes["time"], wd.path / name / f"{name}.tif")
