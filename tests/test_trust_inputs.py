@@ -429,12 +429,14 @@ def test_cog_of_another_products_vrt_is_not_replaced(reduced, tmp_path):
 
 # --- 7. degenerate frames ------------------------------------------------------------------------
 
-def _import_with_frame(tmp_path: Path, synthetic_archives, geometry, *, name: str = "frame.gpkg"):
+def _import_with_frame(tmp_path: Path, synthetic_archives, geometry, *, name: str = "frame.gpkg",
+                       frame: Path | None = None):
     from imalys_stac.commands import run_chain
     from imalys_stac.synth import write_frame
 
     sc = synthetic_archives.scenes[0]
-    frame = write_frame(tmp_path / "frames" / name, geometry, sc.crs)
+    if frame is None:
+        frame = write_frame(tmp_path / "frames" / name, geometry, sc.crs)
     text = (f"IMALYS x\nhome\n\tdirectory = {tmp_path / 'wd'}\nimport\n\tselect = {synthetic_archives.archives[0]}\n"
             f"\tbands = _B4\n\tframe = {frame}\n")
     return run_chain(parse_chain_text(text, tmp_path / "c.txt"))
@@ -493,3 +495,26 @@ def test_sub_pixel_strip_across_a_pixel_edge_is_placed_correctly(tmp_path, synth
         assert (src.height, src.width) == (2, 20)
         assert src.transform.c == pytest.approx(left) and src.transform.f == pytest.approx(edge - t.e)
         assert src.transform.a == pytest.approx(t.a) and src.transform.e == pytest.approx(t.e)
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".shp"])
+def test_frame_in_a_latin1_folder_is_read(tmp_path, synthetic_archives, suffix):
+    """Was: the folder was found, but reading the frame failed on encoding ('utf-8' codec can't
+    encode character '\\udce9')."""
+    from shapely.geometry import box
+
+    from imalys_stac.synth import write_frame
+
+    t, rows, cols = _scene_geometry(synthetic_archives)
+    geometry = box(t.c + 10 * t.a, t.f + 30 * t.e, t.c + 30 * t.a, t.f + 10 * t.e)
+    plain = write_frame(tmp_path / "plain" / f"frame{suffix}", geometry, synthetic_archives.scenes[0].crs)
+    latin1 = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9"))
+    os.rename(plain.parent, latin1)
+    ctx = _import_with_frame(tmp_path, synthetic_archives, None, frame=latin1 / f"frame{suffix}")
+    (product,) = [n for n in ctx.workdir.names() if n.startswith("LC0")]
+    _export(ctx.workdir.path, (product, tmp_path / "framed.tif"))
+    import rasterio
+
+    with rasterio.open(tmp_path / "framed.tif") as src:  # the reference: the frame's own corners
+        assert (src.width, src.height) == (20, 20)
+        assert src.transform.c == pytest.approx(t.c + 10 * t.a) and src.transform.f == pytest.approx(t.f + 10 * t.e)

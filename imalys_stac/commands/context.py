@@ -45,7 +45,7 @@ def read_frame(cmd):
     if not cmd.params.frame:
         return None
     try:
-        frame = Frame.read(cmd.params.frame)
+        frame = _read_frame_file(Frame, Path(cmd.params.frame))
     except ValueError as exc:
         raise cmd.error(str(exc.args[0]) if exc.args else str(exc), parameter="frame", hint=getattr(exc, "hint", None)) from exc
     left, bottom, right, top = frame.geometry.bounds
@@ -55,6 +55,39 @@ def read_frame(cmd):
                         "around it encloses no area", parameter="frame",
                         hint="give a polygon around the region (at least 2 pixels wide and high)")
     return frame
+
+
+def _read_frame_file(frame_type, path: Path):
+    """`Frame.read(path)`, also for a name that is not UTF-8 (a Latin-1 folder `caf\xe9`): GDAL
+    takes names as UTF-8 text, so the file and its sidecars (a shapefile's .shx, .dbf, .prj …)
+    are read through links with a plain name in a temporary folder."""
+    import dataclasses
+    import os
+    import tempfile
+
+    from ..errors import InputError
+
+    try:
+        os.fspath(path).encode("utf-8")
+        return frame_type.read(path)
+    except UnicodeEncodeError:
+        pass
+    stem = path.name.partition(".")[0]
+    with tempfile.TemporaryDirectory(prefix="imalys-frame-") as tmp:
+        try:
+            sidecars = [p for p in path.parent.iterdir() if p.name.partition(".")[0] == stem]
+        except OSError:
+            sidecars = [path]
+        for p in sidecars:
+            ending = p.name[len(stem):].encode("utf-8", "surrogateescape").decode("ascii", "replace")
+            os.symlink(os.fsencode(p.absolute()), os.path.join(tmp, "frame" + ending))
+        link = Path(tmp) / ("frame" + path.name[len(stem):].encode("utf-8", "surrogateescape").decode("ascii", "replace"))
+        try:
+            frame = frame_type.read(link)
+        except InputError as exc:  # the message names the user's file, not the link
+            text = str(exc.args[0]) if exc.args else str(exc)
+            raise InputError(text.replace(str(link), str(path)), exc.hint) from exc
+    return dataclasses.replace(frame, path=path)
 
 
 #: the fewest pixels a result has in each direction: a file 1 pixel wide or high cannot state its
