@@ -217,11 +217,14 @@ def test_missing_and_outside_paths_are_404(site, serve):
     with pytest.raises(urllib.error.HTTPError) as err:
         get(base + "/cat/escape/catalog.json")
     assert err.value.code == 404
-    for path in ("/cat/nope.json", "/frame.geojson", "/chain.txt", "/cat/../chain.txt", "/archives/x.tar/y",
+    for path in ("/cat/nope.json", "/frame.geojson", "/chain.txt", "/archives/x.tar/y",
                  "/archives/LC08_L2SP_008059_20191201_20200825_02_T1.tar/missing.TIF"):
         with pytest.raises(urllib.error.HTTPError) as err:
             get(base + path)
         assert err.value.code == 404, path
+    with pytest.raises(urllib.error.HTTPError) as err:  # a step up is no file name: refused, not looked up
+        get(base + "/cat/../chain.txt")
+    assert err.value.code == 400
 
 
 def test_working_directory_lineage_reaches_the_archives(site, serve):
@@ -267,7 +270,7 @@ def test_cli_prints_the_url(site):
     proc, s = start_serve(site / "cat")
     try:
         line = proc.stdout.readline()
-        assert line == f"STAC Browser: https://radiantearth.github.io/stac-browser/#/external/{s.url[7:]}/cat/catalog.json\n"
+        assert line == f"STAC Browser: https://radiantearth.github.io/stac-browser/#/external/http:/{s.url[7:]}/cat/catalog.json\n"
         status, headers, body = get(s.url + s.catalog_path)
         assert json.loads(body)["id"] == "imalys-archives"
     finally:
