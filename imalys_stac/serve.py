@@ -897,14 +897,29 @@ def _sweep_api_dirs() -> None:
             pass
 
 
-def start_api(site: Site, static_url: str, host: str, port: int, workdir: Path) -> subprocess.Popen:
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_api(site: Site, static_url: str, public_url: str, workdir: Path) -> subprocess.Popen:
+    """``rustac serve`` on a loopback port of its own, naming ``public_url`` (the front) in its links."""
     files = api_documents(site, static_url, workdir)
-    cmd = [rustac_exe(), "serve", *[str(f) for f in files], "--create-collections", "-a", f"{host}:{port}"]
-    if host in ("0.0.0.0", "::", ""):
-        # listen everywhere, but name the server (its links) as the printed URLs do
-        cmd[-1] = f"127.0.0.1:{port}"
-        cmd += ["-b", f"{host or '0.0.0.0'}:{port}"]
+    cmd = [rustac_exe(), "serve", *[str(f) for f in files], "--create-collections", "-a", public_url,
+           "-b", f"127.0.0.1:{_free_loopback_port()}"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+
+
+def make_api_front(host: str, port: int, public_url: str, backend_port: int) -> Server:
+    """The API's port (see ``serve_api``): GET searches that page, refused parameters that the
+    backend would ignore."""
+    from .serve_api import ApiFront
+
+    handler = type("Front", (ApiFront,), {"backend": ("127.0.0.1", backend_port), "public": public_url})
+    return Server((host, port), handler)
 
 
 def _die_with_parent() -> None:
@@ -950,6 +965,8 @@ def run(folder: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api: b
     url = base_url(httpd, host)
     proc = None
     tmp = None
+    front: Server | None = None
+    front_running = False
     try:
         cat = url + site.catalog_path
         print(f"serving {site.folder} (URL root {site.root}) at {url}", flush=True)
@@ -960,10 +977,17 @@ def run(folder: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api: b
         if api:
             _sweep_api_dirs()
             tmp = Path(tempfile.mkdtemp(prefix=f"{API_PREFIX}{os.getpid()}-"))
-            a_port = api_port or (httpd.server_address[1] + 1)
-            proc = start_api(site, url, host, a_port, tmp)
-            api_url = f"{base_url(httpd, host).rsplit(':', 1)[0]}:{a_port}"
-            wait_for(api_url, proc)
+            a_port = api_port if api_port is not None else httpd.server_address[1] + 1
+            front = make_api_front(host, a_port, "http://0.0.0.0:0", 0)  # bound first: a busy port fails here
+            api_url = f"{url.rsplit(':', 1)[0]}:{front.server_address[1]}"
+            proc = start_api(site, url, api_url, tmp)
+            backend_port = int(proc.args[-1].rsplit(":", 1)[1])
+            front.RequestHandlerClass.backend = ("127.0.0.1", backend_port)  # type: ignore[attr-defined]
+            front.RequestHandlerClass.public = api_url  # type: ignore[attr-defined]
+            wait_for(f"http://127.0.0.1:{backend_port}", proc)
+            threading.Thread(target=front.serve_forever, daemon=True).start()
+            front_running = True
+            site.api_url = api_url
             print(f"STAC API:     {api_url}  (pystac_client.Client.open({api_url!r}))", flush=True)
         if ready is not None:
             ready.set()
@@ -973,6 +997,10 @@ def run(folder: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api: b
     finally:
         httpd.shutdown()
         httpd.server_close()
+        if front is not None:
+            if front_running:
+                front.shutdown()
+            front.server_close()
         if proc is not None:
             proc.terminate()
             try:
