@@ -673,6 +673,7 @@ def stac_browser_url(catalog_url: str) -> str:
 # ------------------------------------------------------------------------------- the HTTP server
 class Handler(BaseHTTPRequestHandler):
     server_version = "imalys-stac-serve"
+    default_request_version = "HTTP/1.0"  # a two-word request line gets a status line too (no HTTP/0.9)
     protocol_version = "HTTP/1.1"
     timeout = 60  # an idle keep-alive connection gives its thread back
     site: Site

@@ -103,6 +103,7 @@ class ApiFront(BaseHTTPRequestHandler):
     """The API's port: item searches checked and translated, the rest passed through to rustac."""
 
     server_version = "imalys-stac-api"
+    default_request_version = "HTTP/1.0"  # a two-word request line gets a status line too (no HTTP/0.9)
     protocol_version = "HTTP/1.1"
     timeout = 60
     backend: tuple[str, int] = ("127.0.0.1", 0)
