@@ -8,14 +8,22 @@ member is stored contiguously), ``…/S2A_….zip/S2A_….SAFE/…/B02_10m.jp2``
 zip member. That is the same relative form the catalog's items use (see ``stac/hrefs.py``), so
 every asset href of a served item is fetchable.
 
-The URL tree mirrors the file system below the deepest folder that holds DIR and everything its
-documents point at (archives beside the catalog, the archive catalog a working directory imported
-from); only those folders are served. Absolute local paths and ``/vsitar/`` hrefs in a served
-document (working-directory products point at the archive items they were computed from) are
-rewritten to their URLs on the way out; files are never changed.
+What is served is a closed set (see ``served_set``): the folder named on the command line, plus
+what imalys-stac's *own* documents in it reference and that is itself imalys-stac's own: an
+archive catalog written by ``catalog`` (with the archives its state file lists, file by file), a
+working directory made by a chain (our marker and catalog id). Foreign STAC documents are served
+as files but their links are never followed, and no folder is served because it holds a served
+one. Below a served folder every path segment is checked: no hidden name, no symlink that leads
+out, no NUL, no encoded separator or step up (400). The URL tree mirrors the file system below the
+common parent of the set; that parent itself is not served (``/`` is a page linking the catalog).
+Absolute local paths and ``/vsitar/`` hrefs in a served document (working-directory products
+point at the archive items they were computed from) are rewritten to their URLs on the way out;
+files are never changed. A file is opened once per request and what was opened is streamed, so a
+chain renaming a new product over it gives the reader the old or the new file, whole.
 
-``--api`` also starts a STAC API (``rustac serve``, in-memory backend) over the same items,
-with asset hrefs pointing at this server.
+``--api`` also starts a STAC API (``rustac serve``, in-memory backend) over the same items, with
+asset hrefs pointing at this server, behind a front on the API's port (``serve_api``) that makes
+GET searches page and refuses the parameters the backend would ignore.
 """
 from __future__ import annotations
 
@@ -39,7 +47,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import IO, Any, BinaryIO, Iterable, Iterator
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from .product_records import KIND, PROVENANCE
@@ -339,9 +347,9 @@ def _members(fd: int, st: os.stat_result, zip_archive: bool, compressed: bool) -
                 out[info.filename] = Member(info.filename, info.file_size, offset)
     else:
         with tarfile.open(fileobj=fh, mode="r:*") as tar:
-            for info in tar:
-                if info.isfile():
-                    out[info.name] = Member(info.name, info.size, None if compressed else info.offset_data)
+            for tinfo in tar:
+                if tinfo.isfile():
+                    out[tinfo.name] = Member(tinfo.name, tinfo.size, None if compressed else tinfo.offset_data)
     with _MEMBER_LOCK:
         if len(_MEMBER_CACHE) > 64:
             _MEMBER_CACHE.clear()
@@ -368,12 +376,12 @@ class OpenedMember(Opened):
                 yield from _skip_and_read(src, start, length)
         else:
             with tarfile.open(fileobj=fh, mode="r:*") as tar:
-                src = tar.extractfile(m.name)
-                if src is not None:
-                    yield from _skip_and_read(src, start, length)
+                member = tar.extractfile(m.name)
+                if member is not None:
+                    yield from _skip_and_read(member, start, length)
 
 
-def _skip_and_read(fh: BinaryIO, start: int, length: int) -> Iterator[bytes]:
+def _skip_and_read(fh: IO[bytes], start: int, length: int) -> Iterator[bytes]:
     while start > 0:
         got = fh.read(min(CHUNK, start))
         if not got:
@@ -832,8 +840,9 @@ def api_documents(site: Site, static_url: str, out: Path) -> list[Path]:
     collections: dict[str, dict[str, Any]] = {}
     features = []
     for it in items:
-        d = it.to_dict(include_self_link=False, transform_hrefs=False) if hasattr(it, "to_dict") else it
-        base = Path(it.get_self_href()).parent if hasattr(it, "get_self_href") else site.folder
+        d: dict[str, Any] = it.to_dict(include_self_link=False, transform_hrefs=False)
+        self_href = it.get_self_href()
+        base = Path(self_href).parent if self_href else site.folder
 
         def url(href: str, base=base) -> str:  # bound now: called within this iteration only
             if "://" in href:
@@ -906,11 +915,11 @@ def _free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_api(site: Site, static_url: str, public_url: str, workdir: Path) -> subprocess.Popen:
+def start_api(site: Site, static_url: str, public_url: str, backend_port: int, workdir: Path) -> subprocess.Popen:
     """``rustac serve`` on a loopback port of its own, naming ``public_url`` (the front) in its links."""
     files = api_documents(site, static_url, workdir)
     cmd = [rustac_exe(), "serve", *[str(f) for f in files], "--create-collections", "-a", public_url,
-           "-b", f"127.0.0.1:{_free_loopback_port()}"]
+           "-b", f"127.0.0.1:{backend_port}"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
 
@@ -981,8 +990,8 @@ def run(folder: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api: b
             a_port = api_port if api_port is not None else httpd.server_address[1] + 1
             front = make_api_front(host, a_port, "http://0.0.0.0:0", 0)  # bound first: a busy port fails here
             api_url = f"{url.rsplit(':', 1)[0]}:{front.server_address[1]}"
-            proc = start_api(site, url, api_url, tmp)
-            backend_port = int(proc.args[-1].rsplit(":", 1)[1])
+            backend_port = _free_loopback_port()
+            proc = start_api(site, url, api_url, backend_port, tmp)
             front.RequestHandlerClass.backend = ("127.0.0.1", backend_port)  # type: ignore[attr-defined]
             front.RequestHandlerClass.public = api_url  # type: ignore[attr-defined]
             wait_for(f"http://127.0.0.1:{backend_port}", proc)

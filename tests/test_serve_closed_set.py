@@ -215,3 +215,18 @@ def test_a_hidden_folder_named_to_serve_is_served_but_nothing_hidden_below_it(tm
 ])
 def test_range_header(header, size, expected):
     assert parse_range(header, size) == expected
+
+
+def test_latin1_file_names_are_served(tmp_path):
+    """A folder or file whose name is Latin-1 bytes (not UTF-8) round-trips through its URL."""
+    wd = WorkDir(tmp_path / "wd")
+    with wd.locked("test"):
+        wd.prepare()
+    folder = Path(os.fsdecode(bytes(wd.path / "r") + b"\xe9sultat"))
+    folder.mkdir()
+    f = folder / os.fsdecode(b"caf\xe9.tif")
+    f.write_bytes(b"latin-1 bytes")
+    site = Site(wd.path)
+    url = site.url_path(f)
+    assert url.endswith("/r%E9sultat/caf%E9.tif")
+    assert _body(site.resolve(url)) == b"latin-1 bytes"
