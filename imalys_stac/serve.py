@@ -727,8 +727,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.BAD_REQUEST, f"bad request: {exc}\n")
         except (OSError, ValueError, UnicodeError):
             found = None
-        except Exception:  # noqa: BLE001 - a bug must not drop the connection
-            log.exception("serve: internal error for %r", self.path)
+        except Exception as exc:  # noqa: BLE001 - a bug must not drop the connection
+            log.error("serve: internal error for %r: %s (run with debug logging for the traceback)", self.path, exc)
+            log.debug("serve: internal error", exc_info=True)
             return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
         if found is None:
             return self._error(HTTPStatus.NOT_FOUND, "not found\n")

@@ -156,8 +156,9 @@ class ApiFront(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             self._bad(f"the STAC API backend (rustac serve) did not answer: {exc}", HTTPStatus.BAD_GATEWAY)
-        except Exception:  # noqa: BLE001 - a bug must not drop the connection
-            log.exception("serve --api: internal error for %r", self.path)
+        except Exception as exc:  # noqa: BLE001 - a bug must not drop the connection
+            log.error("serve --api: internal error for %r: %s", self.path, exc)
+            log.debug("serve --api: internal error", exc_info=True)
             self._bad("internal error of the API front", HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def _target(self) -> tuple[str, str]:
