@@ -750,6 +750,9 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         if kind == "index":
+            accept = (self.headers.get("Accept") or "").lower()
+            if "json" in accept and "html" not in accept:  # a STAC client opening the server's root
+                return self._answer(("redirect", self.site.catalog_path), body)
             what, kind = self.site.index_page(self.headers.get("Host")), "html"
         if kind in ("json", "html"):
             data: bytes = what

@@ -236,6 +236,8 @@ def test_the_root_page_links_the_catalog_and_stac_browser(server):
     Links().feed(body.decode())
     assert server.catalog in hrefs and server.browser in hrefs
     assert get(server.catalog)[0] == 200
+    status, headers, body = get(server.url + "/", {"Accept": "application/json"})  # a STAC client: the catalog
+    assert status == 200 and json.loads(body)["type"] == "Catalog"
 
 
 # ----------------------------------------------------------------------------- the STAC API
