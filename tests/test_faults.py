@@ -498,6 +498,7 @@ def _in_own_mount(script: str, cwd: Path) -> subprocess.CompletedProcess | None:
     ("compile", "c", "it needs"),  # ENVI: checked against the free space first
     ("compile", "c.nc", "it needs"),  # netCDF: HDF5 would crash on a full disk, so checked first
 ])
+@pytest.mark.system  # a tmpfs mount in a namespace of its own
 def test_export_to_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(write_chain, reduced, tmp_path, select, name, message):
     small = tmp_path / "small"
     small.mkdir()
@@ -513,6 +514,7 @@ def test_export_to_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(write
     assert res.stdout.strip() == ""  # nothing left in the folder, not even a temporary
 
 
+@pytest.mark.system  # a tmpfs mount in a namespace of its own
 @pytest.mark.parametrize("size", ["24k", "48k", "96k"])
 def test_a_full_working_directory_is_a_clear_error_and_leaves_nothing_half_written(write_chain, archives, frame, tmp_path, size):
     wd = tmp_path / "wd"
@@ -535,6 +537,7 @@ def test_a_full_working_directory_is_a_clear_error_and_leaves_nothing_half_writt
     assert not any(".tmp-" in n for n in res.stdout.split())
 
 
+@pytest.mark.system  # a tmpfs mount in a namespace of its own
 def test_export_to_a_read_only_folder_is_a_clear_error(write_chain, reduced, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
