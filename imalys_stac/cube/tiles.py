@@ -433,8 +433,8 @@ class SourcePlan:
         ok = np.ones(shape, bool)
         for i, (y0, y1) in enumerate(zip(ys0.tolist(), ys1.tolist())):
             for j, (x0, x1) in enumerate(zip(xs0.tolist(), xs1.tolist())):
-                left, top = g * (x0, y0)
-                right, bottom = g * (x1, y1)
+                left, top = g @ (x0, y0)
+                right, bottom = g @ (x1, y1)
                 try:
                     b = _bounds_in(self.grid.epsg, self.info.crs_wkt,
                                    min(left, right), min(top, bottom), max(left, right), max(top, bottom))
@@ -457,15 +457,15 @@ class SourcePlan:
             r0, r1, c0, c1 = y0 + oy, y1 + oy, x0 + ox, x1 + ox
         else:
             g = self.grid.transform
-            left, top = g * (x0, y0)
-            right, bottom = g * (x1, y1)
+            left, top = g @ (x0, y0)
+            right, bottom = g @ (x1, y1)
             try:
                 l, b, r, t = _bounds_in(self.grid.epsg, info.crs_wkt,
                                         min(left, right), min(top, bottom), max(left, right), max(top, bottom))
             except Exception:
                 return None
             inv = ~info.transform
-            cols, rows = zip(*(inv * (x, y) for x, y in ((l, t), (r, t), (l, b), (r, b))))
+            cols, rows = zip(*(inv @ (x, y) for x, y in ((l, t), (r, t), (l, b), (r, b))))
             margin = 2 if self.resampling == Resampling.nearest else 3
             r0, r1 = math.floor(min(rows)) - margin, math.ceil(max(rows)) + margin
             c0, c1 = math.floor(min(cols)) - margin, math.ceil(max(cols)) + margin
@@ -606,8 +606,8 @@ def warp_together(plans: Sequence[SourcePlan], y0: int, y1: int, x0: int, x1: in
     for i, p in enumerate(plans):
         p._gather(src[i], w)
     g = first.grid.transform
-    kw = dict(src_transform=first.info.transform * Affine.translation(c0, r0), src_crs=first.info.crs_wkt,
-              dst_transform=g * Affine.translation(x0, y0), dst_crs=rasterio.crs.CRS.from_epsg(first.grid.epsg),
+    kw = dict(src_transform=first.info.transform @ Affine.translation(c0, r0), src_crs=first.info.crs_wkt,
+              dst_transform=g @ Affine.translation(x0, y0), dst_crs=rasterio.crs.CRS.from_epsg(first.grid.epsg),
               dst_nodata=first.fill, resampling=first.resampling, init_dest_nodata=True, num_threads=1)
     nodata = first.info.nodata
     if nodata is None:
