@@ -39,6 +39,48 @@ class WorkdirError(ImalysError):
         self.hint = hint
 
 
+def is_workdir(folder: Path) -> bool:
+    """Whether `folder` is a working directory: it holds our marker, our lock, or a catalog.json
+    with our id (a working directory whose marker was lost)."""
+    if (folder / MARKER).exists() or (folder / LOCK).exists():
+        return True
+    try:
+        return json.loads((folder / "catalog.json").read_text(encoding="utf-8")).get("id") == CATALOG_ID
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def nested_workdirs(folder: Path) -> Iterator[Path]:
+    """Working directories below `folder` (not `folder` itself), outermost first; symlinks are not
+    followed (clearing removes a link, never what it points at)."""
+    for root, dirs, _files in os.walk(folder, followlinks=False):
+        if root != os.fspath(folder) and is_workdir(Path(root)):
+            yield Path(root)
+            dirs.clear()  # what is inside belongs to that working directory
+            continue
+        dirs.sort()
+
+
+def lock_holder(folder: Path) -> str:
+    """What the lock file of the working directory `folder` says about the run holding it, or ''
+    when no run holds it (the lock is taken and released at once to find out)."""
+    import fcntl
+
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY)
+    except OSError:
+        return ""
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "a run holds its lock"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return ""
+    finally:
+        os.close(fd)
+
+
 def strip_ending(name: str) -> str:
     low = name.lower()
     for ending in NAME_ENDINGS:
@@ -72,6 +114,8 @@ class WorkDir:
                 f"(no {MARKER} marker inside)",
                 hint="choose a new or empty folder for `directory`, or empty it yourself if it really is a working directory",
             )
+        if clear and entries:
+            self._refuse_nested_workdirs()
         self.path.mkdir(parents=True, exist_ok=True)
         if clear:
             for entry in self.path.iterdir():
@@ -84,6 +128,17 @@ class WorkDir:
         if ours and not marker.exists():
             marker.write_text("This folder is an imalys-stac working directory; `home clear = true` may empty it.\n")
         self.write_catalog()
+
+    def _refuse_nested_workdirs(self) -> None:
+        """`clear` empties this folder only: another working directory inside it (another run's,
+        in use or not; recognised by its marker, lock or catalog id) is refused, never deleted."""
+        for found in nested_workdirs(self.path):
+            in_use = lock_holder(found)
+            raise WorkdirError(
+                f"refusing to clear {self.path}: it holds another working directory, {found}"
+                + (f", in use by another imalys-stac run ({in_use})" if in_use else ""),
+                hint="give this chain its own `directory` (not a folder around another one), or move that "
+                     "working directory out first")
 
     def check_usable(self) -> None:
         """Refuse a path that is a file, or a folder holding a STAC catalog of something else

@@ -208,7 +208,7 @@ def test_memory_too_small_for_a_worker(write_chain, capsys, tmp_path):
     code, err = run(write_chain, capsys, f"IMALYS x\nhome\n\tdirectory = {tmp_path}/wd\n\tmemory = 1KB\n")
     assert code == 1
     assert error_line(err) == (
-        "error: chain.txt:4: home: memory = 1KB per worker is too small: a worker needs at least 256 MB for Python, "
+        "error: chain.txt:4: home: memory = 1KB per worker is too small: a worker needs at least 268.4 MB (256 MiB) for Python, "
         "GDAL and one block of pixels — give e.g. memory = 2GB (per worker), or leave it out")
 
 

@@ -121,7 +121,11 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
     if runlog.path:
         log.info("log: %s", runlog.path)
     ctx = RunContext(chain=chain, workdir=workdir, runlog=runlog, chunksize=chunksize)
-    spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
+    try:
+        spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
+    except ValueError as exc:  # the environment's IMALYS_WORKERS is not a number: the user's, not a bug
+        raise home_cmd.error(f"the environment variable IMALYS_WORKERS is not a whole number ({exc})", parameter="workers",
+                             hint="correct it (e.g. IMALYS_WORKERS=4) or unset it; it overrides home workers") from exc
     if isinstance(scheduler, str):  # the caller's explicit choice beats the chain and IMALYS_SCHEDULER
         import dataclasses
 

@@ -56,6 +56,29 @@ def written_by_us(target: Path) -> bool:
         return False
 
 
+def export_owning(path: Path) -> tuple[Path, tuple[str, str]] | None:
+    """The export that wrote `path` (as its target or as a file beside it, e.g. the COG `x.tif` of
+    a VRT `x.vrt`): its target and (product, working directory); None when no export claims it."""
+    candidates = [path] if path.suffix.lower() in FORMAT_REGISTRY else []
+    for ending, fmt in FORMAT_REGISTRY.items():
+        for companion in fmt.companions:
+            if fmt.companions_appended and path.name.lower().endswith(companion):
+                candidates.append(path.with_name(path.name[: -len(companion)]))
+            elif not fmt.companions_appended and path.suffix.lower() == companion:
+                candidates.append(path.with_suffix(ending))
+    for target in candidates:
+        if target.suffix.lower() not in FORMAT_REGISTRY or path not in companion_paths(target):
+            continue
+        if written_by_us(target):
+            try:
+                props = json.loads(item_path_for(target).read_text(encoding="utf-8"))["properties"]
+                record = ExportRecord.from_properties(props)
+            except (OSError, ValueError, KeyError, TypeError, RecordError):
+                continue
+            return target, (record.provenance.product, record.provenance.working_directory)
+    return None
+
+
 def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
     item = load_product(ctx, cmd, p.select, hint="run reduce (or compile/import) first")
@@ -73,8 +96,15 @@ def run(ctx: RunContext, cmd) -> None:
     overwrite = bool(getattr(p, "overwrite", False))
     for path in (*companion_paths(target), item_path):
         if path.exists() and not ours and not overwrite:
-            raise cmd.error(f"{path} exists and was not written by imalys-stac", parameter="target",
-                            hint="choose another target, or add `overwrite = true` to replace it")
+            # a file beside the target may be another export's (x.tif beside x.vrt): the same product's may be replaced
+            owner = export_owning(path) if path != item_path else None
+            if owner is None:
+                raise cmd.error(f"{path} exists and was not written by imalys-stac", parameter="target",
+                                hint="choose another target, or add `overwrite = true` to replace it")
+            if owner[1] != (item.id, str(ctx.workdir.path)):
+                raise cmd.error(f"{path} was written by the export of {owner[1][0]} to {owner[0].name}; this export "
+                                f"of {item.id} would replace it", parameter="target",
+                                hint="choose another target, or add `overwrite = true` to replace it")
         if path.is_dir() and not (ending == ".zarr" and path == target):
             raise cmd.error(f"{path} is a folder; the export would replace it with a file", parameter="target",
                             hint="choose another target")
