@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
+import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -303,7 +305,7 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
         log.info("dask: local cluster, %d worker processes%s", n, f", {spec.memory} each" if spec.memory else "")
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
                               "distributed.scheduler.no-workers-timeout": f"{no_workers_timeout()}s"}):
-            with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+            with library_logging_to_file(), LocalCluster(**kwargs) as cluster, Client(cluster) as client:
                 with ClusterWatch(client).watching():
                     yield client
         return
@@ -323,7 +325,7 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
                  resource["spec"]["worker"]["spec"]["containers"][0]["image"], n)
         cluster = KubeCluster(custom_cluster_spec=resource, shutdown_on_close=True)  # pragma: no cover
         try:  # pragma: no cover - needs a cluster
-            with Client(cluster) as client:
+            with library_logging_to_file(), Client(cluster) as client:
                 with ClusterWatch(client).watching():
                     yield client
         finally:  # pragma: no cover
@@ -331,9 +333,175 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
         return
 
     log.info("dask: connecting to scheduler %s", spec.scheduler)
-    with Client(spec.scheduler, timeout="30s") as client:
+    check_scheduler_address(str(spec.scheduler))
+    with library_logging_to_file(), Client(spec.scheduler, timeout="30s") as client:
         with ClusterWatch(client).watching():
             yield client
+
+
+#: seconds to reach a scheduler's port, and then to hear its greeting (a Dask scheduler speaks first)
+CONNECT_TIMEOUT = 10.0
+#: a Dask greeting (handshake) is a few hundred bytes; a first frame claiming more is not Dask
+_MAX_HANDSHAKE = 1 << 20
+_DEFAULT_PORT = 8786
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a `tcp://host:port` (or bare `host:port`) address; None for other
+    protocols (tls://, ws://, ucx://, inproc://), which distributed checks itself."""
+    text = address.strip()
+    if "://" in text:
+        scheme, _, text = text.partition("://")
+        if scheme.lower() != "tcp":
+            return None
+    text = text.rstrip("/")
+    if text.startswith("["):  # [::1]:8786
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    if not host:
+        return None
+    try:
+        return host, int(port) if port else _DEFAULT_PORT
+    except ValueError:
+        raise ResourceError(f"scheduler = {address}: the port {port!r} is not a number",
+                            hint="write the address like tcp://host:8786") from None
+
+
+def _printable(data: bytes, limit: int = 60) -> str:
+    text = data.split(b"\n", 1)[0].strip().decode("latin-1")
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def _what_speaks(first: bytes) -> str:
+    """A guess at the service from its first bytes (for the message)."""
+    if first.startswith(b"SSH-"):
+        return "an SSH server"
+    if first.startswith(b"HTTP/"):
+        return "an HTTP server (a Dask dashboard is on 8787, the scheduler on 8786)"
+    if first.startswith((b"220", b"* OK", b"+OK")):
+        return "a mail or FTP server"
+    if first[:1] in (b"\x15", b"\x16"):
+        return "a TLS server (for a TLS scheduler write tls://…)"
+    return "a service that is not a Dask scheduler"
+
+
+def check_scheduler_address(address: str, *, connect_timeout: float = CONNECT_TIMEOUT,
+                            answer_timeout: float = CONNECT_TIMEOUT) -> None:
+    """Check, before distributed connects, that a Dask scheduler answers at `address`.
+
+    distributed waits without a limit for the greeting of whatever listens there (an HTTP server
+    waits for a request: a hang), and reads the first 8 bytes of a service that speaks first as
+    the length of a message (an SSH banner asks for exabytes: MemoryError). A scheduler sends its
+    greeting at once: an 8-byte length of a few hundred bytes. Anything else is a ResourceError
+    naming what answered."""
+    where = _host_port(address)
+    if where is None:
+        return
+    host, port = where
+    label = f"scheduler = {address}"
+    try:
+        sock = socket.create_connection((host, port), timeout=connect_timeout)
+    except socket.gaierror as exc:
+        raise ResourceError(f"{label}: unknown host {host} ({exc.strerror or exc})",
+                            hint="check the host name in the address") from None
+    except ConnectionRefusedError:
+        raise ResourceError(f"{label}: nothing listens on {host}:{port} (connection refused)",
+                            hint="start the scheduler (dask scheduler --port PORT) or check the port") from None
+    except (socket.timeout, TimeoutError):
+        raise ResourceError(f"{label}: no answer from {host}:{port} within {connect_timeout:g} s",
+                            hint="check the address, that the host is up and that no firewall drops the port") from None
+    except OSError as exc:
+        raise ResourceError(f"{label}: cannot reach {host}:{port} ({exc.strerror or exc})",
+                            hint="check the address and the network") from None
+    with sock:
+        sock.settimeout(answer_timeout)
+        first = b""
+        try:
+            while len(first) < 8:
+                chunk = sock.recv(8 - len(first))
+                if not chunk:
+                    break
+                first += chunk
+        except (socket.timeout, TimeoutError):
+            pass
+        except OSError as exc:
+            raise ResourceError(f"{label}: {host}:{port} accepted the connection and then failed ({exc.strerror or exc})",
+                                hint="check that the address is the scheduler's (port 8786 by default)") from None
+        if len(first) == 8:
+            (length,) = struct.unpack("<Q", first)
+            if 0 < length <= _MAX_HANDSHAKE:
+                return  # a Dask greeting
+        if first:
+            try:  # the rest of a text banner, for the message
+                sock.settimeout(0.2)
+                first += sock.recv(200)
+            except OSError:
+                pass
+            raise ResourceError(f"{label}: {host}:{port} is not a Dask scheduler; {_what_speaks(first)} answered "
+                                f"{_printable(first)!r}",
+                                hint="check the port: a Dask scheduler listens on 8786 by default")
+        # silent: ask as a web browser would, to name what listens
+        reply = b""
+        try:
+            sock.settimeout(min(answer_timeout, 2.0))
+            sock.sendall(f"HEAD / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode("ascii", "replace"))
+            reply = sock.recv(200)
+        except OSError:
+            pass
+    if reply.startswith(b"HTTP/"):
+        raise ResourceError(f"{label}: {host}:{port} is not a Dask scheduler; {_what_speaks(reply)} answered "
+                            f"{_printable(reply)!r}",
+                            hint="check the port: a Dask scheduler listens on 8786 by default")
+    raise ResourceError(f"{label}: {host}:{port} accepted the connection but sent no Dask greeting within "
+                        f"{answer_timeout:g} s{f' (it answered {_printable(reply)!r} to a web request)' if reply else ''}; "
+                        "not a Dask scheduler", hint="check the port: a Dask scheduler listens on 8786 by default")
+
+
+#: loggers that distributed (at import) gives a handler of their own on the terminal; asyncio's
+#: errors (a lost scheduler's tasks) would reach the terminal through logging's last resort
+_LIBRARY_TERMINAL_LOGGERS = ("distributed", "distributed.client", "tornado", "tornado.application", "bokeh", "asyncio")
+
+
+@contextmanager
+def library_logging_to_file() -> Iterator[None]:
+    """While a distributed cluster runs, its libraries log to the run's log file only: their own
+    terminal handlers are taken away (a cluster that loses its workers logs hundreds of lines) and
+    the handlers the run log attached to `distributed` (the file) serve all of them. Restored after."""
+    import distributed  # noqa: F401  (configures its loggers at import; they are changed after that)
+
+    file_handlers = [h for h in logging.getLogger("distributed").handlers if not _is_terminal(h)]
+    saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
+    for name in _LIBRARY_TERMINAL_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, list(logger.handlers), logger.propagate))
+        for h in list(logger.handlers):
+            if _is_terminal(h):
+                logger.removeHandler(h)
+        if name != "distributed":
+            for h in file_handlers:
+                if h not in logger.handlers:
+                    logger.addHandler(h)
+            logger.propagate = False
+        if not logger.handlers:  # no run log: keep them quiet rather than on logging's last resort
+            logger.addHandler(logging.NullHandler())
+    try:
+        yield
+    finally:
+        for logger, handlers, propagate in saved:
+            for h in list(logger.handlers):
+                logger.removeHandler(h)
+            for h in handlers:
+                logger.addHandler(h)
+            logger.propagate = propagate
+
+
+def _is_terminal(handler: logging.Handler) -> bool:
+    return type(handler) is logging.StreamHandler  # FileHandler and the run log's own are subclasses or others
 
 
 def _describe(exc: BaseException) -> str:

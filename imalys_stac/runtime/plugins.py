@@ -34,7 +34,9 @@ class GdalEnvPlugin(WorkerPlugin):
 
 
 class TaskCounter(SchedulerPlugin):
-    """On the scheduler: per client, tasks submitted and tasks finished (processing → memory)."""
+    """On the scheduler: per client, tasks submitted and tasks finished (processing → memory).
+    A task that fails (erred, e.g. after killing its workers) is not work done: it counts as
+    expected but never as finished."""
 
     name = TASK_COUNTER
 
@@ -50,7 +52,7 @@ class TaskCounter(SchedulerPlugin):
                 c[0] += 1
 
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
-        if start == "processing" and finish in ("memory", "erred"):
+        if start == "processing" and finish == "memory":
             client = self.owner.pop(key, None)
             if client is not None:
                 self.counts[client][1] += 1
