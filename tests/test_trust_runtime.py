@@ -148,3 +148,73 @@ def test_a_run_with_an_ssh_port_as_scheduler_is_a_user_error_not_a_memory_error(
     with pytest.raises(ResourceError, match="an SSH server answered"):
         with dask_runtime(ClusterSpec(scheduler=f"tcp://127.0.0.1:{srv.port}")):
             pass
+
+
+# ----------------------------------------------------- a cluster that dies under a run (item 2)
+@pytest.fixture(scope="module")
+def cluster_archives(tmp_path_factory):
+    from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
+
+    root = tmp_path_factory.mktemp("trust-cluster") / "archives"
+    land = Landscape(seed=21)
+    for i in range(6):
+        write_landsat_archive(root, SceneSpec(path=193, row=26, acquired=date(2022, 6, 1) + timedelta(days=16 * i),
+                                              size=768, cloud_cover=0.3, seed=300 + i), landscape=land, truth=False)
+    return root
+
+
+def _run_and_kill_at_reduce(chain: Path, victims, env: dict | None = None) -> tuple[int, str, bool]:
+    """Run the CLI on `chain`; once it prints the reduce step, SIGKILL `victims` (processes).
+    Returns (exit code, stderr, whether they were killed while the run was still going)."""
+    proc = subprocess.Popen([EXE, "run", str(chain)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "IMALYS_NO_MALLOC_TUNING": "1", **(env or {})})
+    lines: list[str] = []
+    killed = False
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line)
+        if not killed and line.startswith("── reduce"):
+            time.sleep(0.5)  # its tasks are on the workers
+            killed = proc.poll() is None
+            for p in victims:
+                os.kill(p.pid, signal.SIGKILL)
+    proc.wait(timeout=300)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    proc.stderr.close()
+    return proc.returncode, "".join(lines), killed
+
+
+@pytest.mark.system
+@pytest.mark.timeout(600)
+def test_a_scheduler_killed_during_reduce_is_one_line_without_a_traceback(tmp_path, cluster_archives, dask_processes):
+    from .conftest import SIX_BANDS, bestof_chain
+
+    cluster = dask_processes(workers=2)
+    chain = bestof_chain(tmp_path, cluster_archives, "lost", home=f"\tscheduler = {cluster.address}\n", bands=SIX_BANDS)
+    rc, err, killed = _run_and_kill_at_reduce(chain, [cluster.scheduler])
+    assert killed, err
+    assert rc == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: lost.txt:") and "reduce" in last and "Dask scheduler" in last, err
+    assert "Traceback" not in err and "asyncio" not in err and "distributed." not in err, err
+    assert "bestof: 100 %" not in err  # the reduce step did not finish
+
+
+@pytest.mark.system
+@pytest.mark.timeout(600)
+def test_losing_every_worker_keeps_distributed_off_the_terminal_and_reports_no_false_100(tmp_path, cluster_archives,
+                                                                                          dask_processes):
+    from .conftest import SIX_BANDS, bestof_chain
+
+    cluster = dask_processes(workers=2)
+    chain = bestof_chain(tmp_path, cluster_archives, "orphan", home=f"\tscheduler = {cluster.address}\n", bands=SIX_BANDS)
+    rc, err, killed = _run_and_kill_at_reduce(chain, cluster.workers, env={"IMALYS_NO_WORKERS_TIMEOUT": "5"})
+    assert killed, err
+    assert rc == 1, err
+    assert err.strip().splitlines()[-1].startswith("error: orphan.txt:") and "no worker for 5 s" in err, err
+    assert "distributed." not in err and "Traceback" not in err, err  # distributed's lines are in the log file
+    assert "bestof: 100 %" not in err  # the reduce step did not finish
+    assert len(err.strip().splitlines()) < 30, err
+    logs = list((tmp_path / "wd_orphan").glob("imalys-*.log"))
+    assert logs and "distributed" in logs[0].read_text(encoding="utf-8")

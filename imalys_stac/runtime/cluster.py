@@ -508,6 +508,13 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _address(client: Any) -> str:
+    try:
+        return str(client.scheduler.address)
+    except Exception:  # pragma: no cover - no scheduler object any more
+        return ""
+
+
 def _paused_workers(client: Any) -> int:
     """How many workers the scheduler knows but has paused (memory), 0 if it cannot tell."""
     try:
@@ -527,6 +534,8 @@ def cluster_faults(client: Any) -> Iterator[None]:
         return
     from concurrent.futures import CancelledError
 
+    from distributed.client import ClosedClientError
+    from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker, NoValidWorkerError, NoWorkerError
 
     try:
@@ -552,10 +561,14 @@ def cluster_faults(client: Any) -> Iterator[None]:
             f"(workers that left are listed above in the log)",
             hint="check why the workers died (their logs, memory limits) and that new ones can start",
         ) from exc
-    except CancelledError as exc:
-        if getattr(client, "status", "running") != "running":
-            raise ResourceError(f"lost the connection to the Dask scheduler ({_describe(exc)})",
-                                hint="check that the scheduler is still running") from exc
+    except (CancelledError, ClosedClientError, CommClosedError, OSError, TimeoutError) as exc:
+        # a scheduler that died or cannot be reached any more: the client stops "running" (it
+        # reconnects, then closes) and the work in flight fails with whatever was waiting on it;
+        # an OSError of a running client is the run's own (a full disk) and passes unchanged
+        if isinstance(exc, (ClosedClientError, CommClosedError)) or getattr(client, "status", "running") != "running":
+            raise ResourceError(f"lost the connection to the Dask scheduler {_address(client)} ({_describe(exc)}); "
+                                "the run stopped", hint="check that the scheduler is still running, then run again "
+                                "(finished products are kept)") from exc
         raise
 
 
