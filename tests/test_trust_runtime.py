@@ -218,3 +218,112 @@ def test_losing_every_worker_keeps_distributed_off_the_terminal_and_reports_no_f
     assert len(err.strip().splitlines()) < 30, err
     logs = list((tmp_path / "wd_orphan").glob("imalys-*.log"))
     assert logs and "distributed" in logs[0].read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------- corrupt and contradictory archives (item 3)
+def _archive_copy(src: Path, dst: Path, edit=None) -> Path:
+    """A copy of a tar archive, with `edit(name, bytes) -> bytes` applied to its members."""
+    import io
+    import tarfile
+
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for m in tin.getmembers():
+            data = tin.extractfile(m).read()
+            if edit is not None:
+                data = edit(m.name, data)
+            info = tarfile.TarInfo(m.name)
+            info.size = len(data)
+            info.mtime = m.mtime
+            tout.addfile(info, io.BytesIO(data))
+    return dst
+
+
+def _corrupt_first_tile(archive: Path, suffix: str) -> str:
+    """Overwrite the start of the first compressed tile of member `*_<suffix>.TIF` in place;
+    returns the member's name."""
+    import tarfile
+
+    import rasterio
+
+    with tarfile.open(archive) as t:
+        m = next(x for x in t.getmembers() if x.name.endswith(f"_{suffix}.TIF"))
+    with rasterio.open(f"/vsitar/{archive}/{m.name}") as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_0_0", "TIFF", bidx=1))
+    with open(archive, "r+b") as fh:
+        fh.seek(m.offset_data + offset)
+        fh.write(b"\xff" * min(size, 64))
+    return m.name
+
+
+@pytest.mark.parametrize("suffix", ["SR_B4", "QA_PIXEL"])
+def test_a_member_with_corrupt_tiles_is_named_with_its_archive(tmp_path, synthetic_archives, suffix):
+    import shutil
+
+    from imalys_stac.chain import ChainError, load_chain
+    from imalys_stac.commands import run_chain
+
+    from .conftest import bestof_chain
+
+    folder = tmp_path / "archives"
+    shutil.copytree(synthetic_archives.folder, folder)
+    victim = sorted(folder.glob("*.tar"))[0]
+    member = _corrupt_first_tile(victim, suffix)
+    chain = bestof_chain(tmp_path, folder, "corrupt", bands="\tbands = red, nir08, green\n\tfactor = auto\n")
+    with pytest.raises(ChainError) as err:
+        run_chain(load_chain(chain))
+    msg = str(err.value)
+    assert f"{victim}: member {member} has damaged pixel data" in msg, msg
+    assert "Read failed" not in msg and "See previous exception" not in msg
+    assert "download the archive again" in msg
+
+
+def test_a_gzip_file_named_tar_is_called_gzip_with_the_fix(tmp_path, synthetic_archives):
+    import gzip
+
+    from imalys_stac.archives import ArchiveError, open_archive
+
+    src = synthetic_archives.archives[0]
+    fake = tmp_path / src.name
+    fake.write_bytes(gzip.compress(src.read_bytes(), compresslevel=1))
+    with pytest.raises(ArchiveError) as err:
+        open_archive(fake)
+    msg = str(err.value)
+    assert "truncated" not in msg
+    assert f"the file is gzip-compressed but named .tar (USGS ships plain tars); rename it to {src.name}.gz" in msg
+    renamed = fake.rename(tmp_path / f"{src.name}.gz")  # the suggested fix works
+    assert open_archive(renamed).product_id == src.name[: -len(".tar")]
+
+
+def test_an_archive_named_for_another_sensor_is_refused(tmp_path, synthetic_archives):
+    import shutil
+
+    from imalys_stac.archives import ArchiveError, open_archive
+
+    src = synthetic_archives.archives[0]
+    fake = tmp_path / ("LT05" + src.name[4:])
+    shutil.copyfile(src, fake)
+    with pytest.raises(ArchiveError, match=r"named as a LT05 \(landsat-5\) archive but its members are LC08 \(landsat-8\)"):
+        open_archive(fake)
+
+
+@pytest.mark.parametrize("old, new, what", [
+    ('SPACECRAFT_ID = "LANDSAT_8"', 'SPACECRAFT_ID = "LANDSAT_5"', "SPACECRAFT_ID = LANDSAT_5"),
+    ('SENSOR_ID = "OLI_TIRS"', 'SENSOR_ID = "TM"', "SENSOR_ID = TM"),
+])
+def test_an_mtl_that_names_another_sensor_is_refused(tmp_path, synthetic_archives, old, new, what):
+    from imalys_stac.archives import ArchiveError, open_archive
+
+    src = synthetic_archives.archives[0]
+
+    def edit(name: str, data: bytes) -> bytes:
+        if name.endswith("_MTL.txt"):
+            assert old.encode() in data
+            return data.replace(old.encode(), new.encode())
+        return data
+
+    fake = _archive_copy(src, tmp_path / src.name, edit)
+    with pytest.raises(ArchiveError, match=f"the MTL says {what}, the members are LC08"):
+        open_archive(fake)
+    (tmp_path / "unedited").mkdir()
+    assert open_archive(_archive_copy(src, tmp_path / "unedited" / src.name)).sensor == "LC08"  # the copy itself is fine

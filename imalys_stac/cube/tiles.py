@@ -511,7 +511,12 @@ class SourcePlan:
 
         def decode() -> np.ndarray:
             win = Window(tx * bw, ty * bh, min(bw, self.info.width - tx * bw), min(bh, self.info.height - ty * bh))
-            return _dataset(self.info.href).read(1, window=win)
+            try:
+                return _dataset(self.info.href).read(1, window=win)
+            except rasterio.errors.RasterioIOError as exc:  # corrupt tiles: name the archive and member
+                from ..archives.container import unreadable_pixels
+
+                raise unreadable_pixels(self.info.href, exc) from exc
 
         a, decoded = _CACHE.fetch((self.key, ty, tx), left <= 0, decode, keep=left > 0)
         with _STATS_LOCK:
