@@ -327,3 +327,32 @@ def test_an_mtl_that_names_another_sensor_is_refused(tmp_path, synthetic_archive
         open_archive(fake)
     (tmp_path / "unedited").mkdir()
     assert open_archive(_archive_copy(src, tmp_path / "unedited" / src.name)).sensor == "LC08"  # the copy itself is fine
+
+
+# ----------------------------------------------------------------- a full disk in reduce (item 4)
+@pytest.mark.system
+@pytest.mark.timeout(600)
+def test_a_disk_that_fills_during_reduce_is_called_full_with_the_folder_and_the_fix(tmp_path, cluster_archives):
+    import shlex
+    import shutil
+
+    from .conftest import SIX_BANDS, bestof_chain
+
+    unshare = shutil.which("unshare")
+    if not unshare or subprocess.run([unshare, "--user", "--map-root-user", "--mount", "true"]).returncode != 0:
+        pytest.skip("no unprivileged mount namespace on this machine")
+    small = tmp_path / "small"
+    small.mkdir()
+    chain = bestof_chain(tmp_path, cluster_archives, "full", bands=SIX_BANDS)
+    # the working directory on a 6 MB file system: import and compile fit, reduce's 768² × 6 float COG does not
+    text = chain.read_text().replace(f"directory = {tmp_path}/wd_full", f"directory = {small}/wd")
+    chain.write_text(text.replace("\tclear = true\n", f"\tlog = {tmp_path}/logs\n"))
+    cmd = shlex.join([EXE, "run", str(chain)])
+    res = subprocess.run([unshare, "--user", "--map-root-user", "--mount", "sh", "-c",
+                          f"mount -t tmpfs -o size=6m tmpfs {small} && {cmd}; rc=$?; ls -A {small}/wd; exit $rc"],
+                         capture_output=True, text=True, timeout=500, env={**os.environ, "IMALYS_NO_MALLOC_TUNING": "1"})
+    assert res.returncode == 1, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last == (f"error: full.txt:12: reduce: cannot write in {small}/wd: No space left on device "
+                    "— free some space or choose another folder"), res.stderr
+    assert "bestof" not in res.stdout.split() and ".tmp-" not in res.stdout  # nothing half-written

@@ -16,6 +16,7 @@ from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
 from ..write.blocks import Parts, part_windows
+from ..write.raster import as_disk_error
 from .context import FINGERPRINT, RunContext, command_record, fingerprint, load_product, log, up_to_date
 
 #: Side of a part (pixels) when a grid is reduced in parts: a larger grid is computed window by
@@ -111,7 +112,13 @@ def run(ctx: RunContext, cmd) -> None:
         with wd.scratch(name) as tmp:
             tif = Path(tmp) / f"{name}.tif"
             with dask_progress(method):
-                write_cog(result, tif, tags=tags)
+                try:
+                    write_cog(result, tif, tags=tags)
+                except OSError as exc:  # asked now: the clean-up of the scratch folder frees the disk
+                    disk = as_disk_error(exc, tmp)
+                    if disk is exc:
+                        raise
+                    raise disk from exc
             record = CompositeRecord(
                 process=method, preserve=p.preserve, threshold=p.threshold if method == "bestof" else None,
                 inputs=(source.id,), dates=tuple(dates), layers=int(cube.sizes["time"]),

@@ -1,7 +1,10 @@
 """What every writer needs from a DataArray: pixels (lazy or not), grid, band names, nodata."""
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -77,3 +80,26 @@ def as_raster(da: xr.DataArray, *, band_names: Sequence[str] | None = None,
     else:
         nodata = da.rio.nodata if da.rio.nodata is not None else da.rio.encoded_nodata
     return Raster(da.data, crs, transform, names, nodata, {str(k): str(v) for k, v in (tags or {}).items()})
+
+
+#: below this much free space a failed write is taken for a full disk (GDAL writes blocks of a
+#: few MB at most, and says only "Write failed")
+FULL_DISK_BYTES = 64 * 2**20
+
+
+def as_disk_error(exc: BaseException, folder: str | os.PathLike) -> BaseException:
+    """A failed write as the operating system would have said it: GDAL reports a full disk as
+    "Write failed. See previous exception" (the reason only went to its log). Asked while the
+    partial file still fills the disk (before any clean-up frees it): an OSError(ENOSPC) naming
+    `folder` when it is (nearly) full or an OSError(EROFS) when it is read-only; else `exc`."""
+    if getattr(exc, "errno", None) is not None:
+        return exc
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return exc
+    if st.f_flag & os.ST_RDONLY:
+        return OSError(errno.EROFS, os.strerror(errno.EROFS), str(Path(folder)))
+    if st.f_bavail * st.f_frsize < FULL_DISK_BYTES:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(folder)))
+    return exc
