@@ -356,3 +356,38 @@ def test_a_disk_that_fills_during_reduce_is_called_full_with_the_folder_and_the_
     assert last == (f"error: full.txt:12: reduce: cannot write in {small}/wd: No space left on device "
                     "— free some space or choose another folder"), res.stderr
     assert "bestof" not in res.stdout.split() and ".tmp-" not in res.stdout  # nothing half-written
+
+
+# ------------------------------------------------------------- an all-nodata composite (item 5)
+def test_a_composite_without_any_valid_pixel_is_a_warning_naming_why(tmp_path, capsys):
+    import numpy as np
+    import rasterio
+
+    from imalys_stac.chain import load_chain
+    from imalys_stac.commands import run_chain
+    from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
+
+    folder = tmp_path / "archives"
+    write_landsat_archive(folder, SceneSpec(path=193, row=26, acquired=date(2022, 6, 1), size=64, cloud_cover=1.0, seed=7),
+                          landscape=Landscape(seed=5), truth=False)
+    chain = tmp_path / "empty.txt"
+    chain.write_text(f"IMALYS [empty]\nhome\n\tdirectory = {tmp_path}/wd\nimport\n\tselect = {folder}/*.tar\n"
+                     "\tbands = red, nir08\n\tfactor = auto\n\tquality = 0\ncompile\n\tsearch = LC08*\n"
+                     "reduce\n\tselect = compile\n\texecute = bestof\n\tpreserve = bands\n")
+    ctx = run_chain(load_chain(chain))
+    err = capsys.readouterr().err
+    with rasterio.open(tmp_path / "wd" / "bestof" / "bestof.tif") as ds:
+        assert not np.isfinite(ds.read()).any()  # the premise: nothing valid (checked independently)
+    assert "warning:    bestof: the result has no valid pixel (all nodata): the only layer of compile has no clear " \
+           "pixel in the frame (quality 0)" in err, err
+    assert ctx.runlog.warnings >= 1
+
+
+def test_a_composite_with_valid_pixels_gives_no_such_warning(tmp_path, capsys, synthetic_archives):
+    from imalys_stac.chain import load_chain
+    from imalys_stac.commands import run_chain
+
+    from .conftest import bestof_chain
+
+    run_chain(load_chain(bestof_chain(tmp_path, synthetic_archives.folder, "fine")))
+    assert "no valid pixel" not in capsys.readouterr().err

@@ -16,7 +16,7 @@ from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
 from ..write.blocks import Parts, part_windows
-from ..write.raster import as_disk_error
+from ..write.raster import as_disk_error, has_valid_pixel
 from .context import FINGERPRINT, RunContext, command_record, fingerprint, load_product, log, up_to_date
 
 #: Side of a part (pixels) when a grid is reduced in parts: a larger grid is computed window by
@@ -65,6 +65,17 @@ def layers_as_time(cube: xr.DataArray) -> xr.DataArray:
         coords={"time": np.arange(t * b), "band": ["all"], "y": cube.y, "x": cube.x, "quality": ("time", quality)},
     )
     return out.rio.write_crs(cube.rio.crs)
+
+
+def _why_empty(cube: xr.DataArray, method: str, p) -> str:
+    """Why a reduce result holds no valid pixel, in the user's terms (for the warning)."""
+    qualities = [float(q) for q in cube.coords["quality"].values]
+    n = len(qualities)
+    if max(qualities, default=0.0) <= 0.0:
+        return (f"{'the only layer' if n == 1 else f'all {n} layers'} of {p.select} ha{'s' if n == 1 else 've'} no clear pixel "
+                f"in the frame (quality 0) — raise quality in import so such images are not kept, or choose other dates")
+    return (f"none of the {n} layer(s) of {p.select} (qualities {', '.join(f'{q:.2f}' for q in qualities)}) has a "
+            f"pixel that {method} keeps — check its parameters (threshold, bands) and the frame")
 
 
 def run(ctx: RunContext, cmd) -> None:
@@ -119,6 +130,8 @@ def run(ctx: RunContext, cmd) -> None:
                     if disk is exc:
                         raise
                     raise disk from exc
+            if not has_valid_pixel(tif):
+                log.warning("   %s: the result has no valid pixel (all nodata): %s", name, _why_empty(cube, method, p))
             record = CompositeRecord(
                 process=method, preserve=p.preserve, threshold=p.threshold if method == "bestof" else None,
                 inputs=(source.id,), dates=tuple(dates), layers=int(cube.sizes["time"]),

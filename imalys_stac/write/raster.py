@@ -103,3 +103,19 @@ def as_disk_error(exc: BaseException, folder: str | os.PathLike) -> BaseExceptio
     if st.f_bavail * st.f_frsize < FULL_DISK_BYTES:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(folder)))
     return exc
+
+
+def has_valid_pixel(path: str | os.PathLike) -> bool:
+    """Whether a written raster holds at least one pixel that is not nodata (NaN, or its nodata
+    value), read from its coarsest overview: an average overview pixel is valid wherever one pixel
+    under it is, so the answer is exact at a small fraction of the reading."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        levels = ds.overviews(1)
+    options = {"OVERVIEW_LEVEL": len(levels) - 1} if levels else {}
+    with rasterio.open(path, **options) as ds:
+        a = ds.read(masked=True)
+    data = np.ma.masked_invalid(a) if np.issubdtype(a.dtype, np.floating) else a
+    return bool(np.ma.count(data))
