@@ -391,3 +391,36 @@ def test_a_composite_with_valid_pixels_gives_no_such_warning(tmp_path, capsys, s
 
     run_chain(load_chain(bestof_chain(tmp_path, synthetic_archives.folder, "fine")))
     assert "no valid pixel" not in capsys.readouterr().err
+
+
+# ------------------------------------------------ only user errors become located errors (item 8)
+def test_a_bug_in_cube_building_is_not_reported_as_the_users_mistake(tmp_path, synthetic_archives, monkeypatch):
+    from imalys_stac.chain import ChainError, load_chain
+    from imalys_stac.commands import reduce as reduce_command
+    from imalys_stac.commands import run_chain
+
+    from .conftest import bestof_chain
+
+    def broken(*args, **kwargs):
+        raise KeyError("quality")  # what a programming error looks like
+
+    monkeypatch.setattr(reduce_command, "cube_of", broken)
+    with pytest.raises(KeyError) as err:
+        run_chain(load_chain(bestof_chain(tmp_path, synthetic_archives.folder, "bug")))
+    assert not isinstance(err.value, ChainError)
+
+
+def test_a_band_number_that_does_not_fit_is_a_user_error_naming_the_parameter():
+    import numpy as np
+    import xarray as xr
+
+    from imalys_stac.composite import reduce_stack
+    from imalys_stac.errors import InputError
+
+    cube = xr.DataArray(np.ones((2, 2, 4, 4), "float32"), dims=("time", "band", "y", "x"),
+                        coords={"quality": ("time", [0.5, 0.6])})
+    with pytest.raises(InputError, match=r"'red' must be a band number \(1-based, 1..2\), got 7") as err:
+        reduce_stack(cube, "ndvi", red=7, nir=1)
+    assert err.value.parameter == "red"
+    with pytest.raises(InputError, match="unknown reduce method 'nope'"):
+        reduce_stack(cube, "nope")

@@ -8,7 +8,9 @@ import numpy as np
 import pystac
 import xarray as xr
 
+from ..chain import ChainError
 from ..composite import reduce_stack
+from ..errors import ImalysError
 from ..cube.grid import Grid
 from ..registry import REDUCERS
 from ..product_records import COG_CHECKED, COMMAND, CompositeRecord, file_stamp
@@ -108,8 +110,11 @@ def run(ctx: RunContext, cmd) -> None:
 
         try:  # a large grid in parts (one bounded graph each); the first part is built here
             result, cube = reduce_parts(build_cube, grid, reduce)
-        except (ValueError, KeyError) as exc:
-            raise cmd.error(str(exc), parameter="execute") from exc
+        except ImalysError as exc:  # only what the user can fix is a located error; a bug stays a bug
+            if isinstance(exc, ChainError):
+                raise
+            raise cmd.error(str(exc.args[0]) if exc.args else str(exc),
+                            parameter=getattr(exc, "parameter", None) or "execute", hint=exc.hint) from exc
         if isinstance(result.data, Parts):
             log.info("   %s: %d × %d pixels in %d parts of at most %d² (one graph each)", name, grid.shape[1],
                      grid.shape[0], len(result.data.windows), part_side())
