@@ -424,3 +424,34 @@ def test_a_band_number_that_does_not_fit_is_a_user_error_naming_the_parameter():
     assert err.value.parameter == "red"
     with pytest.raises(InputError, match="unknown reduce method 'nope'"):
         reduce_stack(cube, "nope")
+
+
+# ------------------------------------------------------- grids checked against the disk (item 7)
+def test_a_huge_result_is_refused_before_computing_with_the_pixel_size(tmp_path):
+    from imalys_stac.write.raster import check_room_for
+
+    # 4·10¹⁰ pixels per band, 3 float32 bands: 480 GB uncompressed, 640 GB with its overviews
+    with pytest.raises(ResourceError) as err:
+        check_room_for((3, 200_000, 200_000), "float32", tmp_path, what="bestof", pixel="30 m of EPSG:32632")
+    msg = str(err.value)
+    assert msg.startswith("bestof would be 200,000 × 200,000 pixels (4e+10 per band) × 3 band(s) at 30 m of EPSG:32632; "
+                          "writing it needs about 640.0 GB of temporary space in ")
+    assert "pixel size" in err.value.hint
+    check_room_for((3, 100, 100), "float32", tmp_path, what="bestof", pixel="30 m")  # fits: no error
+
+
+def test_reduce_checks_the_free_disk_before_computing(tmp_path, synthetic_archives, monkeypatch):
+    from imalys_stac.chain import ChainError, load_chain
+    from imalys_stac.commands import run_chain
+    from imalys_stac.write import raster
+
+    from .conftest import bestof_chain
+
+    monkeypatch.setattr(raster, "free_bytes", lambda folder: 1000)
+    computed = []
+    monkeypatch.setattr("imalys_stac.commands.reduce.write_cog", lambda *a, **k: computed.append(a))
+    with pytest.raises(ChainError) as err:
+        run_chain(load_chain(bestof_chain(tmp_path, synthetic_archives.folder, "room")))
+    msg = str(err.value)
+    assert "reduce: bestof would be 64 × 64 pixels (4.1e+03 per band) × 2 band(s) at 30 m of EPSG:32632" in msg, msg
+    assert "which has 1.0 kB free" in msg and computed == []

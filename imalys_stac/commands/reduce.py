@@ -18,7 +18,7 @@ from ..products import KIND, cube_of, derived_item
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
 from ..write.blocks import Parts, part_windows
-from ..write.raster import as_disk_error, has_valid_pixel
+from ..write.raster import as_disk_error, check_room_for, has_valid_pixel
 from .context import FINGERPRINT, RunContext, command_record, fingerprint, load_product, log, up_to_date
 
 #: Side of a part (pixels) when a grid is reduced in parts: a larger grid is computed window by
@@ -118,6 +118,10 @@ def run(ctx: RunContext, cmd) -> None:
         if isinstance(result.data, Parts):
             log.info("   %s: %d × %d pixels in %d parts of at most %d² (one graph each)", name, grid.shape[1],
                      grid.shape[0], len(result.data.windows), part_side())
+        unit = grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units"
+        unit = {"metre": "m"}.get(unit, unit)
+        check_room_for(tuple(result.shape), result.dtype, wd.path, what=f"{name}",
+                       pixel=f"{grid.resolution:g} {unit} of EPSG:{grid.epsg}")
         dates = [str(np.datetime_as_string(t, unit="D")) for t in cube.time.values]
         tags = {
             "IMALYS_PROCESS": method,

@@ -119,3 +119,45 @@ def has_valid_pixel(path: str | os.PathLike) -> bool:
         a = ds.read(masked=True)
     data = np.ma.masked_invalid(a) if np.issubdtype(a.dtype, np.floating) else a
     return bool(np.ma.count(data))
+
+
+def free_bytes(folder: str | os.PathLike) -> int:
+    """Bytes free for this user in the file system of `folder`."""
+    import shutil
+
+    return shutil.disk_usage(folder).free
+
+
+def cog_scratch_bytes(shape: tuple[int, int, int], dtype: Any) -> int:
+    """Temporary space write_cog needs for a (band, y, x) result: its uncompressed tiled source
+    and that source's overviews (a third more); the compressed COG comes after on top of it."""
+    bands, rows, cols = (int(n) for n in shape)
+    return int(bands * rows * cols * np.dtype(dtype).itemsize * 4 // 3)
+
+
+def check_room_for(shape: tuple[int, int, int], dtype: Any, folder: str | os.PathLike, *, what: str,
+                   pixel: str) -> None:
+    """Refuse, before any computing, a result whose temporary files cannot fit the free disk of
+    `folder` (GDAL would refuse it only when the last step starts, naming a temporary and one of
+    its options). `pixel`: the grid's pixel size as the user reads it ("30 m of EPSG:32632")."""
+    from ..errors import ResourceError
+
+    need = cog_scratch_bytes(shape, dtype)
+    try:
+        free = free_bytes(folder)
+    except OSError:
+        return
+    if need <= free:
+        return
+    bands, rows, cols = shape
+    raise ResourceError(
+        f"{what} would be {cols:,} × {rows:,} pixels ({rows * cols:.2g} per band) × {bands} band(s) at {pixel}; "
+        f"writing it needs about {_size(need)} of temporary space in {folder}, which has {_size(free)} free",
+        hint="choose a larger pixel size or a smaller frame, or free space (or move the working directory)")
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e3:.1f} kB"
