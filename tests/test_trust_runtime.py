@@ -4,7 +4,6 @@ under a run, corrupt and contradictory archives, full disks, empty composites, h
 Tests that start servers, clusters or subprocesses are marked `system`; the rest are quick."""
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -281,7 +280,8 @@ def test_a_member_with_corrupt_tiles_is_named_with_its_archive(tmp_path, synthet
 def test_a_gzip_file_named_tar_is_called_gzip_with_the_fix(tmp_path, synthetic_archives):
     import gzip
 
-    from imalys_stac.archives import ArchiveError, open_archive
+    from imalys_stac.archives import ArchiveError
+    from imalys_stac.registry import open_archive
 
     src = synthetic_archives.archives[0]
     fake = tmp_path / src.name
@@ -298,7 +298,8 @@ def test_a_gzip_file_named_tar_is_called_gzip_with_the_fix(tmp_path, synthetic_a
 def test_an_archive_named_for_another_sensor_is_refused(tmp_path, synthetic_archives):
     import shutil
 
-    from imalys_stac.archives import ArchiveError, open_archive
+    from imalys_stac.archives import ArchiveError
+    from imalys_stac.registry import open_archive
 
     src = synthetic_archives.archives[0]
     fake = tmp_path / ("LT05" + src.name[4:])
@@ -312,7 +313,8 @@ def test_an_archive_named_for_another_sensor_is_refused(tmp_path, synthetic_arch
     ('SENSOR_ID = "OLI_TIRS"', 'SENSOR_ID = "TM"', "SENSOR_ID = TM"),
 ])
 def test_an_mtl_that_names_another_sensor_is_refused(tmp_path, synthetic_archives, old, new, what):
-    from imalys_stac.archives import ArchiveError, open_archive
+    from imalys_stac.archives import ArchiveError
+    from imalys_stac.registry import open_archive
 
     src = synthetic_archives.archives[0]
 
@@ -455,3 +457,54 @@ def test_reduce_checks_the_free_disk_before_computing(tmp_path, synthetic_archiv
     msg = str(err.value)
     assert "reduce: bestof would be 64 × 64 pixels (4.1e+03 per band) × 2 band(s) at 30 m of EPSG:32632" in msg, msg
     assert "which has 1.0 kB free" in msg and computed == []
+
+
+# ------------------------------------------------------------------- no import cycles (issue 18)
+def _imports(package_dir: Path, package: str) -> dict[str, set[str]]:
+    """module → the package's modules it imports, function-level imports included."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for path in package_dir.rglob("*.py"):
+        rel = path.relative_to(package_dir.parent).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        pkg = name if rel.name == "__init__" else name.rpartition(".")[0]
+        out = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                out.update(a.name for a in node.names if a.name.startswith(package))
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = pkg.split(".")
+                    base = base[: len(base) - node.level + 1]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                if mod.startswith(package):
+                    out.add(mod)
+                    out.update(f"{mod}.{a.name}" for a in node.names)
+    return {k: {m for m in v if m in graph and m != k} for k, v in graph.items()}
+
+
+def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        m = todo.pop()
+        for n in graph.get(m, ()):
+            if n == goal:
+                return True
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return False
+
+
+def test_the_runtime_and_the_archives_have_no_import_cycle():
+    import imalys_stac
+
+    graph = _imports(Path(imalys_stac.__file__).parent, "imalys_stac")
+    for module in ("imalys_stac.runtime.cluster", "imalys_stac.runtime.plugins", "imalys_stac.runtime.progress",
+                   "imalys_stac.runtime.names", "imalys_stac.runtime.client", "imalys_stac.archives",
+                   "imalys_stac.archives.container", "imalys_stac.archives.bands"):
+        assert not _reaches(graph, module, module), f"{module} imports itself through others"
+    assert not _reaches(graph, "imalys_stac.archives", "imalys_stac.registry")

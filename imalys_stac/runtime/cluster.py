@@ -26,25 +26,10 @@ from typing import Any, Iterator
 import dask
 
 from ..errors import ResourceError
+from .client import active_client
+from .names import GDAL_ENV
 
 log = logging.getLogger("imalys_stac.runtime")
-
-# GDAL settings for the client and every worker: a small block cache (tiles are decoded once by
-# the tile reader, which keeps what later chunks need), a cache for archive members read through /vsitar/, and for remote
-# hrefs (/vsicurl/, /vsis3/, /vsigs/) timeouts, retries and no directory listing on open.
-# GDAL_DISABLE_READDIR_ON_OPEN = TRUE (not EMPTY_DIR): GDAL still probes named sidecars such as
-# an ENVI .hdr one by one, it only skips listing the folder (an HTTP request per open).
-GDAL_ENV = {
-    "GDAL_CACHEMAX": "64",  # see cube/tiles.py; a worker with a memory limit sets its own (plugins.py)
-    "VSI_CACHE": "TRUE",
-    "VSI_CACHE_SIZE": str(64 * 1024 * 1024),
-    "GDAL_HTTP_TIMEOUT": "60",
-    "GDAL_HTTP_CONNECTTIMEOUT": "20",
-    "GDAL_HTTP_MAX_RETRY": "5",
-    "GDAL_HTTP_RETRY_DELAY": "2",
-    "GDAL_DISABLE_READDIR_ON_OPEN": "TRUE",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.tar,.zip,.jp2,.xml,.txt,.json,.vrt",
-}
 
 #: below this a worker cannot even hold its own libraries: it would be killed and restarted forever
 MIN_WORKER_MEMORY = 256 * 2**20  # as the chain validator's minimum for `home memory`
@@ -107,23 +92,6 @@ class ClusterSpec:
                 f"libraries and one block of pixels, and would be killed and restarted over and over",
                 hint="give each worker at least 256MB (2GB or more for large frames)")
         return n
-
-
-def active_client() -> Any | None:
-    """The distributed Client dask computes on right now, or None. Without `distributed`
-    imported there is none, and asking would import it (a second of start-up)."""
-    import sys
-
-    if "distributed" not in sys.modules:
-        return None
-    from distributed import default_client
-
-    try:
-        client = default_client()
-    except ValueError:
-        return None
-    scheduler = dask.base.get_scheduler()
-    return client if getattr(scheduler, "__self__", None) is client else None
 
 
 def apply_gdal_env() -> None:
@@ -572,5 +540,5 @@ def cluster_faults(client: Any) -> Iterator[None]:
         raise
 
 
-__all__ = ["ClusterSpec", "GDAL_ENV", "KUBE_VOLUMES", "ClusterWatch", "apply_gdal_env",
+__all__ = ["ClusterSpec", "GDAL_ENV", "active_client", "check_scheduler_address", "library_logging_to_file", "KUBE_VOLUMES", "ClusterWatch", "apply_gdal_env",
            "cluster_faults", "dask_runtime", "kube_cluster_spec", "parse_memory"]

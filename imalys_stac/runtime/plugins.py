@@ -9,8 +9,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
-from .cluster import GDAL_ENV
-from .progress import TASK_COUNTER
+from .names import GDAL_ENV, GDAL_ENV_PLUGIN, TASK_COUNTER
 
 
 class GdalEnvPlugin(WorkerPlugin):
@@ -18,7 +17,7 @@ class GdalEnvPlugin(WorkerPlugin):
     (`client.run` would reach only those present now). Values a worker's environment already
     has (e.g. from its pod spec) are kept."""
 
-    name = "imalys-gdal-env"
+    name = GDAL_ENV_PLUGIN
 
     def __init__(self, env: dict[str, str] | None = None):
         self.env = dict(env or GDAL_ENV)

@@ -24,12 +24,10 @@ from typing import Any, Iterator
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
-from .cluster import active_client
+from .client import active_client
+from .names import TASK_COUNTER
 
 log = logging.getLogger("imalys_stac.progress")
-
-#: the name of the scheduler plugin that counts a client's tasks (runtime.plugins.TaskCounter)
-TASK_COUNTER = "imalys-progress"
 
 _current: list["StepProgress"] = []
 _lock = threading.Lock()
