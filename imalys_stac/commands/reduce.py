@@ -28,12 +28,9 @@ PART_PIXELS = 8192
 
 
 def part_side() -> int:
-    import os
+    from ..settings import current
 
-    try:
-        return max(16, int(os.environ.get("IMALYS_PART_PIXELS", PART_PIXELS)))
-    except ValueError:
-        return PART_PIXELS
+    return current().part_pixels
 
 
 def reduce_parts(build_cube, grid: Grid, reduce, side: int | None = None) -> tuple[xr.DataArray, xr.DataArray]:

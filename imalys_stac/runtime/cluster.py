@@ -1,7 +1,7 @@
 """Where Dask runs: in-process (default), a local process cluster, any scheduler by address, or
 an ephemeral Kubernetes cluster. The choice comes from `home` (`scheduler`, `workers`, `memory`)
 or, for batch jobs that must not edit chains, from the environment (`IMALYS_SCHEDULER`,
-`IMALYS_WORKERS`, `IMALYS_MEMORY`).
+`IMALYS_WORKERS`, `IMALYS_MEMORY`, read by :mod:`imalys_stac.settings`).
 
 On a distributed scheduler the run is made fault-tolerant and bounded:
 - every worker, also one that joins or is restarted later, gets the GDAL settings (a worker
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import struct
 from contextlib import contextmanager
@@ -26,6 +25,8 @@ from typing import Any, Iterator
 import dask
 
 from ..errors import ResourceError
+from ..settings import Settings, current
+from ..settings import parse_memory as _parse_size
 from .client import active_client
 from .names import GDAL_ENV
 
@@ -40,18 +41,12 @@ NO_WORKERS_TIMEOUT = 120.0
 #: where the volumes of a Kubernetes run are mounted (the same paths in every pod)
 KUBE_VOLUMES = {"archives": "/data/archives", "catalog": "/data/catalog", "work": "/data/work", "results": "/data/results"}
 
-_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
-
-
 def parse_memory(text: str) -> int | None:
-    """Bytes of a memory size like 4GB, 512MB, 2GiB; None for `auto`."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]i?)?b?\s*", text, flags=re.IGNORECASE)
-    if text.strip().lower() == "auto":
-        return None
-    if not m:
-        raise ResourceError(f"memory = {text} is not a size", hint="write it like 4GB, 512MB or 2GiB")
-    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+    """Bytes of a memory size like 4GB, 512MB, 2GiB; None for `auto` (see settings.parse_memory)."""
+    try:
+        return _parse_size(text)
+    except ValueError:
+        raise ResourceError(f"memory = {text} is not a size", hint="write it like 4GB, 512MB or 2GiB") from None
 
 
 @dataclass(frozen=True)
@@ -63,11 +58,14 @@ class ClusterSpec:
     memory: str | None = None  # per worker, e.g. "4GB"
 
     @classmethod
-    def resolve(cls, scheduler: str | None, workers: int | None, memory: str | None) -> "ClusterSpec":
+    def resolve(cls, scheduler: str | None, workers: int | None, memory: str | None,
+                settings: Settings | None = None) -> "ClusterSpec":
+        """What `home` asked for, the settings (IMALYS_SCHEDULER, …) overriding it."""
+        s = settings or current()
         return cls(
-            scheduler=os.environ.get("IMALYS_SCHEDULER") or scheduler,
-            workers=int(os.environ["IMALYS_WORKERS"]) if os.environ.get("IMALYS_WORKERS") else workers,
-            memory=os.environ.get("IMALYS_MEMORY") or memory,
+            scheduler=s.scheduler or scheduler,
+            workers=s.workers if s.workers is not None else workers,
+            memory=s.memory or memory,
         )
 
     @property
@@ -94,13 +92,18 @@ class ClusterSpec:
         return n
 
 
-def apply_gdal_env() -> None:
-    for key, value in GDAL_ENV.items():
+def apply_gdal_env(settings: Settings | None = None) -> None:
+    """GDAL's configuration in this process (values already in the environment are kept, except
+    GDAL_CACHEMAX when IMALYS_GDAL_CACHEMAX asks for one)."""
+    s = settings or current()
+    for key, value in s.gdal_env().items():
         os.environ.setdefault(key, value)
+    if s.gdal_cachemax is not None:
+        os.environ["GDAL_CACHEMAX"] = str(s.gdal_cachemax)
 
 
 def no_workers_timeout() -> float:
-    return float(os.environ.get("IMALYS_NO_WORKERS_TIMEOUT") or NO_WORKERS_TIMEOUT)
+    return current().no_workers_timeout
 
 
 def _harden_scheduler(dask_scheduler: Any, no_workers: float, allowed: int | None) -> dict[str, Any]:
@@ -126,7 +129,8 @@ class ClusterWatch:
         try:
             from .plugins import GdalEnvPlugin
 
-            client.register_plugin(GdalEnvPlugin())
+            s = current()
+            client.register_plugin(GdalEnvPlugin(s.gdal_env(), cachemax=s.gdal_cachemax))
         except Exception as exc:  # a scheduler/worker without imalys-stac cannot unpickle the plugin
             log.warning("dask: could not install the GDAL settings on the workers (%s); "
                         "set them in the workers' environment (see deploy/README.md)", exc)
@@ -200,7 +204,7 @@ def _dashboard_address() -> str | None:
         import bokeh  # noqa: F401
     except ImportError:
         return None
-    return os.environ.get("IMALYS_DASHBOARD", ":0")
+    return current().dashboard
 
 
 def kube_cluster_spec(spec: ClusterSpec, *, image: str | None = None, name: str = "imalys",
@@ -209,10 +213,11 @@ def kube_cluster_spec(spec: ClusterSpec, *, image: str | None = None, name: str 
     entrypoint turns the operator's `dask-scheduler`/`dask-worker` arguments into `dask scheduler`/
     `dask worker`; every pod mounts the same volumes at the same paths (`KUBE_VOLUMES`), so the
     paths in chains and /vsitar/ hrefs resolve on the workers as on the runner. Claim names come
-    from `IMALYS_CLAIM_<NAME>` (default `imalys-<name>`)."""
+    from the settings (`IMALYS_CLAIM_<NAME>`, default `imalys-<name>`)."""
     from dask_kubernetes.operator import make_cluster_spec
 
-    image = image or os.environ.get("IMALYS_IMAGE", "imalys-stac:latest")
+    settings = current()
+    image = image or settings.image
     n = spec.workers or 2
     mem = spec.memory_bytes()
     resources = None
@@ -222,9 +227,9 @@ def kube_cluster_spec(spec: ClusterSpec, *, image: str | None = None, name: str 
         resources = {"requests": {"memory": quantity, "cpu": "1"}, "limits": {"memory": quantity}}
         args = ["--memory-limit", str(mem)]
     env = {"DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT": f"{int(no_workers_timeout())}s",
-           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES), **GDAL_ENV}
+           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES), **settings.gdal_env()}
     cluster = make_cluster_spec(name=name, image=image, n_workers=n, resources=None, env=env)
-    claims = claims or {k: os.environ.get(f"IMALYS_CLAIM_{k.upper()}", f"imalys-{k}") for k in KUBE_VOLUMES}
+    claims = claims or settings.kube_claims()
     volumes = [{"name": k, "persistentVolumeClaim": {"claimName": claims[k]}} for k in KUBE_VOLUMES]
     mounts = [{"name": k, "mountPath": path} for k, path in KUBE_VOLUMES.items()]
     for role in ("worker", "scheduler"):

@@ -14,7 +14,6 @@ without a terminal (batch jobs, Kubernetes, redirected output) the lines go to s
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -39,10 +38,9 @@ def progress_enabled() -> bool:
 
 
 def _interval() -> float:
-    try:
-        return float(os.environ.get("IMALYS_PROGRESS_INTERVAL", "10"))
-    except ValueError:
-        return 10.0
+    from ..settings import current
+
+    return current().progress_interval
 
 
 class StepProgress:
