@@ -92,3 +92,18 @@ def test_the_workers_get_the_users_gdal_cache_or_an_eighth_of_their_memory(monke
     assert __import__("os").environ["GDAL_CACHEMAX"] == str(10**9 // 8 // 2**20)
     GdalEnvPlugin(Settings(gdal_cachemax=300).gdal_env(), cachemax=300).setup(Worker())  # the user's value wins
     assert __import__("os").environ["GDAL_CACHEMAX"] == "300"
+
+
+@pytest.mark.system
+def test_importing_the_package_configures_nothing():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GDAL_", "VSI_", "CPL_"))}
+    # what imalys-stac itself would set (rasterio sets GDAL_CURL_CA_BUNDLE at its import: not ours)
+    code = ("import os, imalys_stac.cube.tiles, imalys_stac.cube.load, imalys_stac.commands, imalys_stac.runtime.cluster; "
+            "from imalys_stac.runtime.names import GDAL_ENV; print(sorted(k for k in GDAL_ENV if k in os.environ))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
