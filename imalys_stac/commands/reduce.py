@@ -117,7 +117,8 @@ def run(ctx: RunContext, cmd) -> None:
                      grid.shape[0], len(result.data.windows), part_side())
         unit = grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units"
         unit = {"metre": "m"}.get(unit, unit)
-        check_room_for(tuple(result.shape), result.dtype, wd.path, what=f"{name}",
+        bands, rows, cols = result.shape
+        check_room_for((bands, rows, cols), result.dtype, wd.path, what=f"{name}",
                        pixel=f"{grid.resolution:g} {unit} of EPSG:{grid.epsg}")
         dates = [str(np.datetime_as_string(t, unit="D")) for t in cube.time.values]
         tags = {

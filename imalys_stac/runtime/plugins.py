@@ -38,9 +38,9 @@ class GdalEnvPlugin(WorkerPlugin):
                 cachemax = Settings.from_env().gdal_cachemax
             except SettingsError:
                 cachemax = None
-        value = Settings(gdal_cachemax=cachemax).worker_gdal_cachemax(limit)
-        if value is not None:
-            os.environ["GDAL_CACHEMAX"] = value
+        worker_cache = Settings(gdal_cachemax=cachemax).worker_gdal_cachemax(limit)
+        if worker_cache is not None:
+            os.environ["GDAL_CACHEMAX"] = worker_cache
 
 
 class TaskCounter(SchedulerPlugin):
