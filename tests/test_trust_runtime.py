@@ -508,3 +508,52 @@ def test_the_runtime_and_the_archives_have_no_import_cycle():
                    "imalys_stac.archives.container", "imalys_stac.archives.bands"):
         assert not _reaches(graph, module, module), f"{module} imports itself through others"
     assert not _reaches(graph, "imalys_stac.archives", "imalys_stac.registry")
+
+
+@pytest.mark.system
+@pytest.mark.timeout(600)
+def test_killing_every_worker_of_a_local_cluster_keeps_the_terminal_readable(tmp_path, cluster_archives):
+    """`scheduler = processes`: the nannies live in the run's process and restart the workers;
+    killing them twice floods nothing onto the terminal (the issue counted 186 lines)."""
+    import psutil
+
+    from .conftest import SIX_BANDS, bestof_chain
+
+    chain = bestof_chain(tmp_path, cluster_archives, "local", home="\tscheduler = processes\n\tworkers = 2\n",
+                         bands=SIX_BANDS)
+    proc = subprocess.Popen([EXE, "run", str(chain)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "IMALYS_NO_MALLOC_TUNING": "1", "IMALYS_NO_WORKERS_TIMEOUT": "5"})
+    killed: list[int] = []
+
+    def kill_workers() -> None:
+        for _ in range(2):  # the workers, then the ones the nannies started again
+            time.sleep(1.5)
+            try:
+                kids = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.Error:
+                return
+            for p in kids:
+                try:
+                    cmd = " ".join(p.cmdline())
+                    if "spawn_main" in cmd and "resource_tracker" not in cmd:
+                        p.kill()
+                        killed.append(p.pid)
+                except psutil.Error:
+                    pass
+
+    lines: list[str] = []
+    assert proc.stderr is not None and proc.stdout is not None
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("── reduce") and not killed:
+            threading.Thread(target=kill_workers, daemon=True).start()
+    proc.wait(timeout=300)
+    proc.stdout.close()
+    proc.stderr.close()
+    err = "".join(lines)
+    assert killed, err
+    assert "distributed." not in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) < 40, err
+    if proc.returncode != 0:  # (else the restarted workers finished the work)
+        assert err.strip().splitlines()[-1].startswith("error: local.txt:"), err
+        assert "bestof: 100 %" not in err
