@@ -36,8 +36,8 @@ log = logging.getLogger("imalys_stac.runtime")
 MIN_WORKER_MEMORY = 256 * 2**20  # as the chain validator's minimum for `home memory`
 #: tasks that kill this many workers plus one fail (KilledWorker) instead of killing more
 ALLOWED_FAILURES = 3
-#: default seconds that work may wait with no worker at all before it fails
-NO_WORKERS_TIMEOUT = 120.0
+#: default seconds that work may wait with no worker at all before it fails (IMALYS_NO_WORKERS_TIMEOUT)
+NO_WORKERS_TIMEOUT = Settings.no_workers_timeout
 #: where the volumes of a Kubernetes run are mounted (the same paths in every pod)
 KUBE_VOLUMES = {"archives": "/data/archives", "catalog": "/data/catalog", "work": "/data/work", "results": "/data/results"}
 
