@@ -4,6 +4,7 @@ under a run, corrupt and contradictory archives, full disks, empty composites, h
 Tests that start servers, clusters or subprocesses are marked `system`; the rest are quick."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imalys_stac.errors import ResourceError
@@ -557,3 +559,42 @@ def test_killing_every_worker_of_a_local_cluster_keeps_the_terminal_readable(tmp
     if proc.returncode != 0:  # (else the restarted workers finished the work)
         assert err.strip().splitlines()[-1].startswith("error: local.txt:"), err
         assert "bestof: 100 %" not in err
+
+
+# ------------------------------------------------- progress never reports work not done (item 2)
+def test_a_step_that_fails_never_logs_100_percent(monkeypatch):
+    import dask.array as da
+
+    from imalys_stac.runtime import progress
+
+    class Lines(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.lines: list[str] = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage().strip())
+
+    monkeypatch.setenv("IMALYS_PROGRESS_INTERVAL", "0")
+    monkeypatch.setattr(progress, "progress_enabled", lambda: False)
+    lines = Lines()
+    logger = logging.getLogger("imalys_stac.progress")
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(lines)
+
+    def boom(block):
+        raise OSError("the disk went away")
+
+    try:
+        with pytest.raises(OSError):
+            with progress.dask_progress("bestof"):
+                da.ones((4, 4), chunks=2).map_blocks(boom, meta=np.empty((0, 0))).compute(scheduler="sync")
+        with progress.dask_progress("median"):
+            da.ones((4, 4), chunks=2).sum().compute(scheduler="sync")
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(old_level)
+    assert not any(line.startswith("bestof: 100 %") for line in lines.lines), lines.lines
+    assert any(line.startswith("bestof: stopped at") for line in lines.lines), lines.lines
+    assert any(line.startswith("median: 100 %") for line in lines.lines), lines.lines  # a step that ends does say so
