@@ -146,7 +146,8 @@ def _footprint(mtl: dict[str, Any], ang: dict[str, Any] | None, epsg: int) -> Po
         ulx = proj.get("CORNER_UL_PROJECTION_X_PRODUCT")
         uly = proj.get("CORNER_UL_PROJECTION_Y_PRODUCT")
         cell = proj.get("GRID_CELL_SIZE_REFLECTIVE")
-        if lines and samps and len(lines) == 4 and len(samps) == 4 and None not in (ulx, uly, cell):
+        if lines and samps and len(lines) == 4 and len(samps) == 4 and ulx is not None and uly is not None \
+                and cell is not None:
             xs = [float(ulx) + float(s) * float(cell) for s in samps]
             ys = [float(uly) - float(ln) * float(cell) for ln in lines]
             tr = Transformer.from_crs(epsg, 4326, always_xy=True)
