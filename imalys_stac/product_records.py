@@ -57,6 +57,8 @@ QUALITIES = "imalys:qualities"
 # an exported file's item
 PROVENANCE = "imalys:provenance"
 FILE = "imalys:file"
+# a COG written by the Python API's to_cog: the writer and its version
+WRITER = "imalys:writer"
 # a reduce result: the [size, mtime_ns] of its COG when write_cog checked it (export copies a file
 # that still has this stamp without checking it again); the time is a string: nanoseconds since
 # 1970 exceed 2^53, which JSON readers that use doubles (JavaScript, STAC Browser) round

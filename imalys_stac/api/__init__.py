@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..errors import InputError
+from ..product_records import WRITER as _WRITER
 
 if TYPE_CHECKING:  # pragma: no cover - the heavy imports stay out of `import imalys_stac`
     import pystac
@@ -475,9 +476,6 @@ def to_cog(dataarray: "xr.DataArray", path: str | os.PathLike[str], *, overwrite
     from ..stac import read_item
 
     return read_item(item_path)
-
-
-_WRITER = "imalys:writer"
 
 
 def _ours(item_path: Path, target: Path) -> bool:
