@@ -607,3 +607,40 @@ def test_a_step_that_fails_never_logs_100_percent(monkeypatch):
     assert not any(line.startswith("bestof: 100 %") for line in lines.lines), lines.lines
     assert any(line.startswith("bestof: stopped at") for line in lines.lines), lines.lines
     assert any(line.startswith("median: 100 %") for line in lines.lines), lines.lines  # a step that ends does say so
+
+
+# ------------------------------------------------------------- quicklooks from overviews (item 6)
+def test_a_png_of_a_cog_opened_lazily_is_read_from_its_overviews_without_computing(tmp_path):
+    import dask
+    import rioxarray
+    import xarray as xr
+    from dask.callbacks import Callback
+    from PIL import Image
+
+    from imalys_stac.write import write_cog, write_quicklook
+
+    rng = np.random.default_rng(3)
+    data = rng.random((3, 2100, 2000), dtype=np.float32)
+    da = xr.DataArray(data, dims=("band", "y", "x"),
+                      coords={"band": ["nir08", "red", "green"], "y": 5e6 - 30.0 * np.arange(2100),
+                              "x": 4e5 + 30.0 * np.arange(2000)}).rio.write_crs(32632)
+    tif = write_cog(da, tmp_path / "big.tif")
+
+    class Count(Callback):
+        def __init__(self):
+            super().__init__()
+            self.tasks = 0
+
+        def _posttask(self, *args):
+            self.tasks += 1
+
+    lazy = rioxarray.open_rasterio(tif, chunks={"band": -1, "y": 512, "x": 512}, masked=True)
+    lazy = lazy.assign_coords(band=["nir08", "red", "green"])
+    with dask.config.set(scheduler="sync"), Count() as counted:
+        write_quicklook(lazy, tmp_path / "lazy.png", max_size=256)
+    assert counted.tasks == 0  # nothing computed at full resolution: the overviews were read
+    write_quicklook(str(tif), tmp_path / "file.png", max_size=256)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "lazy.png")), np.asarray(Image.open(tmp_path / "file.png")))
+    with dask.config.set(scheduler="sync"), Count() as counted:  # a changed array is computed (block means)
+        write_quicklook(lazy * 2, tmp_path / "changed.png", max_size=256)
+    assert counted.tasks > 0
