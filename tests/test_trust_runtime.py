@@ -644,3 +644,14 @@ def test_a_png_of_a_cog_opened_lazily_is_read_from_its_overviews_without_computi
     with dask.config.set(scheduler="sync"), Count() as counted:  # a changed array is computed (block means)
         write_quicklook(lazy * 2, tmp_path / "changed.png", max_size=256)
     assert counted.tasks > 0
+
+
+def test_a_worker_memory_below_the_minimum_is_stated_in_the_users_unit_and_in_mib():
+    from imalys_stac.runtime.cluster import MIN_WORKER_MEMORY, ClusterSpec
+
+    with pytest.raises(ResourceError) as err:
+        ClusterSpec(scheduler="processes", memory="260MB").memory_bytes()
+    assert "memory = 260MB per worker is too small (260 MB = 248 MiB): a Dask worker needs at least 256 MiB (268 MB)" \
+        in str(err.value)
+    assert ClusterSpec(scheduler="processes", memory="270MB").memory_bytes() == 270 * 10**6  # the hint's value passes
+    assert ClusterSpec(scheduler="processes", memory="256MiB").memory_bytes() == MIN_WORKER_MEMORY
