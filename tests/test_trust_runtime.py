@@ -336,7 +336,17 @@ def test_an_mtl_that_names_another_sensor_is_refused(tmp_path, synthetic_archive
 # ----------------------------------------------------------------- a full disk in reduce (item 4)
 @pytest.mark.system
 @pytest.mark.timeout(600)
-def test_a_disk_that_fills_during_reduce_is_called_full_with_the_folder_and_the_fix(tmp_path, cluster_archives):
+@pytest.mark.parametrize("size, expected", [
+    # reduce's 768² × 6 float COG needs ~19 MB of temporaries by the up-front estimate (item 7)...
+    ("6m", r"reduce: bestof would be 768 × 768 pixels \(5\.9e\+05 per band\) × 6 band\(s\) at 30 m of EPSG:32632; "
+           r"writing it needs about 18\.9 MB of temporary space in {wd}, which has [0-9.]+ MB free — "
+           r"choose a larger pixel size or a smaller frame, or free space \(or move the working directory\)"),
+    # ...and more than that in fact (the compressed COG beside its source): the disk fills while writing
+    ("21m", r"reduce: cannot write in {wd}: No space left on device — free some space or choose another folder"),
+])
+def test_a_disk_that_fills_during_reduce_is_called_full_with_the_folder_and_the_fix(tmp_path, cluster_archives, size,
+                                                                                    expected):
+    import re
     import shlex
     import shutil
 
@@ -348,17 +358,16 @@ def test_a_disk_that_fills_during_reduce_is_called_full_with_the_folder_and_the_
     small = tmp_path / "small"
     small.mkdir()
     chain = bestof_chain(tmp_path, cluster_archives, "full", bands=SIX_BANDS)
-    # the working directory on a 6 MB file system: import and compile fit, reduce's 768² × 6 float COG does not
+    # the working directory on a small file system: import and compile fit, reduce does not
     text = chain.read_text().replace(f"directory = {tmp_path}/wd_full", f"directory = {small}/wd")
     chain.write_text(text.replace("\tclear = true\n", f"\tlog = {tmp_path}/logs\n"))
     cmd = shlex.join([EXE, "run", str(chain)])
     res = subprocess.run([unshare, "--user", "--map-root-user", "--mount", "sh", "-c",
-                          f"mount -t tmpfs -o size=6m tmpfs {small} && {cmd}; rc=$?; ls -A {small}/wd; exit $rc"],
+                          f"mount -t tmpfs -o size={size} tmpfs {small} && {cmd}; rc=$?; ls -A {small}/wd; exit $rc"],
                          capture_output=True, text=True, timeout=500, env={**os.environ, "IMALYS_NO_MALLOC_TUNING": "1"})
     assert res.returncode == 1, res.stderr
     last = res.stderr.strip().splitlines()[-1]
-    assert last == (f"error: full.txt:12: reduce: cannot write in {small}/wd: No space left on device "
-                    "— free some space or choose another folder"), res.stderr
+    assert re.fullmatch("error: full\\.txt:12: " + expected.format(wd=re.escape(f"{small}/wd")), last), res.stderr
     assert "bestof" not in res.stdout.split() and ".tmp-" not in res.stdout  # nothing half-written
 
 
@@ -598,3 +607,51 @@ def test_a_step_that_fails_never_logs_100_percent(monkeypatch):
     assert not any(line.startswith("bestof: 100 %") for line in lines.lines), lines.lines
     assert any(line.startswith("bestof: stopped at") for line in lines.lines), lines.lines
     assert any(line.startswith("median: 100 %") for line in lines.lines), lines.lines  # a step that ends does say so
+
+
+# ------------------------------------------------------------- quicklooks from overviews (item 6)
+def test_a_png_of_a_cog_opened_lazily_is_read_from_its_overviews_without_computing(tmp_path):
+    import dask
+    import rioxarray
+    import xarray as xr
+    from dask.callbacks import Callback
+    from PIL import Image
+
+    from imalys_stac.write import write_cog, write_quicklook
+
+    rng = np.random.default_rng(3)
+    data = rng.random((3, 2100, 2000), dtype=np.float32)
+    da = xr.DataArray(data, dims=("band", "y", "x"),
+                      coords={"band": ["nir08", "red", "green"], "y": 5e6 - 30.0 * np.arange(2100),
+                              "x": 4e5 + 30.0 * np.arange(2000)}).rio.write_crs(32632)
+    tif = write_cog(da, tmp_path / "big.tif")
+
+    class Count(Callback):
+        def __init__(self):
+            super().__init__()
+            self.tasks = 0
+
+        def _posttask(self, *args):
+            self.tasks += 1
+
+    lazy = rioxarray.open_rasterio(tif, chunks={"band": -1, "y": 512, "x": 512}, masked=True)
+    lazy = lazy.assign_coords(band=["nir08", "red", "green"])
+    with dask.config.set(scheduler="sync"), Count() as counted:
+        write_quicklook(lazy, tmp_path / "lazy.png", max_size=256)
+    assert counted.tasks == 0  # nothing computed at full resolution: the overviews were read
+    write_quicklook(str(tif), tmp_path / "file.png", max_size=256)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "lazy.png")), np.asarray(Image.open(tmp_path / "file.png")))
+    with dask.config.set(scheduler="sync"), Count() as counted:  # a changed array is computed (block means)
+        write_quicklook(lazy * 2, tmp_path / "changed.png", max_size=256)
+    assert counted.tasks > 0
+
+
+def test_a_worker_memory_below_the_minimum_is_stated_in_the_users_unit_and_in_mib():
+    from imalys_stac.runtime.cluster import MIN_WORKER_MEMORY, ClusterSpec
+
+    with pytest.raises(ResourceError) as err:
+        ClusterSpec(scheduler="processes", memory="260MB").memory_bytes()
+    assert "memory = 260MB per worker is too small (260 MB = 248 MiB): a Dask worker needs at least 256 MiB (268 MB)" \
+        in str(err.value)
+    assert ClusterSpec(scheduler="processes", memory="270MB").memory_bytes() == 270 * 10**6  # the hint's value passes
+    assert ClusterSpec(scheduler="processes", memory="256MiB").memory_bytes() == MIN_WORKER_MEMORY

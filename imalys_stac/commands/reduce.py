@@ -18,7 +18,7 @@ from ..products import KIND, collapse_warning, cube_of, derived_item, store
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
 from ..write.blocks import Parts, part_windows
-from ..write.raster import as_disk_error, check_room_for, has_valid_pixel
+from ..write.raster import as_disk_error, check_room_for, gdal_errors, has_valid_pixel
 from .context import FINGERPRINT, RunContext, command_record, fingerprint, load_product, log, up_to_date
 
 #: Side of a part (pixels) when a grid is reduced in parts: a larger grid is computed window by
@@ -135,7 +135,7 @@ def run(ctx: RunContext, cmd) -> None:
             with dask_progress(method):
                 try:
                     write_cog(result, tif, tags=tags)
-                except OSError as exc:  # asked now: the clean-up of the scratch folder frees the disk
+                except gdal_errors() as exc:  # asked now: the clean-up of the scratch folder frees the disk
                     disk = as_disk_error(exc, tmp)
                     if disk is exc:
                         raise

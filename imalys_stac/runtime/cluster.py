@@ -85,10 +85,12 @@ class ClusterSpec:
             return None
         n = parse_memory(self.memory)
         if n is not None and n < MIN_WORKER_MEMORY:
+            # units as the user wrote them: 260MB (10⁶) is below 256 MiB (2²⁰), so both are named
             raise ResourceError(
-                f"memory = {self.memory} per worker is too small: a Dask worker needs at least 256 MB for its "
-                f"libraries and one block of pixels, and would be killed and restarted over and over",
-                hint="give each worker at least 256MB (2GB or more for large frames)")
+                f"memory = {self.memory} per worker is too small ({n / 1e6:.0f} MB = {n / 2**20:.0f} MiB): a Dask "
+                f"worker needs at least 256 MiB ({MIN_WORKER_MEMORY / 1e6:.0f} MB) for its libraries and one block "
+                f"of pixels, and would be killed and restarted over and over",
+                hint="give each worker at least 256MiB or 270MB (2GB or more for large frames)")
         return n
 
 

@@ -91,8 +91,9 @@ def as_disk_error(exc: BaseException, folder: str | os.PathLike) -> BaseExceptio
     """A failed write as the operating system would have said it: GDAL reports a full disk as
     "Write failed. See previous exception" (the reason only went to its log). Asked while the
     partial file still fills the disk (before any clean-up frees it): an OSError(ENOSPC) naming
-    `folder` when it is (nearly) full or an OSError(EROFS) when it is read-only; else `exc`."""
-    if getattr(exc, "errno", None) is not None:
+    `folder` when it is (nearly) full or an OSError(EROFS) when it is read-only; else `exc`.
+    `exc` may also be one of GDAL's own errors (rasterio's CPLE_*: "IO error writing tag data")."""
+    if isinstance(exc, OSError) and exc.errno is not None:
         return exc
     try:
         st = os.statvfs(folder)
@@ -119,6 +120,16 @@ def has_valid_pixel(path: str | os.PathLike) -> bool:
         a = ds.read(masked=True)
     data = np.ma.masked_invalid(a) if np.issubdtype(a.dtype, np.floating) else a
     return bool(np.ma.count(data))
+
+
+def gdal_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes a GDAL write fails with: OSError (rasterio's RasterioIOError) and
+    GDAL's own errors (rasterio._err.CPLE_BaseError, raised e.g. when a file is closed)."""
+    try:
+        from rasterio._err import CPLE_BaseError
+    except ImportError:  # pragma: no cover - a rasterio without it
+        return (OSError,)
+    return (OSError, CPLE_BaseError)
 
 
 def free_bytes(folder: str | os.PathLike) -> int:
