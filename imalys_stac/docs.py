@@ -42,7 +42,7 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("home", "scheduler"): "**New.** Where Dask computes: `local` (in-process threads, default), `processes`, "
                            "`tcp://host:8786`, `kubernetes` (see [clusters](clusters.md)). `IMALYS_SCHEDULER` overrides it.",
     ("home", "workers"): "**New.** Number of workers (threads for `local`, processes for `processes`).",
-    ("home", "memory"): "**New.** Memory per worker, e.g. `4GB` (at least 256 MB).",
+    ("home", "memory"): "**New.** Memory per worker, e.g. `4GB` (at least 256 MiB).",
     ("catalog", "archives"): "Archives: a folder or a wildcard pattern (only that folder, e.g. `~/ESIS/archives/*.tar`).",
     ("catalog", "target"): "A folder or `…/catalog.json` → STAC catalog; `….csv` → the Imalys table (+ `.csvt`, `.prj`) "
                            "with the STAC catalog in a folder of the same name beside it.",
