@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
+from .errors import ImalysError
+
 # -- property names ------------------------------------------------------------------------------
 # every product
 KIND = "imalys:kind"  #: "import", "compile" or "reduce"
@@ -99,7 +101,7 @@ def _list(value: tuple | None) -> list | None:
     return list(value) if value is not None else None
 
 
-class RecordError(ValueError):
+class RecordError(ImalysError, ValueError):
     """An item is not a product of the kind asked for (a programming error or a foreign item)."""
 
 

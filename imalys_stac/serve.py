@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, Iterable, Iterator
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
+from .errors import ImalysError
 from .product_records import KIND, PROVENANCE
 from .stac.catalog import STATE_NAME
 from .stac.hrefs import is_archive_name, local_path, split_vsi
@@ -68,11 +69,11 @@ MEDIA = {
 }
 
 
-class ServeError(Exception):
+class ServeError(ImalysError):
     """A folder that cannot be served (the message says why)."""
 
 
-class BadRequest(Exception):
+class BadRequest(ImalysError):
     """A request the server refuses with 400 (the message says why)."""
 
 

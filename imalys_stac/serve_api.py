@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+from .errors import ImalysError
+
 log = logging.getLogger("imalys_stac.serve")
 
 #: what a GET item search may carry (anything else is refused, not ignored)
@@ -34,7 +36,7 @@ MAX_BODY = 1 << 20
 _ITEMS = re.compile(r"^/collections/([^/]+)/items/?$")
 
 
-class ApiBadRequest(Exception):
+class ApiBadRequest(ImalysError):
     """A search the API refuses with 400 (the message says why and what is supported)."""
 
 

@@ -14,6 +14,7 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from ..errors import ImalysError
 from .atomic import atomic_path, remove, temp_name
 from .blocks import DatasetSink, stream
 from .overviews import FirstLevelSink
@@ -159,7 +160,7 @@ def write_cog(
     return path
 
 
-class InvalidCOG(ValueError):
+class InvalidCOG(ImalysError, ValueError):
     """A written COG failed its checks (structure or overview content); nothing was moved into place."""
 
 
