@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the providers load on first use (GDAL, numpy): `check` never needs them
-    from .providers.base import Provider
+    from .providers.base import Provider, SceneMetadata
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,16 @@ def provider_for_path(path: Path) -> "Provider":
     if not path.is_file():
         raise fail(path, "no such file")
     raise fail(path, f"not an archive any provider reads (accepted: {accepted})")
+
+
+def open_archive(path: str | Path) -> "SceneMetadata":
+    """Read one provider archive in place (Landsat C2 L2 ``.tar``, Sentinel-2 L2A ``.zip``, …) into
+    its provider's :class:`~imalys_stac.providers.base.SceneMetadata`.
+
+    Raises :class:`~imalys_stac.archives.ArchiveError` (``"<file>: <reason>"``) for archives that
+    cannot be catalogued."""
+    path = Path(path).expanduser().resolve()
+    return provider_for_path(path).open(path)
 
 
 def provider_for_collection(collection_id: str) -> "Provider | None":

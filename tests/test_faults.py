@@ -208,7 +208,7 @@ def test_memory_too_small_for_a_worker(write_chain, capsys, tmp_path):
     code, err = run(write_chain, capsys, f"IMALYS x\nhome\n\tdirectory = {tmp_path}/wd\n\tmemory = 1KB\n")
     assert code == 1
     assert error_line(err) == (
-        "error: chain.txt:4: home: memory = 1KB per worker is too small: a worker needs at least 256 MB for Python, "
+        "error: chain.txt:4: home: memory = 1KB per worker is too small: a worker needs at least 268.4 MB (256 MiB) for Python, "
         "GDAL and one block of pixels — give e.g. memory = 2GB (per worker), or leave it out")
 
 
@@ -636,7 +636,9 @@ def test_exports_of_one_name_in_two_formats_keep_their_own_items(write_chain, ca
     r = tmp_path / "results"
     code, err = run(write_chain, capsys, chain_text(reduced, export_block(r / "b.tif"), export_block(r / "b"), export_block(r / "b.png")))
     assert code == 0, err
-    assert sorted(p.name for p in r.iterdir()) == ["b", "b.envi.json", "b.hdr", "b.json", "b.png", "b.png.json", "b.tif"]
+    # b.bands/: one single-band VRT per band of b.tif (stackstac reads one band per asset)
+    assert sorted(p.name for p in r.iterdir()) == ["b", "b.bands", "b.envi.json", "b.hdr", "b.json", "b.png", "b.png.json",
+                                                   "b.tif"]
     for item, href in (("b.json", "./b.tif"), ("b.envi.json", "./b"), ("b.png.json", "./b.png")):
         assert json.loads((r / item).read_text())["assets"]["data"]["href"] == href
     code, err = run(write_chain, capsys, chain_text(reduced, export_block(r / "b.tif"), export_block(r / "b"), export_block(r / "b.png")))

@@ -163,10 +163,9 @@ def _short(name: str) -> str:
     return name.removeprefix(PACKAGE + ".")
 
 
-#: the cycles as they were when this test was written (issue 18), each by two modules on it; other
-#: branches are breaking them. Each is xfail(strict=False) so the test passes either way until the
-#: lead deletes the entry after merging; ``test_no_import_cycles`` below leaves these out.
-KNOWN_CYCLES = {
+#: the cycles there were when this test was written (issue 18), each by two modules on it: all
+#: broken since; each stays a case of its own so that the one that comes back is named
+FORMER_CYCLES = {
     "products <-> workdir": ("products", "workdir"),
     "runtime.cluster -> runtime.plugins -> runtime.progress -> runtime.cluster": ("runtime.cluster", "runtime.plugins"),
     "archives -> registry -> archives": ("archives", "registry"),
@@ -181,25 +180,16 @@ def _component_of(graph, module: str) -> list[str]:
 
 
 def test_no_import_cycles():
-    """No cycle in the package other than the known ones (each is its own xfail below)."""
+    """No cycle in the package, function-level imports counted."""
     graph = package_graph()
-    known = {f"{PACKAGE}.{m}" for pair in KNOWN_CYCLES.values() for m in pair}
-    # a cycle touching a known module is ignored only while it is made of known cycles' modules
-    # alone: a new module joining one of them still fails here
-    known_members: set[str] = set()
-    for a, b in KNOWN_CYCLES.values():
-        component = _component_of(graph, f"{PACKAGE}.{a}")
-        if f"{PACKAGE}.{b}" in component:
-            known_members |= set(component)
-    new = [c for c in find_cycles(graph) if not (set(c) & known and set(c) <= known_members)]
+    cycles = find_cycles(graph)
     messages = [" -> ".join(map(_short, shortest_cycle_through(graph, c[0]))) + f"  (component: {', '.join(map(_short, c))})"
-                for c in new]
-    assert not new, "import cycles in imalys_stac:\n" + "\n".join(messages)
+                for c in cycles]
+    assert not cycles, "import cycles in imalys_stac:\n" + "\n".join(messages)
 
 
-@pytest.mark.parametrize("first, second", [pytest.param(*pair, id=name, marks=pytest.mark.xfail(
-    strict=False, reason="a known cycle that another branch is breaking (issue 18)")) for name, pair in KNOWN_CYCLES.items()])
-def test_known_cycle_is_broken(first, second):
+@pytest.mark.parametrize("first, second", [pytest.param(*pair, id=name) for name, pair in FORMER_CYCLES.items()])
+def test_former_cycle_stays_broken(first, second):
     graph = package_graph()
     component = _component_of(graph, f"{PACKAGE}.{first}")
     assert f"{PACKAGE}.{second}" not in component, (

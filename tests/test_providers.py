@@ -23,7 +23,8 @@ from shapely.geometry import Polygon, box
 from shapely.geometry.polygon import orient
 
 from imalys_stac import registry
-from imalys_stac.archives import ArchiveError, open_archive
+from imalys_stac.archives import ArchiveError
+from imalys_stac.registry import open_archive
 from imalys_stac.archives.bands import BandInfo
 from imalys_stac.archives.container import read_grid, read_tar_member, tar_members, vsitar
 from imalys_stac.providers.base import (PROVIDER_MEMBERS, ContainerFormat, ItemFields, Provider, QualityBand,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from ..errors import InputError
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
@@ -79,7 +78,9 @@ def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling
     read as well (the last band: nearest neighbour, its own fill value). `window` (row0, row1,
     col0, col1): only that part of the grid, pixels as in the whole (see tiles.read_stack)."""
     rs = [resampling] * len(items) if isinstance(resampling, str) else list(resampling)
-    if os.environ.get("IMALYS_READER") == "stackstac":  # the former reader, kept for the benchmarks' before/after
+    from ..settings import current
+
+    if current().reader == "stackstac":  # the former reader, kept for the benchmarks' before/after
         return _stack_stackstac(items, keys, grid if window is None else grid.window(*window), rs, chunksize, dtype,
                                 fill, quality)
     ny, nx = grid.shape
