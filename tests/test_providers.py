@@ -23,11 +23,12 @@ from shapely.geometry import Polygon, box
 from shapely.geometry.polygon import orient
 
 from imalys_stac import registry
-from imalys_stac.archives import ArchiveError, open_archive
+from imalys_stac.archives import ArchiveError
+from imalys_stac.registry import open_archive
 from imalys_stac.archives.bands import BandInfo
 from imalys_stac.archives.container import read_grid, read_tar_member, tar_members, vsitar
-from imalys_stac.providers.base import (PROVIDER_MEMBERS, ContainerFormat, ItemFields, Provider, QualityBand,
-                                        SceneMetadata, date_key, item_parts)
+from imalys_stac.providers.base import (PROVIDER_MEMBERS, ArchiveFormat, CollectionProfile, ContainerFormat,
+                                        ItemFields, Provider, QualityBand, SceneMetadata, date_key, item_parts)
 from imalys_stac.providers.common import EXT, asset_template, proj_fields, raster_asset
 
 PACKAGE = Path(__file__).resolve().parents[1] / "imalys_stac"
@@ -54,7 +55,8 @@ def test_provider_satisfies_the_protocol(name, archives):
     p = registry.provider(name)
     assert isinstance(p, Provider)
     assert [m for m in PROVIDER_MEMBERS if not hasattr(p, m)] == []
-    assert p.name == name and registry.PROVIDERS[name]
+    assert p.name == name and registry.provider(name) is p
+    assert isinstance(p, ArchiveFormat) and isinstance(p, CollectionProfile)
     assert p.collections and all(isinstance(c, str) for c in p.collections)
     assert isinstance(p.container, ContainerFormat) and p.container.endings and p.container.description
     # the quality band: fill unusable, every rule a table over all codes, fill-only a superset of each rule
@@ -279,13 +281,14 @@ def _write_toy(folder: Path, tile: str, col: int, day: date, seed: int) -> tuple
 
 
 @pytest.fixture
-def toy(monkeypatch, tmp_path):
-    """The toy provider registered with one registry line; three archives (two tiles on one day)."""
-    monkeypatch.setitem(registry.PROVIDERS, "toy", TOY)
+def toy(tmp_path):
+    """The toy provider registered with one `register_provider` call; three archives (two tiles on one day)."""
+    registry.register_provider("toy", TOY)
     folder = tmp_path / "archives"
     written = [_write_toy(folder, "T01", 0, date(2022, 6, 1), 1), _write_toy(folder, "T02", 1, date(2022, 6, 1), 2),
                _write_toy(folder, "T01", 0, date(2022, 6, 17), 3)]
-    return folder, written
+    yield folder, written
+    registry.unregister_provider("toy")
 
 
 def test_a_third_provider_is_one_registry_line(toy, archives, tmp_path):

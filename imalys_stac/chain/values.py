@@ -223,18 +223,20 @@ def _what(value: Path | str, ctx: Context) -> str:
     return kind_of(value) if ctx.check_files else "unchecked"
 
 
-#: file endings `export` can write (from the one registry of formats; no GDAL import there)
+#: file endings `export` can write, built in (the validator reads the registry of formats itself,
+#: so a format registered after import counts; no GDAL import there)
 EXPORT_ENDINGS = tuple(FORMAT_REGISTRY)
 
 
 def export_target(text: str, ctx: Context) -> Path:
     value = path(text, ctx)
-    if value.suffix.lower() not in EXPORT_ENDINGS:
+    fmt = FORMAT_REGISTRY.get(value.suffix.lower())
+    if fmt is None:
         raise ValueError(
             f"unknown format {value.suffix!r}: the ending picks the format — "
-            + ", ".join(e for e in EXPORT_ENDINGS if e) + ", or no ending for ENVI"
+            + ", ".join(e for e in FORMAT_REGISTRY if e) + ", or no ending for ENVI"
         )
-    if value.suffix.lower() != ".zarr" and _what(value, ctx) == "folder":
+    if not fmt.directory and _what(value, ctx) == "folder":
         raise ValueError(f"is a folder, expected a file name; write e.g. {value / 'bestof.tif'}")
     return value
 

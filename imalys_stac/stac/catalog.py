@@ -37,7 +37,8 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..product_records import ARCHIVE
 from ..write.atomic import atomic_path
-from ..archives import ArchiveError, open_archive
+from ..archives import ArchiveError
+from ..registry import open_archive
 from ..templates import collection_template
 from .hrefs import local_path, relative_href
 from .index import INDEX_NAME, read_index, row_from_item, write_index

@@ -12,7 +12,7 @@ from typing import Any
 import pystac
 from pyproj import Transformer
 
-from ..archives import open_archive
+from ..registry import open_archive
 from ..providers.base import SceneMetadata
 from ..providers.common import COG, EXT, GEOTIFF, JP2, JPEG, PNG, STAC_VERSION  # noqa: F401 (re-exported)
 
