@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from pyproj import Transformer
 from rasterio.transform import from_origin
 from shapely.geometry import Polygon, box, mapping
@@ -517,7 +518,7 @@ def _write_cog_items(folder: Path, collection: str) -> dict[str, dict[str, np.nd
     from imalys_stac.cube.grid import reproject_geometry
 
     size, x0, y0 = 48, 600000.0, 5300000.0
-    transform = from_origin(x0, y0, 10.0, 10.0)
+    transform = Affine(10.0, 0.0, x0, 0.0, -10.0, y0)  # (rasterio's from_origin warns about Affine's `*`)
     poly = reproject_geometry(box(x0, y0 - size * 10, x0 + size * 10, y0), 32632, 4326)
     rng = np.random.default_rng(11)
     col = {"type": "Collection", "stac_version": "1.1.0", "id": collection, "description": "toy COGs",

@@ -178,6 +178,8 @@ class AssetStack:
 
     def stack(self, request: StackRequest) -> Any:
         import dask.array as da
+        from dask.base import tokenize
+        from dask.highlevelgraph import HighLevelGraph
 
         from .tiles import regular_chunks
 
@@ -187,24 +189,23 @@ class AssetStack:
                                                     request.dtype, request.band_fill[b])
                   for b, h in enumerate(row)] for t, row in enumerate(request.hrefs)]
         ychunks, xchunks = regular_chunks(ny, request.chunksize), regular_chunks(nx, request.chunksize)
-        blocks = []
+        name = f"{self.name}-{tokenize(self.reader, specs, request.window, request.chunksize)}"
+        layer: dict = {}
         y0 = r0
-        for h in ychunks:
-            row = []
+        for iy, h in enumerate(ychunks):
             x0 = c0
-            for w in xchunks:
-                window = (y0, y0 + h, x0, x0 + w)
-                task = da.from_delayed(_delayed_read(self.reader, specs, window, request.band_fill, request.dtype),
-                                       shape=(nt, nb, h, w), dtype=np.dtype(request.dtype))
-                row.append(task)
+            for ix, w in enumerate(xchunks):
+                layer[(name, 0, 0, iy, ix)] = (_read_assets, self.reader, specs, (y0, y0 + h, x0, x0 + w),
+                                               request.band_fill, request.dtype)
                 x0 += w
-            blocks.append(row)
             y0 += h
-        return da.block([[b for b in row] for row in blocks]) if blocks else da.zeros((nt, nb, 0, 0), request.dtype)
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=[])
+        return da.Array(graph, name, chunks=((nt,), (nb,), ychunks, xchunks), dtype=np.dtype(request.dtype))
 
 
 def _read_assets(reader: Any, specs: list, window: tuple[int, int, int, int], fills: Sequence[float],
                  dtype: str) -> np.ndarray:
+    """One chunk: every asset opened from its spec and its window read (fill where it is missing)."""
     nt, nb = len(specs), len(specs[0]) if specs else 0
     out = np.empty((nt, nb, window[1] - window[0], window[3] - window[2]), dtype=dtype)
     for t in range(nt):
@@ -212,12 +213,6 @@ def _read_assets(reader: Any, specs: list, window: tuple[int, int, int, int], fi
             spec = specs[t][b]
             out[t, b] = fills[b] if spec is None else reader.open(spec).read(window)
     return out
-
-
-def _delayed_read(reader, specs, window, fills, dtype):
-    from dask import delayed
-
-    return delayed(_read_assets, pure=True, name="imalys-asset-read")(reader, specs, window, tuple(fills), dtype)
 
 
 @dataclass(frozen=True)
