@@ -48,7 +48,9 @@ class Reducer:
     bands, in that order), ``quality`` one clear fraction per time, and returns ``(result, source,
     count)``: float32 ``(band_out, y, x)`` and two ``(y, x)`` planes or None (None: the generic
     ones — no single source; times valid in any band). ``reference`` is the plain-numpy version the
-    tests compare the kernel with: ``reference(stack, **params)`` → ``(band_out, y, x)``.
+    tests compare the kernel with: ``reference(stack, **bands)`` → ``(band_out, y, x)``, ``bands``
+    the 1-based numbers of ``needs`` (``red=3, nir=4``), and for ``uses_quality`` also
+    ``quality=…, threshold=…`` (see :func:`reference_call`).
     """
 
     name: str
@@ -69,6 +71,15 @@ class Reducer:
 
     def load_reference(self) -> Callable[..., Any]:
         return load(self.reference)  # type: ignore[no-any-return]
+
+
+def reference_call(reducer: Reducer, stack: Any, *, quality: Any = None, threshold: float = 0.5,
+                   **bands: int) -> Any:
+    """The reference result of `reducer` on a ``(time, band, y, x)`` numpy stack (for tests)."""
+    extra: dict[str, Any] = {n: bands[n] for n in reducer.needs}
+    if reducer.uses_quality:
+        extra.update(quality=quality, threshold=threshold)
+    return reducer.load_reference()(stack, **extra)
 
 
 _K = "imalys_stac.composite.methods:"

@@ -17,8 +17,27 @@ def test_every_layer_reads_the_reducer_registry():
     from imalys_stac.chain.models import REDUCERS
 
     assert tuple(REDUCERS) == tuple(METHODS) == tuple(registry.REDUCERS)
-    for name in registry.REDUCERS:
-        assert callable(getattr(reference, name, None)), f"{name} has no plain-loop reference in composite/reference.py"
+    for name, entry in registry.REDUCERS.items():
+        assert callable(entry.load_kernel()), f"{name}: its entry names no kernel"
+        assert entry.load_reference() is getattr(reference, name), f"{name}: its reference is not composite/reference.py's"
+
+
+@pytest.mark.parametrize("name", list(registry.REDUCERS))
+def test_every_registered_kernel_equals_its_reference(name):
+    """Through the entry alone (kernel and reference by name), on a small masked stack with ties."""
+    from imalys_stac.composite import reduce_stack
+
+    entry = registry.REDUCERS[name]
+    rng = np.random.default_rng(3)
+    stack = rng.integers(0, 6, (5, 3, 6, 7)).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.3] = np.nan
+    stack[:, :, 0, 0] = np.nan  # a pixel with no valid date
+    quality = np.array([0.9, 0.2, 0.5, 0.7, 0.1])
+    bands = {"red": 1, "nir": 2, "blue": 3}
+    cube = xr.DataArray(stack, dims=("time", "band", "y", "x"))
+    got = reduce_stack(cube, name, quality=quality, **{n: bands[n] for n in entry.needs}).values
+    expected = registry.reference_call(entry, stack, quality=quality, **bands)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
 @pytest.mark.parametrize("name", list(registry.REDUCERS))
@@ -41,6 +60,7 @@ def test_unsupported_reducers_are_named():
 
 def test_every_format_is_accepted_and_written_with_exactly_its_files(tmp_path):
     assert set(EXPORT_ENDINGS) == set(FORMATS) == set(registry.FORMATS)
+    assert all(callable(f.load_writer()) for f in registry.FORMATS.values())
     data = np.random.default_rng(0).random((3, 40, 50)).astype("float32")
     da = xr.DataArray(data, dims=("band", "y", "x"),
                       coords={"band": ["b", "g", "r"], "y": 5e6 - 30 * np.arange(40) - 15, "x": 4e5 + 30 * np.arange(50) + 15})
