@@ -151,19 +151,20 @@ def describe_assets(item: pystac.Item, folder: Path) -> None:
 def exported_band_fields(item: pystac.Item, target: Path) -> dict:
     """``eo:bands``/``raster:bands`` of an exported raster file: those of the product's data asset
     (a reduce COG), or, for a file written from a stack, one entry per band of the stack."""
-    if Path(target).suffix.lower() not in (".tif", ".tiff", ".vrt", ".nc", "") or "data" not in item.assets:
+    from .registry import FORMATS
+
+    fmt = FORMATS.get(Path(target).suffix.lower())
+    if fmt is None or not fmt.band_fields or "data" not in item.assets:
         return {}
     extra = item.assets["data"].extra_fields
     return {k: extra[k] for k in ("eo:bands", "raster:bands") if k in extra}
 
 
 def export_view(data: dict, workdir: WorkDir, item: pystac.Item, target: Path) -> None:
-    """What STAC Browser shows of an exported file's item: titled by the file's name; a PNG export
-    is its own thumbnail. (The product's quicklook is not linked: a later chain may replace the
+    """What STAC Browser shows of an exported file's item: titled by the file's name (a PNG export
+    is its own thumbnail: the roles of its format entry). (The product's quicklook is not linked: a later chain may replace the
     product of that name, and the picture would no longer show this file.)"""
     data["properties"]["title"] = Path(target).name
-    if Path(target).suffix.lower() == ".png":
-        data["assets"]["data"]["roles"] = ["data", "thumbnail"]
 
 
 def export_links(workdir: WorkDir, item: pystac.Item, item_file: Path) -> list[dict]:

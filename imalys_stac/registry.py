@@ -157,6 +157,10 @@ class OutputFormat:
     #: written uncompressed or by a library that cannot report a full disk: checked against the
     #: free space before anything is written
     needs_free_space: bool = False
+    #: roles of the file's asset in its exported item (a PNG is its own thumbnail)
+    roles: tuple[str, ...] = ("data",)
+    #: the file holds the product's bands as bands: the item's asset gets their eo:bands/raster:bands
+    band_fields: bool = True
 
     def load_writer(self) -> Callable[..., Any]:
         return load(self.writer)  # type: ignore[no-any-return]
@@ -174,9 +178,9 @@ FORMATS: dict[str, OutputFormat] = {f.ending: f for f in (
     OutputFormat(".nc", "netCDF-4 (HDF5 via h5netcdf, CF grid mapping)", "application/netcdf",
                  writer=_W + "formats:write_netcdf", needs_free_space=True),
     OutputFormat(".zarr", "Zarr store (a directory)", "application/vnd+zarr", writer=_W + "formats:write_zarr",
-                 directory=True),
+                 directory=True, band_fields=False),
     OutputFormat(".png", "PNG quicklook (8-bit stretched RGBA, at most 1024 pixels a side)", "image/png",
-                 writer=_W + "quicklook:write_png"),
+                 writer=_W + "quicklook:write_png", roles=("data", "thumbnail"), band_fields=False),
     OutputFormat("", "no ending: ENVI labelled format as the original (raw band-sequential file + .hdr)",
                  "application/octet-stream", (".hdr",), companions_appended=True, writer=_W + "envi:write_envi",
                  needs_free_space=True),

@@ -171,7 +171,8 @@ def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, writte
     # the file's own id (its item's name): exports of one product to several files must not
     # share an id in a catalog of the results folder
     data["id"] = item_path_for(target).name[: -len(".json")]
-    data["assets"] = {"data": {"href": f"./{target.name}", "type": FORMAT_REGISTRY[target.suffix.lower()].media_type, "roles": ["data"]}}
+    fmt = FORMAT_REGISTRY[target.suffix.lower()]
+    data["assets"] = {"data": {"href": f"./{target.name}", "type": fmt.media_type, "roles": list(fmt.roles)}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
     data["assets"]["data"].update(exported_band_fields(item, target))
     export_view(data, ctx.workdir, item, target)  # title from the file name, the product's thumbnail
