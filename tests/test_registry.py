@@ -74,3 +74,79 @@ def test_every_format_is_accepted_and_written_with_exactly_its_files(tmp_path):
         written = {p.name for p in folder.iterdir() if not p.name.endswith(".aux.xml")}
         assert written == expected, (ending, written)
         assert fmt.media_type
+
+
+# ------------------------------------------------------------------------------------------ providers
+class _Profile:
+    """A minimal collection profile (no archive format), for registration tests."""
+
+    name = "plain"
+    collections = ("plain-collection",)
+    quality = None
+    api_aliases: dict = {}
+    product_properties = ()
+
+    def item_assets(self):
+        return {}
+
+    def owns(self, item):
+        return False
+
+    def band_table(self):
+        return {}
+
+    def is_auxiliary(self, key):
+        return False
+
+    def scene_key(self, item):
+        return ("x", "", "20220101")
+
+    def product_name(self, items):
+        return "x"
+
+
+PLAIN = _Profile()
+
+
+def test_register_provider_adds_and_removes_one(monkeypatch):
+    registry.register_provider("plain", PLAIN)
+    try:
+        assert registry.provider("plain") is PLAIN and PLAIN in registry.providers()
+        assert PLAIN not in registry.archive_providers()  # a profile alone never opens a file
+        assert registry.provider_for_collection("plain-collection") is PLAIN
+        with pytest.raises(ValueError, match="registered already"):
+            registry.register_provider("plain", PLAIN)
+    finally:
+        registry.unregister_provider("plain")
+    with pytest.raises(KeyError, match="no provider 'plain'"):
+        registry.provider("plain")
+    with pytest.raises(TypeError, match="lacks owns"):
+        registry.register_provider("broken", type("Broken", (), {m: getattr(PLAIN, m) for m in
+                                                                  ("name", "collections", "quality", "api_aliases",
+                                                                   "product_properties", "item_assets", "band_table",
+                                                                   "is_auxiliary", "scene_key", "product_name")})())
+
+
+def test_providers_of_other_distributions_come_from_the_entry_point_group(monkeypatch):
+    """An installed distribution declares `[project.entry-points."imalys_stac.providers"]`; the
+    registry reads the group once, on the first look-up (not at import), and a name registered in
+    the package wins over an entry point of the same name."""
+    from importlib.metadata import EntryPoint
+
+    asked = []
+
+    def entry_points(group):
+        asked.append(group)
+        return [EntryPoint("plain", "tests.test_registry:PLAIN", group),
+                EntryPoint("landsat", "tests.test_registry:PLAIN", group)]
+
+    monkeypatch.setattr("importlib.metadata.entry_points", entry_points)
+    monkeypatch.setattr(registry, "_entry_points_read", False)
+    try:
+        assert asked == []
+        assert registry.provider("plain") is PLAIN
+        assert registry.provider("landsat").name == "landsat"  # the built-in one
+        registry.providers()
+        assert asked == ["imalys_stac.providers"]  # read once
+    finally:
+        registry.unregister_provider("plain")
