@@ -12,6 +12,7 @@ from .base import (
     QualityBand,
     SceneMetadata,
 )
+from .profile import Profile
 
-__all__ = ["ArchiveFormat", "CollectionProfile", "ContainerFormat", "ItemFields", "Provider", "QualityBand",
-           "SceneMetadata"]
+__all__ = ["ArchiveFormat", "CollectionProfile", "ContainerFormat", "ItemFields", "Profile", "Provider",
+           "QualityBand", "SceneMetadata"]
