@@ -15,21 +15,13 @@ from . import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-# glibc returns every large buffer to the kernel on free and zero-fills fresh pages on the next
-# allocation; a chain allocates and frees gigabytes of block buffers, and this cost a third of the
-# CPU time (sys) in the benchmark. Keeping freed memory in the process removes it. The variables
-# must be set before the interpreter starts, so the console scripts re-execute themselves once.
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
-    "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
-    "MALLOC_TOP_PAD_": str(256 << 20),
-}
+from .settings import MALLOC_ENV, malloc_tuning_wanted  # the malloc policy (why: see settings.MALLOC_ENV)
 
 
 def _with_malloc_tuning(func_name: str) -> None:
     import os
 
-    if os.environ.get("IMALYS_NO_MALLOC_TUNING") or all(k in os.environ for k in MALLOC_ENV) or sys.platform != "linux":
+    if not malloc_tuning_wanted() or all(k in os.environ for k in MALLOC_ENV) or sys.platform != "linux":
         return
     env = {**os.environ, **MALLOC_ENV}
     code = f"import sys; from imalys_stac.cli import {func_name}; sys.exit({func_name}())"

@@ -13,14 +13,13 @@ nothing heavy is imported here, so ``imalys-stac check`` uses this without GDAL,
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the providers load on first use (GDAL, numpy): `check` never needs them
     from .providers.base import CollectionProfile, Provider, SceneMetadata
-
-#: how behaviour is named in an entry: "package.module:attribute", or the object itself
 
 
 
@@ -157,6 +156,10 @@ class OutputFormat:
     #: written uncompressed or by a library that cannot report a full disk: checked against the
     #: free space before anything is written
     needs_free_space: bool = False
+    #: modules the writer imports that are optional (checked when the chain is read) and the
+    #: extra that installs them (`pip install 'imalys-stac[<extra>]'`)
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
     #: roles of the file's asset in its exported item (a PNG is its own thumbnail)
     roles: tuple[str, ...] = ("data",)
     #: the file holds the product's bands as bands: the item's asset gets their eo:bands/raster:bands
@@ -176,9 +179,9 @@ FORMATS: dict[str, OutputFormat] = {f.ending: f for f in (
     OutputFormat(".vrt", "GDAL VRT pointing at a COG <name>.tif written beside it", "application/xml", (".tif",),
                  writer=_W + "formats:write_vrt"),
     OutputFormat(".nc", "netCDF-4 (HDF5 via h5netcdf, CF grid mapping)", "application/netcdf",
-                 writer=_W + "formats:write_netcdf", needs_free_space=True),
+                 writer=_W + "formats:write_netcdf", needs_free_space=True, requires=("h5netcdf", "h5py"), extra="nc"),
     OutputFormat(".zarr", "Zarr store (a directory)", "application/vnd+zarr", writer=_W + "formats:write_zarr",
-                 directory=True, band_fields=False),
+                 directory=True, band_fields=False, requires=("zarr",), extra="nc"),
     OutputFormat(".png", "PNG quicklook (8-bit stretched RGBA, at most 1024 pixels a side)", "image/png",
                  writer=_W + "quicklook:write_png", roles=("data", "thumbnail"), band_fields=False),
     OutputFormat("", "no ending: ENVI labelled format as the original (raw band-sequential file + .hdr)",
@@ -261,20 +264,20 @@ def _read_entry_points() -> None:
         PROVIDERS.setdefault(ep.name, ep.value)
 
 
-def providers() -> "list[CollectionProfile]":
+def providers() -> list[CollectionProfile]:
     """The registered providers, in registry order (a profile without archive format included)."""
     _read_entry_points()
     return [load(spec) for spec in list(PROVIDERS.values())]
 
 
-def archive_providers() -> "list[Provider]":
+def archive_providers() -> list[Provider]:
     """The registered providers that read containers (an archive format as well as a profile)."""
     from .providers.base import has_archive_format
 
     return [p for p in providers() if has_archive_format(p)]  # type: ignore[misc]
 
 
-def provider(name: str) -> "CollectionProfile":
+def provider(name: str) -> CollectionProfile:
     """The provider registered as `name`."""
     _read_entry_points()
     if name not in PROVIDERS:
@@ -282,7 +285,7 @@ def provider(name: str) -> "CollectionProfile":
     return load(PROVIDERS[name])  # type: ignore[no-any-return]
 
 
-def provider_for_path(path: Path) -> "Provider":
+def provider_for_path(path: Path) -> Provider:
     """The provider whose containers `path` is (a pathlib.Path): the longest matching file name
     ending decides, else the magic bytes of the file's head. Raises `ArchiveError` for a file no
     provider reads."""
@@ -302,23 +305,22 @@ def provider_for_path(path: Path) -> "Provider":
     raise fail(path, f"not an archive any provider reads (accepted: {accepted})")
 
 
-def open_archive(path: str | Path) -> "SceneMetadata":
+def open_archive(path: str | Path) -> SceneMetadata:
     """Read one provider archive in place (Landsat C2 L2 ``.tar``, Sentinel-2 L2A ``.zip``, …) into
     its provider's :class:`~imalys_stac.providers.base.SceneMetadata`.
 
     Raises :class:`~imalys_stac.archives.ArchiveError` (``"<file>: <reason>"``) for archives that
-    cannot be catalogued.
-    """
+    cannot be catalogued."""
     path = Path(path).expanduser().resolve()
     return provider_for_path(path).open(path)
 
 
-def provider_for_collection(collection_id: str) -> "CollectionProfile | None":
+def provider_for_collection(collection_id: str) -> CollectionProfile | None:
     """The provider owning a collection id, or None."""
     return next((p for p in providers() if collection_id in p.collections), None)
 
 
-def provider_for_item(item: Any) -> "CollectionProfile | None":
+def provider_for_item(item: Any) -> CollectionProfile | None:
     """The provider of an item (a pystac.Item or an item dict): the one listing its collection id,
     else the first whose `owns` claims it by its properties; None for items no provider knows."""
     from .providers.base import item_parts

@@ -78,6 +78,15 @@ def test_search_load_reduce_to_cog_equals_the_chains_bestof(chain_run, synthetic
     # the item written beside it describes the file
     on_disk = json.loads((tmp_path / "api.json").read_text())
     assert on_disk["id"] == item.id == "api"
+    # and has one single-band view per band, which stackstac reads as the file's pixels
+    import stackstac
+
+    from imalys_stac.stac.search import read_item
+
+    keys = [k for k, a in on_disk["assets"].items() if len(a.get("raster:bands") or []) == 1]
+    assert keys == [f"{n}.vrt" for n in names]
+    da = stackstac.stack([read_item(tmp_path / "api.json")], assets=keys, snap_bounds=False)
+    np.testing.assert_array_equal(da.values[0], mine)
     assert on_disk["assets"]["data"]["href"] == "./api.tif"
     assert [b["name"] for b in on_disk["assets"]["data"]["eo:bands"]] == ["red", "nir08"]
     assert on_disk["properties"]["proj:shape"] == list(mine.shape[1:])

@@ -13,8 +13,18 @@ import pytest
 from imalys_stac.cube.bands import Calibration
 from imalys_stac.cube.grid import Grid
 from imalys_stac.cube.load import SceneGroup, load_groups, quality_counts
-from imalys_stac.cube.reader import (AssetStack, FakeReader, OutputGrid, Reader, StackReader, StackRequest,
-                                     StackstacReader, TilesReader, default_reader)
+from imalys_stac.cube.reader import (
+    AssetStack,
+    FakeReader,
+    OutputGrid,
+    Reader,
+    StackReader,
+    StackRequest,
+    StackstacReader,
+    TilesReader,
+    default_reader,
+)
+from imalys_stac.settings import SettingsError
 
 # Landsat C2 L2 QA_PIXEL codes (USGS, Landsat 8-9 C2 L2 product guide): 21824 clear land,
 # 22280 high-confidence cloud, 1 fill
@@ -63,7 +73,7 @@ def test_stackstac_is_chosen_by_the_environment(monkeypatch):
     monkeypatch.setenv("IMALYS_READER", "stackstac")
     assert isinstance(default_reader(), StackstacReader)
     monkeypatch.setenv("IMALYS_READER", "gdal")
-    with pytest.raises(Exception, match="IMALYS_READER='gdal'"):
+    with pytest.raises(SettingsError, match="IMALYS_READER"):
         default_reader()
 
 
@@ -137,8 +147,9 @@ def test_stackstac_and_the_tile_reader_read_the_same_pixels(synthetic_items, whe
         grid, resampling = Grid(own.epsg, (left + 7 * 30, bottom + 5 * 30, right - 11 * 30, top - 3 * 30), 30.0), \
             "nearest"
     else:
-        from imalys_stac.cube.grid import reproject_geometry
         from shapely.geometry import box
+
+        from imalys_stac.cube.grid import reproject_geometry
 
         poly = reproject_geometry(box(*own.bounds), own.epsg, 32633)
         grid, resampling = Grid.aligned(32633, poly.bounds, 30.0), "nearest"

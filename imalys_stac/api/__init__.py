@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..errors import InputError
+from ..product_records import WRITER as _WRITER
 
 if TYPE_CHECKING:  # pragma: no cover - the heavy imports stay out of `import imalys_stac`
     import pystac
@@ -466,13 +467,15 @@ def to_cog(dataarray: "xr.DataArray", path: str | os.PathLike[str], *, overwrite
     target.parent.mkdir(parents=True, exist_ok=True)
     write_cog(dataarray, target, **options)
     item = _cog_item(target, dataarray, datetime)
+    # one single-band VRT per band beside the file, as `export` gives: loaders that refuse
+    # multi-band assets (stackstac) open the bands one by one
+    from ..products import export_view
+
+    export_view(item, target, written=target)
     write_json_atomic(item_path, item)
     from ..stac import read_item
 
     return read_item(item_path)
-
-
-_WRITER = "imalys:writer"
 
 
 def _ours(item_path: Path, target: Path) -> bool:

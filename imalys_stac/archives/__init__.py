@@ -1,7 +1,7 @@
 """Provider archives read in place: the generic container helpers (:mod:`.container`: tar/zip
-members, TIFF header signatures, member grids, ``/vsitar/``/``/vsizip/`` hrefs), the band record
-(:mod:`.bands`). Handing a file to the provider whose containers it is, is the registry's
-(``imalys_stac.registry.open_archive``): this layer sits below the registry and never imports it."""
+members, TIFF header signatures, member grids, ``/vsitar/``/``/vsizip/`` hrefs) and the band record
+(:mod:`.bands`). Which provider reads a file is the registry's business
+(:func:`imalys_stac.registry.open_archive`): this package imports nothing that imports it."""
 from __future__ import annotations
 
 from .bands import BandInfo

@@ -11,6 +11,7 @@ from ..chain import Chain, ChainError
 from ..errors import ImalysError
 from ..runtime.cluster import ClusterSpec, cluster_faults, dask_runtime
 from ..runtime.log import RunLog
+from ..settings import Settings, SettingsError, using
 from ..workdir import WorkDir, WorkdirError
 from .context import RunContext
 
@@ -83,9 +84,14 @@ def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = No
     """
     home_cmd = next(c for c in chain.commands if c.name == "home")
     home = home_cmd.params
+    try:  # the environment's settings, read once for the run and checked before any work
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise home_cmd.error(str(exc), hint=exc.hint) from exc
     workdir = WorkDir(home.directory)
     runlog = RunLog(None, chain_name=Path(chain.path).name, verbose=verbose, terminal=terminal)
     with ExitStack() as stack:
+        stack.enter_context(using(settings))
         try:
             stack.enter_context(workdir.locked(f"chain {Path(chain.path).name}"))
             workdir.prepare(clear=home.clear)
@@ -121,7 +127,11 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
     if runlog.path:
         log.info("log: %s", runlog.path)
     ctx = RunContext(chain=chain, workdir=workdir, runlog=runlog, chunksize=chunksize)
-    spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
+    try:
+        spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
+    except ValueError as exc:  # the environment's IMALYS_WORKERS is not a number: the user's, not a bug
+        raise home_cmd.error(f"the environment variable IMALYS_WORKERS is not a whole number ({exc})", parameter="workers",
+                             hint="correct it (e.g. IMALYS_WORKERS=4) or unset it; it overrides home workers") from exc
     if isinstance(scheduler, str):  # the caller's explicit choice beats the chain and IMALYS_SCHEDULER
         import dataclasses
 

@@ -56,6 +56,29 @@ def written_by_us(target: Path) -> bool:
         return False
 
 
+def export_owning(path: Path) -> tuple[Path, tuple[str, str]] | None:
+    """The export that wrote `path` (as its target or as a file beside it, e.g. the COG `x.tif` of
+    a VRT `x.vrt`): its target and (product, working directory); None when no export claims it."""
+    candidates = [path] if path.suffix.lower() in FORMAT_REGISTRY else []
+    for ending, fmt in FORMAT_REGISTRY.items():
+        for companion in fmt.companions:
+            if fmt.companions_appended and path.name.lower().endswith(companion):
+                candidates.append(path.with_name(path.name[: -len(companion)]))
+            elif not fmt.companions_appended and path.suffix.lower() == companion:
+                candidates.append(path.with_suffix(ending))
+    for target in candidates:
+        if target.suffix.lower() not in FORMAT_REGISTRY or path not in companion_paths(target):
+            continue
+        if written_by_us(target):
+            try:
+                props = json.loads(item_path_for(target).read_text(encoding="utf-8"))["properties"]
+                record = ExportRecord.from_properties(props)
+            except (OSError, ValueError, KeyError, TypeError, RecordError):
+                continue
+            return target, (record.provenance.product, record.provenance.working_directory)
+    return None
+
+
 def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
     item = load_product(ctx, cmd, p.select, hint="run reduce (or compile/import) first")
@@ -74,8 +97,15 @@ def run(ctx: RunContext, cmd) -> None:
     overwrite = bool(getattr(p, "overwrite", False))
     for path in (*companion_paths(target), item_path):
         if path.exists() and not ours and not overwrite:
-            raise cmd.error(f"{path} exists and was not written by imalys-stac", parameter="target",
-                            hint="choose another target, or add `overwrite = true` to replace it")
+            # a file beside the target may be another export's (x.tif beside x.vrt): the same product's may be replaced
+            owner = export_owning(path) if path != item_path else None
+            if owner is None:
+                raise cmd.error(f"{path} exists and was not written by imalys-stac", parameter="target",
+                                hint="choose another target, or add `overwrite = true` to replace it")
+            if owner[1] != (item.id, str(ctx.workdir.path)):
+                raise cmd.error(f"{path} was written by the export of {owner[1][0]} to {owner[0].name}; this export "
+                                f"of {item.id} would replace it", parameter="target",
+                                hint="choose another target, or add `overwrite = true` to replace it")
         if path.is_dir() and not (fmt.directory and path == target):
             raise cmd.error(f"{path} is a folder; the export would replace it with a file", parameter="target",
                             hint="choose another target")
@@ -125,8 +155,8 @@ def run(ctx: RunContext, cmd) -> None:
                 if not ok:
                     raise cmd.error(f"the written file is not a valid COG: {'; '.join(errors)}; nothing was replaced",
                                     parameter="target")
-            files = [f for f in scratch.iterdir()]
-            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out))
+            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out), written_file=out)
+            files = [f for f in scratch.iterdir()]  # with the band views provenance_item wrote
             write_json_atomic(scratch / item_path.name, data)
             os.replace(scratch / item_path.name, item_path)
             for f in files:
@@ -164,9 +194,11 @@ def item_path_for(target: Path) -> Path:
     return target.with_name(target.name + ".json")
 
 
-def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None) -> dict:
+def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None,
+                    written_file: Path | None = None) -> dict:
     """The STAC item beside the exported file: the product's item with the file as its asset and
-    the provenance (archive items, chain text, every command's parameters, package version)."""
+    the provenance (archive items, chain text, every command's parameters, package version).
+    `written_file`: the file as written (in the scratch folder), whose bands the item describes."""
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
     # the file's own id (its item's name): exports of one product to several files must not
     # share an id in a catalog of the results folder
@@ -174,8 +206,8 @@ def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, writte
     fmt = FORMAT_REGISTRY[target.suffix.lower()]
     data["assets"] = {"data": {"href": f"./{target.name}", "type": fmt.media_type, "roles": list(fmt.roles)}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
-    data["assets"]["data"].update(exported_band_fields(item, target))
-    export_view(data, ctx.workdir, item, target)  # title from the file name, the product's thumbnail
+    data["assets"]["data"].update(exported_band_fields(item, written_file or target))
+    export_view(data, target, written_file)  # title, thumbnail, band views
     chain = ctx.chain
     provenance = Provenance(
         product=item.id,

@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ..errors import InputError
 from ..registry import REDUCERS
 from . import kernels as K
 
@@ -30,15 +31,22 @@ BLOCK_BYTES = 64 * 2**20
 _DIMS = ("time", "band", "y", "x")
 
 
+def _band_error(name: str, message: str) -> InputError:
+    """A band number the user gave that does not fit the stack (a user error: located at `name`)."""
+    err = InputError(message)
+    err.parameter = name  # type: ignore[attr-defined]
+    return err
+
+
 def _check_band_number(name: str, value: Any, nbands: int, method: str) -> int:
     if value is None:
-        raise ValueError(f"reduce '{method}' needs the '{name}' band number (1-based, 1..{nbands})")
+        raise _band_error(name, f"reduce '{method}' needs the '{name}' band number (1-based, 1..{nbands})")
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"'{name}' must be a band number (1-based, 1..{nbands}), got {value!r}") from None
+        raise _band_error(name, f"'{name}' must be a band number (1-based, 1..{nbands}), got {value!r}") from None
     if number != value or not 1 <= number <= nbands:
-        raise ValueError(f"'{name}' must be a band number (1-based, 1..{nbands}), got {value!r}")
+        raise _band_error(name, f"'{name}' must be a band number (1-based, 1..{nbands}), got {value!r}")
     return number
 
 
@@ -161,7 +169,7 @@ def reduce_stack(cube: xr.DataArray, method: str, *, quality: Any = None, thresh
         raise TypeError(f"reduce_stack needs an xarray.DataArray, got {type(cube).__name__}")
     name = str(method).strip().lower()
     if name not in REDUCERS:
-        raise ValueError(f"unknown reduce method {method!r}; accepted: {', '.join(REDUCERS)}")
+        raise InputError(f"unknown reduce method {method!r}; accepted: {', '.join(REDUCERS)}")
     entry = REDUCERS[name]
     if set(cube.dims) != set(_DIMS) or cube.ndim != 4:
         raise ValueError(f"cube must have dims {_DIMS}, got {tuple(cube.dims)}")
@@ -171,7 +179,7 @@ def reduce_stack(cube: xr.DataArray, method: str, *, quality: Any = None, thresh
         raise ValueError("cube has no bands")
     threshold = float(threshold)
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be between 0 and 1 (bestof quality ratio), got {threshold}")
+        raise InputError(f"threshold must be between 0 and 1 (bestof quality ratio), got {threshold}")
 
     q = _quality_vector(cube, quality, T) if entry.uses_quality else np.ones(T)
     numbers = {"red": red, "nir": nir, "blue": blue}

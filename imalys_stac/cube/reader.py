@@ -7,7 +7,7 @@ array back. Three readers answer through this one seam:
 * :class:`TilesReader` — the project's reader (``cube/tiles.py``: chunks on the sources' tile
   edges, each compressed tile decoded once); the default;
 * :class:`StackstacReader` — stackstac (``stackstac.stack``), the design dependency, as before
-  the tile reader; ``IMALYS_READER=stackstac`` picks it for a whole run;
+  the tile reader; ``IMALYS_READER=stackstac`` picks it for a whole run (see :mod:`..settings`);
 * :class:`AssetStack` with any per-asset :class:`Reader` (as stackstac's ``Reader`` protocol: made
   from an asset spec, ``read(window)`` → array): one task per chunk reads each asset's window.
   :class:`FakeReader` is such a reader with no files at all — for graph and planning tests.
@@ -16,14 +16,11 @@ Every reader is a small frozen value that pickles (it travels inside the graph t
 """
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
-#: the names ``IMALYS_READER`` may give (the project's reader when unset)
-READERS = ("tiles", "stackstac")
 
 
 @dataclass(frozen=True)
@@ -88,7 +85,7 @@ class Reader(Protocol):
     ``Reader``: ``read((row0, row1, col0, col1))`` → ``(row1 - row0, col1 - col0)`` array of the
     spec's dtype on the spec's grid. Pickleable."""
 
-    def open(self, spec: AssetSpec) -> "Reader":
+    def open(self, spec: AssetSpec) -> Reader:
         ...
 
     def read(self, window: tuple[int, int, int, int]) -> np.ndarray:
@@ -225,7 +222,7 @@ class FakeReader:
     values: Callable[[str, np.ndarray, np.ndarray], np.ndarray] | None = None
     spec: AssetSpec | None = field(default=None, compare=False)
 
-    def open(self, spec: AssetSpec) -> "FakeReader":
+    def open(self, spec: AssetSpec) -> FakeReader:
         return FakeReader(self.values, spec)
 
     def read(self, window: tuple[int, int, int, int]) -> np.ndarray:
@@ -245,14 +242,12 @@ def fake_values(href: str, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def default_reader() -> StackReader:
-    """The reader a run uses: the project's, or stackstac with ``IMALYS_READER=stackstac``."""
-    name = os.environ.get("IMALYS_READER", "tiles") or "tiles"
-    if name not in READERS:
-        from ..errors import InputError
+    """The reader a run uses: the project's, or stackstac with ``IMALYS_READER=stackstac`` (read,
+    like every setting, by :mod:`imalys_stac.settings`)."""
+    from ..settings import current
 
-        raise InputError(f"IMALYS_READER={name!r}: accepted {', '.join(READERS)}")
-    return StackstacReader() if name == "stackstac" else TilesReader()
+    return StackstacReader() if current().reader == "stackstac" else TilesReader()
 
 
-__all__ = ["AssetSpec", "AssetStack", "FakeReader", "OutputGrid", "READERS", "Reader", "StackReader", "StackRequest",
+__all__ = ["AssetSpec", "AssetStack", "FakeReader", "OutputGrid", "Reader", "StackReader", "StackRequest",
            "StackstacReader", "TilesReader", "default_reader", "fake_values"]

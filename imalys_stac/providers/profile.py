@@ -11,8 +11,9 @@ reads its items with the same rules as an archive's.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class Profile:
     quality: QualityBand = field(init=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Profile":
+    def from_dict(cls, data: Mapping[str, Any]) -> Profile:
         """A profile from JSON-like data: the field names above; ``bands`` a list of objects with
         BandInfo's fields (``key`` and ``title`` at least; ``suffix`` defaults to the key)."""
         d = dict(data)

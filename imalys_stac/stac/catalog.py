@@ -286,7 +286,7 @@ def catalog_dict(collection_ids: list[str]) -> dict[str, Any]:
     return {
         "type": "Catalog", "stac_version": STAC_VERSION, "id": CATALOG_ID,
         "title": "Imalys archive catalog",
-        "description": "Provider archives catalogued in place by imalys-stac: each asset is a member of an archive, addressed relative to its item (…/<archive>.tar/<member>); `imalys-stac serve` serves them as files.",
+        "description": "Provider archives catalogued in place by imalys-stac: each asset is a member of an archive, addressed relative to its item (`…/<archive>.tar/<member>`); `imalys-stac serve` serves them as files.",
         "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json"}]
         + [{"rel": "child", "href": f"./{c}/collection.json", "type": "application/json"} for c in collection_ids],
     }

@@ -102,8 +102,9 @@ def item_from_archive(path: str | Path) -> pystac.Item:
 
 def footprint_in_crs(item: pystac.Item, epsg: int):
     """The item's footprint projected to ``epsg`` (helper for tests and cube code)."""
+    import numpy as np
+    import shapely
     from shapely.geometry import shape
-    from shapely.ops import transform as shp_transform
 
     tr = Transformer.from_crs(4326, epsg, always_xy=True)
-    return shp_transform(tr.transform, shape(item.geometry))
+    return shapely.transform(shape(item.geometry), lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))

@@ -65,7 +65,7 @@ def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dic
         h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
         level = stack.enter_context(rasterio.open(
             f"{path}.ovr", "w", **{**profile, "width": w1, "height": h1,
-                                   "transform": r.transform * r.transform.scale(r.width / w1, r.height / h1)}))
+                                   "transform": r.transform @ r.transform.scale(r.width / w1, r.height / h1)}))
         sink = FirstLevelSink(dst, level, r.nodata)
         stream(r.data, sink, numpy_block=blocksize * 2)
         sink.finish()
