@@ -220,7 +220,10 @@ def store(workdir: WorkDir, item: pystac.Item, files: dict[str, Path] | None = N
 def exported_band_fields(item: pystac.Item, target: Path) -> dict:
     """``eo:bands``/``raster:bands`` of an exported raster file, read from the file when it is
     there (as written: the bands, their type and nodata), else those of the product's data asset."""
-    if Path(target).suffix.lower() not in (".tif", ".tiff", ".vrt", ".nc", ""):
+    from .registry import FORMATS
+
+    fmt = FORMATS.get(Path(target).suffix.lower())
+    if fmt is None or not fmt.band_fields:  # a PNG, a Zarr store: no bands of the product's as bands
         return {}
     if Path(target).is_file():
         try:
@@ -235,13 +238,11 @@ def exported_band_fields(item: pystac.Item, target: Path) -> dict:
 
 def export_view(data: dict, target: Path, written: Path | None = None) -> None:
     """What STAC Browser and loaders see of an exported file's item: titled by the file's name;
-    a PNG export is its own thumbnail; a multi-band GeoTIFF gets one single-band VRT per band in
+    a PNG export is its own thumbnail (the roles of its format entry); a multi-band GeoTIFF gets one single-band VRT per band in
     a folder beside it, ``<name>.bands/`` (written next to `written`, the file in its scratch
     folder, and moved with it), as products do (see :func:`add_band_assets`). (The product's quicklook is not linked: a later
     chain may replace the product of that name, and the picture would no longer show this file.)"""
     data["properties"]["title"] = Path(target).name
-    if Path(target).suffix.lower() == ".png":
-        data["assets"]["data"]["roles"] = ["data", "thumbnail"]
     if written is None or Path(target).suffix.lower() not in (".tif", ".tiff"):
         return
     from .cube.vrt import band_vrt

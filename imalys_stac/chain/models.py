@@ -199,12 +199,13 @@ class Compile(Model):
     target: str = param(v.name, default="compile")
 
 
-#: ``execute`` processes this version runs (from the one registry, see imalys_stac.registry).
+#: ``execute`` processes built in (the validator reads the registry itself, see imalys_stac.registry).
 REDUCERS = tuple(REDUCER_REGISTRY)
 
 
 def _reducer(text: str, ctx: v.Context) -> str:
     word = text.strip().lower()
+    REDUCERS = tuple(REDUCER_REGISTRY)  # read now: a reducer registered after import counts
     if word in UNSUPPORTED_REDUCERS:
         raise ValueError(f"{word} is an Imalys process this version does not run; use one of: {', '.join(REDUCERS)}")
     if word not in REDUCERS:

@@ -249,13 +249,11 @@ def _what(value: Path | str, ctx: Context) -> str:
     return kind_of(value) if ctx.check_files else "unchecked"
 
 
-#: file endings `export` can write (from the one registry of formats; no GDAL import there)
+#: file endings `export` can write, built in (the validator reads the registry of formats itself,
+#: so a format registered after import counts; no GDAL import there)
 EXPORT_ENDINGS = tuple(FORMAT_REGISTRY)
 
 
-#: formats whose writer needs an optional extra: ending → (modules it imports, the extra's name).
-#: Checked when the chain is read, so a missing package stops the run before any work, not after it.
-OPTIONAL_WRITERS = {".nc": (("h5netcdf", "h5py"), "nc"), ".zarr": (("zarr",), "nc")}
 
 
 def _installed(module: str) -> bool:
@@ -273,17 +271,22 @@ def _installed(module: str) -> bool:
 
 
 def missing_writer_packages(ending: str) -> tuple[list[str], str | None]:
-    """The modules the writer of ``ending`` needs that are not installed, and the extra that brings them."""
-    modules, extra = OPTIONAL_WRITERS.get(ending.lower(), ((), None))
-    return [m for m in modules if not _installed(m)], extra
+    """The modules the writer of ``ending`` needs that are not installed (its registry entry's
+    ``requires``), and the extra that brings them. Checked when the chain is read, so a missing
+    package stops the run before any work, not after it."""
+    fmt = FORMAT_REGISTRY.get(ending.lower())
+    if fmt is None:
+        return [], None
+    return [m for m in fmt.requires if not _installed(m)], fmt.extra
 
 
 def export_target(text: str, ctx: Context) -> Path:
     value = path(text, ctx)
-    if value.suffix.lower() not in EXPORT_ENDINGS:
+    fmt = FORMAT_REGISTRY.get(value.suffix.lower())
+    if fmt is None:
         raise ValueError(
             f"unknown format {value.suffix!r}: the ending picks the format — "
-            + ", ".join(e for e in EXPORT_ENDINGS if e) + ", or no ending for ENVI"
+            + ", ".join(e for e in FORMAT_REGISTRY if e) + ", or no ending for ENVI"
         )
     missing, extra = missing_writer_packages(value.suffix)
     if missing:
@@ -292,7 +295,7 @@ def export_target(text: str, ctx: Context) -> Path:
             f"{' and '.join(missing)}, which {'are' if len(missing) > 1 else 'is'} not installed: "
             f"pip install 'imalys-stac[{extra}]', or export to .tif instead"
         )
-    if value.suffix.lower() != ".zarr" and _what(value, ctx) == "folder":
+    if not fmt.directory and _what(value, ctx) == "folder":
         raise ValueError(f"is a folder, expected a file name; write e.g. {value / 'bestof.tif'}")
     return value
 

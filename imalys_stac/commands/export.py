@@ -19,7 +19,7 @@ from ..products import KIND, archive_sources, cube_of, export_links, export_view
 from ..runtime.progress import dask_progress
 from ..registry import FORMATS as FORMAT_REGISTRY
 from ..registry import companion_paths
-from ..write import FORMATS, check_cog, write_image
+from ..write import check_cog, write_image
 from ..write.atomic import recover_swaps, replace, scratch_dir, sweep_stale, write_json_atomic
 from ..write.cog import InvalidCOG
 from .context import FINGERPRINT, RunContext, fingerprint, load_product, log, os_reason
@@ -84,9 +84,10 @@ def run(ctx: RunContext, cmd) -> None:
     item = load_product(ctx, cmd, p.select, hint="run reduce (or compile/import) first")
     target = Path(p.target).expanduser().absolute()
     ending = target.suffix.lower()
-    if ending and ending not in FORMATS:
+    fmt = FORMAT_REGISTRY.get(ending)
+    if fmt is None:
         raise cmd.error(f"unknown format {ending!r}", parameter="target",
-                        hint="use one of " + ", ".join(e for e in FORMATS if e) + " or no ending for ENVI")
+                        hint="use one of " + ", ".join(e for e in FORMAT_REGISTRY if e) + " or no ending for ENVI")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -105,7 +106,7 @@ def run(ctx: RunContext, cmd) -> None:
                 raise cmd.error(f"{path} was written by the export of {owner[1][0]} to {owner[0].name}; this export "
                                 f"of {item.id} would replace it", parameter="target",
                                 hint="choose another target, or add `overwrite = true` to replace it")
-        if path.is_dir() and not (ending == ".zarr" and path == target):
+        if path.is_dir() and not (fmt.directory and path == target):
             raise cmd.error(f"{path} is a folder; the export would replace it with a file", parameter="target",
                             hint="choose another target")
     for name in recover_swaps(target.parent):
@@ -120,7 +121,7 @@ def run(ctx: RunContext, cmd) -> None:
         return
 
     array = None if (item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff")) else _product_array(ctx, item)
-    if array is not None and ending in ("", ".nc"):
+    if array is not None and fmt.needs_free_space:
         # ENVI is written uncompressed; HDF5 (netCDF) crashes the process on a full disk instead of
         # raising, so both are checked against the free space before anything is written
         need = int(np.prod(array.shape)) * array.dtype.itemsize
@@ -202,7 +203,8 @@ def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, writte
     # the file's own id (its item's name): exports of one product to several files must not
     # share an id in a catalog of the results folder
     data["id"] = item_path_for(target).name[: -len(".json")]
-    data["assets"] = {"data": {"href": f"./{target.name}", "type": FORMAT_REGISTRY[target.suffix.lower()].media_type, "roles": ["data"]}}
+    fmt = FORMAT_REGISTRY[target.suffix.lower()]
+    data["assets"] = {"data": {"href": f"./{target.name}", "type": fmt.media_type, "roles": list(fmt.roles)}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
     data["assets"]["data"].update(exported_band_fields(item, written_file or target))
     export_view(data, target, written_file)  # title, thumbnail, band views

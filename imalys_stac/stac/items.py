@@ -12,9 +12,9 @@ from typing import Any
 import pystac
 from pyproj import Transformer
 
-from ..registry import open_archive
 from ..providers.base import SceneMetadata
 from ..providers.common import COG, EXT, GEOTIFF, JP2, JPEG, PNG, STAC_VERSION  # noqa: F401 (re-exported)
+from ..registry import open_archive
 
 
 def _provider(meta: SceneMetadata):

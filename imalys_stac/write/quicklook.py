@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
@@ -157,3 +157,12 @@ def write_quicklook(da: xr.DataArray | str | os.PathLike, path_png: str | os.Pat
     with atomic_path(path_png) as tmp:
         img.save(tmp, format="PNG", optimize=False)
     return path_png
+
+
+def write_png(da: xr.DataArray, target: str | os.PathLike, *, tags: dict[str, Any] | None = None,
+              band_names: Sequence[str] | None = None) -> Path:
+    """The `.png` export (the writer of its format registry entry): a quicklook of `da`; `tags`
+    have no place in a PNG and are left out."""
+    if band_names is not None and da.ndim == 3:
+        da = da.assign_coords({da.dims[0]: list(band_names)})
+    return write_quicklook(da, target)
