@@ -98,7 +98,7 @@ def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bo
             except ChainError as exc:
                 if debug and exc.__cause__ is not None:
                     traceback.print_exception(exc.__cause__, file=sys.stderr)
-                return failed(str(exc if row is None or exc.rows else exc.in_row(vars_path, row.line)))
+                return failed(str(exc if row is None or vars_path is None or exc.rows else exc.in_row(vars_path, row.line)))
             except KeyboardInterrupt as exc:
                 signame = getattr(exc, "signame", "SIGINT")
                 return failed(f"stopped by {signame}: temporary files were removed; products finished before the stop "

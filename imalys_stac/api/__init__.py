@@ -215,7 +215,7 @@ def search(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
     region = _frame(frame)
     if isinstance(collections, str):
         collections = [c.strip() for c in collections.split(",") if c.strip()]
-    query = Query(bbox=tuple(float(v) for v in bbox) if bbox is not None else None,  # type: ignore[arg-type]
+    query = Query(bbox=tuple(float(v) for v in bbox) if bbox is not None else None,
                   geometry=region.wgs84() if region is not None else None, periods=_periods(datetime),
                   distance=distance, collections=list(collections) if collections else None,
                   max_cloud=None if max_cloud is None else float(max_cloud))

@@ -47,8 +47,10 @@ def param(
     return field(default=default, metadata=meta)
 
 
+@dataclass
 class Model:
-    """Base of the command models: the hook for cross-parameter rules."""
+    """Base of the command models: the hook for cross-parameter rules. (A dataclass without
+    fields, so the type checker knows every model has dataclass fields.)"""
 
     command: ClassVar[str] = ""
 

@@ -14,11 +14,11 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import values as v
 from .errors import ChainError
-from .models import COMMANDS, Home, Model, Replace
+from .models import COMMANDS, Catalog, Export, Home, Model, Replace
 from ..registry import FORMATS, companion_paths
 from .paths import catalog_outputs, kind_of, path_key
 
@@ -74,8 +74,7 @@ class Command:
         (Numeric values also print as written: see :class:`values.Number`.)"""
         texts = self.raw.get(parameter)
         if texts is None:
-            params: Any = self.params
-            model_fields = {f.name: f for f in dataclasses.fields(params) if "parser" in f.metadata}
+            model_fields = {f.name: f for f in dataclasses.fields(self.params) if "parser" in f.metadata}
             name = parameter if parameter in model_fields else next(
                 (n for n, f in model_fields.items() if parameter in f.metadata["aliases"]), None)
             if name is None:
@@ -83,6 +82,16 @@ class Command:
             keys = (name, *model_fields[name].metadata["aliases"])
             texts = [t for k in keys for t in self.raw.get(k, [])]
         return ", ".join(texts) if texts else None
+
+
+_M = TypeVar("_M", bound=Model)
+
+
+def params_as(cmd: Command, model: type[_M]) -> _M:
+    """``cmd``'s parameters as ``model``, the model its name stands for (see :data:`models.COMMANDS`)."""
+    if not isinstance(cmd.params, model):
+        raise TypeError(f"{cmd.name} at line {cmd.line} has {type(cmd.params).__name__} parameters, not {model.__name__}")
+    return cmd.params
 
 
 @dataclass
@@ -96,7 +105,7 @@ class Chain:
     @property
     def home(self) -> Home:
         """The ``home`` parameters (every valid chain has exactly one)."""
-        return next(c.params for c in self.commands if c.name == "home")  # type: ignore[return-value]
+        return next(c.params for c in self.commands if isinstance(c.params, Home))
 
     def find(self, name: str) -> list[Command]:
         """All commands called ``name``, in order."""
@@ -206,7 +215,7 @@ def _substitute(entry: _Entry, variables: dict[int, str], file: Path, command: s
 
 def _build(block: _Block, variables: dict[int, str], file: Path, ctx: v.Context) -> Command:
     model = COMMANDS[block.name]
-    fields = {f.name: f for f in dataclasses.fields(model) if "parser" in f.metadata}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(model) if "parser" in f.metadata}
     key_to_field = {name: name for name in fields}
     for name, f in fields.items():
         for alias in f.metadata["aliases"]:
@@ -340,7 +349,7 @@ def parse_chain_text(
         cmd = _build(block, effective, file, ctx)
         commands.append(cmd)
         if cmd.name == "catalog":
-            ctx.produced.update(catalog_outputs(cmd.params.target))  # type: ignore[attr-defined]
+            ctx.produced.update(catalog_outputs(params_as(cmd, Catalog).target))
     _check_exports_apart(commands)
     return Chain(file, commands, effective)
 
@@ -348,7 +357,7 @@ def parse_chain_text(
 def export_files(cmd: Command) -> list[Path]:
     """Every file an export command writes: its target and the files beside it (a VRT's COG, an
     ENVI header; see :func:`registry.companion_paths`)."""
-    target = Path(cmd.params.target)  # type: ignore[attr-defined]
+    target = Path(params_as(cmd, Export).target)
     return companion_paths(target) if target.suffix.lower() in FORMATS else [target]
 
 
@@ -360,7 +369,7 @@ def _check_exports_apart(commands: list[Command]) -> None:
     for cmd in commands:
         if cmd.name != "export":
             continue
-        target = Path(cmd.params.target)  # type: ignore[attr-defined]
+        target = Path(params_as(cmd, Export).target)
         for path in export_files(cmd):
             key = path_key(path)  # through symlinks, .., case
             if key not in written:
@@ -369,11 +378,11 @@ def _check_exports_apart(commands: list[Command]) -> None:
             other, other_path = written[key]
             if other is cmd:
                 continue
-            if path == target and other_path == Path(other.params.target):  # type: ignore[attr-defined]
+            if path == target and other_path == Path(params_as(other, Export).target):
                 raise cmd.error(f"target = {cmd.raw['target'][0]} is written twice: the export at line "
                                 f"{other.line} writes the same file and this one would replace it",
                                 parameter="target", hint="give each export its own target")
-            if other.params.select == cmd.params.select:  # type: ignore[attr-defined]
+            if params_as(other, Export).select == params_as(cmd, Export).select:
                 continue  # x.vrt's x.tif beside x.tif of the same product: the same pixels
             raise cmd.error(f"target = {cmd.raw['target'][0]} writes {path.name}, which the export at line "
                             f"{other.line} (select = {other.raw['select'][0]}) writes too: one would replace the "
@@ -549,7 +558,7 @@ def load_chain_rows(
             for written_file in export_files(cmd):
                 key = path_key(written_file)  # through symlinks, .., case
                 if key in written and written[key] != row.line:
-                    again = "is written again" if written_file == Path(cmd.params.target) else f"writes {written_file.name} again"  # type: ignore[attr-defined]
+                    again = "is written again" if written_file == Path(params_as(cmd, Export).target) else f"writes {written_file.name} again"
                     raise cmd.error(
                         f"target = {cmd.raw['target'][0]} {again}: the run of line {written[key]} "
                         "exports to the same file and this run would replace it", parameter="target",

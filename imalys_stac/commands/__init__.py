@@ -7,7 +7,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
-from ..chain import Chain, ChainError
+from ..chain import Chain, ChainError, Command
 from ..errors import ImalysError
 from ..runtime.cluster import ClusterSpec, cluster_faults, dask_runtime
 from ..runtime.log import RunLog
@@ -33,8 +33,9 @@ def handler_for(name: str):
     return importlib.import_module(f"{__name__}.{HANDLERS[name]}").run
 
 
-def _params(cmd) -> dict:
-    return asdict(cmd.params) if is_dataclass(cmd.params) else dict(vars(cmd.params))
+def _params(cmd: Command) -> dict:
+    params = cmd.params
+    return asdict(params) if is_dataclass(params) and not isinstance(params, type) else dict(vars(params))
 
 
 def _located(cmd, exc: BaseException, folder: Path | None = None) -> ChainError:
@@ -60,7 +61,7 @@ def _read_error(exc: BaseException) -> str | None:
         from rasterio.errors import RasterioIOError
     except ImportError:  # pragma: no cover
         return None
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, RasterioIOError):
             return str(seen)
@@ -83,7 +84,7 @@ def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = No
     Anything else is a bug and propagates unchanged, so the CLI reports it as an internal error.
     """
     home_cmd = next(c for c in chain.commands if c.name == "home")
-    home = home_cmd.params
+    home = chain.home
     try:  # the environment's settings, read once for the run and checked before any work
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -196,8 +197,8 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
         raise
     except Exception as exc:
         log.error("internal error:\n%s", traceback.format_exc(), extra={"file_only": True})
-        try:
-            exc.imalys_log = runlog.path  # the CLI names the log in its message
+        try:  # the CLI names the log in its message (an attribute no exception class declares)
+            setattr(exc, "imalys_log", runlog.path)
         except AttributeError:
             pass
         raise

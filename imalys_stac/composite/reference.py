@@ -178,7 +178,7 @@ def brightness(stack: np.ndarray) -> np.ndarray:
 
 def _index_series(stack, kind, red, nir, blue, y, x) -> list:
     """Per-time index values (float32) of one pixel; None where invalid."""
-    series = []
+    series: list[np.float32 | None] = []
     for t in range(stack.shape[0]):
         r = float(stack[t, red - 1, y, x])
         n = float(stack[t, nir - 1, y, x])

@@ -49,9 +49,9 @@ def resolve_band(item: pystac.Item, label: str) -> str:
     for key, asset in assets.items():
         if any(str(b.get("common_name", "")).lower() == low for b in _eo_bands(asset)):
             return key
-    key = _provider_band(item, label, assets)
-    if key is not None:
-        return key
+    found = _provider_band(item, label, assets)
+    if found is not None:
+        return found
 
     def describe(key: str, asset: pystac.Asset) -> str:
         names = "/".join(str(b["name"]) for b in _eo_bands(asset) if b.get("name"))

@@ -48,7 +48,7 @@ class Query:
     at most this (percent).
     """
 
-    bbox: tuple[float, float, float, float] | None = None
+    bbox: tuple[float, ...] | None = None  # (west, south, east, north): the length is checked below
     geometry: BaseGeometry | None = None
     periods: Sequence[tuple[date, date]] = field(default_factory=tuple)
     distance: float | None = None
@@ -103,7 +103,7 @@ def tile_distance(row: dict[str, Any], frame: BaseGeometry) -> float:
 def match_rows(rows: Iterable[dict[str, Any]], query: Query) -> list[dict[str, Any]]:
     """Rows matching ``query``, sorted by datetime then id."""
     frame = query.frame
-    fb = frame.bounds if frame is not None else None
+    fb: tuple[float, ...] = frame.bounds if frame is not None else ()  # read only when there is a frame
     out = []
     for r in rows:
         if query.collections is not None and r["collection"] not in query.collections:

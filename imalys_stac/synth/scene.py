@@ -32,6 +32,7 @@ from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine
 
+from ..archives.bands import BandInfo
 from ..providers.landsat import qa as Q
 from ..providers.landsat.bands import SENSORS
 from ..write.atomic import atomic_path
@@ -338,13 +339,26 @@ def _write_cog(path: Path, data: np.ndarray, grid: SceneGrid, nodata: float | No
                                  OVERVIEWS="AUTO" if overviews else "NONE")
 
 
-def _corner_lonlat(grid: SceneGrid) -> dict[str, tuple[float, float]]:
-    """Lat/lon of the corner pixel centres (what the MTL calls the product corners)."""
+def _corner_lonlat(grid: SceneGrid) -> dict[str, tuple[float, float, float, float]]:
+    """Lat/lon and projected x/y of the corner pixel centres (what the MTL calls the product corners)."""
     p, n = grid.pixel, grid.size
     pts = {"UL": (grid.ix0 * p, grid.iy0 * p), "UR": ((grid.ix0 + n - 1) * p, grid.iy0 * p),
            "LL": (grid.ix0 * p, (grid.iy0 - n + 1) * p), "LR": ((grid.ix0 + n - 1) * p, (grid.iy0 - n + 1) * p)}
     tr = Transformer.from_crs(grid.epsg, 4326, always_xy=True)
     return {k: tr.transform(*v)[::-1] + v for k, v in pts.items()}  # (lat, lon, x, y)
+
+
+def _reflectance_bands(table: tuple[BandInfo, ...]) -> list[tuple[str, str]]:
+    """(member suffix, common name) of the surface-reflectance bands, in table order; the common
+    name is what the landscape is drawn by, so a band without one is an error in the table."""
+    bands = []
+    for b in table:
+        if "reflectance" not in b.roles:
+            continue
+        if b.common_name is None:
+            raise ValueError(f"reflectance band {b.suffix} has no common name in the sensor table")
+        bands.append((b.suffix, b.common_name))
+    return bands
 
 
 def _l1_bands(sensor: str) -> list[str]:
@@ -602,7 +616,7 @@ def write_landsat_archive(folder: str | Path, spec: SceneSpec, landscape: Landsc
     folder.mkdir(parents=True, exist_ok=True)
     landscape = landscape if landscape is not None else Landscape(spec.seed)
     platform, _, table = SENSORS[spec.sensor]
-    sr = [(b.suffix, b.common_name) for b in table if "reflectance" in b.roles]
+    sr = _reflectance_bands(table)
     st = next(b.suffix for b in table if "temperature" in b.roles)
     names = [cn for _, cn in sr]
     grid = scene_grid(spec.path, spec.row, spec.size, spec.pixel)

@@ -45,6 +45,7 @@ from rasterio.transform import Affine
 from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
+from ..archives.bands import BandInfo
 from ..providers.sentinel2.archive import S2_BANDS, SCL_CLASSES
 from ..write.atomic import atomic_path
 from .landscape import Landscape
@@ -271,6 +272,16 @@ def _bands_from(g: dict[str, np.ndarray], bands: list[str]) -> dict[str, np.ndar
 
 
 # ---------------------------------------------------------------------------------------- XML
+def _centre_and_width(band: BandInfo | None) -> tuple[float, float]:
+    """Centre wavelength and FWHM (nm) of a band for the metadata's spectral table; B10 (cirrus,
+    not among the L2A bands) gets its nominal values."""
+    if band is None:
+        return 1373.5, 75.0
+    if band.wavelength is None or band.fwhm is None:
+        raise ValueError(f"Sentinel-2 band {band.suffix} has no wavelength in S2_BANDS")
+    return band.wavelength * 1000, band.fwhm * 1000
+
+
 def _product_xml(name: str, start: datetime, generated: datetime, craft: str, baseline: str, rel_orbit: int,
                  datatake: str, granule: str, datastrip: str, files: list[str], cloud: float,
                  footprint: Polygon, qi: dict[str, float], reflectance_u: float) -> str:
@@ -285,8 +296,7 @@ def _product_xml(name: str, start: datetime, generated: datetime, craft: str, ba
     spectral = []
     for i, (p, r) in enumerate(zip(phys, res)):
         key = "B" + p[1:].zfill(2) if p[1:].isdigit() else p
-        c = wl[key].wavelength * 1000 if key in wl else 1373.5
-        f = wl[key].fwhm * 1000 if key in wl else 75.0
+        c, f = _centre_and_width(wl.get(key))
         spectral.append(
             f'        <Spectral_Information bandId="{i}" physicalBand="{p}">\n'
             f"          <RESOLUTION>{r}</RESOLUTION>\n"
@@ -657,7 +667,7 @@ def write_sentinel2_archive(
                     zf.writestr(zi, fh.read())
                 f.unlink()
 
-    truth = {k: v for k, v in m20.items() if not k.startswith("_")}
+    truth: dict[str, np.ndarray | dict[str, np.ndarray]] = {k: v for k, v in m20.items() if not k.startswith("_")}
     truth.update({"scl": scl, "scl60": scl60, "reflectance": ground, "observed": observed})
     return SyntheticS2Scene(
         path=target.resolve(), product_id=name, tile=tile, crs=crs, transform=transforms[10],
