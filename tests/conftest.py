@@ -67,14 +67,8 @@ SYSTEM_TESTS = {"test_chain": {"test_no_heavy_imports"}}  # a fresh interpreter:
 
 #: warnings tolerated in modules whose bodies are edited on other branches, until they are fixed
 #: there (then delete the entry): {(module, test name or None for all its tests): [filters]}
-KNOWN_TEST_WARNINGS = {
-    # the test prints to open(os.devnull) without closing it (fix: `with open(...) as null:`)
-    ("test_fuzz_chain", "test_latin1_names_in_messages_are_printable"): ["ignore:unclosed file:ResourceWarning"],
-    # `serve` subprocesses whose stdout pipe is not closed on every path (test_cli_prints_the_url,
-    # test_api_search_matches_local_search, test_api_server_stops_when_serve_is_killed), and
-    # responses of serve.wait_for's urlopen polling left to the garbage collector; found when these
-    # became errors, reported by pytest as unraisable exceptions
-    ("test_serve", None): ["ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"],
+KNOWN_TEST_WARNINGS: dict[tuple[str, str | None], list[str]] = {
+    # none left: test_fuzz_chain's devnull file and test_serve's pipes are closed on main now
 }
 
 
