@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import xarray as xr
 
+from ..gdalnames import gdal_name
 from ..registry import FORMATS as FORMAT_REGISTRY
 from .atomic import atomic_path
 from .cog import check_cog, write_cog
@@ -36,6 +37,14 @@ def write_image(da: xr.DataArray, target: str | os.PathLike, *, tags: dict[str, 
     """Write `da` (dims band, y, x or y, x; georeferenced by rioxarray) to `target`; the format
     follows the ending (see FORMATS). Returns the written path."""
     target = Path(target).expanduser()
+    # a folder name that is not UTF-8 (Latin-1) is written through a plain-named link to it: GDAL
+    # takes names as UTF-8 text (imalys_stac.gdalnames)
+    _write_image(da, Path(gdal_name(target)), tags=tags, band_names=band_names)
+    return target
+
+
+def _write_image(da: xr.DataArray, target: Path, *, tags: dict[str, Any] | None,
+                 band_names: Sequence[str] | None) -> Path:
     ending = format_of(target)
     if ending in (".tif", ".tiff"):
         return write_cog(da, target, tags=tags, band_names=band_names)

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
+from ..gdalnames import gdal_name
 from .atomic import atomic_path
 
 FALSE_COLOUR = ("nir08", "red", "green")
@@ -75,7 +76,7 @@ def _decimated_file(path: Path, rgb, max_size: int) -> np.ndarray:
     import rasterio
     from rasterio.enums import Resampling
 
-    with rasterio.open(path) as src:
+    with rasterio.open(gdal_name(path)) as src:
         names = list(src.descriptions) if all(src.descriptions) else None
         idx = _resolve(rgb, names, src.count)
         f = max(1.0, max(src.width, src.height) / max_size)
