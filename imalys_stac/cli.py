@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import traceback
 from contextlib import contextmanager
@@ -60,9 +61,28 @@ def _signals_stop_cleanly() -> Iterator[None]:
 
 
 def _print_json(doc: dict) -> None:
-    """One JSON document on stdout (messages stay on stderr)."""
-    sys.stdout.write(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
+    """One JSON document on stdout (messages stay on stderr). A path whose name is not UTF-8 (a
+    Latin-1 folder: lone surrogates in Python) is written with JSON escapes (``\\udce9``): the
+    document stays UTF-8, and Python's json reads back the same path."""
+    text = json.dumps(doc, indent=2, default=str, ensure_ascii=False)
+    text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _print_paths_as_bytes() -> None:
+    """Paths printed on stdout with the bytes they have on disk, also those that are not UTF-8
+    (a Latin-1 folder), as `ls` prints them: in a UTF-8 locale Python's stdout would raise
+    UnicodeEncodeError after the work is done (in the C locale it does this already)."""
+    stdout = sys.stdout
+    if getattr(stdout, "errors", None) == "strict" and hasattr(stdout, "reconfigure"):
+        try:
+            stdout.reconfigure(errors="surrogateescape")
+        except (ValueError, OSError):  # a stream that cannot change now: leave it
+            pass
 
 
 def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bool = False, debug: bool = False,
@@ -143,6 +163,7 @@ def _internal_error(exc: BaseException, debug: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _print_paths_as_bytes()
     ap = argparse.ArgumentParser(
         prog="imalys-stac",
         description="Run Imalys process chains on STAC, stackstac and Dask: archives → cloud-free COGs.",
@@ -364,6 +385,7 @@ def _version_asked(argv: list[str]) -> bool:
 
 def x_imalys(argv: list[str] | None = None) -> int:
     """`x_Imalys CHAIN`: the original's single-run entry point."""
+    _print_paths_as_bytes()
     argv = sys.argv[1:] if argv is None else argv
     if _version_asked(argv):
         return EXIT_OK
@@ -375,6 +397,7 @@ def x_imalys(argv: list[str] | None = None) -> int:
 
 def r_imalys(argv: list[str] | None = None) -> int:
     """`r_Imalys CHAIN LIST`: the original's repeat mode, one run per line of LIST."""
+    _print_paths_as_bytes()
     argv = sys.argv[1:] if argv is None else argv
     if _version_asked(argv):
         return EXIT_OK

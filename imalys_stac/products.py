@@ -26,6 +26,7 @@ from . import __version__
 from .cube.bands import Calibration
 from .cube.grid import Grid, geometry_mask
 from .cube.load import SceneGroup, load_groups
+from .gdalnames import gdal_name, vrt_bytes
 from .text import markdown_escape
 from .product_records import (COMMAND, FILL_ONLY, INPUTS, KIND, VERSION, WRITTEN_IN, CompileRecord, CompositeRecord, ImportRecord,
                               RecordError, record_of)
@@ -109,7 +110,7 @@ def band_fields(path: str | Path) -> dict:
 
     table = _band_table()
     eo, rb = [], []
-    with rasterio.open(path) as ds:
+    with rasterio.open(gdal_name(path)) as ds:
         res = round(float(abs(ds.res[0])), 6)
         for i in range(ds.count):
             name = ds.descriptions[i] or f"band{i + 1}"
@@ -183,7 +184,7 @@ def add_band_assets(item: pystac.Item, files: dict[str, Path]) -> dict[str, Path
             name = str(e.get("name") or f"band{i}")
             band_key = band_asset_key(name, item.assets.keys() | new.keys(), key)
             vrt = path.with_name(f"{path.stem}.{_file_part(name)}.vrt")
-            vrt.write_text(band_vrt(path, i, relative_to=vrt.parent))
+            vrt.write_bytes(vrt_bytes(band_vrt(path, i, relative_to=vrt.parent)))
             item.add_asset(band_key, pystac.Asset(
                 href=str(vrt), media_type=VRT_MEDIA_TYPE, roles=["data"],
                 title=f"{name}: band {i} of {path.name} (a GDAL VRT)",
@@ -263,7 +264,7 @@ def export_view(data: dict, target: Path, written: Path | None = None) -> None:
         name = str(e.get("name") or f"band{i}")
         key = band_asset_key(name, data["assets"].keys(), "data")
         vrt = views / f"{_file_part(name)}.vrt"
-        vrt.write_text(band_vrt(written, i, relative_to=vrt.parent))
+        vrt.write_bytes(vrt_bytes(band_vrt(written, i, relative_to=vrt.parent)))
         data["assets"][key] = {"href": f"./{folder_name}/{vrt.name}", "type": VRT_MEDIA_TYPE, "roles": ["data"],
                                "title": f"{name}: band {i} of {Path(target).name} (a GDAL VRT)",
                                "raster:bands": [r]}  # no eo:bands: see add_band_assets

@@ -124,8 +124,10 @@ def _open_raster(path: str, names: Sequence[str] | None, chunks: int | None) -> 
     import rioxarray
     import xarray as xr
 
+    from ..gdalnames import gdal_name
+
     side = chunks or 1024
-    arr = rioxarray.open_rasterio(path, chunks={"band": -1, "y": side, "x": side}, masked=True)
+    arr = rioxarray.open_rasterio(gdal_name(path), chunks={"band": -1, "y": side, "x": side}, masked=True)
     if not isinstance(arr, xr.DataArray):  # a file of subdatasets (netCDF): not one raster
         raise InputError(f"{path} holds several rasters; open it with xarray.open_dataset")
     if names is None:

@@ -18,6 +18,7 @@ import rasterio
 from affine import Affine
 
 from ..errors import ImalysError
+from ..gdalnames import gdal_name
 
 
 class ArchiveError(ImalysError):
@@ -301,7 +302,7 @@ def has_sidecars(names: list[str]) -> bool:
 
 def read_grid(href: str) -> MemberGrid:
     """Header of one raster (any GDAL path)."""
-    with rasterio.open(href) as ds:
+    with rasterio.open(gdal_name(href)) as ds:
         return MemberGrid(
             shape=(ds.height, ds.width),
             transform=tuple(ds.transform)[:6],

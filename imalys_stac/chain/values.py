@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..gdalnames import is_utf8, shown_bytes
 from ..registry import FORMATS as FORMAT_REGISTRY
 from .paths import expand_path_text, has_wildcard, kind_of, on_disk, path_key, resolve_archive_pattern
 from .period import Period
@@ -297,6 +298,9 @@ def export_target(text: str, ctx: Context) -> Path:
         )
     if not fmt.directory and _what(value, ctx) == "folder":
         raise ValueError(f"is a folder, expected a file name; write e.g. {value / 'bestof.tif'}")
+    if not is_utf8(value.name):
+        raise ValueError(f"the file name {shown_bytes(value.name)} is not UTF-8 (Latin-1?): GDAL makes files only "
+                         "under UTF-8 names; name the file in ASCII or UTF-8 (a folder named in Latin-1 is fine)")
     return value
 
 

@@ -19,6 +19,7 @@ from ..cube.plan import common_grid
 from ..product_records import COMMAND, ImportRecord
 from ..products import KIND, VRT_MEDIA_TYPE, compile_item, store
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame
+from ..gdalnames import vrt_bytes
 
 
 def pick_inputs(ctx: RunContext, cmd) -> list[str]:
@@ -99,7 +100,7 @@ def stack_view(ctx: RunContext, items, grid: Grid, path: Path, folder: Path) -> 
     text = stack_vrt(layers, grid, folder)
     if text is None:  # not reached: every layer is on the grid now
         return {}
-    path.write_text(text)
+    path.write_bytes(vrt_bytes(text))
     return {"stack": path, **files}
 
 

@@ -17,6 +17,7 @@ from ..product_records import (COG_CHECKED, PROCESS, PROVENANCE, CompositeRecord
                                file_stamp)
 from ..products import KIND, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
 from ..runtime.progress import dask_progress
+from ..gdalnames import gdal_name
 from ..registry import FORMATS as FORMAT_REGISTRY
 from ..registry import companion_paths
 from ..write import check_cog, write_image
@@ -30,7 +31,7 @@ def _product_array(ctx: RunContext, item) -> xr.DataArray:
     if kind == "reduce":
         href = item.assets["data"].get_absolute_href()
         side = ctx.chunksize or 1024
-        da = rioxarray.open_rasterio(href, chunks={"band": -1, "y": side, "x": side}, masked=True)
+        da = rioxarray.open_rasterio(gdal_name(href), chunks={"band": -1, "y": side, "x": side}, masked=True)
         names = list(CompositeRecord.from_item(item).bands)
         if names and len(names) == da.sizes["band"]:
             da = da.assign_coords(band=names)

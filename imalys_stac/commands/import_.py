@@ -24,6 +24,7 @@ from ..products import import_item, store
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, log, read_frame
+from ..gdalnames import vrt_bytes
 
 
 def select_items(cmd, frame: Frame | None) -> list[pystac.Item]:
@@ -133,7 +134,7 @@ def run(ctx: RunContext, cmd) -> None:
             files = {"sources": sources}
             if vrt_possible(g, grid):
                 vrt = Path(tmp) / f"{name}.vrt"
-                vrt.write_text(recipe_vrt(g, grid))
+                vrt.write_bytes(vrt_bytes(recipe_vrt(g, grid)))
                 # no media type: GDAL's VRT has no registered one, and odc-stac reads an untyped
                 # data asset as a raster (it skips "application/xml", the type this had before)
                 item.add_asset("image", pystac.Asset(

@@ -27,6 +27,7 @@ same pixels as one masked call per band.
 from __future__ import annotations
 
 from ..errors import InputError
+from ..gdalnames import gdal_name
 
 import json
 import logging
@@ -84,7 +85,7 @@ class SourceInfo:
 
 @lru_cache(maxsize=4096)
 def source_info(href: str) -> SourceInfo:
-    with rasterio.Env(**_GDAL_OPEN), rasterio.open(href) as ds:
+    with rasterio.Env(**_GDAL_OPEN), rasterio.open(gdal_name(href)) as ds:
         if ds.count != 1:
             raise InputError(f"{href} has {ds.count} bands; each asset must be one band")
         return SourceInfo(href, ds.crs.to_wkt() if ds.crs else "", ds.crs.to_epsg() if ds.crs else None,
@@ -322,7 +323,7 @@ def _dataset(href: str):
     ds = handles.get(href)
     if ds is None:
         with rasterio.Env(**_GDAL_OPEN):
-            ds = rasterio.open(href)
+            ds = rasterio.open(gdal_name(href))
         handles[href] = ds
         global _OPENED
         _OPENED += 1

@@ -22,6 +22,7 @@ from xml.sax.saxutils import escape
 
 from pyproj import CRS
 
+from ..gdalnames import gdal_name
 from .grid import Grid, asset_grid
 from .load import SceneGroup
 
@@ -84,7 +85,7 @@ def band_vrt(path: str | os.PathLike, band: int, relative_to: str | os.PathLike 
     folder can move. GDAL uses the source's overviews through it (a full-extent simple source)."""
     import rasterio
 
-    with rasterio.open(path) as ds:
+    with rasterio.open(gdal_name(path)) as ds:
         rows, cols = ds.height, ds.width
         t = ds.transform
         dtype = ds.dtypes[band - 1]
@@ -185,6 +186,6 @@ def write_warped_vrt(src: str | os.PathLike, grid: Grid, dst: str | os.PathLike)
     from rasterio.vrt import WarpedVRT
 
     rows, cols = grid.shape
-    with rasterio.open(src) as ds, WarpedVRT(ds, crs=grid.crs, transform=grid.transform, width=cols, height=rows,
+    with rasterio.open(gdal_name(src)) as ds, WarpedVRT(ds, crs=grid.crs, transform=grid.transform, width=cols, height=rows,
                                              resampling=Resampling.bilinear, src_nodata=np.nan, nodata=np.nan) as vrt:
-        rio_shutil.copy(vrt, dst, driver="VRT")
+        rio_shutil.copy(vrt, gdal_name(dst), driver="VRT")

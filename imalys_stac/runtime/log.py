@@ -55,7 +55,7 @@ class RunLog:
         if self.terminal:
             term = logging.StreamHandler(sys.stderr)
             term.setLevel(logging.DEBUG if self.verbose else logging.INFO)
-            term.setFormatter(logging.Formatter("%(levelname_short)s%(message)s"))
+            term.setFormatter(_Shown("%(levelname_short)s%(message)s"))
             term.addFilter(_ShortLevel())
             self._handlers.append(term)
         if self.folder is not None:
@@ -70,7 +70,7 @@ class RunLog:
                 self.path = self.folder / f"imalys-{stem}-{stamp}-{n}.log"
             fh = logging.FileHandler(self.path, encoding="utf-8")
             fh.setLevel(logging.DEBUG)
-            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+            fh.setFormatter(_Shown("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
             self._handlers.append(fh)
         counter = _Counter(self)
         self._handlers.append(counter)
@@ -136,6 +136,24 @@ class RunLog:
             log.debug("   failed after %.1f s: %s", time.perf_counter() - start, exc)
             raise
         log.info("   %s done in %.1f s", name, time.perf_counter() - start)
+
+
+class _Shown(logging.Formatter):
+    """Lines with the bytes of a name that are not UTF-8 (a Latin-1 folder, which Python keeps as
+    lone surrogates) written as ``\\xe9``: the log file is UTF-8 and the terminal's encoder would
+    drop the whole line ("--- Logging error ---") for one such byte."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        try:
+            text.encode("utf-8")
+            return text
+        except UnicodeEncodeError:
+            pass
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate that stands for no byte
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _ShortLevel(logging.Filter):

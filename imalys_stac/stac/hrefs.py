@@ -43,15 +43,17 @@ def vsi_prefix(archive: str) -> str:
 
 def relative_href(href: str, base_dir: str | os.PathLike) -> str:
     """The portable form of ``href`` for a document in ``base_dir``: archive members as
-    ``<relative archive path>/<member>``, local absolute paths relative; URLs unchanged."""
+    ``<relative archive path>/<member>``, local absolute paths relative; URLs unchanged. A name
+    that is not UTF-8 (a Latin-1 folder, kept by Python as lone surrogates) is percent-encoded
+    byte for byte (``caf%E9``), as a URL may be: :func:`local_path` reads the same bytes back."""
     base = os.fspath(base_dir)
     vsi = split_vsi(href)
     if vsi is not None:
         _, archive, member = vsi
         rel = os.path.relpath(archive, base)
-        return quote(Path(rel).as_posix() + "/" + member, safe="/")
+        return quote(Path(rel).as_posix() + "/" + member, safe="/", errors="surrogateescape")
     if href.startswith("/") and not href.startswith("/vsi"):
-        return quote(Path(os.path.relpath(href, base)).as_posix(), safe="/")
+        return quote(Path(os.path.relpath(href, base)).as_posix(), safe="/", errors="surrogateescape")
     return href
 
 
@@ -71,7 +73,7 @@ def portable_hrefs(d: dict, base_dir: str | os.PathLike) -> dict:
 
 def local_path(href: str, base_dir: str | os.PathLike) -> str:
     """``href`` (relative, percent-encoded) resolved against ``base_dir`` as a normalised local path."""
-    return os.path.normpath(os.path.join(os.fspath(base_dir), unquote(href)))
+    return os.path.normpath(os.path.join(os.fspath(base_dir), unquote(href, errors="surrogateescape")))
 
 
 def split_archive_path(path: str) -> tuple[str, str] | None:

@@ -9,6 +9,7 @@ file instead of parsing every item JSON; only the matching items' JSON files are
 from __future__ import annotations
 
 from ..errors import InputError
+from ..gdalnames import gdal_name
 from ..product_records import ARCHIVE
 
 import json
@@ -92,8 +93,8 @@ def write_index(item_files: Iterable[Path], path: Path, scratch: Path | None = N
         if first is None:
             _empty(path)
             return
-        reader = parse_stac_items_to_arrow(_chain(first, items), chunk_size=CHUNK, schema="ChunksToDisk", tmpdir=tmp)
-        to_parquet(reader, path, compression="zstd")
+        reader = parse_stac_items_to_arrow(_chain(first, items), chunk_size=CHUNK, schema="ChunksToDisk", tmpdir=Path(gdal_name(tmp)))
+        to_parquet(reader, gdal_name(path), compression="zstd")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -114,7 +115,7 @@ def _empty(path: Path) -> None:
     geo = {"version": "1.1.0", "primary_column": "geometry",
            "columns": {"geometry": {"encoding": "WKB", "geometry_types": []}}}
     table = pa.Table.from_pylist([], schema=schema).replace_schema_metadata({b"geo": json.dumps(geo).encode()})
-    pq.write_table(table, path, compression="zstd")
+    pq.write_table(table, gdal_name(path), compression="zstd")
 
 
 class Rows(list):
@@ -127,11 +128,11 @@ class Rows(list):
 def read_index(path: Path) -> Rows:
     """The search rows of a stac-geoparquet index (only the columns search needs are read)."""
     try:
-        names = pq.read_schema(path).names
+        names = pq.read_schema(gdal_name(path)).names
         missing = [c for c in REQUIRED if c not in names]
         if missing:
             raise InputError(f"{path}: search index lacks columns {missing}; rebuild the catalog")
-        table = pq.read_table(path, columns=[c for c in COLUMNS if c in names])
+        table = pq.read_table(gdal_name(path), columns=[c for c in COLUMNS if c in names])
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path}: not a readable search index ({exc})") from None
     rows = Rows()

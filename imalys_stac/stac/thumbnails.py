@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..gdalnames import gdal_name
+
 MAX_SIZE = 256
 STRETCH = 0.3  # reflectance shown as white
 
@@ -52,7 +54,7 @@ def thumbnail_png(d: dict[str, Any], max_size: int = MAX_SIZE) -> bytes | None:
 
     preview = d.get("assets", {}).get("preview")
     if preview is not None:
-        with rasterio.open(preview["href"]) as ds:
+        with rasterio.open(gdal_name(preview["href"])) as ds:
             shape = _out_shape(ds.width, ds.height, max_size)
             data = ds.read(indexes=[1, 2, 3], out_shape=(3, *shape), resampling=Resampling.average)
         alpha = np.where(data.max(axis=0) > 0, 255, 0)
@@ -60,12 +62,12 @@ def thumbnail_png(d: dict[str, Any], max_size: int = MAX_SIZE) -> bytes | None:
     assets = _rgb_assets(d)
     if assets is None:
         return None
-    with rasterio.open(assets[0]["href"]) as ds:
+    with rasterio.open(gdal_name(assets[0]["href"])) as ds:
         shape = _out_shape(ds.width, ds.height, max_size)
     bands, valid = [], np.ones(shape, bool)
     for a in assets:
         rb = (a.get("raster:bands") or [{}])[0]
-        with rasterio.open(a["href"]) as ds:
+        with rasterio.open(gdal_name(a["href"])) as ds:
             dn = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
         nodata = rb.get("nodata")
         if nodata is not None:

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import xarray as xr
 
+from ..gdalnames import gdal_name
 from ..registry import FORMATS as FORMAT_REGISTRY
 from .atomic import atomic_path
 from .cog import check_cog, write_cog
@@ -37,8 +38,11 @@ def write_image(da: xr.DataArray, target: str | os.PathLike, *, tags: dict[str, 
     """Write `da` (dims band, y, x or y, x; georeferenced by rioxarray) to `target`; the format
     follows the ending: the writer of its registry entry. Returns the written path."""
     target = Path(target).expanduser()
+    # a folder name that is not UTF-8 (Latin-1) is written through a plain-named link to it: GDAL
+    # takes names as UTF-8 text (imalys_stac.gdalnames)
     writer = FORMAT_REGISTRY[format_of(target)].load_writer()
-    return Path(writer(da, target, tags=tags, band_names=band_names))
+    writer(da, Path(gdal_name(target)), tags=tags, band_names=band_names)
+    return target
 
 
 __all__ = ["FORMATS", "atomic_path", "check_cog", "format_of", "write_cog", "write_envi", "write_image",

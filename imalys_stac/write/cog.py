@@ -15,6 +15,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from ..errors import ImalysError
+from ..gdalnames import gdal_name
 from .atomic import atomic_path, remove, temp_name
 from .blocks import DatasetSink, stream
 from .overviews import FirstLevelSink
@@ -101,7 +102,8 @@ def write_cog(
     levels buy < 1 %, else the codec's usual). predictor: default 3 for float, 2 for integers.
     overviews: "auto" (halve until one block), "none"/None, or a list of factors.
     """
-    path = Path(path).expanduser()
+    user_path = path = Path(path).expanduser()
+    path = Path(gdal_name(path))  # a folder whose name is not UTF-8: through a link (see gdalnames)
     r = as_raster(da, band_names=band_names, tags=tags)
     codec = str(compress).lower()
     if codec not in COMPRESSIONS:
@@ -153,11 +155,11 @@ def write_cog(
             if check:
                 errors, _ = cog_errors(tmp)
                 if errors:
-                    raise InvalidCOG(f"{path} would not be a valid COG: {'; '.join(errors)}")
+                    raise InvalidCOG(f"{user_path} would not be a valid COG: {'; '.join(errors)}")
     finally:
         for leftover in (source, Path(f"{source}.ovr"), Path(f"{source}.aux.xml")):
             remove(leftover)
-    return path
+    return user_path
 
 
 class InvalidCOG(ImalysError, ValueError):
@@ -405,10 +407,10 @@ def cog_errors(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     path = Path(path)
     if not path.is_file():
         return [f"{path} does not exist or is not a file"], []
-    ok, errors, warnings = cog_validate(str(path), quiet=True)
+    ok, errors, warnings = cog_validate(gdal_name(path), quiet=True)
     errors, warnings = list(errors), list(warnings)
     try:
-        errors += overview_errors(path)
+        errors += overview_errors(gdal_name(path))
     except rasterio.errors.RasterioIOError as exc:
         errors.append(f"cannot read the overviews of {path}: {exc}")
     return errors, warnings

@@ -15,6 +15,7 @@ from .atomic import atomic_path
 from .blocks import stream
 from .cog import write_cog
 from .raster import Raster, as_raster
+from ..gdalnames import vrt_bytes
 
 
 def variable_name(path: Path) -> str:
@@ -181,5 +182,5 @@ def write_vrt(da: xr.DataArray, path: str | os.PathLike, *, tags: dict[str, Any]
     tif = path.with_suffix(".tif")
     write_cog(da, tif, tags=tags, band_names=band_names, **cog_options)
     with atomic_path(path) as tmp:
-        tmp.write_text(vrt_xml(r, tif.name), encoding="utf-8")
+        tmp.write_bytes(vrt_bytes(vrt_xml(r, tif.name)))
     return path

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
+from ..gdalnames import gdal_name
 from .atomic import atomic_path
 
 FALSE_COLOUR = ("nir08", "red", "green")
@@ -96,7 +97,7 @@ def _decimated_file(path: Path, rgb, max_size: int, names: Sequence[str] | None 
     import rasterio
     from rasterio.enums import Resampling
 
-    with rasterio.open(path) as src:
+    with rasterio.open(gdal_name(path)) as src:
         if names is None:
             names = list(src.descriptions) if all(src.descriptions) else None
         idx = _resolve(rgb, names, src.count)

@@ -13,6 +13,8 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
+from ..gdalnames import gdal_name
+
 
 @dataclass
 class Raster:
@@ -113,10 +115,10 @@ def has_valid_pixel(path: str | os.PathLike) -> bool:
     import numpy as np
     import rasterio
 
-    with rasterio.open(path) as ds:
+    with rasterio.open(gdal_name(path)) as ds:
         levels = ds.overviews(1)
     options = {"OVERVIEW_LEVEL": len(levels) - 1} if levels else {}
-    with rasterio.open(path, **options) as ds:
+    with rasterio.open(gdal_name(path), **options) as ds:
         a = ds.read(masked=True)
     data = np.ma.masked_invalid(a) if np.issubdtype(a.dtype, np.floating) else a
     return bool(np.ma.count(data))
