@@ -15,13 +15,14 @@ import xarray as xr
 from .. import __version__
 from ..product_records import (COG_CHECKED, PROCESS, PROVENANCE, CompositeRecord, ExportRecord, Provenance, RecordError,
                                file_stamp)
-from ..products import KIND, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
+from ..products import KIND, RASTER_EXT, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
 from ..runtime.progress import dask_progress
 from ..registry import FORMATS as FORMAT_REGISTRY
 from ..registry import companion_paths
 from ..write import FORMATS, check_cog, write_image
 from ..write.atomic import recover_swaps, replace, scratch_dir, sweep_stale, write_json_atomic
 from ..write.cog import InvalidCOG
+from ..write.scaled import Scaling
 from .context import FINGERPRINT, RunContext, fingerprint, load_product, log, os_reason
 
 
@@ -89,7 +90,9 @@ def run(ctx: RunContext, cmd) -> None:
         ctx.outputs.append(target)
         return
 
-    array = None if (item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff")) else _product_array(ctx, item)
+    scaling = _scaling(cmd)
+    copy_cog = item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff") and scaling is None
+    array = None if copy_cog else _product_array(ctx, item)
     if array is not None and ending in ("", ".nc"):
         # ENVI is written uncompressed; HDF5 (netCDF) crashes the process on a full disk instead of
         # raising, so both are checked against the free space before anything is written
@@ -107,7 +110,7 @@ def run(ctx: RunContext, cmd) -> None:
         with scratch_dir(target.parent, target.name) as scratch:
             out = scratch / target.name
             checked = False
-            if item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff"):
+            if copy_cog:
                 # Already a COG written by reduce: copying is exact and cheap, and a file that is
                 # still the one write_cog checked (same size and time) needs no second check.
                 source_tif = Path(item.assets["data"].get_absolute_href())
@@ -116,7 +119,7 @@ def run(ctx: RunContext, cmd) -> None:
                 shutil.copyfile(source_tif, out)
             else:
                 with dask_progress("export"):
-                    write_image(array, out, tags=tags)
+                    write_image(array, out, tags=tags, **({"scaling": scaling} if scaling else {}))
             if checked:
                 log.debug("   %s: a copy of the COG reduce checked (unchanged since), not checked again", target)
             elif ending in (".tif", ".tiff"):
@@ -125,7 +128,8 @@ def run(ctx: RunContext, cmd) -> None:
                     raise cmd.error(f"the written file is not a valid COG: {'; '.join(errors)}; nothing was replaced",
                                     parameter="target")
             files = [f for f in scratch.iterdir()]
-            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out))
+            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out), scaling=scaling,
+                                   bands=int(array.shape[0]) if array is not None and array.ndim == 3 else 1)
             write_json_atomic(scratch / item_path.name, data)
             os.replace(scratch / item_path.name, item_path)
             for f in files:
@@ -137,6 +141,25 @@ def run(ctx: RunContext, cmd) -> None:
         raise cmd.error(f"cannot write {target}: {reason}; nothing was replaced", parameter="target", hint=hint) from exc
     ctx.outputs.append(target)
     log.info("   exported %s → %s", item.id, target)
+
+
+def _scaling(cmd) -> Scaling | None:
+    """`format = int16` (with `scale`, `offset`): how the export encodes reflectance; None for float32."""
+    p = cmd.params
+    if getattr(p, "format", "float32") != "int16":
+        return None
+    return Scaling(scale=float(p.scale), offset=float(p.offset))
+
+
+def scaled_band_fields(fields: dict, count: int, scaling: Scaling) -> dict:
+    """`raster:bands` of a scaled-integer file: each band's data type, nodata, scale and offset
+    (the STAC raster extension's calibration, which stackstac applies with `rescale=True` and
+    odc-stac users apply by hand), the product's other band fields (unit, resolution) kept."""
+    bands = [dict(b) for b in fields.get("raster:bands", [])]
+    bands = bands if len(bands) == count else [{} for _ in range(count)]
+    for b in bands:
+        b.update({"data_type": scaling.dtype, "nodata": scaling.nodata, "scale": scaling.scale, "offset": scaling.offset})
+    return {**fields, "raster:bands": bands}
 
 
 def _up_to_date(item_path: Path, target: Path, stamp: str) -> bool:
@@ -163,7 +186,8 @@ def item_path_for(target: Path) -> Path:
     return target.with_name(target.name + ".json")
 
 
-def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None) -> dict:
+def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None,
+                    scaling: Scaling | None = None, bands: int = 1) -> dict:
     """The STAC item beside the exported file: the product's item with the file as its asset and
     the provenance (archive items, chain text, every command's parameters, package version)."""
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
@@ -172,7 +196,12 @@ def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, writte
     data["id"] = item_path_for(target).name[: -len(".json")]
     data["assets"] = {"data": {"href": f"./{target.name}", "type": FORMAT_REGISTRY[target.suffix.lower()].media_type, "roles": ["data"]}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
-    data["assets"]["data"].update(exported_band_fields(item, target))
+    fields = exported_band_fields(item, target)
+    if scaling is not None:
+        fields = scaled_band_fields(fields, bands, scaling)
+        if RASTER_EXT not in data.setdefault("stac_extensions", []):
+            data["stac_extensions"].append(RASTER_EXT)
+    data["assets"]["data"].update(fields)
     export_view(data, ctx.workdir, item, target)  # title from the file name, the product's thumbnail
     chain = ctx.chain
     provenance = Provenance(
