@@ -33,8 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.bench_chain import (BANDS, Case, _measured, _steps, chain_text, compare, frame_file, read_floor,
-                                    warm_archives, _grid_of)
+from benchmarks.bench_chain import (BANDS, Case, _measured, _steps, chain_text, compare, frame_file, warm_archives, _grid_of)
 from benchmarks.datasets import WORK, ArchiveSet
 from benchmarks.results_md import save_results, write_section
 
