@@ -42,14 +42,17 @@ class Scaling:
         return np.dtype(self.dtype)
 
     def encode(self, block: np.ndarray) -> np.ndarray:
-        """Float values → integers (same shape), NaN → nodata."""
+        """Float values → integers (same shape), NaN and ±inf → nodata. In place on one float64
+        temporary (a block of 6 × 1024² is 48 MB): each further temporary cost a pass of memory."""
         info = np.iinfo(self.dtype)
-        values = np.asarray(block, dtype=np.float64)
-        dn = np.rint((values - self.offset) / self.scale)
-        missing = ~np.isfinite(values)
+        block = np.asarray(block)
+        missing = ~np.isfinite(block)
+        dn = np.subtract(block, self.offset, dtype=np.float64)
+        dn /= self.scale
+        np.rint(dn, out=dn)
         np.clip(dn, info.min, info.max, out=dn)
         # a real value that lands on the nodata code: one step towards zero (never missing)
-        hit = (dn == self.nodata) & ~missing
+        hit = dn == self.nodata
         if hit.any():
             dn[hit] += 1 if self.nodata < 0 else -1
         dn[missing] = self.nodata
