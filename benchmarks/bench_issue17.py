@@ -43,7 +43,8 @@ RESULTS_JSON = HERE / "results" / "issue17.json"
 CASE = Case("frame 512 8d", ArchiveSet(4096, 512, False, 8), 8,
             note="frame at an arbitrary offset; USGS-like members (512 px tiles, no overviews)")
 QUICK = Case("frame", ArchiveSet(600, 256, False, 2), 2)
-ZSTD = {"compress": "zstd", "zstd_level": 1}
+#: rounds of the four COG writers (best of, each)
+ROUNDS = 3
 
 
 # ------------------------------------------------------------------ the notebooks
@@ -123,10 +124,13 @@ def cog_writes(chain_tif: Path, out_dir: Path) -> dict:
     res: dict = {"shape": list(arr.shape)}
 
     def timed(name: str, fn, path: Path) -> None:
+        """Best of the rounds (wall and CPU each): on a shared machine the minimum is the stable figure."""
         c0, t0 = time.process_time(), time.perf_counter()
         fn(path)
-        res[name] = {"seconds": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2),
-                     "mib": round(path.stat().st_size / 2**20, 1)}
+        now = {"seconds": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2),
+               "mib": round(path.stat().st_size / 2**20, 1)}
+        best = res.setdefault(name, now)
+        best.update(seconds=min(best["seconds"], now["seconds"]), cpu_s=min(best["cpu_s"], now["cpu_s"]))
         path.unlink()
 
     def gdal(data: np.ndarray, predictor: int, nodata):
@@ -146,10 +150,12 @@ def cog_writes(chain_tif: Path, out_dir: Path) -> dict:
     for kw in ({}, {"scaling": scaling}):
         write_cog(small, out_dir / "warm.tif", **kw)
     (out_dir / "warm.tif").unlink()
-    timed("gdal float32", gdal(arr, 3, float("nan")), out_dir / "floor-f32.tif")
-    timed("gdal int16", gdal(dn, 2, scaling.nodata), out_dir / "floor-i16.tif")
-    timed("write_cog float32", lambda p: write_cog(da, p), out_dir / "wc-f32.tif")
-    timed("write_cog int16", lambda p: write_cog(da, p, scaling=scaling), out_dir / "wc-i16.tif")
+    for _ in range(ROUNDS):  # the writers alternate, so a burst of load on the machine hits them all
+        timed("gdal float32", gdal(arr, 3, float("nan")), out_dir / "floor-f32.tif")
+        timed("gdal int16", gdal(dn, 2, scaling.nodata), out_dir / "floor-i16.tif")
+        timed("write_cog float32", lambda p: write_cog(da, p), out_dir / "wc-f32.tif")
+        timed("write_cog int16", lambda p: write_cog(da, p, scaling=scaling), out_dir / "wc-i16.tif")
+    res["rounds"] = ROUNDS
     return res
 
 
@@ -297,7 +303,8 @@ def report() -> str:
         lines.append(f"| {key} | {r['seconds']:.2f} | {r['cpu_s']:.2f} | {r['peak_rss_gib']:.2f} | {r.get('mib', '')} | {same} |")
     w = f.get("writes", {})
     if w.get("ok"):
-        lines += ["", f"Writing the chain's result ({' × '.join(str(x) for x in w['shape'])}) from memory, in one process:\n",
+        lines += ["", f"Writing the chain's result ({' × '.join(str(x) for x in w['shape'])}) from memory, in one process "
+                  f"(best of {w.get('rounds', 1)} alternating rounds, wall and CPU each):\n",
                   "| writer | wall s | CPU s | MiB |", "|---|---:|---:|---:|"]
         for k in ("gdal float32", "gdal int16", "write_cog float32", "write_cog int16"):
             if k in w:
@@ -312,8 +319,9 @@ def report() -> str:
         f32, i16 = w["write_cog float32"], w["write_cog int16"]
         lines.append(f"int16 vs float32 (imalys-stac's writer, same array): {i16['mib'] / f32['mib'] * 100:.0f} % of the size "
                      f"(target ≤ 55 %), written {f32['cpu_s'] / i16['cpu_s']:.2f}× faster in CPU seconds and {f32['seconds'] / i16['seconds']:.2f}× "
-                     "in wall time (target 1.5×). The writers were measured again after the encoder was made single-pass "
-                     f"(load average {w['load_before']:.1f}); the chain int16 row above is the earlier encoder, and it is a "
+                     "in wall time (target 1.5×). The writers were measured again after the encoder was made single-pass and the "
+                     "int16 first overview level streamed like the float one "
+                     f"(load average {w['load_before']:.1f}); the chain int16 row above predates both, and it is a "
                      "whole chain plus an export that reads the float32 product back — the int16 file is an export choice, "
                      "the product in the working directory stays float32.")
     if c and d and w.get("ok"):
