@@ -14,6 +14,7 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from ..errors import ImalysError
 from .atomic import atomic_path, remove, temp_name
 from .blocks import DatasetSink, stream
 from .overviews import FirstLevelSink
@@ -73,7 +74,7 @@ def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dic
         h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
         level = stack.enter_context(rasterio.open(
             f"{path}.ovr", "w", **{**profile, "width": w1, "height": h1,
-                                   "transform": r.transform * r.transform.scale(r.width / w1, r.height / h1)}))
+                                   "transform": r.transform @ r.transform.scale(r.width / w1, r.height / h1)}))
         sink = FirstLevelSink(dst, level, scaling.nodata if scaling else r.nodata)
         # scaled: the level averages the integers written, as GDAL's build_overviews would
         stream(r.data, ScaledSink(sink, scaling) if scaling else sink, numpy_block=blocksize * 2)
@@ -175,7 +176,7 @@ def write_cog(
     return path
 
 
-class InvalidCOG(ValueError):
+class InvalidCOG(ImalysError, ValueError):
     """A written COG failed its checks (structure or overview content); nothing was moved into place."""
 
 
