@@ -167,6 +167,8 @@ def test_stackstac_rescales_from_the_item(one_band):
     _close(values.reshape(reference.shape), reference, 1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:The 'shapely.ops.transform:DeprecationWarning")  # inside odc-geo 0.5
+@pytest.mark.filterwarnings("ignore:Use .@. matmul instead of:PendingDeprecationWarning")  # odc-geo's use of affine
 def test_odc_stac_loads_with_the_item_nodata_and_scale(exports):
     import pystac
     from odc.stac import load
