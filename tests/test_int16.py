@@ -126,6 +126,24 @@ def test_rioxarray_and_the_vrt_calibrate(exports):
     vrt.close()
 
 
+@pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")  # rioxarray's use of affine
+def test_band_views_of_the_int16_cog_calibrate(exports):
+    """The per-band VRTs beside a multi-band export carry the COG's scale and offset."""
+    import rioxarray
+
+    folder, reference = exports
+    views = sorted((folder / "scaled.bands").glob("*.vrt"))
+    assert len(views) == reference.shape[0]
+    item = json.loads((folder / "scaled.json").read_text())
+    for key, asset in item["assets"].items():
+        if key == "data":
+            continue
+        band = [e["name"] for e in item["assets"]["data"]["eo:bands"]].index(key[: -len(".vrt")])
+        da = rioxarray.open_rasterio(folder / asset["href"], mask_and_scale=True)
+        _close(da.values.astype(np.float64), reference[band:band + 1], 1e-4)
+        da.close()
+
+
 def test_the_item_records_the_calibration(exports):
     folder, _ = exports
     item = json.loads((folder / "scaled.json").read_text())
