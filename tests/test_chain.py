@@ -240,7 +240,7 @@ def test_unknown_command_with_hint():
 
 def test_unknown_parameter_far_from_all_lists_accepted():
     e = error(HOME + "export\n\tzzz = 1\n")
-    assert e.hint == "accepted: overwrite, select, target"
+    assert e.hint == "accepted: format, offset, overwrite, scale, select, target"
 
 
 def test_non_repeatable_twice_names_both_lines():

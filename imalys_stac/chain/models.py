@@ -261,6 +261,18 @@ class Export(Model):
     select: str = param(v.text_value, required=True, example="select = bestof")
     target: Path = param(v.export_target, required=True, example="target = ~/ESIS/results/bestof_summer.tif")
     overwrite: bool = param(v.boolean, default=False)
+    # int16: DN = round((value - offset) / scale), nodata -9999, as FORCE stores reflectance
+    format: str = param(v.choice("float32", "int16"), default="float32")
+    scale: float = param(v.positive, default=1e-4)
+    offset: float = param(v.number, default=0.0)
+
+    def _check(self, fail: Fail, given: set[str], check_files: bool) -> None:
+        for key in ("scale", "offset"):
+            if key in given and self.format != "int16":
+                raise fail(key, f"{key} applies to format = int16 only", "add format = int16, or remove " + key)
+        if self.format == "int16" and Path(self.target).suffix.lower() not in (".tif", ".tiff", ".vrt"):
+            raise fail("format", f"format = int16 is written as a COG (.tif) or a VRT over one, not "
+                       f"{Path(self.target).suffix or 'ENVI (no ending)'}", "export to a .tif target, or drop format")
 
 
 #: Command name → parameter model.

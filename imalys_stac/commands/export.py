@@ -15,7 +15,7 @@ import xarray as xr
 from .. import __version__
 from ..product_records import (COG_CHECKED, PROCESS, PROVENANCE, CompositeRecord, ExportRecord, Provenance, RecordError,
                                file_stamp)
-from ..products import KIND, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
+from ..products import KIND, RASTER_EXT, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
 from ..runtime.progress import dask_progress
 from ..gdalnames import gdal_name
 from ..registry import FORMATS as FORMAT_REGISTRY
@@ -23,6 +23,7 @@ from ..registry import companion_paths
 from ..write import check_cog, write_image
 from ..write.atomic import recover_swaps, replace, scratch_dir, sweep_stale, write_json_atomic
 from ..write.cog import InvalidCOG
+from ..write.scaled import Scaling
 from .context import FINGERPRINT, RunContext, fingerprint, load_product, log, os_reason
 
 
@@ -121,7 +122,9 @@ def run(ctx: RunContext, cmd) -> None:
         ctx.outputs.append(target)
         return
 
-    array = None if (item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff")) else _product_array(ctx, item)
+    scaling = _scaling(cmd)
+    copy_cog = item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff") and scaling is None
+    array = None if copy_cog else _product_array(ctx, item)
     if array is not None and fmt.needs_free_space:
         # ENVI is written uncompressed; HDF5 (netCDF) crashes the process on a full disk instead of
         # raising, so both are checked against the free space before anything is written
@@ -139,7 +142,7 @@ def run(ctx: RunContext, cmd) -> None:
         with scratch_dir(target.parent, target.name) as scratch:
             out = scratch / target.name
             checked = False
-            if item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff"):
+            if copy_cog:
                 # Already a COG written by reduce: copying is exact and cheap, and a file that is
                 # still the one write_cog checked (same size and time) needs no second check.
                 source_tif = Path(item.assets["data"].get_absolute_href())
@@ -148,7 +151,7 @@ def run(ctx: RunContext, cmd) -> None:
                 shutil.copyfile(source_tif, out)
             else:
                 with dask_progress("export"):
-                    write_image(array, out, tags=tags)
+                    write_image(array, out, tags=tags, **({"scaling": scaling} if scaling else {}))
             if checked:
                 log.debug("   %s: a copy of the COG reduce checked (unchanged since), not checked again", target)
             elif ending in (".tif", ".tiff"):
@@ -156,7 +159,8 @@ def run(ctx: RunContext, cmd) -> None:
                 if not ok:
                     raise cmd.error(f"the written file is not a valid COG: {'; '.join(errors)}; nothing was replaced",
                                     parameter="target")
-            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out), written_file=out)
+            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out), written_file=out, scaling=scaling,
+                                   bands=int(array.shape[0]) if array is not None and array.ndim == 3 else 1)
             files = [f for f in scratch.iterdir()]  # with the band views provenance_item wrote
             write_json_atomic(scratch / item_path.name, data)
             os.replace(scratch / item_path.name, item_path)
@@ -169,6 +173,25 @@ def run(ctx: RunContext, cmd) -> None:
         raise cmd.error(f"cannot write {target}: {reason}; nothing was replaced", parameter="target", hint=hint) from exc
     ctx.outputs.append(target)
     log.info("   exported %s → %s", item.id, target)
+
+
+def _scaling(cmd) -> Scaling | None:
+    """`format = int16` (with `scale`, `offset`): how the export encodes reflectance; None for float32."""
+    p = cmd.params
+    if getattr(p, "format", "float32") != "int16":
+        return None
+    return Scaling(scale=float(p.scale), offset=float(p.offset))
+
+
+def scaled_band_fields(fields: dict, count: int, scaling: Scaling) -> dict:
+    """`raster:bands` of a scaled-integer file: each band's data type, nodata, scale and offset
+    (the STAC raster extension's calibration, which stackstac applies with `rescale=True` and
+    odc-stac users apply by hand), the product's other band fields (unit, resolution) kept."""
+    bands = [dict(b) for b in fields.get("raster:bands", [])]
+    bands = bands if len(bands) == count else [{} for _ in range(count)]
+    for b in bands:
+        b.update({"data_type": scaling.dtype, "nodata": scaling.nodata, "scale": scaling.scale, "offset": scaling.offset})
+    return {**fields, "raster:bands": bands}
 
 
 def _up_to_date(item_path: Path, target: Path, stamp: str) -> bool:
@@ -196,7 +219,7 @@ def item_path_for(target: Path) -> Path:
 
 
 def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None,
-                    written_file: Path | None = None) -> dict:
+                    written_file: Path | None = None, scaling: Scaling | None = None, bands: int = 1) -> dict:
     """The STAC item beside the exported file: the product's item with the file as its asset and
     the provenance (archive items, chain text, every command's parameters, package version).
     `written_file`: the file as written (in the scratch folder), whose bands the item describes."""
@@ -207,7 +230,12 @@ def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, writte
     fmt = FORMAT_REGISTRY[target.suffix.lower()]
     data["assets"] = {"data": {"href": f"./{target.name}", "type": fmt.media_type, "roles": list(fmt.roles)}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
-    data["assets"]["data"].update(exported_band_fields(item, written_file or target))
+    fields = exported_band_fields(item, written_file or target)
+    if scaling is not None:
+        fields = scaled_band_fields(fields, bands, scaling)
+        if RASTER_EXT not in data.setdefault("stac_extensions", []):
+            data["stac_extensions"].append(RASTER_EXT)
+    data["assets"]["data"].update(fields)
     export_view(data, target, written_file)  # title, thumbnail, band views
     chain = ctx.chain
     provenance = Provenance(

@@ -13,58 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _first_row(v_row, k, d, f, o, nd, nan):
-    for x in range(v_row.shape[0]):
-        v = v_row[x]
-        r = np.float32(v * f + o)  # computed for every pixel, then selected: the loop vectorizes
-        d[x] = r if (k[x] and v != nd) else nan  # (computed inside the branch: 8× slower)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _later_row(v_row, k, d, f, o, nd):
-    for x in range(v_row.shape[0]):
-        v = v_row[x]
-        if k[x] and v != nd and math.isnan(d[x]):
-            d[x] = np.float32(v * f + o)
-
-
-@njit(nogil=True, cache=True)
-def _fuse(stack, nb, group_of, factors, offsets, tables, table_of, nodata, ngroups, out):
-    n, _, ny, nx = stack.shape
-    seen = np.zeros(ngroups, dtype=np.bool_)
-    ok = np.empty((ny, nx), dtype=np.bool_)
-    nan = np.float32(np.nan)
-    # inner loops run over row views (1-D, unit stride): indexed as stack[i, b, y, x] the same
-    # loops do not vectorize (55 vs 7 ms for 8 × 6 × 512² here)
-    for i in range(n):
-        g = group_of[i]
-        table = tables[table_of[g]]
-        qa = stack[i, nb]
-        for y in range(ny):
-            q, k = qa[y], ok[y]
-            for x in range(nx):
-                k[x] = table[q[x]]
-        first = not seen[g]
-        seen[g] = True
-        for b in range(nb):
-            f = factors[g, b]
-            o = offsets[g, b]
-            nd = nodata[b]
-            src, dst = stack[i, b], out[g, b]
-            if first:  # the group's first tile writes every pixel: no branch on what is there
-                for y in range(ny):
-                    _first_row(src[y], ok[y], dst[y], f, o, nd, nan)
-            else:  # a later tile of the same day fills only what the earlier ones left empty
-                for y in range(ny):
-                    _later_row(src[y], ok[y], dst[y], f, o, nd)
-    for g in range(ngroups):
-        if not seen[g]:
-            out[g] = nan
-    return out
 
 
 def fuse_stack(stack: np.ndarray, nbands: int, *, group_of: np.ndarray, factors: np.ndarray, offsets: np.ndarray,
@@ -80,6 +28,8 @@ def fuse_stack(stack: np.ndarray, nbands: int, *, group_of: np.ndarray, factors:
     # arrays, numba's allocator does not, and first-touch page faults of a fresh 50 MB block cost
     # more than the kernel's work (measured 51 vs 5 ms for the calibration of 8 × 6 × 512²)
     out = np.empty((int(ngroups), int(nbands)) + stack.shape[2:], dtype=np.float32)
+    from .fuse_kernels import _fuse
+
     return _fuse(np.ascontiguousarray(stack), int(nbands), group_of, factors, offsets, tables, table_of, nodata,
                  ngroups, out)
 
@@ -93,24 +43,8 @@ def fuse_block(dn: np.ndarray, qa: np.ndarray, **kw) -> np.ndarray:
     return fuse_stack(stack, dn.shape[1], **kw)
 
 
-@njit(nogil=True, cache=True)
-def _count_present_clear(qa, present_t, clear_t, keep):
-    n, ny, nx = qa.shape
-    present = 0
-    clear = 0
-    for y in range(ny):  # branch-free: random cloud patterns would mispredict every branch
-        k_row = keep[y]
-        for x in range(nx):
-            p = np.uint8(0)
-            c = np.uint8(0)
-            for t in range(n):
-                q = qa[t, y, x]
-                p |= present_t[q]
-                c |= clear_t[q]
-            k = k_row[x]
-            present += p & k
-            clear += c & k
-    return present, clear
+#: quality codes (tiles × pixels) up to which the count runs in numpy instead of the kernel
+SMALL_COUNT = 1 << 20
 
 
 def count_present_clear(qa: np.ndarray, present_table: np.ndarray, clear_table: np.ndarray,
@@ -121,6 +55,16 @@ def count_present_clear(qa: np.ndarray, present_table: np.ndarray, clear_table: 
     One pass without temporaries (numpy's table[qa].any(0) took ~10 ms per 1024² block)."""
     qa = np.ascontiguousarray(qa, dtype=np.uint16)
     ny, nx = qa.shape[1:]
+    if qa.size <= SMALL_COUNT:
+        # small blocks (a tutorial's whole frame): numpy takes a few milliseconds, and the chain
+        # needs no compiled kernel at all (numba's import and cache load: ~0.7 s of CPU)
+        keep_b = np.ones((ny, nx), bool) if keep is None else np.asarray(keep, dtype=bool)
+        qa_i = qa.astype(np.intp)
+        present_any = np.asarray(present_table, dtype=bool)[qa_i].any(axis=0) & keep_b
+        clear_any = np.asarray(clear_table, dtype=bool)[qa_i].any(axis=0) & keep_b
+        return int(present_any.sum()), int(clear_any.sum())
+    from .fuse_kernels import _count_present_clear
+
     k = np.ones((ny, nx), np.uint8) if keep is None else np.ascontiguousarray(keep, dtype=np.bool_).view(np.uint8)
     p, c = _count_present_clear(qa, np.ascontiguousarray(present_table, dtype=np.bool_).view(np.uint8),
                                 np.ascontiguousarray(clear_table, dtype=np.bool_).view(np.uint8), k)

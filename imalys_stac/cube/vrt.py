@@ -91,6 +91,7 @@ def band_vrt(path: str | os.PathLike, band: int, relative_to: str | os.PathLike 
         dtype = ds.dtypes[band - 1]
         nodata = ds.nodatavals[band - 1]
         desc = ds.descriptions[band - 1]
+        scale, offset = ds.scales[band - 1], ds.offsets[band - 1]  # a scaled-integer export's calibration
         srs = ds.crs.to_wkt() if ds.crs is not None else ""
         bx, by = ds.block_shapes[band - 1][1], ds.block_shapes[band - 1][0]
     gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -109,6 +110,8 @@ def band_vrt(path: str | os.PathLike, band: int, relative_to: str | os.PathLike 
         parts.append(f"    <NoDataValue>{'nan' if math.isnan(nodata) else repr(nodata)}</NoDataValue>")
     if desc:
         parts.append(f"    <Description>{escape(desc)}</Description>")
+    if (scale, offset) != (1.0, 0.0):
+        parts += [f"    <Offset>{offset!r}</Offset>", f"    <Scale>{scale!r}</Scale>"]
     parts += [
         "    <SimpleSource>",
         f'      <SourceFilename relativeToVRT="{relative}">{escape(name)}</SourceFilename>',

@@ -11,11 +11,12 @@ from xml.sax.saxutils import escape
 import numpy as np
 import xarray as xr
 
+from ..gdalnames import vrt_bytes
 from .atomic import atomic_path
 from .blocks import stream
 from .cog import write_cog
 from .raster import Raster, as_raster
-from ..gdalnames import vrt_bytes
+from .scaled import Scaling
 
 
 def variable_name(path: Path) -> str:
@@ -140,12 +141,15 @@ def write_zarr(da: xr.DataArray, path: str | os.PathLike, *, tags: dict[str, Any
     return path
 
 
-def vrt_xml(r: Raster, source: str) -> str:
-    """A VRT that maps every band 1:1 onto `source` (a path relative to the VRT)."""
+def vrt_xml(r: Raster, source: str, scaling: Scaling | None = None) -> str:
+    """A VRT that maps every band 1:1 onto `source` (a path relative to the VRT); with `scaling`
+    the source holds scaled integers, and the VRT says so (type, nodata, scale and offset)."""
     t = r.transform
+    dtype = scaling.dtype if scaling else r.dtype.name
+    nodata = scaling.nodata if scaling else r.nodata
     gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                  "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32",
-                 "float64": "Float64"}[r.dtype.name]
+                 "float64": "Float64"}[dtype]
     out = [f'<VRTDataset rasterXSize="{r.width}" rasterYSize="{r.height}">']
     if r.crs is not None:
         out.append(f"  <SRS>{escape(r.crs.to_wkt())}</SRS>")
@@ -158,9 +162,12 @@ def vrt_xml(r: Raster, source: str) -> str:
         out.append(f'  <VRTRasterBand dataType="{gdal_type}" band="{i}">')
         if r.band_names:
             out.append(f"    <Description>{escape(r.band_names[i - 1])}</Description>")
-        if r.nodata is not None:
-            nd = "nan" if isinstance(r.nodata, float) and math.isnan(r.nodata) else repr(r.nodata)
+        if nodata is not None:
+            nd = "nan" if isinstance(nodata, float) and math.isnan(nodata) else repr(nodata)
             out.append(f"    <NoDataValue>{nd}</NoDataValue>")
+        if scaling is not None:
+            out.append(f"    <Offset>{scaling.offset!r}</Offset>")
+            out.append(f"    <Scale>{scaling.scale!r}</Scale>")
         out += [
             "    <SimpleSource>",
             f'      <SourceFilename relativeToVRT="1">{escape(source)}</SourceFilename>',
@@ -182,5 +189,5 @@ def write_vrt(da: xr.DataArray, path: str | os.PathLike, *, tags: dict[str, Any]
     tif = path.with_suffix(".tif")
     write_cog(da, tif, tags=tags, band_names=band_names, **cog_options)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(vrt_bytes(vrt_xml(r, tif.name)))
+        tmp.write_bytes(vrt_bytes(vrt_xml(r, tif.name, cog_options.get("scaling"))))
     return path

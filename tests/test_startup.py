@@ -1,0 +1,92 @@
+"""Start-up: what a command loads is what it needs. A fresh interpreter imports the CLI (and runs
+small chains) and reports the heavy libraries in `sys.modules` — no timing, only which modules:
+xarray + pandas, dask.array, numba and distributed each cost a quarter to a full second of CPU
+before the first pixel, which a tutorial-sized chain would otherwise pay on every run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imalys_stac.cube import fuse
+
+pytestmark = pytest.mark.system  # starts interpreters
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("numba", "xarray", "pandas", "dask.array", "distributed", "rioxarray", "rio_cogeo", "scipy", "stackstac",
+         "odc.stac", "matplotlib", "h5netcdf", "zarr")
+
+_PROBE = """
+import json, sys
+from imalys_stac.cli import main
+rc = main(sys.argv[1:]) if len(sys.argv) > 1 else 0
+print(json.dumps({"rc": rc, "loaded": [m for m in HEAVY if m in sys.modules]}))
+"""
+
+
+def _loaded(*argv: str) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMALYS_NO_MALLOC_TUNING": "1"}
+    code = f"HEAVY = {HEAVY!r}\n{_PROBE}"
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=ROOT)
+    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    assert last.startswith("{"), out.stderr[-2000:]
+    result = json.loads(last)
+    assert result["rc"] == 0, out.stderr[-2000:]
+    return result["loaded"]
+
+
+def test_importing_the_cli_loads_no_heavy_library():
+    assert _loaded() == []
+
+
+def test_check_loads_no_heavy_library(write_chain, tmp_path):
+    chain = write_chain(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\nexport\n\tselect = bestof\n\ttarget = {tmp_path}/x.tif\n")
+    assert _loaded("check", str(chain)) == []
+
+
+def test_catalog_loads_no_array_library(write_chain, synthetic_archives, tmp_path):
+    chain = write_chain(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\ncatalog\n"
+                        f"\tarchives = {synthetic_archives.folder}/*.tar\n\ttarget = {tmp_path}/bonds.csv\n")
+    # pandas is allowed: pyarrow's dataset reader and stac-geoparquet (the search index) import it
+    assert [m for m in _loaded("run", str(chain)) if m != "pandas"] == []
+
+
+def test_small_import_needs_no_compiled_kernel_and_no_cluster(write_chain, synthetic_archives, tmp_path):
+    chain = write_chain(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\nimport\n"
+                        f"\tselect = {synthetic_archives.folder}/*.tar\n\tbands = red, nir08\n\tfactor = auto\n")
+    loaded = _loaded("run", str(chain))
+    assert "numba" not in loaded and "distributed" not in loaded
+
+
+def _reference_counts(qa, present_t, clear_t, keep):
+    """Pixel by pixel: some tile present / some tile clear, inside keep."""
+    present = clear = 0
+    for y in range(qa.shape[1]):
+        for x in range(qa.shape[2]):
+            if keep is not None and not keep[y, x]:
+                continue
+            present += any(present_t[q] for q in qa[:, y, x])
+            clear += any(clear_t[q] for q in qa[:, y, x])
+    return present, clear
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["numpy", "kernel"])
+def test_quality_count_paths_agree_with_a_plain_loop(monkeypatch, small):
+    """The numpy path (small blocks) and the compiled one count the same pixels."""
+    if not small:
+        monkeypatch.setattr(fuse, "SMALL_COUNT", 0)
+    rng = np.random.default_rng(11)
+    qa = rng.integers(0, 40, (3, 23, 31)).astype(np.uint16)
+    present_t = np.zeros(65536, bool)
+    present_t[1:] = True
+    clear_t = np.zeros(65536, bool)
+    clear_t[rng.integers(0, 40, 12)] = True
+    keep = rng.random((23, 31)) < 0.7
+    for k in (None, keep):
+        assert fuse.count_present_clear(qa, present_t, clear_t, k) == _reference_counts(qa, present_t, clear_t, k)
