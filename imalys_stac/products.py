@@ -397,11 +397,16 @@ def compile_item(name: str, inputs: Sequence[pystac.Item], grid: Grid, frame_wkt
 
 
 def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None,
-            window: tuple[int, int, int, int] | None = None) -> xr.DataArray:
+            window: tuple[int, int, int, int] | None = None, grid: Grid | None = None) -> xr.DataArray:
     """(time, band, y, x) cube of an import or compile product, lazily; `window` = (row0, row1,
-    col0, col1): only that part of its grid, each pixel as in the whole (see load_groups)."""
+    col0, col1): only that part of its grid, each pixel as in the whole (see load_groups).
+    `grid`: another grid over the product's area instead of its own (a coarser one for a
+    quicklook, so that no pixel is computed at full resolution)."""
     kind = item.properties.get(KIND)
-    grid = Grid.from_stac(item.properties)
+    own_grid = Grid.from_stac(item.properties)
+    if grid is not None and window is not None:
+        raise ValueError("cube_of: give a window of the product's grid or another grid, not both")
+    grid = grid or own_grid
     if kind == "import":
         return load_groups([group_from_item(item)], grid, chunksize=chunksize, window=window)
     if kind == "compile":
@@ -411,7 +416,7 @@ def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None,
             source = workdir.load(n)
             g = group_from_item(source)
             own = Grid.from_stac(source.properties)
-            if (own.epsg, own.res_xy, own.anchor) != (grid.epsg, grid.res_xy, grid.anchor):
+            if (own.epsg, own.res_xy, own.anchor) != (own_grid.epsg, own_grid.res_xy, own_grid.anchor):
                 # compile reprojects or shifts this image: interpolate reflectance (QA stays nearest)
                 g = dataclasses.replace(g, resampling="bilinear")
             groups.append(g)

@@ -3,6 +3,7 @@ item beside it that records where it came from."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from .. import __version__
 from ..product_records import (COG_CHECKED, PROCESS, PROVENANCE, CompositeRecord, ExportRecord, Provenance, RecordError,
                                file_stamp)
 from ..products import KIND, RASTER_EXT, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
+from ..cube.grid import Grid
 from ..runtime.progress import dask_progress
 from ..gdalnames import gdal_name
 from ..registry import FORMATS as FORMAT_REGISTRY
@@ -23,11 +25,25 @@ from ..registry import companion_paths
 from ..write import check_cog, write_image
 from ..write.atomic import recover_swaps, replace, scratch_dir, sweep_stale, write_json_atomic
 from ..write.cog import InvalidCOG
+from ..write.quicklook import QUICKLOOK_SIDE
 from ..write.scaled import Scaling
 from .context import FINGERPRINT, RunContext, fingerprint, load_product, log, os_reason
 
 
-def _product_array(ctx: RunContext, item) -> xr.DataArray:
+def _quicklook_grid(item, side: int) -> Grid | None:
+    """A grid over the product's area with at most `side` pixels a side (None: its own is that
+    small): a PNG of a compiled stack or an imported image is read onto it, so no layer is
+    computed at full resolution for a picture of 1024 pixels."""
+    own = Grid.from_stac(item.properties)
+    f = math.ceil(max(own.shape) / side)
+    if f <= 1:
+        return None
+    left, _, _, top = own.bounds
+    rx, ry = own.res_xy
+    return Grid.aligned(own.epsg, own.bounds, rx * f, anchor=(left, top), yres=ry * f if ry != rx else None)
+
+
+def _product_array(ctx: RunContext, item, quicklook: bool = False) -> xr.DataArray:
     kind = item.properties.get(KIND)
     if kind == "reduce":
         href = item.assets["data"].get_absolute_href()
@@ -37,7 +53,8 @@ def _product_array(ctx: RunContext, item) -> xr.DataArray:
         if names and len(names) == da.sizes["band"]:
             da = da.assign_coords(band=names)
         return da
-    cube = cube_of(ctx.workdir, item, chunksize=ctx.chunksize)
+    grid = _quicklook_grid(item, QUICKLOOK_SIDE) if quicklook else None
+    cube = cube_of(ctx.workdir, item, chunksize=ctx.chunksize, grid=grid)
     if cube.sizes["time"] == 1:
         return cube.isel(time=0, drop=True)
     # a stack: bands ordered image by image, named date_band, as the original's layer stack
@@ -124,7 +141,7 @@ def run(ctx: RunContext, cmd) -> None:
 
     scaling = _scaling(cmd)
     copy_cog = item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff") and scaling is None
-    array = None if copy_cog else _product_array(ctx, item)
+    array = None if copy_cog else _product_array(ctx, item, quicklook=ending == ".png")
     if array is not None and fmt.needs_free_space:
         # ENVI is written uncompressed; HDF5 (netCDF) crashes the process on a full disk instead of
         # raising, so both are checked against the free space before anything is written

@@ -12,6 +12,8 @@ import xarray as xr
 from ..gdalnames import gdal_name
 from .atomic import atomic_path
 
+#: the largest side of a quicklook in pixels
+QUICKLOOK_SIDE = 1024
 FALSE_COLOUR = ("nir08", "red", "green")
 TRUE_COLOUR = ("red", "green", "blue")
 _ALIASES = {"nir08": ("nir08", "nir", "nir1"), "red": ("red",), "green": ("green",), "blue": ("blue",)}
@@ -124,7 +126,7 @@ def stretch_to_uint8(a: np.ndarray, stretch: tuple[float, float]) -> tuple[np.nd
 
 def write_quicklook(da: xr.DataArray | str | os.PathLike, path_png: str | os.PathLike, *,
                     rgb: Sequence[int | str] | None = None, stretch: tuple[float, float] = (2, 98),
-                    max_size: int = 1024) -> Path:
+                    max_size: int = QUICKLOOK_SIDE) -> Path:
     """An 8-bit PNG (RGBA, or grey + alpha for one band) no larger than `max_size` pixels a side.
 
     da: a DataArray (band, y, x) — reduced by block means before computing; a DataArray that is a
