@@ -92,6 +92,12 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("export", "select"): "The product to export.",
     ("export", "target"): "The file; its ending picks the format (see the table below).",
     ("export", "overwrite"): "**New.** Replace a file imalys-stac did not write.",
+    ("export", "format"): "**New.** `float32` (default: reflectance, NaN nodata) or `int16`: scaled integers "
+                          "DN = round((value − offset) / scale), nodata −9999, as FORCE and USGS store reflectance "
+                          "(about 43 % of the float32 file); the scale and offset are in the file and in the item's "
+                          "`raster:bands`, so GDAL, odc-stac and stackstac calibrate back. `.tif` or `.vrt` targets.",
+    ("export", "scale"): "**New.** With `format = int16`: the value of one DN step (default `0.0001`).",
+    ("export", "offset"): "**New.** With `format = int16`: the value of DN 0 (default `0`).",
 }
 
 #: parser function → what it accepts, in words

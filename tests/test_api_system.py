@@ -29,14 +29,14 @@ def test_import_imalys_stac_is_cheap():
 def test_run_chain_uses_the_active_client_and_the_one_given(synthetic_archives, tmp_path):
     distributed = pytest.importorskip("distributed")
     reference = ims.run_chain(bestof_chain(tmp_path, synthetic_archives.folder, "threads"))
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         active = ims.run_chain(bestof_chain(tmp_path, synthetic_archives.folder, "active"))
         assert "dask: the caller's client" in active.log.read_text()
         tasks = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.transition_log))
         assert tasks > 0  # the work went through this scheduler
         assert client.status == "running"  # and the client is still the caller's, open
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
         given = ims.run_chain(bestof_chain(tmp_path, synthetic_archives.folder, "given"), scheduler=client)
         assert "dask: the caller's client" in given.log.read_text()

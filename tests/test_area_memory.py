@@ -37,7 +37,7 @@ def test_on_a_worker_the_budget_follows_its_memory_limit(fresh):
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit="512MB",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         budget = client.submit(lambda: tiles._CACHE.budget, pure=False).result()
         assert budget == 512_000_000 // 16
         assert fresh == [512_000_000 // 32]  # GDAL's block cache made small on that worker

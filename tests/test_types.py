@@ -42,7 +42,8 @@ def test_chain_home_is_the_home_commands_parameters():
 
 
 def test_params_of_a_dataclass_and_of_a_plain_object():
-    assert _params(_export()) == {"select": "bestof", "target": Path("/tmp/out.tif"), "overwrite": False}
+    assert _params(_export()) == {"select": "bestof", "target": Path("/tmp/out.tif"), "overwrite": False,
+                                  "format": "float32", "scale": 0.0001, "offset": 0.0}
     # test doubles give plain namespaces; the run log records them as they are
     fake = SimpleNamespace(name="x", line=1, params=SimpleNamespace(a=1))
     assert _params(fake) == {"a": 1}

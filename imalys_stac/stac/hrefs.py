@@ -50,6 +50,8 @@ def relative_href(href: str, base_dir: str | os.PathLike) -> str:
     vsi = split_vsi(href)
     if vsi is not None:
         _, archive, member = vsi
+        if archive.startswith("/vsi") or "://" in archive:
+            return href  # an archive read remotely (/vsitar//vsicurl/http://…): no local path to relate
         rel = os.path.relpath(archive, base)
         return quote(Path(rel).as_posix() + "/" + member, safe="/", errors="surrogateescape")
     if href.startswith("/") and not href.startswith("/vsi"):
