@@ -1,11 +1,11 @@
 """Turn the containers of deploy/kubernetes/ into `podman run` options, for deploy/test-image.sh.
 
-Run inside the image (it has PyYAML): ``python kube2podman.py OUT MANIFEST...`` writes each
-ConfigMap's files to OUT/configmaps/<name>/ and prints, for every container of every pod
-(Deployment, Job, DaskJob job/scheduler/worker), a shell function ``c_<resource>_<container>``
-that sets OPTS (user, environment, volume mounts, memory limit) and ARGS (the container's args,
-with Kubernetes' ``$(VAR)`` references as shell expansions of the same variables). Volumes map to
-folders: claim ``imalys-<name>`` to ``$VOL_<name>``, a ConfigMap to its folder under OUT.
+Run inside the image (it has PyYAML): ``python kube2podman.py MANIFEST...`` prints, for every
+container of every pod (Deployment, Job, DaskJob job/scheduler/worker), a shell function
+``c_<resource>_<container>`` that sets OPTS (user, environment, volume mounts, memory limit) and
+ARGS (the container's args, with Kubernetes' ``$(VAR)`` references as shell expansions of the
+same variables). Volumes map to folders: claim ``imalys-<name>`` to ``$VOL_<name>``, ConfigMap
+``<name>`` to ``$CONFIGMAP_<name>`` (the caller sets them).
 """
 from __future__ import annotations
 
@@ -42,7 +42,11 @@ def shell_word(text: str) -> str:
     return '"' + re.sub(r"\\\$\(([A-Za-z_][A-Za-z0-9_]*)\)", r"${\1}", out) + '"'
 
 
-def container_function(resource: str, spec: dict, c: dict, out: Path) -> str:
+def variable(prefix: str, name: str) -> str:
+    return "${%s_%s}" % (prefix, re.sub(r"\W", "_", name))
+
+
+def container_function(resource: str, spec: dict, c: dict) -> str:
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
     opts: list[str] = []
     user = (c.get("securityContext") or {}).get("runAsUser", (spec.get("securityContext") or {}).get("runAsUser"))
@@ -58,9 +62,9 @@ def container_function(resource: str, spec: dict, c: dict, out: Path) -> str:
         if "persistentVolumeClaim" in v:
             claim = v["persistentVolumeClaim"]["claimName"]
             ro = ro or v["persistentVolumeClaim"].get("readOnly", False)
-            source = "${VOL_%s}" % re.sub(r"\W", "_", claim.removeprefix("imalys-"))
+            source = variable("VOL", claim.removeprefix("imalys-"))
         elif "configMap" in v:
-            source = str(out / "configmaps" / v["configMap"]["name"])
+            source = variable("CONFIGMAP", v["configMap"]["name"])
         else:
             raise SystemExit(f"kube2podman: volume {m['name']} of {resource} is neither a claim nor a ConfigMap")
         opts += ["-v", f'"{source}:{m["mountPath"]}{":ro" if ro else ""}"']
@@ -72,20 +76,15 @@ def container_function(resource: str, spec: dict, c: dict, out: Path) -> str:
     return f"{name}() {{\n    OPTS=({' '.join(opts)})\n    ARGS=({args})\n}}\n"
 
 
-def main(out: Path, files: list[str]) -> None:
+def main(files: list[str]) -> None:
     for f in files:
         for doc in yaml.safe_load_all(Path(f).read_text(encoding="utf-8")):
             if not doc or "metadata" not in doc:  # kustomization.yaml
                 continue
-            if doc.get("kind") == "ConfigMap":
-                folder = out / "configmaps" / doc["metadata"]["name"]
-                folder.mkdir(parents=True, exist_ok=True)
-                for key, value in doc.get("data", {}).items():
-                    (folder / key).write_text(value, encoding="utf-8")
             for resource, spec in pods(doc):
                 for c in [*spec.get("initContainers", []), *spec["containers"]]:
-                    sys.stdout.write(container_function(resource, spec, c, out))
+                    sys.stdout.write(container_function(resource, spec, c))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:])
+    main(sys.argv[1:])

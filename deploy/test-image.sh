@@ -120,8 +120,12 @@ say "base image $BASE_IMAGE"
 
 # ------------------------------------------------------------------------------------- 3. build
 step build
+# the README's command, with the base image and a pip cache kept between builds (the layers are
+# cached by podman: a rerun without changes rebuilds nothing, a code change only the wheel)
+mkdir -p "$CACHE/pip"
 say "podman build -f deploy/Dockerfile --build-arg BASE_IMAGE=$BASE_IMAGE -t $IMAGE ."
-(cd "$REPO" && podman build -f deploy/Dockerfile --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$IMAGE" .) >"$CACHE/build.log" 2>&1 \
+(cd "$REPO" && podman build -f deploy/Dockerfile --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    --build-arg PIP_CACHE_DIR=/pip-cache -v "$CACHE/pip:/pip-cache" -t "$IMAGE" .) >"$CACHE/build.log" 2>&1 \
     || { tail -30 "$CACHE/build.log" >&2; fail "podman build failed (log: $CACHE/build.log)"; }
 
 # ----------------------------------------------------------------------- the volumes and the pods
@@ -139,9 +143,10 @@ trap cleanup EXIT
 VOL_archives=$DATA/archives VOL_catalog=$DATA/catalog VOL_work=$DATA/work VOL_results=$DATA/results
 mkdir -p "$DATA"/{archives,catalog,work,results} "$DATA"/ref/{catalog,work,results}
 chown -R 1000:1000 "$DATA" 2>/dev/null || chmod -R a+rwx "$DATA"
-KUBE=$REPO/deploy/kubernetes
-podman run --rm --user 0 --network none -v "$REPO/deploy:/deploy:ro" -v "$DATA:$DATA" --entrypoint python "$IMAGE" \
-    /deploy/kube2podman.py "$DATA" /deploy/kubernetes/base/{volumes,chains,demo-job,stac-browser,results}.yaml \
+# the ConfigMap of base/kustomization.yaml's configMapGenerator: its folder
+CONFIGMAP_imalys_chains=$REPO/deploy/kubernetes/base/chains
+podman run --rm --network none -v "$REPO/deploy:/deploy:ro" --entrypoint python "$IMAGE" \
+    /deploy/kube2podman.py /deploy/kubernetes/base/{demo-job,stac-browser,results}.yaml \
     /deploy/kubernetes/runs/daskjob/daskjob.yaml >"$DATA/pods.sh" || fail "kube2podman.py could not read the manifests"
 # shellcheck disable=SC1091
 . "$DATA/pods.sh"

@@ -44,6 +44,20 @@ def manifest_files() -> list[Path]:
     return [f for f in files if f.name != "kustomization.yaml"]
 
 
+def generated_configmaps(kustomization: Path) -> list[dict[str, Any]]:
+    """The ConfigMaps of a kustomization's configMapGenerator, as kustomize makes them (files as
+    keys, no name suffix): the raw manifests' view of them; test_kustomization_renders_and_validates
+    checks kustomize's own."""
+    k = yaml.safe_load(kustomization.read_text(encoding="utf-8"))
+    out = []
+    for gen in k.get("configMapGenerator", []):
+        assert gen["options"]["disableNameSuffixHash"] is True  # the pods name it
+        data = {Path(f).name: (kustomization.parent / f).read_text(encoding="utf-8") for f in gen["files"]}
+        out.append({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": gen["name"], "labels": gen["options"]["labels"]}, "data": data})
+    return out
+
+
 def manifests() -> list[tuple[Path, int, dict[str, Any]]]:
     """(file, index, document) of every Kubernetes document of the base and the runs."""
     out = []
@@ -51,6 +65,8 @@ def manifests() -> list[tuple[Path, int, dict[str, Any]]]:
         for i, doc in enumerate(yaml.safe_load_all(f.read_text(encoding="utf-8"))):
             if doc:
                 out.append((f, i, doc))
+    base = KUBE / "base" / "kustomization.yaml"
+    out += [(base, i, doc) for i, doc in enumerate(generated_configmaps(base))]
     return out
 
 
@@ -217,6 +233,8 @@ def _pods(docs: list[dict[str, Any]] | None = None) -> list[tuple[str, str, dict
             out += [(f"{d['metadata']['name']}/{role}", d["kind"], spec) for role, spec in dask_pod_specs(d).items()]
         elif d["kind"] in ("Job", "Deployment"):
             out.append((d["metadata"]["name"], d["kind"], d["spec"]["template"]["spec"]))
+        elif d["kind"] == "Pod":
+            out.append((d["metadata"]["name"], d["kind"], d["spec"]))
     return out
 
 
@@ -230,7 +248,7 @@ def test_every_imalys_pod_mounts_the_volumes_from_the_claims():
     pods = _pods()
     assert {"imalys-seasons/job", "imalys-seasons/worker", "imalys-seasons/scheduler", "imalys/worker",
             "imalys/scheduler", "imalys-chain", "imalys-chain-own-cluster", "imalys-demo", "imalys-stac-browser",
-            "imalys-results"} <= {name for name, _, _ in pods}
+            "imalys-results", "imalys-copy"} <= {name for name, _, _ in pods}
     for name, _, spec in pods:
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         for v in volumes.values():
@@ -312,6 +330,221 @@ def test_overlay_sets_image_namespace_storage_class_and_sizes_everywhere():
             assert d["spec"]["accessModes"] == ["ReadWriteMany"]
         if d["kind"] == "RoleBinding":
             assert d["subjects"][0]["namespace"] == namespace
+
+
+def _mounts(spec: dict[str, Any], c: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """mountPath -> (what is mounted: a claim's volume folder or a ConfigMap's folder, read-only)."""
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    out = {}
+    for m in c.get("volumeMounts", []):
+        v = volumes[m["name"]]
+        if "persistentVolumeClaim" in v:
+            claim = v["persistentVolumeClaim"]
+            what = claim["claimName"].removeprefix("imalys-")
+            ro = m.get("readOnly", False) or claim.get("readOnly", False)
+        else:
+            what, ro = f"configmap:{v['configMap']['name']}", m.get("readOnly", False)
+        out[m["mountPath"]] = (what, ro)
+    return out
+
+
+COMPOSE_AS = {"demo": ("imalys-demo", "demo"), "publish": ("imalys-demo", "publish"), "chain": ("imalys-seasons/job", "job"),
+              "catalog": ("imalys-stac-browser", "catalog"), "results": ("imalys-results", "results"),
+              "stac-browser": ("imalys-stac-browser", "stac-browser")}
+
+
+def test_compose_runs_the_containers_of_the_manifests():
+    """Every compose service is a container of the Kubernetes manifests with the same image,
+    arguments, environment and folders (deploy/test-image.sh runs those containers; the chain
+    service is the runner without a scheduler, as its in-process reference run)."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert set(compose["services"]) == set(COMPOSE_AS)
+    pods = {name: spec for name, _, spec in _pods()}
+    generator = yaml.safe_load((KUBE / "base" / "kustomization.yaml").read_text(encoding="utf-8"))["configMapGenerator"]
+    chains_folder = {g["name"]: {str(Path(f).parent) for f in g["files"]} for g in generator}
+    for service, (pod, container) in COMPOSE_AS.items():
+        s = compose["services"][service]
+        spec = pods[pod]
+        (c,) = [c for c in _containers(spec) if c["name"] == container]
+        assert s["image"] == c["image"], service
+        assert s.get("command", []) == c.get("args", []), service
+        assert s.get("environment", {}) == {e["name"]: e["value"] for e in c.get("env", [])} or service == "chain", service
+        if service == "chain":  # the runner's, less the scheduler (in-process) and its timeout
+            assert {e["name"] for e in c["env"]} == {"IMALYS_SCHEDULER", "IMALYS_NO_WORKERS_TIMEOUT"} and "environment" not in s
+        mounts = {}
+        for v in s.get("volumes", []):
+            source, path, mode = re.fullmatch(r"(.*?):(/[^:]*)(?::(ro))?", v).groups()
+            if source.startswith("${IMALYS_DATA:-./data}/"):
+                what = source.removeprefix("${IMALYS_DATA:-./data}/")
+            else:  # the folder the ConfigMap is generated from, relative to deploy/
+                (name,) = [n for n, folders in chains_folder.items() if (DEPLOY / source).resolve() in {(KUBE / "base" / f).resolve() for f in folders}]
+                what = f"configmap:{name}"
+            mounts[path] = (what, mode == "ro")
+        assert mounts == _mounts(spec, c), service
+
+
+README = DEPLOY / "README.md"
+IMAGE_TEST = DEPLOY / "test-image.sh"
+
+
+def readme_commands() -> list[list[str]]:
+    import shlex
+
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    return [shlex.split(line) for b in blocks for line in b.splitlines() if line.strip()]
+
+
+def _crds() -> dict[str, dict[str, Any]]:
+    root = Path(dask_kubernetes.__file__).parent / "operator" / "deployment" / "helm" / "dask-kubernetes-operator"
+    docs = [yaml.safe_load(f.read_text(encoding="utf-8")) for f in sorted((root / "crds").glob("*.yaml"))]
+    return {d["metadata"]["name"]: d for d in docs}
+
+
+def _check_kubectl(words: list[str], docs: list[dict[str, Any]], namespace: str, image_uid: str) -> None:
+    """One `kubectl ...` line of the README names what the rendered manifests define."""
+    def find(kind: str, name: str) -> dict[str, Any]:
+        found = [d for d in docs if d["kind"].lower() == kind.lower() and d["metadata"]["name"] == name]
+        assert found, f"README: no {kind} {name} in the manifests"
+        return found[0]
+
+    def services() -> dict[str, list[int]]:
+        out = {d["metadata"]["name"]: [p["port"] for p in d["spec"]["ports"]] for d in docs if d["kind"] == "Service"}
+        for d in docs:  # the scheduler Services the operator makes from a Dask resource's spec
+            if d["kind"] in ("DaskJob", "DaskCluster"):
+                cluster = d["spec"]["cluster"]["spec"] if d["kind"] == "DaskJob" else d["spec"]
+                out[f"{d['metadata']['name']}-scheduler"] = [p["port"] for p in cluster["scheduler"]["service"]["ports"]]
+        return out
+
+    args = words[1:]
+    if args[:2] == ["-n", namespace]:
+        args = args[2:]
+    else:  # only cluster-wide commands go without the namespace
+        assert args[0] in ("get", "create", "apply"), f"README: {' '.join(words)} names no namespace"
+    verb, rest = args[0], args[1:]
+    kinds = {"job": "Job", "daskjob": "DaskJob", "daskcluster": "DaskCluster", "pod": "Pod", "pvc": "PersistentVolumeClaim"}
+    if verb == "apply":
+        assert rest[0] == "-k" and (REPO / rest[1] / "kustomization.yaml").is_file(), words
+        assert Path(REPO / rest[1]) in kustomizations()
+    elif verb == "create":
+        assert rest == ["namespace", namespace], words
+    elif verb == "get" and rest[0] == "crd":
+        used = {f"{d['kind'].lower()}s.{d['apiVersion'].split('/')[0]}" for d in docs if d["apiVersion"].startswith("kubernetes.dask.org/")}
+        assert set(rest[1:]) == used and used <= set(_crds()), words
+    elif verb == "get" and rest == ["storageclass"]:
+        assert all(d["spec"].get("storageClassName") for d in docs if d["kind"] == "PersistentVolumeClaim")
+    elif verb == "get" and rest == ["pvc"]:
+        assert {f"imalys-{v}" for v in KUBE_VOLUMES} <= {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    elif verb == "get":
+        find(kinds[rest[0]], rest[1])
+    elif verb == "wait":
+        kind, name = rest[1].split("/")
+        assert rest[0] == "--for=condition=complete" and kind == "job", words
+        find("Job", name)
+    elif verb == "logs":
+        target = [a for a in rest if not a.startswith("-") and a not in ("demo",)]
+        if "/" in target[0]:
+            kind, name = target[0].split("/")
+            job = find(kinds[kind], name)
+            if "-c" in rest:
+                spec = job["spec"]["template"]["spec"]
+                assert rest[rest.index("-c") + 1] in {c["name"] for c in _containers(spec)}, words
+        else:  # the runner pod the operator makes for a DaskJob
+            assert target[0].endswith("-runner"), words
+            find("DaskJob", target[0].removesuffix("-runner"))
+    elif verb == "delete":
+        find(kinds[rest[0]], rest[1])
+    elif verb == "port-forward":
+        name = rest[0].split("/", 1)[1]
+        assert rest[0].startswith("service/") and name in services(), words
+        assert rest[1:] and {int(p) for p in rest[1:]} <= set(services()[name]), words
+    elif verb == "scale":
+        assert rest[0] == "daskworkergroup" and rest[1].endswith("-default") and rest[2] == "--replicas", words
+        find("DaskCluster", rest[1].removesuffix("-default"))
+    elif verb == "cp":
+        pod_name, path = rest[1].split(":")
+        pod = find("Pod", pod_name)
+        (c,) = pod["spec"]["containers"]
+        writable = [p for p, (_, ro) in _mounts(pod["spec"], c).items() if not ro]
+        assert any(path.startswith(p + "/") for p in writable), words
+        assert pod["spec"]["securityContext"]["runAsUser"] == int(image_uid)
+    else:
+        raise AssertionError(f"README: no test checks `{' '.join(words)}`")
+
+
+def test_readme_commands_are_what_the_tests_run(tmp_path):
+    """Every command in deploy/README.md is one that deploy/test-image.sh or these tests run, or
+    names only what they check (a Service's ports, a Job's name, the overlay's namespace and
+    image): a README that drifts from the manifests fails here."""
+    script = IMAGE_TEST.read_text(encoding="utf-8")
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    image_uid = re.search(r"useradd [^\n]*--uid (\d+)", dockerfile).group(1)
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text(encoding="utf-8"))
+    settings = _settings()
+    namespace = settings["namespace"]
+    pushed = f"{settings['images'][0]['newName']}:{settings['images'][0]['newTag']}"
+    base_image = {c["image"] for _, _, spec in _pods() for c in _containers(spec) if c["name"] != "stac-browser"}
+    assert len(base_image) == 1
+    (local_image,) = base_image
+    docs = [d for folder in kustomizations() if OVERLAY in (folder, *folder.parents) for d in render(folder)]
+    (cm,) = [d for _, _, d in manifests() if d["kind"] == "ConfigMap"]
+    seasons = [line.split("\t")[0] for line in cm["data"]["vars.txt"].splitlines()]
+    target = re.search(r"target = /data/results/(\S+)", cm["data"]["chain.txt"]).group(1)
+    results_files = {target.replace("$1", s) for s in seasons}
+    compose_jobs = []
+    commands = readme_commands()
+    assert len(commands) > 30
+    for words in commands:
+        line = " ".join(words)
+        if words[0] in ("podman", "docker") and words[1] == "build":
+            assert words[2:] == ["-f", "deploy/Dockerfile", "-t", local_image, "."], line
+            assert re.search(r'podman build -f deploy/Dockerfile [^\n]*\n[^\n]*-t "\$IMAGE" \.\)', script), "the image test builds otherwise"
+        elif words[:2] == ["podman", "run"]:
+            assert words == ["podman", "run", "--rm", local_image, "--version"], line
+            assert 'podman run --rm "$IMAGE" --version' in script
+        elif words[:2] == ["podman", "tag"]:
+            assert words[2:] == [local_image, pushed], line
+        elif words[:2] == ["podman", "push"]:
+            assert words[2:] == [pushed], line
+        elif words[0] == "export":
+            assert words[1].startswith("IMALYS_DATA=") and "${IMALYS_DATA:-./data}" in (DEPLOY / "docker-compose.yml").read_text()
+        elif words[0] == "mkdir":
+            assert words[:2] == ["mkdir", "-p"] and words[2:] == [f"$IMALYS_DATA/{v}" for v in KUBE_VOLUMES], line
+        elif words[0] == "sudo":
+            assert words[1:] == ["chown", "-R", f"{image_uid}:{image_uid}", "$IMALYS_DATA"], line
+        elif words[:2] == ["docker", "compose"]:
+            assert words[2:4] == ["-f", "deploy/docker-compose.yml"], line
+            if words[4] == "run":
+                assert words[5] == "--rm" and compose["services"][words[6]]["profiles"] == ["jobs"], line
+                compose_jobs.append(words[6])
+            else:
+                assert words[4:] == ["up", "-d"], line
+        elif words[0] == "curl":
+            m = re.fullmatch(r"http://localhost:(\d+)/results/(\S+)", words[2])
+            assert words[1] == "-O" and m, line
+            assert f"{m.group(1)}:{m.group(1)}" in compose["services"]["results"]["ports"]
+            (svc,) = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "imalys-results"]
+            assert [p["port"] for p in svc["spec"]["ports"]] == [int(m.group(1))]
+            assert m.group(2) in results_files, line
+        elif words[0] == "helm":
+            assert words[-1] == "dask-kubernetes-operator" and "--repo" in words, line
+            chart = Path(dask_kubernetes.__file__).parent / "operator" / "deployment" / "helm" / words[-1] / "Chart.yaml"
+            assert yaml.safe_load(chart.read_text(encoding="utf-8"))["name"] == words[-1]
+        elif words[:2] == ["cp", "-r"]:
+            assert words[2] == "deploy/kubernetes/overlays/example" and Path(words[3]).parent == Path(words[2]).parent, line
+            # a copy of the overlay renders like the original (its relative paths still hold)
+            shutil.copytree(KUBE, tmp_path / "kubernetes")
+            shutil.copytree(tmp_path / "kubernetes" / "overlays" / "example", tmp_path / "kubernetes" / "overlays" / Path(words[3]).name)
+            for sub in ("", "daskjob"):
+                copy = render(tmp_path / "kubernetes" / "overlays" / Path(words[3]).name / sub)
+                assert copy == render(OVERLAY / sub)
+        elif words[0] == "kubectl":
+            _check_kubectl(words, docs, namespace, image_uid)
+        else:
+            raise AssertionError(f"README: no test checks `{line}`")
+    # the compose jobs in the order the image test runs their Kubernetes twins
+    assert compose_jobs == ["demo", "publish", "chain"]
+    order = [script.index(f) for f in ("c_imalys_demo_demo\n", "c_imalys_demo_publish\n", "c_imalys_seasons_job\n")]
+    assert order == sorted(order)
 
 
 _STUBS: list[Path] = []
