@@ -120,12 +120,12 @@ say "base image $BASE_IMAGE"
 
 # ------------------------------------------------------------------------------------- 3. build
 step build
-# the README's command, with the base image and a pip cache kept between builds (the layers are
+# the README's command, with the base image and a wheelhouse kept between builds (the layers are
 # cached by podman: a rerun without changes rebuilds nothing, a code change only the wheel)
-mkdir -p "$CACHE/pip"
+mkdir -p "$CACHE/wheels"
 say "podman build -f deploy/Dockerfile --build-arg BASE_IMAGE=$BASE_IMAGE -t $IMAGE ."
 (cd "$REPO" && podman build -f deploy/Dockerfile --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-    --build-arg PIP_CACHE_DIR=/pip-cache -v "$CACHE/pip:/pip-cache" -t "$IMAGE" .) >"$CACHE/build.log" 2>&1 \
+    --build-arg WHEELHOUSE=/wheelhouse -v "$CACHE/wheels:/wheelhouse" -t "$IMAGE" .) >"$CACHE/build.log" 2>&1 \
     || { tail -30 "$CACHE/build.log" >&2; fail "podman build failed (log: $CACHE/build.log)"; }
 
 # ----------------------------------------------------------------------- the volumes and the pods
@@ -202,6 +202,10 @@ for i in 0 1; do
     c_imalys_seasons_worker
     podman run -d --name "$P-worker-$i" --network "$P" -e DASK_WORKER_NAME -e DASK_SCHEDULER_ADDRESS "${OPTS[@]}" "$IMAGE" "${ARGS[@]}" >/dev/null
 done
+# the runner starts once both workers have joined (so the kill below leaves one that works on)
+podman exec "$P-scheduler" python -c 'from distributed import Client
+with Client("tcp://127.0.0.1:8786", timeout=60) as c: c.wait_for_workers(2, timeout=120)' \
+    || { logs "$P-worker-0"; logs "$P-worker-1"; fail "the workers did not join the scheduler"; }
 c_imalys_seasons_job
 podman run -d --name "$P-runner" --network "$P" -e DASK_SCHEDULER_ADDRESS "${OPTS[@]}" "$IMAGE" "${ARGS[@]}" >/dev/null
 # kill one worker as soon as the first run's reduce has started
