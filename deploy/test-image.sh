@@ -38,6 +38,7 @@ skip() { say "SKIP: $*"; exit 77; }
 fail() { say "FAIL: $*"; exit 1; }
 step() { TIMES+=("$(printf '%-28s %4ss' "$STEP" "$(( $(date +%s) - STEP_T ))")"); STEP=$1; STEP_T=$(date +%s); say "== $1"; }
 STEP=start; STEP_T=$T0
+trap 'say "FAIL: line $LINENO: $BASH_COMMAND exited with $?"' ERR
 
 # ------------------------------------------------------------------------------------ 1. podman
 step podman
@@ -84,7 +85,7 @@ debian_base() {
                     || skip "no base image: $PYTHON_BASE cannot be pulled and debootstrap cannot be installed"
             fi
             local mirror
-            mirror=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
+            mirror=$({ grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true; } \
                      | awk '{print $2}' | head -1)
             mirror=${mirror:-http://deb.debian.org/debian}
             say "debootstrap $SUITE from $mirror (a few minutes, once)"
