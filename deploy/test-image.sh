@@ -253,8 +253,8 @@ for season in ("summer", "autumn"):
         for level in [None, *range(len(x.overviews(1)))]:
             with rasterio.open(a, overview_level=level) as xo, rasterio.open(b, overview_level=level) as yo:
                 p, q = xo.read(), yo.read()
-                same = (p == q) | (np.isnan(p) & np.isnan(q)) if p.dtype.kind == "f" else p == q
-                assert same.all(), f"{season}, overview {level}: {(~same).sum()} of {same.size} pixels differ"
+                equal = (p == q) | (np.isnan(p) & np.isnan(q)) if p.dtype.kind == "f" else p == q
+                assert equal.all(), f"{season}, overview {level}: {(~equal).sum()} of {equal.size} pixels differ"
         print(f"bestof_{season}.tif: {x.count} bands {x.width}x{x.height}, {len(x.overviews(1))} overviews, "
               "every pixel equal to the in-process run")
 ' >&2 || fail "the cluster's COGs differ from the in-process run"
