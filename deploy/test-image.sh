@@ -211,10 +211,20 @@ with Client("tcp://127.0.0.1:8786", timeout=60) as c: c.wait_for_workers(2, time
     || { logs "$P-worker-0"; logs "$P-worker-1"; fail "the workers did not join the scheduler"; }
 c_imalys_seasons_job
 podman run -d --name "$P-runner" --network "$P" -e DASK_SCHEDULER_ADDRESS "${OPTS[@]}" "$IMAGE" "${ARGS[@]}" >/dev/null
-# kill one worker as soon as the first run's reduce has started
+# kill one worker during the first run's reduce, once the scheduler has given it tasks
 killed=
 for _ in $(seq 1200); do
     if podman logs "$P-runner" 2>&1 | grep -q '── reduce'; then
+        podman exec "$P-scheduler" python -c 'import sys, time
+from distributed import Client
+with Client("tcp://127.0.0.1:8786", timeout=30) as c:
+    for _ in range(600):
+        names = {a: w["name"] for a, w in c.scheduler_info(n_workers=-1)["workers"].items()}
+        busy = [a for a, keys in c.processing().items() if keys and names.get(a) == sys.argv[1]]
+        if busy:
+            print(f"worker {sys.argv[1]} has {len(c.processing()[busy[0]])} task(s): killing it", file=sys.stderr)
+            break
+        time.sleep(0.1)' imalys-seasons-default-worker-1 || true
         podman kill "$P-worker-1" >/dev/null && killed=1
         break
     fi
@@ -276,7 +286,7 @@ catalog=http://127.0.0.1:$(port "$P-catalog" 8000) api=http://127.0.0.1:$(port "
 results=http://127.0.0.1:$(port "$P-results" 8002)
 say "catalog $catalog, STAC API $api, results $results"
 # read through the published ports from the host's network, as a browser or pystac-client would
-podman run --rm --network host -v "$DATA/archives:/data/archives:ro" -v "$DATA/results:/data/results:ro" \
+podman run --rm -i --network host -v "$DATA/archives:/data/archives:ro" -v "$DATA/results:/data/results:ro" \
     --entrypoint python "$IMAGE" - "$catalog" "$api" "$results" >&2 <<'PY' || { logs "$P-catalog"; logs "$P-results"; fail "serving failed"; }
 import hashlib
 import sys
