@@ -285,9 +285,11 @@ port() { podman port "$1" "$2/tcp" | head -1 | sed 's/.*://'; }
 catalog=http://127.0.0.1:$(port "$P-catalog" 8000) api=http://127.0.0.1:$(port "$P-catalog" 8001)
 results=http://127.0.0.1:$(port "$P-results" 8002)
 say "catalog $catalog, STAC API $api, results $results"
-# read through the published ports from the host's network, as a browser or pystac-client would
-podman run --rm -i --network host -v "$DATA/archives:/data/archives:ro" -v "$DATA/results:/data/results:ro" \
-    --entrypoint python "$IMAGE" - "$catalog" "$api" "$results" >&2 <<'PY' || { logs "$P-catalog"; logs "$P-results"; fail "serving failed"; }
+# The checks, in a container of the image; first from the host's network through the published
+# ports (as your browser or `curl` would), then the STAC API from inside the catalog container's
+# network: its links are absolute, naming the port it listens on, so it is meant to be published
+# under that same port (compose: 8001:8001; Kubernetes: port-forward 8001).
+cat >"$DATA/check-serve.py" <<'PY'
 import hashlib
 import sys
 import time
@@ -319,31 +321,43 @@ wait(f"{catalog}/catalog/catalog.json")
 cat = pystac.Catalog.from_file(f"{catalog}/catalog/catalog.json")
 items = list(cat.get_items(recursive=True))
 assert items, "the served catalog holds no item"
-item = items[0]
-asset = next(a for a in item.assets.values() if a.href.lower().endswith((".tif", ".tiff")))
-href = asset.get_absolute_href()
-assert href.startswith(catalog), href
-status, head = get(href, {"Range": "bytes=0-1023"})
-assert status == 206 and len(head) == 1024, (status, len(head))
-# the member read through the server (GDAL /vsicurl/, byte ranges) equals the member read in place
-member = href[len(catalog):].split(".tar/", 1)
-local = f"/vsitar/{'/data' + member[0]}.tar/{member[1]}"
-with rasterio.open(f"/vsicurl/{href}") as remote, rasterio.open(local) as direct:
-    assert np.array_equal(remote.read(1), direct.read(1)), href
-print(f"catalog: {len(items)} items, {item.id}/{href.rsplit('/', 1)[1]} read by range requests equals the archive member")
-wait(api)
-found = list(pystac_client.Client.open(api).search(max_items=None).items())
-assert {i.id for i in found} == {i.id for i in items}, (len(found), len(items))
-print(f"STAC API: the search returns the same {len(found)} items")
-wait(f"{results}/results/catalog.json")
-res = pystac.Catalog.from_file(f"{results}/results/catalog.json")
-ids = {i.id for i in res.get_items(recursive=True)}
-assert any("bestof_summer" in i for i in ids), ids
-status, body = get(f"{results}/results/bestof_summer.tif")
-with open("/data/results/bestof_summer.tif", "rb") as f:
-    assert hashlib.sha256(body).digest() == hashlib.sha256(f.read()).digest(), "the fetched COG differs from the file"
-print(f"results: {len(ids)} items; bestof_summer.tif fetched ({len(body)} bytes) equals the file")
+if api == "-":
+    item = items[0]
+    asset = next(a for a in item.assets.values() if a.href.lower().endswith((".tif", ".tiff")))
+    href = asset.get_absolute_href()
+    assert href.startswith(catalog), href
+    status, head = get(href, {"Range": "bytes=0-1023"})
+    assert status == 206 and len(head) == 1024, (status, len(head))
+    # the member read through the server (GDAL /vsicurl/, byte ranges) equals the member read in place
+    member = href[len(catalog):].split(".tar/", 1)
+    local = f"/vsitar//data{member[0]}.tar/{member[1]}"
+    with rasterio.open(f"/vsicurl/{href}") as remote, rasterio.open(local) as direct:
+        assert np.array_equal(remote.read(1), direct.read(1)), href
+    print(f"catalog: {len(items)} items, {item.id}/{href.rsplit('/', 1)[1]} read by range requests equals the archive member")
+else:
+    wait(api)
+    found = list(pystac_client.Client.open(api).search(max_items=None).items())
+    assert {i.id for i in found} == {i.id for i in items}, (len(found), len(items))
+    print(f"STAC API: the search returns the same {len(found)} items")
+if results != "-":
+    wait(f"{results}/results/catalog.json")
+    res = pystac.Catalog.from_file(f"{results}/results/catalog.json")
+    ids = {i.id for i in res.get_items(recursive=True)}
+    assert any("bestof_summer" in i for i in ids), ids
+    status, body = get(f"{results}/results/bestof_summer.tif")
+    with open("/data/results/bestof_summer.tif", "rb") as f:
+        assert hashlib.sha256(body).digest() == hashlib.sha256(f.read()).digest(), "the fetched COG differs from the file"
+    print(f"results: {len(ids)} items; bestof_summer.tif fetched ({len(body)} bytes) equals the file")
 PY
+check_serve() {  # NETWORK CATALOG_URL API_URL|- RESULTS_URL|-
+    local network=$1
+    shift
+    podman run --rm --network "$network" -v "$DATA/archives:/data/archives:ro" -v "$DATA/results:/data/results:ro" \
+        -v "$DATA/check-serve.py:/check-serve.py:ro" --entrypoint python "$IMAGE" /check-serve.py "$@" >&2 \
+        || { logs "$P-catalog"; logs "$P-results"; fail "serving failed"; }
+}
+check_serve host "$catalog" - "$results"
+check_serve "container:$P-catalog" http://127.0.0.1:8000 http://127.0.0.1:8001 -
 
 step done
 say "passed; times:"
