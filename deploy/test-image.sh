@@ -214,7 +214,7 @@ podman run -d --name "$P-runner" --network "$P" -e DASK_SCHEDULER_ADDRESS "${OPT
 # kill one worker during the first run's reduce, once the scheduler has given it tasks
 killed=
 for _ in $(seq 1200); do
-    if podman logs "$P-runner" 2>&1 | grep -q '── reduce'; then
+    if podman logs "$P-runner" 2>&1 | grep '── reduce' >/dev/null; then
         podman exec "$P-scheduler" python -c 'import sys, time
 from distributed import Client
 with Client("tcp://127.0.0.1:8786", timeout=30) as c:
@@ -275,13 +275,13 @@ step "serve"
 for w in "$P-wait-catalog" "$P-wait-results"; do
     for _ in $(seq 30); do [ "$(podman inspect -f '{{.State.Running}}' "$w")" = true ] || break; sleep 1; done
     [ "$(podman inspect -f '{{.State.Running}} {{.State.ExitCode}}' "$w")" = "false 0" ] || { logs "$w"; fail "$w did not end once there was something to serve"; }
-    podman logs "$w" 2>&1 | grep -q "^waiting for" || fail "$w did not wait while there was nothing to serve"
+    podman logs "$w" 2>&1 | grep "^waiting for" >/dev/null || fail "$w did not wait while there was nothing to serve"
 done
 c_imalys_stac_browser_catalog
 podman run -d --name "$P-catalog" -p 127.0.0.1::8000 -p 127.0.0.1::8001 "${OPTS[@]}" "$IMAGE" "${ARGS[@]}" >/dev/null
 c_imalys_results_results
 podman run -d --name "$P-results" -p 127.0.0.1::8002 "${OPTS[@]}" "$IMAGE" "${ARGS[@]}" >/dev/null
-port() { podman port "$1" "$2/tcp" | head -1 | sed 's/.*://'; }
+port() { podman port "$1" "$2/tcp" | sed -n '1s/.*://p'; }
 catalog=http://127.0.0.1:$(port "$P-catalog" 8000) api=http://127.0.0.1:$(port "$P-catalog" 8001)
 results=http://127.0.0.1:$(port "$P-results" 8002)
 say "catalog $catalog, STAC API $api, results $results"
