@@ -170,7 +170,7 @@ done
 c_imalys_demo_publish
 podman run --rm --name "$P-publish" "${OPTS[@]}" "$IMAGE" "${ARGS[@]}" >"$DATA/publish.log" 2>&1 \
     || { tail -30 "$DATA/publish.log" >&2; fail "the demo job's publish container failed"; }
-[ -s "$DATA/archives/frames/bounding-box.gpkg" ] || fail "the demo job put no frame where chains.yaml expects it"
+[ -s "$DATA/archives/frames/bounding-box.gpkg" ] || fail "the demo job put no frame where the chain (base/chains/chain.txt) expects it"
 say "demo: $(ls "$DATA/archives" | grep -c '\.tar$') archives and the frame on the archives volume"
 
 # the init containers of the catalog and results servers wait while there is nothing to serve
