@@ -21,11 +21,17 @@ check: install
 	$(BIN)/ruff check imalys_stac tests benchmarks
 	$(BIN)/mypy
 
+# Test tiers (docs/testing.md). `test` is what CI runs: lint and types, then every tier with the
+# full hypothesis counts; `test-fast` is the development loop: unit + integration, few examples.
+# Two xdist workers; tests sharing a module-scoped fixture stay on one worker (--dist loadgroup).
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+
 test: install check
-	$(BIN)/python -m pytest -q
+	HYPOTHESIS_PROFILE=ci $(PYTEST)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	HYPOTHESIS_PROFILE=dev $(PYTEST) -m "not system"
 
 # The image test (deploy/test-image.sh): builds deploy/Dockerfile with podman and runs it as the
 # Kubernetes manifests do. Exit 77 (podman cannot run here) passes with the reason printed, unless

@@ -168,8 +168,8 @@ def read_floor(folder: Path, grid_json: str, threads: int = 2) -> dict:
         with rasterio.open(href) as ds:
             l, b, r, t = transform_bounds(f"EPSG:{g['epsg']}", ds.crs, *g["bounds"])
             inv = ~ds.transform
-            c0, r0 = inv * (l, t)
-            c1, r1 = inv * (r, b)
+            c0, r0 = inv @ (l, t)
+            c1, r1 = inv @ (r, b)
             bh, bw = ds.block_shapes[0]
             c0, r0 = max(0, int(c0) // bw * bw), max(0, int(r0) // bh * bh)
             c1, r1 = min(ds.width, -(-int(c1 + 1) // bw) * bw), min(ds.height, -(-int(r1 + 1) // bh) * bh)

@@ -1,7 +1,10 @@
-"""Command line: `imalys-stac run|check|demo|serve`, and the drop-in `x_Imalys` / `r_Imalys`."""
+"""Command line: `imalys-stac run|check|plan|catalog|search|demo|serve`, and the drop-in
+`x_Imalys` / `r_Imalys`. Every subcommand calls the Python API (`imalys_stac.api`); only the
+command line configures logging and warnings (messages on stderr, `--json` documents on stdout)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from contextlib import contextmanager
@@ -12,21 +15,13 @@ from . import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-# glibc returns every large buffer to the kernel on free and zero-fills fresh pages on the next
-# allocation; a chain allocates and frees gigabytes of block buffers, and this cost a third of the
-# CPU time (sys) in the benchmark. Keeping freed memory in the process removes it. The variables
-# must be set before the interpreter starts, so the console scripts re-execute themselves once.
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
-    "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
-    "MALLOC_TOP_PAD_": str(256 << 20),
-}
+from .settings import MALLOC_ENV, malloc_tuning_wanted  # the malloc policy (why: see settings.MALLOC_ENV)
 
 
 def _with_malloc_tuning(func_name: str) -> None:
     import os
 
-    if os.environ.get("IMALYS_NO_MALLOC_TUNING") or all(k in os.environ for k in MALLOC_ENV) or sys.platform != "linux":
+    if not malloc_tuning_wanted() or all(k in os.environ for k in MALLOC_ENV) or sys.platform != "linux":
         return
     env = {**os.environ, **MALLOC_ENV}
     code = f"import sys; from imalys_stac.cli import {func_name}; sys.exit({func_name}())"
@@ -64,14 +59,28 @@ def _signals_stop_cleanly() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bool = False, debug: bool = False) -> int:
+def _print_json(doc: dict) -> None:
+    """One JSON document on stdout (messages stay on stderr)."""
+    sys.stdout.write(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bool = False, debug: bool = False,
+         as_json: bool = False) -> int:
     from .chain import ChainError, load_chain_rows
+
+    done: list[dict] = []
+
+    def failed(message: str, code: int = EXIT_FAILED) -> int:
+        _err(message)
+        if as_json:
+            _print_json({"ok": False, "error": message, "runs": done})
+        return code
 
     try:  # every row of a variable list is checked before the first run starts
         runs = load_chain_rows(chain_path, vars_path)
     except (ChainError, OSError) as exc:
-        _err(str(exc))
-        return EXIT_FAILED
+        return failed(str(exc))
     except Exception as exc:  # a bug in the parser, not the user's chain
         return _internal_error(exc, debug)
     with _signals_stop_cleanly():
@@ -83,20 +92,44 @@ def _run(chain_path: Path, vars_path: Path | None, verbose: bool, check_only: bo
                     continue
                 from .commands import run_chain
 
-                run_chain(chain, verbose=verbose or debug)
+                ctx = run_chain(chain, verbose=verbose or debug)
+                if as_json:
+                    done.append(_run_summary(ctx, row))
             except ChainError as exc:
-                _err(str(exc if row is None or exc.rows else exc.in_row(vars_path, row.line)))
                 if debug and exc.__cause__ is not None:
                     traceback.print_exception(exc.__cause__, file=sys.stderr)
-                return EXIT_FAILED
+                return failed(str(exc if row is None or exc.rows else exc.in_row(vars_path, row.line)))
             except KeyboardInterrupt as exc:
                 signame = getattr(exc, "signame", "SIGINT")
-                _err(f"stopped by {signame}: temporary files were removed; products finished before the stop are kept "
-                     "and the next run continues from them")
-                return 143 if signame == "SIGTERM" else 129 if signame == "SIGHUP" else 130
+                return failed(f"stopped by {signame}: temporary files were removed; products finished before the stop "
+                              "are kept and the next run continues from them",
+                              143 if signame == "SIGTERM" else 129 if signame == "SIGHUP" else 130)
             except Exception as exc:  # a bug, not a user error: say so, keep the traceback in the log
-                return _internal_error(exc, debug)
+                code = _internal_error(exc, debug)
+                if as_json:
+                    _print_json({"ok": False, "error": f"internal error ({type(exc).__name__}: {exc})", "runs": done})
+                return code
+    if as_json and not check_only:
+        _print_json({"ok": True, "chain": str(chain_path), "runs": done})
     return EXIT_OK
+
+
+def _run_summary(ctx, row) -> dict:
+    """What `run --json` reports of one run: products (name, kind, item file), exports (file and
+    item), the run log, and the variables row in repeat mode."""
+    from .commands.export import item_path_for
+    from .product_records import KIND
+
+    wd = ctx.workdir
+    products = {}
+    for name in wd.names():
+        item = wd.load(name)
+        products[name] = {"kind": item.properties.get(KIND), "item": str(wd.item_path(name)),
+                          "datetime": item.properties.get("datetime") or item.properties.get("start_datetime")}
+    return {"variables": None if row is None else {"line": row.line, "values": {f"${k}": v for k, v in row.values.items()}},
+            "working_directory": str(wd.path), "log": str(ctx.runlog.path) if ctx.runlog.path else None,
+            "products": products,
+            "exports": [{"file": str(p), "item": str(item_path_for(Path(p)))} for p in ctx.outputs]}
 
 
 def _internal_error(exc: BaseException, debug: bool) -> int:
@@ -121,9 +154,35 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--vars", type=Path, metavar="LIST", help="repeat mode: tab-separated values for $1, $2, … one run per line")
     p_run.add_argument("-v", "--verbose", action="store_true", help="show every parameter and debug message on the terminal")
     p_run.add_argument("--debug", action="store_true", help="show the traceback of an error (for bug reports)")
+    p_run.add_argument("--json", action="store_true", help="print one JSON document (products, exports, log) on stdout")
     p_check = sub.add_parser("check", help="parse and validate a chain; do no work", description="Parse and validate a chain file without running it.")
     p_check.add_argument("chain", type=Path)
     p_check.add_argument("--vars", type=Path, metavar="LIST")
+    p_plan = sub.add_parser("plan", help="show what a chain would do, without writing",
+                            description="What running a chain would do: the scenes found, the quality and cover of "
+                            "each, kept or rejected and why, the output grids and their sizes. Reads the quality "
+                            "bands; writes nothing.")
+    p_plan.add_argument("chain", type=Path)
+    p_plan.add_argument("--vars", type=Path, metavar="LIST", help="plan every run of a repeat list")
+    p_plan.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p_plan.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    p_cat = sub.add_parser("catalog", help="archives → static STAC catalog (no chain file needed)",
+                           description="Catalog Landsat C2 L2 .tar and Sentinel-2 L2A .zip archives into a static STAC "
+                           "catalog with a search index (incremental: unchanged archives are not read again).")
+    p_cat.add_argument("archives", help="a folder of archives, a wildcard pattern (quote it) or one archive")
+    p_cat.add_argument("target", type=Path, help="catalog folder, …/catalog.json, or ….csv (Imalys table, catalog beside it)")
+    p_cat.add_argument("--workers", type=int, default=None, help="archives read in parallel (default: the CPUs)")
+    p_cat.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p_search = sub.add_parser("search", help="items of a catalog, archive folder or STAC API",
+                              description="Search a catalog (folder, catalog.json, items.parquet, .csv), a folder of "
+                              "archives or a STAC API URL; one line per item, or --json for a GeoJSON FeatureCollection.")
+    p_search.add_argument("source", help="catalog, archive folder or http(s) STAC API URL")
+    p_search.add_argument("--bbox", help="west,south,east,north in degrees")
+    p_search.add_argument("--frame", type=Path, help="a vector file; items meeting the rectangle around it")
+    p_search.add_argument("--datetime", help="2022-05-01/2022-09-30 (.. for an open end), one day, or 20220501-20220930")
+    p_search.add_argument("--collections", help="collection ids, comma-separated")
+    p_search.add_argument("--max-cloud", type=float, help="eo:cloud_cover at most this (percent)")
+    p_search.add_argument("--json", action="store_true", help="print a GeoJSON FeatureCollection of the items on stdout")
     p_demo = sub.add_parser("demo", help="run the tutorial chains 2a–2e on generated archives",
                             description="Generate realistic Landsat archives and run the seed tutorial's chains 2a–2e on them.")
     p_demo.add_argument("dir", type=Path, nargs="?", default=Path("imalys-demo"), help="demo folder (default ./imalys-demo)")
@@ -139,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.cmd == "run":
-        return _run(args.chain, args.vars, args.verbose, debug=args.debug)
+        return _run(args.chain, args.vars, args.verbose, debug=args.debug, as_json=args.json)
     if args.cmd == "check":
         return _run(args.chain, args.vars, False, check_only=True)
+    if args.cmd in ("plan", "catalog", "search"):
+        return _one_off(args)
     if args.cmd == "serve":
         from .serve import main as serve_main
 
@@ -165,9 +226,147 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
+def _one_off(args: argparse.Namespace) -> int:
+    """plan, catalog, search: the API function, messages on stderr, the answer on stdout."""
+    from .chain import ChainError
+    from .errors import ImalysError
+    from .runtime.log import RunLog
+
+    runlog = RunLog(None, chain_name=args.cmd, verbose=False).open()
+    try:
+        with _signals_stop_cleanly():
+            return _ONE_OFF[args.cmd](args)
+    except (ChainError, ImalysError, OSError, ValueError) as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exception(exc, file=sys.stderr)
+        message = str(exc) if isinstance(exc, ChainError) else f"{args.cmd}: {_message(exc)}"
+        _err(message)
+        if getattr(args, "json", False):
+            _print_json({"ok": False, "error": message})
+        return EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        _err(f"stopped by {getattr(exc, 'signame', 'SIGINT')}")
+        return 130
+    except Exception as exc:
+        return _internal_error(exc, getattr(args, "debug", False))
+    finally:
+        runlog.close()
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc.args[0]) if isinstance(exc, Exception) and exc.args and isinstance(exc.args[0], str) else str(exc)
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    hint = getattr(exc, "hint", None)
+    return f"{text} — {hint}" if hint and hint not in text else text
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .api.dryrun import plan_chain  # what imalys_stac.plan() runs, on the chain already read
+    from .chain import load_chain_rows
+
+    plans = []
+    for row, chain in load_chain_rows(args.chain, args.vars):
+        doc = plan_chain(chain)
+        if row is not None:
+            doc["variables"] = {"line": row.line, "values": {f"${k}": v for k, v in row.values.items()}}
+        plans.append(doc)
+    if args.json:
+        _print_json({"ok": True, **plans[0]} if len(plans) == 1 else {"ok": True, "runs": plans})
+    else:
+        for doc in plans:
+            print(plan_text(doc))
+    return EXIT_OK
+
+
+def plan_text(doc: dict) -> str:
+    """A plan for people: one line per command, one per acquisition."""
+    def grid(g: dict | None) -> str:
+        if not g:
+            return "the grid of the projection template"
+        res = " × ".join(f"{r:g}" for r in dict.fromkeys(g["resolution"]))
+        return f"EPSG:{g['epsg']} {g['width']} × {g['height']} px at {res} ({g['megabytes_per_band']:g} MB per band)"
+
+    lines = [f"{doc['chain']} → working directory {doc['working_directory']}"
+             + (" (emptied first)" if doc["clear"] else "")
+             + (f" [variables line {doc['variables']['line']}]" if doc.get("variables") else "")]
+    if doc["existing_products"]:
+        lines.append(f"   already there: {', '.join(doc['existing_products'])}")
+    for step in doc["commands"]:
+        head = f"{step['command']} (line {step['line']})"
+        if step["command"] == "catalog":
+            lines.append(f"{head}: {step['archives']} archive(s) → {step['target']}")
+        elif step["command"] == "import":
+            lines.append(f"{head}: {step['archives']} archive item(s), {len(step['acquisitions'])} acquisition(s), "
+                         f"{step['kept']} kept")
+            for a in step["acquisitions"]:
+                verdict = "kept" if a["kept"] else f"rejected: {a['reason']}"
+                lines.append(f"   {a['name']}  {a['date'][:10]}  quality {a['quality']:.3f}  cover {a['cover']:.3f}  "
+                             f"{len(a['tiles'])} tile(s)  {verdict}")
+        elif step["command"] == "compile":
+            lines.append(f"{head}: {len(step['inputs'])} image(s) → {step.get('target', 'compile')}, {grid(step['grid'])}")
+            lines.append(f"   {', '.join(step['inputs'])}")
+        elif step["command"] == "reduce":
+            for o in step["outputs"]:
+                lines.append(f"{head}: {o['process']} of {step['select']} → {o['name']}, {len(o['bands'])} band(s) "
+                             f"({', '.join(o['bands'])}), {grid(o['grid'])}")
+        elif step["command"] == "export":
+            lines.append(f"{head}: {step['select']} → {step['target']} ({step['format']})"
+                         + (", replacing the file there" if step["exists"] else ""))
+    return "\n".join(lines)
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from .api import catalog
+
+    report = catalog(args.archives, args.target, workers=args.workers)
+    if args.json:
+        _print_json({"ok": True, "catalog": str(report.catalog_path), "table": str(report.csv_path) if report.csv_path else None,
+                     "added": report.added, "updated": report.updated, "removed": report.removed,
+                     "unchanged": report.unchanged, "skipped": [{"archive": a, "reason": r} for a, r in report.skipped]})
+    else:
+        print(report.catalog_path)
+    return EXIT_OK
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .api import search
+
+    bbox = None
+    if args.bbox:
+        try:
+            bbox = [float(v) for v in args.bbox.split(",")]
+        except ValueError:
+            raise ValueError(f"--bbox {args.bbox}: accepted is west,south,east,north in degrees, e.g. 7.5,47.9,7.9,48.1") from None
+    items = search(args.source, bbox=bbox, frame=args.frame, datetime=args.datetime, collections=args.collections,
+                   max_cloud=args.max_cloud)
+    if args.json:
+        _print_json({"type": "FeatureCollection", "features": [it.to_dict(include_self_link=False, transform_hrefs=False)
+                                                               for it in items], "numberMatched": len(items)})
+        return EXIT_OK
+    for it in items:
+        cloud = it.properties.get("eo:cloud_cover")
+        when = it.datetime.strftime("%Y-%m-%d") if it.datetime else it.properties.get("start_datetime", "")
+        print(f"{it.id}\t{when}\t{it.collection_id or ''}\t" + ("" if cloud is None else f"cloud {cloud:g} %"))
+    print(f"{len(items)} item(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+_ONE_OFF = {"plan": _plan, "catalog": _catalog, "search": _search}
+
+
+def _version_asked(argv: list[str]) -> bool:
+    if argv and argv[0] in ("--version", "-V"):
+        print(f"imalys-stac {__version__}")
+        return True
+    return False
+
+
 def x_imalys(argv: list[str] | None = None) -> int:
     """`x_Imalys CHAIN`: the original's single-run entry point."""
     argv = sys.argv[1:] if argv is None else argv
+    if _version_asked(argv):
+        return EXIT_OK
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
         print("usage: x_Imalys CHAIN\nRun one Imalys process chain.", file=sys.stderr if len(argv) != 1 else sys.stdout)
         return EXIT_OK if argv and argv[0] in ("-h", "--help") else EXIT_USAGE
@@ -177,6 +376,8 @@ def x_imalys(argv: list[str] | None = None) -> int:
 def r_imalys(argv: list[str] | None = None) -> int:
     """`r_Imalys CHAIN LIST`: the original's repeat mode, one run per line of LIST."""
     argv = sys.argv[1:] if argv is None else argv
+    if _version_asked(argv):
+        return EXIT_OK
     if len(argv) != 2:
         help_asked = bool(argv) and argv[0] in ("-h", "--help")
         print("usage: r_Imalys CHAIN LIST\nRun the chain once per line of LIST (tab-separated values for $1, $2, …).",

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
+from .errors import ImalysError
+
 # -- property names ------------------------------------------------------------------------------
 # every product
 KIND = "imalys:kind"  #: "import", "compile" or "reduce"
@@ -39,6 +41,8 @@ CALIBRATION = "imalys:calibration"
 MASK = "imalys:mask"
 RESAMPLING = "imalys:resampling"
 FRAME = "imalys:frame"  #: also compile: the frame file as given
+FRAME_GEOMETRY = "imalys:frame_geometry"  #: the frame's geometry (WKT) in its own CRS, as read at import
+FRAME_CRS = "imalys:frame_crs"  #: that CRS ("EPSG:n", else WKT)
 REGION_WKT = "imalys:region_wkt"
 REGION_EPSG = "imalys:region_epsg"
 NODATA = "imalys:nodata"
@@ -55,9 +59,15 @@ QUALITIES = "imalys:qualities"
 # an exported file's item
 PROVENANCE = "imalys:provenance"
 FILE = "imalys:file"
+# a COG written by the Python API's to_cog: the writer and its version
+WRITER = "imalys:writer"
 # a reduce result: the [size, mtime_ns] of its COG when write_cog checked it (export copies a file
-# that still has this stamp without checking it again)
+# that still has this stamp without checking it again); the time is a string: nanoseconds since
+# 1970 exceed 2^53, which JSON readers that use doubles (JavaScript, STAC Browser) round
 COG_CHECKED = "imalys:cog_checked"
+# an import's sources file: the product folder it was written in (absolute), where its relative
+# member hrefs are resolved when they are not found from the folder the file is in now
+WRITTEN_IN = "imalys:written_in"
 # an archive (source) item: the archive file its assets are members of
 ARCHIVE = "imalys:archive"
 
@@ -65,8 +75,9 @@ ARCHIVE = "imalys:archive"
 FILL_ONLY = "fill-only"
 
 
-def file_stamp(path: Any) -> list[int] | None:
-    """[size, mtime_ns] of a file (None: missing or a folder): what FILE and COG_CHECKED hold."""
+def file_stamp(path: Any) -> list[int | str] | None:
+    """[size, "mtime_ns"] of a file (None: missing or a folder): what FILE and COG_CHECKED hold.
+    The time is a decimal string, exact in any JSON reader (an integer above 2^53 is not)."""
     import os
 
     try:
@@ -75,7 +86,7 @@ def file_stamp(path: Any) -> list[int] | None:
         return None
     import stat
 
-    return None if stat.S_ISDIR(st.st_mode) else [st.st_size, st.st_mtime_ns]
+    return None if stat.S_ISDIR(st.st_mode) else [st.st_size, str(st.st_mtime_ns)]
 
 
 def _tuple(value: Any) -> tuple:
@@ -90,7 +101,7 @@ def _list(value: tuple | None) -> list | None:
     return list(value) if value is not None else None
 
 
-class RecordError(ValueError):
+class RecordError(ImalysError, ValueError):
     """An item is not a product of the kind asked for (a programming error or a foreign item)."""
 
 
@@ -122,6 +133,8 @@ class ImportRecord:
     quality: float | None = None  #: clear share of the image pixels inside the frame
     cover: float | None = None  #: share of the frame with image pixels
     frame: str | None = None  #: the frame file as given
+    frame_geometry: str | None = None  #: the frame's geometry (WKT) in its own CRS (what a later compile covers)
+    frame_crs: str | None = None  #: that CRS
     region_wkt: str | None = None  #: the polygon frame in the grid CRS (pixels outside: nodata)
     region_epsg: int | None = None
     platform: str | None = None  #: STAC common metadata of the first archive item
@@ -151,6 +164,8 @@ class ImportRecord:
             MASK: self.mask,
             RESAMPLING: self.resampling,
             FRAME: self.frame,
+            FRAME_GEOMETRY: self.frame_geometry,
+            FRAME_CRS: self.frame_crs,
             REGION_WKT: self.region_wkt,
             REGION_EPSG: self.region_epsg,
             NODATA: self.nodata,
@@ -171,6 +186,8 @@ class ImportRecord:
             quality=props.get(QUALITY),
             cover=props.get(COVER),
             frame=props.get(FRAME),
+            frame_geometry=props.get(FRAME_GEOMETRY),
+            frame_crs=props.get(FRAME_CRS),
             region_wkt=props.get(REGION_WKT),
             region_epsg=props.get(REGION_EPSG),
             platform=props.get("platform"),
@@ -307,7 +324,7 @@ class ExportRecord:
 
     provenance: Provenance
     fingerprint: str
-    file: tuple[int, int] | None = None
+    file: tuple[int | str, int | str] | None = None  #: (size, "mtime_ns"), see file_stamp
 
     def to_properties(self) -> dict[str, Any]:
         return {PROVENANCE: self.provenance.to_dict(), FINGERPRINT: self.fingerprint, FILE: _list(self.file)}

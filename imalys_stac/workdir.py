@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 import pystac
 
 from .errors import ImalysError
+from .text import markdown_escape
 from .write.atomic import recover_swaps, remove, replace, scratch_dir, sweep_stale, write_json_atomic
 
 MARKER = ".imalys-stac"
@@ -36,6 +37,48 @@ class WorkdirError(ImalysError):
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.hint = hint
+
+
+def is_workdir(folder: Path) -> bool:
+    """Whether `folder` is a working directory: it holds our marker, our lock, or a catalog.json
+    with our id (a working directory whose marker was lost)."""
+    if (folder / MARKER).exists() or (folder / LOCK).exists():
+        return True
+    try:
+        return json.loads((folder / "catalog.json").read_text(encoding="utf-8")).get("id") == CATALOG_ID
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def nested_workdirs(folder: Path) -> Iterator[Path]:
+    """Working directories below `folder` (not `folder` itself), outermost first; symlinks are not
+    followed (clearing removes a link, never what it points at)."""
+    for root, dirs, _files in os.walk(folder, followlinks=False):
+        if root != os.fspath(folder) and is_workdir(Path(root)):
+            yield Path(root)
+            dirs.clear()  # what is inside belongs to that working directory
+            continue
+        dirs.sort()
+
+
+def lock_holder(folder: Path) -> str:
+    """What the lock file of the working directory `folder` says about the run holding it, or ''
+    when no run holds it (the lock is taken and released at once to find out)."""
+    import fcntl
+
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY)
+    except OSError:
+        return ""
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "a run holds its lock"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return ""
+    finally:
+        os.close(fd)
 
 
 def strip_ending(name: str) -> str:
@@ -71,6 +114,8 @@ class WorkDir:
                 f"(no {MARKER} marker inside)",
                 hint="choose a new or empty folder for `directory`, or empty it yourself if it really is a working directory",
             )
+        if clear and entries:
+            self._refuse_nested_workdirs()
         self.path.mkdir(parents=True, exist_ok=True)
         if clear:
             for entry in self.path.iterdir():
@@ -83,6 +128,17 @@ class WorkDir:
         if ours and not marker.exists():
             marker.write_text("This folder is an imalys-stac working directory; `home clear = true` may empty it.\n")
         self.write_catalog()
+
+    def _refuse_nested_workdirs(self) -> None:
+        """`clear` empties this folder only: another working directory inside it (another run's,
+        in use or not; recognised by its marker, lock or catalog id) is refused, never deleted."""
+        for found in nested_workdirs(self.path):
+            in_use = lock_holder(found)
+            raise WorkdirError(
+                f"refusing to clear {self.path}: it holds another working directory, {found}"
+                + (f", in use by another imalys-stac run ({in_use})" if in_use else ""),
+                hint="give this chain its own `directory` (not a folder around another one), or move that "
+                     "working directory out first")
 
     def check_usable(self) -> None:
         """Refuse a path that is a file, or a folder holding a STAC catalog of something else
@@ -208,7 +264,8 @@ class WorkDir:
         """Store a product: move its files (already complete, e.g. temp outputs) into the product
         folder, point the assets at them relatively, write the item JSON atomically and relink the
         catalog. An existing product of the same name is replaced (results are overwritten, as in
-        Imalys)."""
+        Imalys). The item is stored as given: what its assets say about their bands is the
+        product layer's business (``products.store``), never read here."""
         name = item.id
         folder = self.product_folder(name)
         with scratch_dir(self.path, name) as staging:  # removed if anything fails
@@ -216,9 +273,6 @@ class WorkDir:
                 dst = staging / Path(src).name
                 shutil.move(str(src), dst)
                 item.assets[key].href = f"./{dst.name}"
-            from .products import describe_assets  # eo:bands/raster:bands of the raster assets
-
-            describe_assets(item, staging)
             # keep the links that say where a product comes from; the catalog links are ours
             kept = [link for link in item.links if link.rel not in ("root", "parent", "self", "collection")]
             item.clear_links()
@@ -273,7 +327,7 @@ class WorkDir:
             "stac_version": pystac.get_stac_version(),
             "id": CATALOG_ID,
             "title": "imalys-stac working directory",
-            "description": f"Products of imalys-stac process chains in {self.path.name}",
+            "description": markdown_escape(f"Products of imalys-stac process chains in {self.path.name}"),
             "links": links,
         }
         write_json_atomic(self.path / "catalog.json", data)

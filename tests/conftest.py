@@ -1,18 +1,171 @@
-"""Shared fixtures: writing chain files, a small synthetic Landsat archive folder, the real scene.
+"""Shared fixtures and the test loop's policy (see docs/testing.md).
+
+- Tiers: every test is ``unit``, ``integration`` or ``system``; :func:`pytest_collection_modifyitems`
+  assigns the tier a test does not declare itself, by module (:data:`MODULE_TIERS`).
+- Hypothesis profiles ``dev`` (few examples, the default outside CI) and ``ci`` (the full counts),
+  chosen by ``HYPOTHESIS_PROFILE``.
+- Compiled kernels: one folder for the generated numba kernels for the whole run
+  (``IMALYS_STAC_KERNEL_CACHE``), also when a test points ``HOME`` elsewhere.
+- Session fixtures built once per run, shared by the xdist workers: the synthetic archives and a
+  finished working directory that read-only tests share.
 
 Fixtures defined in a test module with the same name win over these (pytest's rule), so the
 older modules' own fixtures are untouched.
 """
 from __future__ import annotations
 
+import fcntl
+import os
+import pickle
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 DATA = Path(__file__).parent / "data"
+
+# ------------------------------------------------------------------------- hypothesis profiles
+# `ci` keeps the counts the tests were written with (a test's own @settings(max_examples=…) wins;
+# the others get 150); `dev` caps every test at 10 examples, also those with their own count (see
+# _cap_examples): enough to catch a broken property while editing, in a fraction of the time.
+# Neither has a deadline: the machine is shared, and a slow example is not a failure here.
+settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                          print_blob=True)
+settings.register_profile("dev", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+# ------------------------------------------------------------------------------------ tiers
+#: the tier of each module whose tests do not declare one; modules not named here are integration.
+#: unit: no files, no subprocess; integration: in-process, on small synthetic archives in tmp
+#: folders; system: subprocesses, Dask clusters, servers, signals, tmpfs mounts, wheel builds, the
+#: benchmarks' smoke runs, the container image.
+MODULE_TIERS = {
+    "test_composite": "unit",
+    "test_fuzz_kernels": "unit",
+    "test_product_records": "unit",
+    "test_atomic_swap": "system",
+    "test_bench_smoke": "system",
+    "test_cluster_faults": "system",
+    "test_deploy": "system",
+    "test_runtime": "system",
+    "test_scale": "system",
+    "test_serve": "system",
+    "test_wheel": "system",
+}
+TIERS = ("unit", "integration", "system")
+#: fixtures that make any test using them a system test: Dask clusters, and archives big enough
+#: that a subprocess can be signalled mid-run (test_faults)
+SYSTEM_FIXTURES = {"dask_processes", "thread_client", "big_archives"}
+#: system tests in modules whose bodies are edited elsewhere, by module and name
+SYSTEM_TESTS = {"test_chain": {"test_no_heavy_imports"}}  # a fresh interpreter: what an import pulls in
+
+
+#: warnings tolerated in modules whose bodies are edited on other branches, until they are fixed
+#: there (then delete the entry): {(module, test name or None for all its tests): [filters]}
+KNOWN_TEST_WARNINGS = {
+    # the test prints to open(os.devnull) without closing it (fix: `with open(...) as null:`)
+    ("test_fuzz_chain", "test_latin1_names_in_messages_are_printable"): ["ignore:unclosed file:ResourceWarning"],
+    # `serve` subprocesses whose stdout pipe is not closed on every path (test_cli_prints_the_url,
+    # test_api_search_matches_local_search, test_api_server_stops_when_serve_is_killed), and
+    # responses of serve.wait_for's urlopen polling left to the garbage collector; found when these
+    # became errors, reported by pytest as unraisable exceptions
+    ("test_serve", None): ["ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"],
+}
+
+
+def pytest_configure(config) -> None:
+    # the generated kernels (composite/kernels.py) go to $HOME/.cache unless told otherwise; tests
+    # that set HOME to a tmp folder would compile them again each time, so pin one folder for the
+    # run (subprocesses and Dask workers inherit it). The default place is kept: across runs too.
+    if not os.environ.get("IMALYS_STAC_KERNEL_CACHE"):
+        os.environ["IMALYS_STAC_KERNEL_CACHE"] = str(Path.home() / ".cache" / "imalys_stac" / "kernels")
+
+
+def _tier(item) -> str:
+    declared = [t for t in TIERS if item.get_closest_marker(t)]
+    if declared:
+        return declared[0]
+    if SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "system"
+    module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else ""
+    if getattr(item, "originalname", item.name) in SYSTEM_TESTS.get(module, ()):
+        return "system"
+    return MODULE_TIERS.get(module, "integration")
+
+
+def _uses_module_fixture(item) -> bool:
+    """Whether the test uses a fixture of module scope (built once per module: its tests stay on one
+    xdist worker so it is built once, not once per worker)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(defs and defs[-1].scope == "module" for defs in info.name2fixturedefs.values())
+
+
+def _cap_examples(item, cap: int) -> None:
+    """Under the `dev` profile, at most ``cap`` examples also for a test that sets its own count.
+    Hypothesis reads the settings off the wrapped test when it runs, so they are replaced there."""
+    test = getattr(item, "function", None)
+    current = getattr(test, "_hypothesis_internal_use_settings", None)
+    if current is not None and current.max_examples > cap:
+        test._hypothesis_internal_use_settings = settings(current, max_examples=cap)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    dev = settings.get_profile("dev")
+    xdist = config.pluginmanager.hasplugin("xdist")
+    for item in items:
+        tier = _tier(item)
+        if not item.get_closest_marker(tier):
+            item.add_marker(getattr(pytest.mark, tier))
+        if xdist and _uses_module_fixture(item) and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
+        if HYPOTHESIS_PROFILE == "dev":
+            _cap_examples(item, dev.max_examples)
+        module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else ""
+        for key in ((module, None), (module, getattr(item, "originalname", item.name))):
+            for known in KNOWN_TEST_WARNINGS.get(key, ()):
+                item.add_marker(pytest.mark.filterwarnings(known))
+
+
+# ------------------------------------------------------------- built once per run, shared
+@contextmanager
+def _locked(path: Path):
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any]) -> Any:
+    """``build(folder)`` run once per test run, its result (pickled) and folder shared by every
+    xdist worker: the first worker builds under a lock, the others wait and read. Without xdist
+    it is simply run once per session. The folder is read-only by convention."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder that holds every worker's basetemp
+    folder = root / name
+    done = root / f"{name}.pickle"
+    with _locked(root / f"{name}.lock"):
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        if folder.exists():  # a worker died half-way: build again
+            import shutil
+
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        result = build(folder)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(result))
+        tmp.rename(done)
+        return result
 
 
 @pytest.fixture
@@ -50,13 +203,9 @@ class SyntheticArchives:
 SYNTHETIC_DATES = ((date(2022, 5, 15), 0.05), (date(2022, 5, 31), 0.2), (date(2022, 7, 2), 0.6))
 
 
-@pytest.fixture(scope="session")
-def synthetic_archives(tmp_path_factory) -> SyntheticArchives:
-    """Three small (64 × 64 px) synthetic Landsat 8 C2 L2 archives of WRS 193/026 in one folder,
-    drawn from one landscape by :mod:`imalys_stac.synth`. Read-only: copy before changing it."""
+def _write_synthetic_archives(folder: Path) -> SyntheticArchives:
     from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
 
-    folder = tmp_path_factory.mktemp("synthetic-archives")
     land = Landscape(seed=5)
     scenes = tuple(
         write_landsat_archive(folder, SceneSpec(sensor="LC08", path=193, row=26, acquired=day, size=64,
@@ -66,6 +215,39 @@ def synthetic_archives(tmp_path_factory) -> SyntheticArchives:
     archives = tuple(sorted(folder.glob("*.tar")))
     assert len(archives) == len(SYNTHETIC_DATES)
     return SyntheticArchives(folder, archives, scenes)
+
+
+@pytest.fixture(scope="session")
+def synthetic_archives(tmp_path_factory) -> SyntheticArchives:
+    """Three small (64 × 64 px) synthetic Landsat 8 C2 L2 archives of WRS 193/026 in one folder,
+    drawn from one landscape by :mod:`imalys_stac.synth`, written once per run. Read-only: copy
+    before changing it."""
+    return built_once(tmp_path_factory, "synthetic-archives", _write_synthetic_archives)
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """What :func:`finished_workdir` left: the chain file, its working directory and the export."""
+
+    chain: Path
+    workdir: Path
+    export: Path
+
+
+@pytest.fixture(scope="session")
+def finished_workdir(tmp_path_factory, synthetic_archives) -> FinishedRun:
+    """The usual chain (:func:`bestof_chain`: import → compile → reduce bestof → export) run to the
+    end, in-process, on :func:`synthetic_archives`, once per run. Read-only: a test that changes the
+    working directory or runs the chain again copies it first (``shutil.copytree``)."""
+
+    def run(folder: Path) -> FinishedRun:
+        from imalys_stac.cli import main
+
+        chain = bestof_chain(folder, synthetic_archives.folder, "finished")
+        assert main(["run", str(chain)]) == 0
+        return FinishedRun(chain, folder / "wd_finished", folder / "finished.tif")
+
+    return built_once(tmp_path_factory, "finished-run", run)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ import pytest
 import rasterio
 from shapely.geometry import shape
 
-from imalys_stac.archives import ArchiveError, open_archive
+from imalys_stac.archives import ArchiveError
+from imalys_stac.registry import open_archive
 from imalys_stac.providers.landsat.mtl import parse_odl
 from tests.realdata import PRODUCT_ID, REAL_DIR, USGS_ITEM, tar_real_scene, tar_real_variant
 

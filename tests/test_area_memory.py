@@ -32,6 +32,7 @@ def test_the_environment_wins(fresh, monkeypatch):
     assert tiles._CACHE.budget == 40 * 2**20
 
 
+@pytest.mark.system  # a Dask cluster
 def test_on_a_worker_the_budget_follows_its_memory_limit(fresh):
     from distributed import Client, LocalCluster
 

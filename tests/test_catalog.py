@@ -300,6 +300,7 @@ print("calls", calls[0])
 """
 
 
+@pytest.mark.system  # SIGKILL of a subprocess
 def test_sigkill_at_every_step_leaves_catalog_before_or_complete(archives, tmp_path):
     """SIGKILL before and at every rename of an update: archives and user files intact, the catalog
     (every link resolving) holds the old or the new items, and the next run completes it."""

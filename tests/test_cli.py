@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from imalys_stac.cli import main, r_imalys, x_imalys
 
@@ -62,6 +63,7 @@ def test_x_imalys_usage_and_run(tmp_path):
     assert x_imalys([str(chain)]) == 0
 
 
+@pytest.mark.system  # the console entry point in a subprocess
 def test_console_scripts_help():
     for args in (["-m", "imalys_stac.cli", "--help"], ["-m", "imalys_stac.cli", "run", "--help"]):
         r = subprocess.run([sys.executable, *args], capture_output=True, text=True)

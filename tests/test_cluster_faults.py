@@ -174,7 +174,7 @@ def test_worker_memory_too_small_is_refused_up_front(tmp_path, archives, monkeyp
     assert time.monotonic() - t0 < 30
     msg = str(err.value)
     assert msg.startswith(f"{chain}:") or "tiny.txt:" in msg
-    assert "home: memory = 1KB per worker is too small" in msg and "at least 256MB" in msg
+    assert "home: memory = 1KB per worker is too small" in msg and "at least 256MiB or 270MB" in msg
 
 
 @pytest.mark.parametrize("kind", ["any worker", "a restricted worker"])

@@ -239,7 +239,7 @@ def sources(tmp_path_factory):
     t = Affine(30, 0, 600000, 0, -30, 5400000)
     return {"a": _tiled_tif(tmp / "a.tif", a, t, 32632, 128), "b": _tiled_tif(tmp / "b.tif", b, t, 32632, 128),
             # the same pixels shifted by 3 × 5 pixels and tiled 64: another tiling and phase on the same grid
-            "c": _tiled_tif(tmp / "c.tif", b, t * Affine.translation(5, 3), 32632, 64),
+            "c": _tiled_tif(tmp / "c.tif", b, t @ Affine.translation(5, 3), 32632, 64),
             "arrays": {"a": a, "b": b}, "transform": t}
 
 
@@ -265,7 +265,7 @@ def test_crop_reads_each_tile_once_and_equals_a_slice(sources):
     """A grid that is a crop of the source starting inside a tile (and running past its edge):
     chunks aligned to the tiles, pixels a plain slice (nodata → fill), every tile decoded once."""
     t = sources["transform"]
-    grid = T.OutGrid(32632, t * Affine.translation(77, 45), 700, 850)  # 45 rows down, 77 cols right; past the bottom/right
+    grid = T.OutGrid(32632, t @ Affine.translation(77, 45), 700, 850)  # 45 rows down, 77 cols right; past the bottom/right
     before = set(T.STATS)
     data, how = T.read_stack([[sources["a"], sources["b"]]], grid, chunksize=256, resampling=Resampling.nearest,
                              dtype="uint16", fill=np.uint16(7))
@@ -289,7 +289,7 @@ def test_unalignable_sources_share_tiles_through_the_cache(sources, monkeypatch)
     tiles are served from the cache, so still every tile is decoded once; with a cache too small
     tiles are decoded again — and the pixels stay the same."""
     t = sources["transform"]
-    grid = T.OutGrid(32632, t * Affine.translation(10, 10), 600, 800)
+    grid = T.OutGrid(32632, t @ Affine.translation(10, 10), 600, 800)
     hrefs = [[sources["b"]], [sources["c"]]]
 
     def read():
@@ -331,7 +331,7 @@ def test_warped_read_matches_a_whole_image_reproject(sources):
     assert (got == whole).mean() > 0.98
     # exact: the source pixel under each output pixel centre
     cols, rows = np.meshgrid(np.arange(700) + 0.5, np.arange(720) + 0.5)
-    x, y = grid.transform * (cols, rows)
+    x, y = grid.transform @ (cols, rows)
     sx, sy = Transformer.from_crs(32633, 32632, always_xy=True).transform(x, y)
     sc, sr = np.floor((sx - 600000) / 30).astype(int), np.floor((5400000 - sy) / 30).astype(int)
     inside = (sc >= 1) & (sc < 899) & (sr >= 1) & (sr < 699)

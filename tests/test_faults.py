@@ -23,6 +23,8 @@ from imalys_stac.cli import main
 from imalys_stac.synth import write_frame
 from imalys_stac.workdir import WorkDir
 
+from .conftest import built_once
+
 DEAD_PID = 2**22 + 12345  # above Linux's default pid_max: never a live process
 
 
@@ -36,13 +38,18 @@ def archives(synthetic_archives, tmp_path) -> Path:
     return folder
 
 
-@pytest.fixture
-def frame(synthetic_archives, tmp_path) -> Path:
-    """The middle half of the scenes, in their own CRS."""
+def middle_frame(synthetic_archives, folder: Path) -> Path:
+    """``<folder>/frames/frame.gpkg``: the middle half of the scenes, in their own CRS."""
     sc = synthetic_archives.scenes[0]
     t, (rows, cols) = sc.transform, sc.shape
     geom = box(t.c + 0.25 * cols * t.a, t.f + 0.75 * rows * t.e, t.c + 0.75 * cols * t.a, t.f + 0.25 * rows * t.e)
-    return write_frame(tmp_path / "frames" / "frame.gpkg", geom, sc.crs)
+    return write_frame(folder / "frames" / "frame.gpkg", geom, sc.crs)
+
+
+@pytest.fixture
+def frame(synthetic_archives, tmp_path) -> Path:
+    """The middle half of the scenes, in their own CRS."""
+    return middle_frame(synthetic_archives, tmp_path)
 
 
 def chain_text(wd: Path, *blocks: str, clear: bool = False, log: Path | None = None) -> str:
@@ -201,18 +208,34 @@ def test_memory_too_small_for_a_worker(write_chain, capsys, tmp_path):
     code, err = run(write_chain, capsys, f"IMALYS x\nhome\n\tdirectory = {tmp_path}/wd\n\tmemory = 1KB\n")
     assert code == 1
     assert error_line(err) == (
-        "error: chain.txt:4: home: memory = 1KB per worker is too small: a worker needs at least 256 MB for Python, "
+        "error: chain.txt:4: home: memory = 1KB per worker is too small: a worker needs at least 268.4 MB (256 MiB) for Python, "
         "GDAL and one block of pixels — give e.g. memory = 2GB (per worker), or leave it out")
 
 
 # -- nothing overwritten that imalys-stac did not write ------------------------------------------
 
+@pytest.fixture(scope="session")
+def reduced_once(tmp_path_factory, synthetic_archives) -> Path:
+    """The working directory :func:`reduced` copies, made once per run (import in the middle frame,
+    compile, reduce bestof). Its imports point into the shared synthetic archives: read-only."""
+
+    def make(folder: Path) -> Path:
+        wd = folder / "wd"
+        chain = folder / "make.txt"
+        frame = middle_frame(synthetic_archives, folder)
+        chain.write_text(chain_text(wd, import_block(synthetic_archives.folder, frame=frame), REDUCE))
+        assert main(["run", str(chain)]) == 0
+        return wd
+
+    return built_once(tmp_path_factory, "faults-reduced", make)
+
+
 @pytest.fixture
-def reduced(write_chain, capsys, archives, frame, tmp_path) -> Path:
-    """A working directory holding imports, a compiled stack and a bestof."""
+def reduced(reduced_once, tmp_path) -> Path:
+    """A working directory of this test's own holding imports, a compiled stack and a bestof (a copy
+    of :func:`reduced_once`: a working directory holds no path of its own)."""
     wd = tmp_path / "wd"
-    code, err = run(write_chain, capsys, chain_text(wd, import_block(archives, frame=frame), REDUCE), name="make.txt")
-    assert code == 0, err
+    shutil.copytree(reduced_once, wd)
     return wd
 
 
@@ -498,6 +521,7 @@ def _in_own_mount(script: str, cwd: Path) -> subprocess.CompletedProcess | None:
     ("compile", "c", "it needs"),  # ENVI: checked against the free space first
     ("compile", "c.nc", "it needs"),  # netCDF: HDF5 would crash on a full disk, so checked first
 ])
+@pytest.mark.system  # a tmpfs mount in a namespace of its own
 def test_export_to_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(write_chain, reduced, tmp_path, select, name, message):
     small = tmp_path / "small"
     small.mkdir()
@@ -513,6 +537,7 @@ def test_export_to_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(write
     assert res.stdout.strip() == ""  # nothing left in the folder, not even a temporary
 
 
+@pytest.mark.system  # a tmpfs mount in a namespace of its own
 @pytest.mark.parametrize("size", ["24k", "48k", "96k"])
 def test_a_full_working_directory_is_a_clear_error_and_leaves_nothing_half_written(write_chain, archives, frame, tmp_path, size):
     wd = tmp_path / "wd"
@@ -535,6 +560,7 @@ def test_a_full_working_directory_is_a_clear_error_and_leaves_nothing_half_writt
     assert not any(".tmp-" in n for n in res.stdout.split())
 
 
+@pytest.mark.system  # a tmpfs mount in a namespace of its own
 def test_export_to_a_read_only_folder_is_a_clear_error(write_chain, reduced, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -610,7 +636,9 @@ def test_exports_of_one_name_in_two_formats_keep_their_own_items(write_chain, ca
     r = tmp_path / "results"
     code, err = run(write_chain, capsys, chain_text(reduced, export_block(r / "b.tif"), export_block(r / "b"), export_block(r / "b.png")))
     assert code == 0, err
-    assert sorted(p.name for p in r.iterdir()) == ["b", "b.envi.json", "b.hdr", "b.json", "b.png", "b.png.json", "b.tif"]
+    # b.bands/: one single-band VRT per band of b.tif (stackstac reads one band per asset)
+    assert sorted(p.name for p in r.iterdir()) == ["b", "b.bands", "b.envi.json", "b.hdr", "b.json", "b.png", "b.png.json",
+                                                   "b.tif"]
     for item, href in (("b.json", "./b.tif"), ("b.envi.json", "./b"), ("b.png.json", "./b.png")):
         assert json.loads((r / item).read_text())["assets"]["data"]["href"] == href
     code, err = run(write_chain, capsys, chain_text(reduced, export_block(r / "b.tif"), export_block(r / "b"), export_block(r / "b.png")))

@@ -342,8 +342,8 @@ def test_nan_inf_and_huge_numbers(value, hint):
 def test_huge_whole_numbers_say_so():
     e = fails(HOME + "\tworkers = " + "9" * 5000 + "\n")
     assert (e.line, e.parameter) == (4, "workers")
-    assert e.hint == "must be a whole number of at least 1 (and below 1,000,000,000)"
-    assert len(str(e)) < 300  # the value is shortened in the message
+    assert e.hint.startswith("is more than 1024 workers")
+    assert len(str(e)) < 400  # the value is shortened in the message
     e = fails(HOME + "import\n\tselect = a.tar\n\twarp = 12345678\n")
     assert e.hint == "must be an EPSG code (e.g. 32632 or EPSG:32632)"
     assert parse_chain_text(HOME + "\tworkers = 0016\n", "c.txt", check_files=False).home.workers == 16
@@ -477,7 +477,8 @@ def test_latin1_names_in_messages_are_printable(tmp_path, write_chain):
     assert (e.line, e.parameter, e.hint) == (6, "frame", "the file does not exist")
     # the line is not UTF-8, so it is read as cp1252: 0xE9 is é there, 0x81 means nothing and stays a byte
     assert str(e) == f"c.txt:6: import: frame = {tmp_path}/\\x81noneé.gpkg — the file does not exist"
-    print(str(e), file=open(os.devnull, "w", encoding="utf-8"))
+    with open(os.devnull, "w", encoding="utf-8") as null:  # printing it must not raise
+        print(str(e), file=null)
 
 
 def test_latin1_archive_names_resolve(tmp_path):
@@ -734,11 +735,27 @@ def test_path_typos_that_would_make_strange_folders():
 def test_unreadable_chain_file(write_chain, monkeypatch):
     path = write_chain(HOME)
 
-    def refuse(self):
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)  # the tests may run as root, who reads anything
+    def refuse(file, *args, **kwargs):
+        if os.fspath(file) == os.fspath(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)  # the tests may run as root, who reads anything
     with pytest.raises(ChainError) as info:
         load_chain(path)
     assert info.value.message == "cannot read the chain file: Permission denied"
     assert info.value.hint == f"check that {path} is readable by this user"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(string.ascii_letters + string.digits + "#_-.,+=@%&()"), min_size=1, max_size=30),
+       st.sampled_from(["", " # a comment", "\t#comment", "  #"]))
+def test_a_hash_inside_a_word_is_kept_and_one_after_whitespace_starts_a_comment(name, comment):
+    """Issue 20: `run#2.tif` was cut at '#'. The value is exactly the text up to the first '#'
+    that starts the line or follows whitespace (here: the comment appended after a blank)."""
+    assume(not name.startswith("#"))
+    text = HOME + f"export\n\tselect = bestof\n\ttarget = /r/{name}.tif{comment}\n"
+    target = parse_chain_text(text, "c.txt", check_files=False).commands[-1].params.target
+    assert target == Path(f"/r/{name}.tif")

@@ -321,7 +321,6 @@ def _compare(stack, quality, method, threshold=0.5):
     check_equal(out[n + 1], want_src, True)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=masked_stacks(), method=st.sampled_from([m for m in METHODS if m in EXACT]),
        threshold=st.sampled_from([0.0, 0.5, 1.0]))
 def test_exact_methods_any_mask_and_edge_values(case, method, threshold):

@@ -254,3 +254,6 @@ def test_two_exports_of_one_name_keep_their_own_items(chain_run, tmp_path):
     tif = json.loads((tmp_path / "o.json").read_text())
     png = json.loads((tmp_path / "o.png.json").read_text())
     assert tif["assets"]["data"]["href"] == "./o.tif" and png["assets"]["data"]["href"] == "./o.png"
+    # the roles and band fields of each format's registry entry: a PNG is its own thumbnail, no bands
+    assert tif["assets"]["data"]["roles"] == ["data"] and png["assets"]["data"]["roles"] == ["data", "thumbnail"]
+    assert "eo:bands" not in png["assets"]["data"] and "raster:bands" not in png["assets"]["data"]

@@ -83,7 +83,6 @@ export_records = st.builds(ExportRecord, provenance=provenances, fingerprint=st.
                            file=st.none() | st.tuples(st.integers(0, 2**40), st.integers(0, 2**62)))
 
 
-@settings(max_examples=150, deadline=None)
 @given(st.one_of(import_records, compile_records, composite_records))
 def test_product_record_round_trips_through_its_item_properties(record):
     props = stored(record.to_properties())

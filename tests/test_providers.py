@@ -17,18 +17,20 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from pyproj import Transformer
 from rasterio.transform import from_origin
-from shapely.geometry import Polygon, box
+from shapely.geometry import Polygon, box, mapping
 from shapely.geometry.polygon import orient
 
 from imalys_stac import registry
-from imalys_stac.archives import ArchiveError, open_archive
+from imalys_stac.archives import ArchiveError
 from imalys_stac.archives.bands import BandInfo
 from imalys_stac.archives.container import read_grid, read_tar_member, tar_members, vsitar
-from imalys_stac.providers.base import (PROVIDER_MEMBERS, ContainerFormat, ItemFields, Provider, QualityBand,
-                                        SceneMetadata, date_key, item_parts)
+from imalys_stac.providers.base import (PROVIDER_MEMBERS, ArchiveFormat, CollectionProfile, ContainerFormat,
+                                        ItemFields, Provider, QualityBand, SceneMetadata, date_key, item_parts)
 from imalys_stac.providers.common import EXT, asset_template, proj_fields, raster_asset
+from imalys_stac.registry import open_archive
 
 PACKAGE = Path(__file__).resolve().parents[1] / "imalys_stac"
 
@@ -54,7 +56,8 @@ def test_provider_satisfies_the_protocol(name, archives):
     p = registry.provider(name)
     assert isinstance(p, Provider)
     assert [m for m in PROVIDER_MEMBERS if not hasattr(p, m)] == []
-    assert p.name == name and registry.PROVIDERS[name]
+    assert p.name == name and registry.provider(name) is p
+    assert isinstance(p, ArchiveFormat) and isinstance(p, CollectionProfile)
     assert p.collections and all(isinstance(c, str) for c in p.collections)
     assert isinstance(p.container, ContainerFormat) and p.container.endings and p.container.description
     # the quality band: fill unusable, every rule a table over all codes, fill-only a superset of each rule
@@ -279,13 +282,14 @@ def _write_toy(folder: Path, tile: str, col: int, day: date, seed: int) -> tuple
 
 
 @pytest.fixture
-def toy(monkeypatch, tmp_path):
-    """The toy provider registered with one registry line; three archives (two tiles on one day)."""
-    monkeypatch.setitem(registry.PROVIDERS, "toy", TOY)
+def toy(tmp_path):
+    """The toy provider registered with one `register_provider` call; three archives (two tiles on one day)."""
+    registry.register_provider("toy", TOY)
     folder = tmp_path / "archives"
     written = [_write_toy(folder, "T01", 0, date(2022, 6, 1), 1), _write_toy(folder, "T02", 1, date(2022, 6, 1), 2),
                _write_toy(folder, "T01", 0, date(2022, 6, 17), 3)]
-    return folder, written
+    yield folder, written
+    registry.unregister_provider("toy")
 
 
 def test_a_third_provider_is_one_registry_line(toy, archives, tmp_path):
@@ -480,3 +484,142 @@ def test_import_from_an_api_with_planetary_computer_keys_equals_the_archive_impo
     assert "scl" not in by_api[1]["imalys:bands"] and len(by_api[1]["imalys:bands"]) == 12
     np.testing.assert_array_equal(by_api[2], by_archive[2])
     assert np.isfinite(by_api[2]).any() and np.isnan(by_api[2]).any()
+
+
+# ----------------------------------------------------------- a STAC-API-only collection as data
+#: Sentinel-2 L2A COGs as public STAC APIs publish them (asset keys B02 … and SCL, 10 m bands,
+#: raster:bands scale), under a collection id no built-in provider owns: a profile, data only
+TOY_S2_PROFILE = {
+    "name": "toy-s2-cogs",
+    "collections": ["toy-sentinel-2-l2a"],
+    "bands": [
+        {"key": "B02", "title": "Blue", "common_name": "blue", "wavelength": 0.49, "scale": 1e-4, "offset": 0.0,
+         "nodata": 0, "gsd": 10.0},
+        {"key": "B03", "title": "Green", "common_name": "green", "wavelength": 0.56, "scale": 1e-4, "offset": 0.0,
+         "nodata": 0, "gsd": 10.0},
+        {"key": "B04", "title": "Red", "common_name": "red", "wavelength": 0.665, "scale": 1e-4, "offset": 0.0,
+         "nodata": 0, "gsd": 10.0},
+        {"key": "B08", "title": "NIR", "common_name": "nir", "wavelength": 0.842, "scale": 1e-4, "offset": 0.0,
+         "nodata": 0, "gsd": 10.0},
+        {"key": "SCL", "title": "Scene classification", "nodata": 0, "roles": ["data-mask"], "gsd": 10.0},
+    ],
+    "quality_asset": "SCL",
+    "quality_fill": 0,
+    "quality_usable": {"flags": [4, 5, 6, 7, 11], "confidence": [4, 5, 6, 7, 11]},
+    "auxiliary": ["aot", "wvp"],
+    "sensor_property": "constellation",
+}
+SCL_USABLE = (4, 5, 6, 7, 11)
+
+
+def _write_cog_items(folder: Path, collection: str) -> dict[str, dict[str, np.ndarray]]:
+    """Two dates of one 10 m tile as COGs (B02, B03, B04, B08 uint16; SCL uint8) and a static
+    collection of their items; returns the arrays by item id and asset key."""
+    from imalys_stac.cube.grid import reproject_geometry
+
+    size, x0, y0 = 48, 600000.0, 5300000.0
+    transform = Affine(10.0, 0.0, x0, 0.0, -10.0, y0)  # (rasterio's from_origin warns about Affine's `*`)
+    poly = reproject_geometry(box(x0, y0 - size * 10, x0 + size * 10, y0), 32632, 4326)
+    rng = np.random.default_rng(11)
+    col = {"type": "Collection", "stac_version": "1.1.0", "id": collection, "description": "toy COGs",
+           "license": "CC-BY-4.0", "extent": {"spatial": {"bbox": [list(poly.bounds)]},
+                                               "temporal": {"interval": [["2022-06-01T00:00:00Z", None]]}},
+           "links": []}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for day in (date(2022, 6, 1), date(2022, 6, 11)):
+        iid = f"S2B_32UPU_{day:%Y%m%d}_0_L2A"
+        arrays: dict[str, np.ndarray] = {}
+        assets = {}
+        for key in ("B02", "B03", "B04", "B08", "SCL"):
+            if key == "SCL":
+                a = rng.choice(np.array([4, 5, 8, 9, 3, 6], np.uint8), size=(size, size))
+                a[:, :5] = 0  # no data at the tile's edge
+                dtype = "uint8"
+            else:
+                a = rng.integers(1, 9000, (size, size), dtype=np.uint16)
+                a[:, :5] = 0
+                dtype = "uint16"
+            arrays[key] = a
+            path = folder / f"{iid}_{key}.tif"
+            with rasterio.open(path, "w", driver="COG", width=size, height=size, count=1, dtype=dtype, crs="EPSG:32632",
+                               transform=transform, nodata=0, blocksize=256) as ds:
+                ds.write(a, 1)
+            rb = {"nodata": 0, "data_type": dtype, **({"scale": 1e-4, "offset": 0.0} if key != "SCL" else {})}
+            assets[key] = {"href": str(path), "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                           "roles": ["data"], "proj:shape": [size, size], "proj:transform": list(transform)[:6],
+                           "raster:bands": [rb]}
+        item = {"type": "Feature", "stac_version": "1.1.0", "id": iid, "collection": collection,
+                "geometry": mapping(poly), "bbox": list(poly.bounds),
+                "properties": {"datetime": f"{day.isoformat()}T10:30:00Z", "platform": "sentinel-2b",
+                               "constellation": "sentinel-2", "grid:code": "MGRS-32UPU", "proj:code": "EPSG:32632",
+                               "eo:cloud_cover": 20.0},
+                "assets": assets, "links": [],
+                "stac_extensions": ["https://stac-extensions.github.io/projection/v1.2.0/schema.json",
+                                    "https://stac-extensions.github.io/raster/v1.1.0/schema.json"]}
+        (folder / iid).mkdir()
+        (folder / iid / f"{iid}.json").write_text(json.dumps(item))
+        col["links"].append({"rel": "item", "href": f"./{iid}/{iid}.json", "type": "application/geo+json"})
+        out[iid] = arrays
+    (folder / "collection.json").write_text(json.dumps(col))
+    return out
+
+
+@pytest.fixture
+def toy_s2_profile():
+    from imalys_stac.providers.profile import Profile
+
+    profile = Profile.from_dict(TOY_S2_PROFILE)
+    registry.register_provider(profile.name, profile)
+    yield profile
+    registry.unregister_provider(profile.name)
+
+
+def test_a_profile_is_a_collection_profile_without_an_archive_format(toy_s2_profile):
+    assert isinstance(toy_s2_profile, CollectionProfile) and not isinstance(toy_s2_profile, ArchiveFormat)
+    assert registry.provider("toy-s2-cogs") is toy_s2_profile
+    assert toy_s2_profile not in registry.archive_providers()  # never asked to open a file
+    assert registry.provider_for_collection("toy-sentinel-2-l2a") is toy_s2_profile
+    # its quality table against the class list, code by code
+    table = toy_s2_profile.quality.table("flags")
+    assert [c for c in range(256) if table[c]] == list(SCL_USABLE)
+    assert not table[256:].any()
+    # half an archive format is refused: a provider reads files fully or not at all
+    half = type("Half", (), {m: getattr(toy_s2_profile, m) for m in dir(toy_s2_profile) if not m.startswith("_")})()
+    half.container = TOY.container  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="lacks open, item_fields"):
+        registry.register_provider("half", half)
+
+
+def test_import_stac_of_a_collection_described_as_data(toy_s2_profile, tmp_path):
+    """`import stac = URL` of a collection only a STAC API has (COGs, keys B02 … SCL), read through
+    the data-only profile: default bands, quality mask, scale and product names all the profile's;
+    pixels against the COGs read with rasterio and masked by the SCL class list."""
+    from imalys_stac.chain import load_chain
+    from imalys_stac.commands import run_chain
+    from imalys_stac.products import cube_of
+    from imalys_stac.workdir import WorkDir
+    from tests.stac_api import serve_collection
+
+    folder = tmp_path / "api"
+    folder.mkdir()
+    arrays = _write_cog_items(folder, "toy-sentinel-2-l2a")
+    chain = tmp_path / "chain.txt"
+    chain.write_text(f"IMALYS\nhome\n\tdirectory = {tmp_path}/work\n\tclear = true\n"
+                     f"import\n\tstac = URL\n\tcollections = toy-sentinel-2-l2a\n\tfactor = auto\n")
+    with serve_collection(folder) as url:
+        chain.write_text(chain.read_text().replace("URL", url))
+        run_chain(load_chain(chain))
+    wd = WorkDir(tmp_path / "work")
+    # the profile's names: <constellation>_<tile>_<date>
+    assert sorted(wd.names()) == ["sentinel-2_32UPU_20220601", "sentinel-2_32UPU_20220611"]
+    for name, iid in zip(sorted(wd.names()), sorted(arrays)):
+        item = wd.load(name)
+        assert item.properties["imalys:bands"] == ["B02", "B03", "B04", "B08"]  # SCL is auxiliary
+        got = cube_of(wd, item).isel(time=0).values
+        a = arrays[iid]
+        usable = np.isin(a["SCL"], SCL_USABLE)
+        for i, key in enumerate(("B02", "B03", "B04", "B08")):
+            expected = np.where(usable & (a[key] != 0), a[key].astype(np.float64) * 1e-4, np.nan)
+            np.testing.assert_allclose(got[i], expected, rtol=1e-6)
+        assert np.isfinite(got).mean() > 0.3 and np.isnan(got).any()
+        assert item.properties["imalys:quality"] == pytest.approx(usable.sum() / (a["SCL"] != 0).sum(), abs=1e-3)

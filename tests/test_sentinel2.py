@@ -11,7 +11,8 @@ import pytest
 import rasterio
 from shapely.geometry import shape
 
-from imalys_stac.archives import ArchiveError, open_archive
+from imalys_stac.archives import ArchiveError
+from imalys_stac.registry import open_archive
 from imalys_stac.providers.sentinel2.archive import (SCL_CLASSES, Sentinel2Metadata, SCL_DISTURBED, SCL_FILL, scl_disturbed, scl_fill,
                                                      scl_valid)
 from imalys_stac.stac import build_catalog, item_from_archive

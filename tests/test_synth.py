@@ -69,7 +69,8 @@ def test_members_named_as_usgs(scenes):
     a = scenes[0]
     pid = "LC08_L2SP_193026_20220515_20220519_02_T1"
     assert a.path.name == pid + ".tar"
-    names = tarfile.open(a.path).getnames()
+    with tarfile.open(a.path) as tar:
+        names = tar.getnames()
     expected = {f"{pid}_SR_B{i}.TIF" for i in range(1, 8)} | {
         f"{pid}_{s}" for s in ("ST_B10.TIF", "QA_PIXEL.TIF", "QA_RADSAT.TIF", "SR_QA_AEROSOL.TIF", "MTL.txt",
                                "MTL.xml", "MTL.json", "ANG.txt")}
@@ -261,12 +262,13 @@ def test_deterministic_from_seed(tmp_path):
 def test_landsat5_and_7_band_numbering(tmp_path):
     s5 = write_landsat_archive(tmp_path, SceneSpec("LT05", 193, 26, date(2005, 6, 1), size=64, seed=1), LAND)
     pid = s5.path.name[:-4]
-    names = {n[len(pid) + 1:] for n in tarfile.open(s5.path).getnames()}
+    with tarfile.open(s5.path) as tar:
+        names = {n[len(pid) + 1:] for n in tar.getnames()}
+        mtl = parse_mtl(tar.extractfile(f"{pid}_MTL.txt").read().decode())
     assert {"SR_B1.TIF", "SR_B5.TIF", "SR_B7.TIF", "ST_B6.TIF", "SR_ATMOS_OPACITY.TIF", "SR_CLOUD_QA.TIF"} <= names
     assert not {"SR_B6.TIF", "ST_B10.TIF", "SR_QA_AEROSOL.TIF", "SR_B8.TIF"} & names
     assert s5.bands == [("SR_B1", "blue"), ("SR_B2", "green"), ("SR_B3", "red"), ("SR_B4", "nir08"),
                         ("SR_B5", "swir16"), ("SR_B7", "swir22")]
-    mtl = parse_mtl(tarfile.open(s5.path).extractfile(f"{pid}_MTL.txt").read().decode())
     assert mtl["PRODUCT_CONTENTS"]["FILE_NAME_BAND_ST_B6"] == f"{pid}_ST_B6.TIF"
     assert mtl["IMAGE_ATTRIBUTES"]["SPACECRAFT_ID"] == "LANDSAT_5"
     qa = read(s5, "QA_PIXEL")

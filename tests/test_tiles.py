@@ -51,8 +51,8 @@ def _masked_per_band(plan: T.SourcePlan, array: np.ndarray, y0, y1, x0, x1) -> n
     if w is None:
         return out
     r0, r1, c0, c1 = w
-    reproject(np.ascontiguousarray(array[r0:r1, c0:c1]), out, src_transform=SRC_T * Affine.translation(c0, r0),
-              src_crs="EPSG:32632", src_nodata=plan.info.nodata, dst_transform=GRID.transform * Affine.translation(x0, y0),
+    reproject(np.ascontiguousarray(array[r0:r1, c0:c1]), out, src_transform=SRC_T @ Affine.translation(c0, r0),
+              src_crs="EPSG:32632", src_nodata=plan.info.nodata, dst_transform=GRID.transform @ Affine.translation(x0, y0),
               dst_crs="EPSG:32633", dst_nodata=plan.fill, resampling=plan.resampling, init_dest_nodata=True, num_threads=1)
     return out
 

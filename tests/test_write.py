@@ -566,6 +566,7 @@ def test_distributed_in_process(tmp_path, ref, thread_client, monkeypatch):
     assert len(calls) == 3
 
 
+@pytest.mark.system  # a Dask cluster of worker processes
 def test_distributed_processes(tmp_path, ref, monkeypatch):
     from distributed import Client, LocalCluster
 

@@ -79,6 +79,16 @@ _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ", "xz"), (b"(\xb
           (b"PK\x03\x04", "zip"))
 
 
+_EXT = {"gzip": "gz", "bzip2": "bz2", "xz": "xz", "zstd": "zst", "zip": "zip"}
+_COMPRESSED_ENDINGS = (".gz", ".tgz", ".bz2", ".xz", ".zst")
+
+
+def compressed_as(path: Path) -> str | None:
+    """The compression a file's first bytes show (gzip, bzip2, xz, zstd, zip), or None."""
+    head = read_head(path, 8)
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+
+
 def compression_note(path: Path) -> str:
     """What a file that is no tar really is, from its first bytes (a renamed .tar.gz, a zip…)."""
     try:
@@ -108,8 +118,15 @@ def tar_members(path: Path, tar: tarfile.TarFile | None = None) -> list[tarfile.
         raise fail(path, f"not a readable tar archive ({reason}){compression_note(path)}") from None
     if not infos:
         raise fail(path, "empty or not a tar archive (no file members)")
+    kind = compressed_as(path)
+    if kind is not None and not path.name.lower().endswith(_COMPRESSED_ENDINGS):
+        # tarfile reads it, but GDAL's /vsitar/ and the in-place header reads take the name's word
+        # for a plain tar (and its member offsets would be read as "past the end": "truncated")
+        ext = _EXT[kind]
+        raise fail(path, f"the file is {kind}-compressed but named {path.suffix} (USGS ships plain tars); "
+                         f"rename it to {path.stem}{path.suffix}.{ext} to read it as it is, or decompress it")
     # A truncated uncompressed tar lists its members but the last one's data runs past the end.
-    if not path.name.lower().endswith((".gz", ".tgz", ".bz2", ".xz")):
+    if kind is None:
         last = max(infos, key=lambda m: m.offset_data + m.size)
         if last.offset_data + last.size > size:
             raise fail(path, f"truncated archive: member {last.name} ends at byte "
@@ -130,6 +147,49 @@ def read_tar_member(path: Path, name: str | tarfile.TarInfo, tar: tarfile.TarFil
         return fh.read().decode("utf-8", errors="replace")
     except (tarfile.TarError, EOFError, OSError, KeyError) as exc:
         raise fail(path, f"cannot read member {label}: {exc}") from None
+
+
+def split_member_href(href: str) -> tuple[str, str] | None:
+    """(archive, member) of a ``/vsitar/`` or ``/vsizip/`` path, or None for other paths."""
+    for prefix in ("/vsitar/", "/vsizip/"):
+        if href.startswith(prefix):
+            rest = href[len(prefix):]
+            low = rest.lower()
+            for ending in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip"):
+                i = low.find(ending + "/")
+                if i >= 0:
+                    cut = i + len(ending)
+                    return rest[:cut], rest[cut + 1:]
+    return None
+
+
+def _gdal_reasons(exc: BaseException) -> list[str]:
+    """GDAL's own messages in an error's chain, the innermost (most specific) first, without
+    rasterio's "See previous exception" wrapper."""
+    out: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(out) < 8:
+        text = str(seen.args[-1] if seen.args else seen).strip()
+        if text and "See previous exception" not in text and text not in out:
+            out.append(text)
+        seen = seen.__cause__ or seen.__context__
+    return out[::-1]
+
+
+def unreadable_pixels(href: str, exc: BaseException) -> ArchiveError:
+    """The error of a raster whose pixels cannot be read (corrupt tiles, a member cut short),
+    naming the archive and the member instead of GDAL's "Read failed"."""
+    reasons = _gdal_reasons(exc)
+    detail = f" ({reasons[0]})" if reasons else ""
+    parts = split_member_href(href)
+    if parts is not None:
+        archive, member = parts
+        err = ArchiveError(f"{archive}: member {member} has damaged pixel data{detail}; the archive is corrupt "
+                           "(an incomplete or damaged download?)")
+    else:
+        err = ArchiveError(f"{href}: cannot read its pixel data{detail}; the file is damaged or was changed")
+    err.hint = "download the archive again (or remove it from the folder) and run import again"
+    return err
 
 
 # ---------------------------------------------------------------------------------------------- zip
@@ -269,6 +329,7 @@ def _cog_layout(ds) -> bool:
     return 0 < ifd < block
 
 
-__all__ = ["ArchiveError", "MemberGrid", "as_float", "compression_note", "fail", "has_sidecars", "read_grid",
+__all__ = ["ArchiveError", "MemberGrid", "as_float", "compressed_as", "compression_note", "fail", "split_member_href",
+           "unreadable_pixels", "has_sidecars", "read_grid",
            "read_head", "read_tar_member", "read_zip_member", "tar_members", "tiff_signature", "vsitar", "vsizip",
            "zip_members"]

@@ -65,7 +65,7 @@ class Home(Model):
     clear: bool = param(v.boolean, default=False)
     log: Path | None = param(v.path)
     scheduler: str | None = param(v.scheduler)
-    workers: int | None = param(v.positive_int)
+    workers: int | None = param(v.workers)
     memory: str | None = param(v.memory)
 
     def _check(self, fail: Fail, given: set[str], check_files: bool) -> None:
@@ -73,14 +73,36 @@ class Home(Model):
             size = memory_bytes(self.memory)
             if size is not None and size < MIN_WORKER_MEMORY:
                 raise fail("memory", f"memory = {self.memory} per worker is too small: a worker needs at least "
-                           f"{MIN_WORKER_MEMORY >> 20} MB for Python, GDAL and one block of pixels",
+                           f"{minimum_memory_as(self.memory)} for Python, GDAL and one block of pixels",
                            "give e.g. memory = 2GB (per worker), or leave it out")
+        if self.workers is not None and (self.scheduler or "local") in ("local", "processes"):
+            check_local_workers(self.workers, fail)
+
+
+def check_local_workers(workers: int, fail: Fail) -> None:
+    """Refuse more workers than this machine can run (see :func:`values.local_worker_limit`)."""
+    limit, cores = v.local_worker_limit(), os.cpu_count() or 1
+    if workers > limit:
+        raise fail("workers", f"workers = {workers} is more than this machine runs well: it has {cores} core(s), and "
+                   f"each worker needs at least 256 MiB; the limit here is {limit}",
+                   f"give workers = {cores} (one per core), or leave it out (the same)")
 
 
 #: Below this a Dask worker cannot even start its interpreter and libraries (~150 MB) plus one block.
 MIN_WORKER_MEMORY = 256 << 20
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
+
+
+def minimum_memory_as(written: str) -> str:
+    """:data:`MIN_WORKER_MEMORY` in the unit family of ``written``: ``256 MiB`` for binary units
+    (``MiB``, ``GiB``), ``268.4 MB (256 MiB)`` for decimal ones (``MB``, ``GB``), so the limit
+    compares with what the user wrote."""
+    import re
+
+    if re.search(r"[kmgtp]i\s*b\s*$", written, re.IGNORECASE):
+        return f"{MIN_WORKER_MEMORY >> 20} MiB"
+    return f"{MIN_WORKER_MEMORY / 1e6:.1f} MB ({MIN_WORKER_MEMORY >> 20} MiB)"
 
 
 def memory_bytes(text: str) -> int | None:
@@ -108,7 +130,11 @@ class Catalog(Model):
     command: ClassVar[str] = "catalog"
     archives: str = param(v.archive_folder_pattern, required=True, example="archives = ~/ESIS/archives/*_L2SP_*.tar")
     target: Path = param(v.path, required=True, example="target = ~/ESIS/archives/bonds.csv")
-    workers: int | None = param(v.positive_int)
+    workers: int | None = param(v.workers)
+
+    def _check(self, fail: Fail, given: set[str], check_files: bool) -> None:
+        if self.workers is not None:  # catalog starts its worker processes on this machine
+            check_local_workers(self.workers, fail)
 
 
 @dataclass
@@ -173,12 +199,13 @@ class Compile(Model):
     target: str = param(v.name, default="compile")
 
 
-#: ``execute`` processes this version runs (from the one registry, see imalys_stac.registry).
+#: ``execute`` processes built in (the validator reads the registry itself, see imalys_stac.registry).
 REDUCERS = tuple(REDUCER_REGISTRY)
 
 
 def _reducer(text: str, ctx: v.Context) -> str:
     word = text.strip().lower()
+    REDUCERS = tuple(REDUCER_REGISTRY)  # read now: a reducer registered after import counts
     if word in UNSUPPORTED_REDUCERS:
         raise ValueError(f"{word} is an Imalys process this version does not run; use one of: {', '.join(REDUCERS)}")
     if word not in REDUCERS:

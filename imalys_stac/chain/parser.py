@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,18 @@ from typing import Any
 from . import values as v
 from .errors import ChainError
 from .models import COMMANDS, Home, Model, Replace
-from .paths import catalog_outputs, kind_of
+from ..registry import FORMATS, companion_paths
+from .paths import catalog_outputs, kind_of, path_key
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\$[0-9]+")
 _VARIABLE = re.compile(r"\$([1-9])")
 #: line ends: only these (str.splitlines also splits at form feeds, U+2028 … and would make line
 #: numbers differ from what an editor shows)
 _LINE_END = re.compile(r"\r\n|\r|\n")
+#: a comment: ``#`` at the start of a line or after whitespace, to the end of the line. A ``#``
+#: inside a word is text (``target = ~/results/run#2.tif`` names that file; cutting it there
+#: would silently write ``run`` in another format)
+_COMMENT = re.compile(r"(?:^|(?<=\s))#")
 
 
 def split_lines(text: str) -> list[str]:
@@ -33,6 +39,16 @@ def split_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+def strip_comment(line: str) -> str:
+    """``line`` without its comment (see :data:`_COMMENT`)."""
+    match = _COMMENT.search(line)
+    return line[:match.start()] if match else line
+
+
+#: added to the reason when a value that holds a ``#`` is refused (the user may have meant a comment)
+COMMENT_HINT = "a '#' starts a comment only at the start of a line or after a space"
 
 
 @dataclass
@@ -129,7 +145,7 @@ def _tokenise(text: str, file: Path) -> list[_Block]:
         )
     blocks: list[_Block] = []
     for number, line in enumerate(lines[1:], start=2):
-        content = line.split("#", 1)[0].strip()
+        content = strip_comment(line).strip()
         if not content:
             continue
         if "=" in content:
@@ -235,8 +251,9 @@ def _build(block: _Block, variables: dict[int, str], file: Path, ctx: v.Context)
             except ChainError as e:
                 raise e.located(file=file, line=entry.line, command=block.name, parameter=entry.key) from None
             except ValueError as e:
+                reason = f"{e} ({COMMENT_HINT})" if "#" in entry.value else str(e)
                 raise ChainError(f"{entry.key} = {_shown(entry.value)}", file=file, line=entry.line, command=block.name,
-                                 parameter=entry.key, hint=str(e)) from None
+                                 parameter=entry.key, hint=reason) from None
             except OSError as e:  # the file system refused a look (permission, name too long, …)
                 raise ChainError(f"{entry.key} = {_shown(entry.value)}", file=file, line=entry.line, command=block.name,
                                  parameter=entry.key, hint=f"cannot check it: {e.strerror or e}") from None
@@ -271,8 +288,9 @@ def parse_chain_text(
     blocks = _tokenise(text.removeprefix("\ufeff"), file)
     for block in blocks:
         if block.name not in COMMANDS:
-            raise ChainError(f"command '{block.name}' is not known", file=file, line=block.line,
-                             command=None, hint=_close(block.name, list(COMMANDS)))
+            hint = _close(block.name, list(COMMANDS))
+            raise ChainError(f"command '{block.name}' is not known", file=file, line=block.line, command=None,
+                             hint=f"{hint} ({COMMENT_HINT})" if "#" in block.name else hint)
 
     # replace (optional, possibly several) must precede home, which must come next.
     position = 0
@@ -323,16 +341,43 @@ def parse_chain_text(
         commands.append(cmd)
         if cmd.name == "catalog":
             ctx.produced.update(catalog_outputs(cmd.params.target))  # type: ignore[attr-defined]
-    exported: dict[str, Command] = {}
-    for cmd in commands:
-        if cmd.name == "export":
-            key = os.path.abspath(cmd.params.target)  # type: ignore[attr-defined]
-            if key in exported:
-                raise cmd.error(f"target = {cmd.raw['target'][0]} is written twice: the export at line "
-                                f"{exported[key].line} writes the same file and this one would replace it",
-                                parameter="target", hint="give each export its own target")
-            exported[key] = cmd
+    _check_exports_apart(commands)
     return Chain(file, commands, effective)
+
+
+def export_files(cmd: Command) -> list[Path]:
+    """Every file an export command writes: its target and the files beside it (a VRT's COG, an
+    ENVI header; see :func:`registry.companion_paths`)."""
+    target = Path(cmd.params.target)  # type: ignore[attr-defined]
+    return companion_paths(target) if target.suffix.lower() in FORMATS else [target]
+
+
+def _check_exports_apart(commands: list[Command]) -> None:
+    """Refuse two exports of one chain that write the same file (the later would replace the
+    earlier's). Paths are compared resolved (:func:`paths.path_key`). A VRT's COG beside a COG of
+    the same name is allowed when both export the same product: the pixels are the same."""
+    written: dict[str, tuple[Command, Path]] = {}
+    for cmd in commands:
+        if cmd.name != "export":
+            continue
+        target = Path(cmd.params.target)  # type: ignore[attr-defined]
+        for path in export_files(cmd):
+            key = path_key(path)  # through symlinks, .., case
+            if key not in written:
+                written[key] = (cmd, path)
+                continue
+            other, other_path = written[key]
+            if other is cmd:
+                continue
+            if path == target and other_path == Path(other.params.target):  # type: ignore[attr-defined]
+                raise cmd.error(f"target = {cmd.raw['target'][0]} is written twice: the export at line "
+                                f"{other.line} writes the same file and this one would replace it",
+                                parameter="target", hint="give each export its own target")
+            if other.params.select == cmd.params.select:  # type: ignore[attr-defined]
+                continue  # x.vrt's x.tif beside x.tif of the same product: the same pixels
+            raise cmd.error(f"target = {cmd.raw['target'][0]} writes {path.name}, which the export at line "
+                            f"{other.line} (select = {other.raw['select'][0]}) writes too: one would replace the "
+                            "other", parameter="target", hint="give the two exports different names")
 
 
 def decode_text(data: bytes) -> str:
@@ -362,8 +407,20 @@ def decode_text(data: bytes) -> str:
     return "".join(out)
 
 
-def _read(file: Path, what: str, noun: str) -> str:
-    """The text of ``file`` or a ChainError saying why it cannot be read (``what``: e.g. "chain file")."""
+#: the largest chain file read (a chain is a few hundred bytes; thousands of select lines stay far below)
+MAX_CHAIN_BYTES = 4 << 20
+#: the largest repeat list read (a row per run: hundreds of thousands of rows fit)
+MAX_LIST_BYTES = 32 << 20
+#: bytes read at a time, so a file that grows while it is read (or lies about its size) stays bounded
+_PIECE = 1 << 20
+
+
+def _read(file: Path, what: str, noun: str, limit: int | None = None) -> str:
+    """The text of ``file`` or a ChainError saying why it cannot be read (``what``: e.g. "chain file").
+
+    Only a regular file is read (a device such as /dev/zero, a FIFO or a socket would never end
+    or block), and at most ``limit`` bytes of it, in pieces: a large file given by mistake (an
+    archive, an image) is refused before it fills the memory."""
     try:
         kind = kind_of(file)
     except ValueError as e:
@@ -373,11 +430,42 @@ def _read(file: Path, what: str, noun: str) -> str:
     if kind == "folder":
         raise ChainError(f"is a folder, expected a {what}", file=file,
                          hint=f"give the {noun} inside {file.absolute()}")
+    limit = MAX_CHAIN_BYTES if limit is None else limit
+    not_regular = ChainError(f"is not a regular file (a device, a pipe or a socket), expected a {what}", file=file,
+                             hint=f"save the {noun} as a text file and give its path")
+    if kind == "other":
+        raise not_regular
     try:
-        return decode_text(file.read_bytes())
+        # O_NONBLOCK: opening a FIFO that replaced the file meanwhile must not wait for a writer
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise ChainError(f"cannot read the {what}: {e.strerror or e}", file=file,
                          hint=f"check that {file.absolute()} is readable by this user") from None
+    too_large = ChainError(f"is larger than {limit >> 20} MiB, too large for a {what}", file=file,
+                           hint=f"check that this is the {noun} (not an archive or an image); "
+                                f"a {what} is a short text file")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise not_regular
+        if st.st_size > limit:
+            raise too_large
+        pieces: list[bytes] = []
+        size = 0
+        while True:
+            piece = os.read(fd, _PIECE)
+            if not piece:
+                break
+            size += len(piece)
+            if size > limit:
+                raise too_large
+            pieces.append(piece)
+    except OSError as e:
+        raise ChainError(f"cannot read the {what}: {e.strerror or e}", file=file,
+                         hint=f"check that {file.absolute()} is readable by this user") from None
+    finally:
+        os.close(fd)
+    return decode_text(b"".join(pieces))
 
 
 def load_chain(
@@ -412,7 +500,7 @@ def read_variable_rows(path: str | os.PathLike[str]) -> list[VariableRow]:
     """
     file = Path(path)
     rows: list[VariableRow] = []
-    for number, line in enumerate(split_lines(_read(file, "variable list", "list file")), start=1):
+    for number, line in enumerate(split_lines(_read(file, "variable list", "list file", MAX_LIST_BYTES)), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         cells = line.split("\t")
@@ -451,20 +539,22 @@ def load_chain_rows(
         raise ChainError("the variable list holds no row (every line is empty or a comment)", file=rows_file,
                          hint="one line per run: tab-separated values for $1, $2, …")
     runs: list[tuple[VariableRow | None, Chain]] = []
-    written: dict[Path, int] = {}
+    written: dict[str, int] = {}
     for row in table:
         try:
             chain = load_chain(path, variables=row.values, check_files=check_files)
         except ChainError as e:
             raise e.in_row(rows_file, row.line) from None
         for cmd in chain.find("export"):
-            target = Path(os.path.abspath(cmd.params.target))  # type: ignore[attr-defined]
-            if target in written and written[target] != row.line:
-                raise cmd.error(
-                    f"target = {cmd.raw['target'][0]} is written again: the run of line {written[target]} "
-                    "exports to the same file and this run would replace it", parameter="target",
-                    hint="put a variable in the target, e.g. target = ~/results/bestof_$1.tif",
-                ).in_row(rows_file, row.line)
-            written[target] = row.line
+            for written_file in export_files(cmd):
+                key = path_key(written_file)  # through symlinks, .., case
+                if key in written and written[key] != row.line:
+                    again = "is written again" if written_file == Path(cmd.params.target) else f"writes {written_file.name} again"  # type: ignore[attr-defined]
+                    raise cmd.error(
+                        f"target = {cmd.raw['target'][0]} {again}: the run of line {written[key]} "
+                        "exports to the same file and this run would replace it", parameter="target",
+                        hint="put a variable in the target, e.g. target = ~/results/bestof_$1.tif",
+                    ).in_row(rows_file, row.line)
+                written[key] = row.line
         runs.append((row, chain))
     return runs

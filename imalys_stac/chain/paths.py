@@ -111,22 +111,68 @@ def kind_of(path: str | os.PathLike[str]) -> str:
 
 
 def path_key(path: str | os.PathLike[str]) -> str:
-    """One spelling per location (absolute, normalised, no trailing slash): ``./cat``, ``cat/``
-    and ``/here/cat`` name the same folder."""
-    return os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    """One key per location, for "is this the same file?": two paths have the same key when they
+    reach the same place, through a symlinked folder, ``..``, ``./``, a trailing slash, or letters
+    in another case on a file system that ignores case. The key is not a path to print.
+
+    The existing part of the path is resolved (:func:`os.path.realpath`) and stands as its
+    device and inode; the part that does not exist yet (an export target) follows as text,
+    case-folded when the folder it goes into ignores case."""
+    real = os.path.realpath(os.path.expanduser(os.fspath(path)))
+    tail: list[str] = []
+    head = real
+    while True:
+        try:
+            st = os.stat(head)
+            break
+        except (OSError, ValueError):
+            parent, name = os.path.split(head)
+            if parent == head:  # nothing of it exists (cannot happen for an absolute path: / exists)
+                return real
+            tail.append(name)
+            head = parent
+    rest = "/".join(reversed(tail))
+    if rest and _ignores_case(head):
+        rest = rest.casefold()
+    return f"{st.st_dev}:{st.st_ino}/{rest}"
+
+
+def _ignores_case(folder: str) -> bool:
+    """Whether names in ``folder`` are looked up regardless of case (macOS, Windows shares, vfat):
+    the first entry whose name has letters is looked up in swapped case."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                swapped = entry.name.swapcase()
+                if swapped != entry.name:
+                    try:
+                        return os.path.samestat(entry.stat(follow_symlinks=False),
+                                                os.lstat(os.path.join(folder, swapped)))
+                    except OSError:
+                        return False
+    except OSError:
+        pass
+    return False
+
+
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name the same location (see :func:`path_key`)."""
+    return path_key(a) == path_key(b)
 
 
 def catalog_outputs(target: str | os.PathLike[str]) -> set[str]:
     """:func:`path_key` of every path a ``catalog`` with this target makes and a later
     ``import database`` may name: the catalog folder and its ``catalog.json``, and for a ``.csv``
     target the table and the folder beside it of the same name (as ``stac.catalog.catalog_location``)."""
-    t = Path(path_key(target))
+    t = Path(os.path.realpath(os.path.expanduser(os.fspath(target))))
     if t.suffix.lower() == ".csv":
         folder = t.with_suffix("")
-        return {str(t), str(folder), str(folder / "catalog.json")}
-    if t.name == "catalog.json":
-        return {str(t), str(t.parent)}
-    return {str(t), str(t / "catalog.json")}
+        found = [t, folder, folder / "catalog.json"]
+    elif t.name == "catalog.json":
+        found = [t, t.parent]
+    else:
+        found = [t, t / "catalog.json"]
+    return {path_key(p) for p in found}
 
 
 def has_wildcard(text: str) -> bool:

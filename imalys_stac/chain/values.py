@@ -155,6 +155,32 @@ def positive_int(text: str, ctx: Context) -> int:
     return int(digits)
 
 
+#: the most workers any run starts or asks for: each is a process (or a pod) with at least
+#: 256 MiB of its own, and a scheduler spends its time on bookkeeping long before this
+MAX_WORKERS = 1024
+
+
+def local_worker_limit() -> int:
+    """The most workers a run on this machine may start: 8 per core, at least 64 (more processes
+    than that only compete for the cores and the memory)."""
+    return max(64, 8 * (os.cpu_count() or 1))
+
+
+def workers(text: str, ctx: Context) -> int:
+    word = text.strip().lstrip("+").lstrip("0")
+    try:
+        value = positive_int(text, ctx)
+    except ValueError:
+        if not (word.isascii() and word.isdigit()):
+            raise ValueError(f"must be a whole number of workers, at least 1 (e.g. {os.cpu_count() or 1}, one per "
+                             "core of this machine)") from None
+        value = MAX_WORKERS + 1  # more digits than any count: beyond the limit below
+    if value > MAX_WORKERS:
+        raise ValueError(f"is more than {MAX_WORKERS} workers: each worker is a process (or pod) that needs at least "
+                         f"256 MiB; give e.g. workers = {os.cpu_count() or 1} (one per core of this machine)")
+    return value
+
+
 def band_number(text: str, ctx: Context) -> int:
     try:
         return positive_int(text, ctx)
@@ -223,18 +249,53 @@ def _what(value: Path | str, ctx: Context) -> str:
     return kind_of(value) if ctx.check_files else "unchecked"
 
 
-#: file endings `export` can write (from the one registry of formats; no GDAL import there)
+#: file endings `export` can write, built in (the validator reads the registry of formats itself,
+#: so a format registered after import counts; no GDAL import there)
 EXPORT_ENDINGS = tuple(FORMAT_REGISTRY)
+
+
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (``sys.modules[name] = None``
+    marks a module as blocked, as the import system does)."""
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_writer_packages(ending: str) -> tuple[list[str], str | None]:
+    """The modules the writer of ``ending`` needs that are not installed (its registry entry's
+    ``requires``), and the extra that brings them. Checked when the chain is read, so a missing
+    package stops the run before any work, not after it."""
+    fmt = FORMAT_REGISTRY.get(ending.lower())
+    if fmt is None:
+        return [], None
+    return [m for m in fmt.requires if not _installed(m)], fmt.extra
 
 
 def export_target(text: str, ctx: Context) -> Path:
     value = path(text, ctx)
-    if value.suffix.lower() not in EXPORT_ENDINGS:
+    fmt = FORMAT_REGISTRY.get(value.suffix.lower())
+    if fmt is None:
         raise ValueError(
             f"unknown format {value.suffix!r}: the ending picks the format — "
-            + ", ".join(e for e in EXPORT_ENDINGS if e) + ", or no ending for ENVI"
+            + ", ".join(e for e in FORMAT_REGISTRY if e) + ", or no ending for ENVI"
         )
-    if value.suffix.lower() != ".zarr" and _what(value, ctx) == "folder":
+    missing, extra = missing_writer_packages(value.suffix)
+    if missing:
+        raise ValueError(
+            f"writing {value.suffix} needs the optional package{'s' if len(missing) > 1 else ''} "
+            f"{' and '.join(missing)}, which {'are' if len(missing) > 1 else 'is'} not installed: "
+            f"pip install 'imalys-stac[{extra}]', or export to .tif instead"
+        )
+    if not fmt.directory and _what(value, ctx) == "folder":
         raise ValueError(f"is a folder, expected a file name; write e.g. {value / 'bestof.tif'}")
     return value
 

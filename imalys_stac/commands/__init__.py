@@ -11,6 +11,7 @@ from ..chain import Chain, ChainError
 from ..errors import ImalysError
 from ..runtime.cluster import ClusterSpec, cluster_faults, dask_runtime
 from ..runtime.log import RunLog
+from ..settings import Settings, SettingsError, using
 from ..workdir import WorkDir, WorkdirError
 from .context import RunContext
 
@@ -67,8 +68,15 @@ def _read_error(exc: BaseException) -> str | None:
     return None
 
 
-def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = None) -> RunContext:
+def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = None, terminal: bool = True,
+              scheduler: object | None = None) -> RunContext:
     """Run every command of `chain`.
+
+    `terminal`: the command line's run (messages on stderr, warnings into the log); False for the
+    Python API, which only adds the log file and leaves the caller's logging alone (runtime.log).
+    `scheduler`: overrides `home scheduler` — an address or kind as there, or a distributed
+    `Client` to compute on. Without either (and no IMALYS_SCHEDULER), an active distributed
+    client of the caller is used as it is; otherwise the in-process threads.
 
     A problem the user can fix (an `ImalysError`, or a file-system error such as a full disk)
     raises a ChainError naming the file, line and parameter; the run log records the cause.
@@ -76,9 +84,14 @@ def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = No
     """
     home_cmd = next(c for c in chain.commands if c.name == "home")
     home = home_cmd.params
+    try:  # the environment's settings, read once for the run and checked before any work
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise home_cmd.error(str(exc), hint=exc.hint) from exc
     workdir = WorkDir(home.directory)
-    runlog = RunLog(None, chain_name=Path(chain.path).name, verbose=verbose)
+    runlog = RunLog(None, chain_name=Path(chain.path).name, verbose=verbose, terminal=terminal)
     with ExitStack() as stack:
+        stack.enter_context(using(settings))
         try:
             stack.enter_context(workdir.locked(f"chain {Path(chain.path).name}"))
             workdir.prepare(clear=home.clear)
@@ -92,21 +105,53 @@ def run_chain(chain: Chain, *, verbose: bool = False, chunksize: int | None = No
             raise home_cmd.error(f"cannot write the run log to {home.log or workdir.path}: {exc.strerror or exc}",
                                  parameter="log" if home.log else "directory") from exc
         stack.callback(runlog.close)
-        return _run_commands(chain, home_cmd, workdir, runlog, chunksize)
+        return _run_commands(chain, home_cmd, workdir, runlog, chunksize, scheduler)
 
 
-def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chunksize: int | None) -> RunContext:
+def _callers_client(spec: ClusterSpec, scheduler: object | None):
+    """The caller's distributed Client to compute on: the one given, or the active one when
+    nothing else was asked for; None to let `dask_runtime` choose."""
+    if scheduler is not None and not isinstance(scheduler, str):
+        return scheduler
+    if spec.kind == "threads" and not spec.scheduler and not spec.workers:
+        from ..runtime.cluster import active_client
+
+        return active_client()
+    return None
+
+
+def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chunksize: int | None,
+                  scheduler: object | None = None) -> RunContext:
     home = home_cmd.params
     log.info("imalys-stac: %s → working directory %s", chain.path, workdir.path)
     if runlog.path:
         log.info("log: %s", runlog.path)
     ctx = RunContext(chain=chain, workdir=workdir, runlog=runlog, chunksize=chunksize)
-    spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
+    try:
+        spec = ClusterSpec.resolve(getattr(home, "scheduler", None), getattr(home, "workers", None), getattr(home, "memory", None))
+    except ValueError as exc:  # the environment's IMALYS_WORKERS is not a number: the user's, not a bug
+        raise home_cmd.error(f"the environment variable IMALYS_WORKERS is not a whole number ({exc})", parameter="workers",
+                             hint="correct it (e.g. IMALYS_WORKERS=4) or unset it; it overrides home workers") from exc
+    if isinstance(scheduler, str):  # the caller's explicit choice beats the chain and IMALYS_SCHEDULER
+        import dataclasses
+
+        spec = dataclasses.replace(spec, scheduler=scheduler)
+    callers = _callers_client(spec, scheduler)
     ok = False
     try:
         with ExitStack() as stack:
             try:
-                ctx.client = stack.enter_context(dask_runtime(spec))
+                if callers is not None:  # the caller's cluster, used as it is (no plugins, no watch)
+                    import dask
+
+                    from ..runtime.cluster import apply_gdal_env
+
+                    apply_gdal_env()
+                    log.info("dask: the caller's client %s", callers)
+                    stack.enter_context(dask.config.set(scheduler=callers))
+                    ctx.client = callers
+                else:
+                    ctx.client = stack.enter_context(dask_runtime(spec))
             except ImalysError as exc:
                 raise home_cmd.error(str(exc.args[0]) if exc.args else str(exc),
                                      parameter="scheduler" if spec.scheduler else "memory" if spec.memory else "workers",

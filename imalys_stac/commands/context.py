@@ -45,9 +45,54 @@ def read_frame(cmd):
     if not cmd.params.frame:
         return None
     try:
-        return Frame.read(cmd.params.frame)
+        frame = _read_frame_file(Frame, Path(cmd.params.frame))
     except ValueError as exc:
         raise cmd.error(str(exc.args[0]) if exc.args else str(exc), parameter="frame", hint=getattr(exc, "hint", None)) from exc
+    left, bottom, right, top = frame.geometry.bounds
+    if not right > left or not top > bottom:  # a point, or a line along an axis: its rectangle has no area
+        shape = "a point" if right == left and top == bottom else "a line"
+        raise cmd.error(f"the frame {cmd.params.frame} is {shape} ({frame.geometry.geom_type}): the rectangle "
+                        "around it encloses no area", parameter="frame",
+                        hint="give a polygon around the region (at least 2 pixels wide and high)")
+    return frame
+
+
+def _read_frame_file(frame_type, path: Path):
+    """`Frame.read(path)`, also for a name that is not UTF-8 (a Latin-1 folder `caf\xe9`): GDAL
+    takes names as UTF-8 text, so the file and its sidecars (a shapefile's .shx, .dbf, .prj …)
+    are read through links with a plain name in a temporary folder."""
+    import dataclasses
+    import os
+    import tempfile
+
+    from ..errors import InputError
+
+    try:
+        os.fspath(path).encode("utf-8")
+        return frame_type.read(path)
+    except UnicodeEncodeError:
+        pass
+    stem = path.name.partition(".")[0]
+    with tempfile.TemporaryDirectory(prefix="imalys-frame-") as tmp:
+        try:
+            sidecars = [p for p in path.parent.iterdir() if p.name.partition(".")[0] == stem]
+        except OSError:
+            sidecars = [path]
+        for p in sidecars:
+            ending = p.name[len(stem):].encode("utf-8", "surrogateescape").decode("ascii", "replace")
+            os.symlink(os.fsencode(p.absolute()), os.path.join(tmp, "frame" + ending))
+        link = Path(tmp) / ("frame" + path.name[len(stem):].encode("utf-8", "surrogateescape").decode("ascii", "replace"))
+        try:
+            frame = frame_type.read(link)
+        except InputError as exc:  # the message names the user's file, not the link
+            text = str(exc.args[0]) if exc.args else str(exc)
+            raise InputError(text.replace(str(link), str(path)), exc.hint) from exc
+    return dataclasses.replace(frame, path=path)
+
+
+#: the fewest pixels a result has in each direction: a file 1 pixel wide or high cannot state its
+#: pixel size along that side, and readers then place it at (0, 0) with 1-unit pixels
+MIN_GRID_SIDE = 2
 
 
 def checked_grid(cmd, grid, parameter: str = "pixel"):
@@ -60,6 +105,17 @@ def checked_grid(cmd, grid, parameter: str = "pixel"):
     except ResourceError as exc:
         given = parameter if parameter in cmd.raw else ("frame" if "frame" in cmd.raw else None)
         raise cmd.error(str(exc), parameter=given, hint=exc.hint) from exc
+    rows, cols = grid.shape
+    if rows < MIN_GRID_SIDE or cols < MIN_GRID_SIDE:
+        rx, ry = grid.res_xy
+        unit = grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units"
+        where = "frame" if "frame" in cmd.raw else (parameter if parameter in cmd.raw else None)
+        raise cmd.error(
+            f"the result would be {cols} × {rows} pixel(s) of {rx:g} × {ry:g} {unit} (EPSG:{grid.epsg}); "
+            f"at least {MIN_GRID_SIDE} × {MIN_GRID_SIDE} are needed to place it on the map",
+            parameter=where,
+            hint=f"give a frame at least {MIN_GRID_SIDE * rx:g} × {MIN_GRID_SIDE * ry:g} {unit} large"
+                 + (", or a smaller pixel" if "pixel" in cmd.raw else ""))
     return grid
 
 

@@ -19,7 +19,7 @@ from ..products import KIND, archive_sources, cube_of, export_links, export_view
 from ..runtime.progress import dask_progress
 from ..registry import FORMATS as FORMAT_REGISTRY
 from ..registry import companion_paths
-from ..write import FORMATS, check_cog, write_image
+from ..write import check_cog, write_image
 from ..write.atomic import recover_swaps, replace, scratch_dir, sweep_stale, write_json_atomic
 from ..write.cog import InvalidCOG
 from .context import FINGERPRINT, RunContext, fingerprint, load_product, log, os_reason
@@ -56,14 +56,38 @@ def written_by_us(target: Path) -> bool:
         return False
 
 
+def export_owning(path: Path) -> tuple[Path, tuple[str, str]] | None:
+    """The export that wrote `path` (as its target or as a file beside it, e.g. the COG `x.tif` of
+    a VRT `x.vrt`): its target and (product, working directory); None when no export claims it."""
+    candidates = [path] if path.suffix.lower() in FORMAT_REGISTRY else []
+    for ending, fmt in FORMAT_REGISTRY.items():
+        for companion in fmt.companions:
+            if fmt.companions_appended and path.name.lower().endswith(companion):
+                candidates.append(path.with_name(path.name[: -len(companion)]))
+            elif not fmt.companions_appended and path.suffix.lower() == companion:
+                candidates.append(path.with_suffix(ending))
+    for target in candidates:
+        if target.suffix.lower() not in FORMAT_REGISTRY or path not in companion_paths(target):
+            continue
+        if written_by_us(target):
+            try:
+                props = json.loads(item_path_for(target).read_text(encoding="utf-8"))["properties"]
+                record = ExportRecord.from_properties(props)
+            except (OSError, ValueError, KeyError, TypeError, RecordError):
+                continue
+            return target, (record.provenance.product, record.provenance.working_directory)
+    return None
+
+
 def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
     item = load_product(ctx, cmd, p.select, hint="run reduce (or compile/import) first")
     target = Path(p.target).expanduser().absolute()
     ending = target.suffix.lower()
-    if ending and ending not in FORMATS:
+    fmt = FORMAT_REGISTRY.get(ending)
+    if fmt is None:
         raise cmd.error(f"unknown format {ending!r}", parameter="target",
-                        hint="use one of " + ", ".join(e for e in FORMATS if e) + " or no ending for ENVI")
+                        hint="use one of " + ", ".join(e for e in FORMAT_REGISTRY if e) + " or no ending for ENVI")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -73,9 +97,16 @@ def run(ctx: RunContext, cmd) -> None:
     overwrite = bool(getattr(p, "overwrite", False))
     for path in (*companion_paths(target), item_path):
         if path.exists() and not ours and not overwrite:
-            raise cmd.error(f"{path} exists and was not written by imalys-stac", parameter="target",
-                            hint="choose another target, or add `overwrite = true` to replace it")
-        if path.is_dir() and not (ending == ".zarr" and path == target):
+            # a file beside the target may be another export's (x.tif beside x.vrt): the same product's may be replaced
+            owner = export_owning(path) if path != item_path else None
+            if owner is None:
+                raise cmd.error(f"{path} exists and was not written by imalys-stac", parameter="target",
+                                hint="choose another target, or add `overwrite = true` to replace it")
+            if owner[1] != (item.id, str(ctx.workdir.path)):
+                raise cmd.error(f"{path} was written by the export of {owner[1][0]} to {owner[0].name}; this export "
+                                f"of {item.id} would replace it", parameter="target",
+                                hint="choose another target, or add `overwrite = true` to replace it")
+        if path.is_dir() and not (fmt.directory and path == target):
             raise cmd.error(f"{path} is a folder; the export would replace it with a file", parameter="target",
                             hint="choose another target")
     for name in recover_swaps(target.parent):
@@ -90,7 +121,7 @@ def run(ctx: RunContext, cmd) -> None:
         return
 
     array = None if (item.properties.get(KIND) == "reduce" and ending in (".tif", ".tiff")) else _product_array(ctx, item)
-    if array is not None and ending in ("", ".nc"):
+    if array is not None and fmt.needs_free_space:
         # ENVI is written uncompressed; HDF5 (netCDF) crashes the process on a full disk instead of
         # raising, so both are checked against the free space before anything is written
         need = int(np.prod(array.shape)) * array.dtype.itemsize
@@ -124,8 +155,8 @@ def run(ctx: RunContext, cmd) -> None:
                 if not ok:
                     raise cmd.error(f"the written file is not a valid COG: {'; '.join(errors)}; nothing was replaced",
                                     parameter="target")
-            files = [f for f in scratch.iterdir()]
-            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out))
+            data = provenance_item(ctx, cmd, item, target, stamp, file_stamp(out), written_file=out)
+            files = [f for f in scratch.iterdir()]  # with the band views provenance_item wrote
             write_json_atomic(scratch / item_path.name, data)
             os.replace(scratch / item_path.name, item_path)
             for f in files:
@@ -163,17 +194,20 @@ def item_path_for(target: Path) -> Path:
     return target.with_name(target.name + ".json")
 
 
-def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None) -> dict:
+def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None,
+                    written_file: Path | None = None) -> dict:
     """The STAC item beside the exported file: the product's item with the file as its asset and
-    the provenance (archive items, chain text, every command's parameters, package version)."""
+    the provenance (archive items, chain text, every command's parameters, package version).
+    `written_file`: the file as written (in the scratch folder), whose bands the item describes."""
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
     # the file's own id (its item's name): exports of one product to several files must not
     # share an id in a catalog of the results folder
     data["id"] = item_path_for(target).name[: -len(".json")]
-    data["assets"] = {"data": {"href": f"./{target.name}", "type": FORMAT_REGISTRY[target.suffix.lower()].media_type, "roles": ["data"]}}
+    fmt = FORMAT_REGISTRY[target.suffix.lower()]
+    data["assets"] = {"data": {"href": f"./{target.name}", "type": fmt.media_type, "roles": list(fmt.roles)}}
     data["links"] = export_links(ctx.workdir, item, item_path_for(target))  # derived_from the product
-    data["assets"]["data"].update(exported_band_fields(item, target))
-    export_view(data, ctx.workdir, item, target)  # title from the file name, the product's thumbnail
+    data["assets"]["data"].update(exported_band_fields(item, written_file or target))
+    export_view(data, target, written_file)  # title, thumbnail, band views
     chain = ctx.chain
     provenance = Provenance(
         product=item.id,

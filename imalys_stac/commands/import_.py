@@ -20,7 +20,7 @@ from ..cube.grid import Frame
 from ..cube.plan import PlanError, Recipe, coverage_graph, coverages, plan_acquisitions
 from ..cube.vrt import recipe_vrt, vrt_possible
 from ..product_records import COMMAND, KIND, ImportRecord
-from ..products import import_item
+from ..products import import_item, store
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, log, read_frame
@@ -126,20 +126,23 @@ def run(ctx: RunContext, cmd) -> None:
         g = replace(g, name=name)
         with ctx.workdir.scratch(name) as tmp:
             sources = Path(tmp) / "sources.json"
-            item = import_item(g, grid, cover=round(cover, 6), frame=str(p.frame) if p.frame else None, sources_file=sources)
+            item = import_item(g, grid, cover=round(cover, 6), frame=str(p.frame) if p.frame else None, sources_file=sources,
+                               folder=ctx.workdir.product_folder(name), **_frame_fields(frame))
             item.properties[COMMAND] = command_record(ctx, cmd)
             item.properties[FINGERPRINT] = fingerprint(cmd, sorted(it.id for it in g.items), _frame_stamp(p.frame))
             files = {"sources": sources}
             if vrt_possible(g, grid):
                 vrt = Path(tmp) / f"{name}.vrt"
                 vrt.write_text(recipe_vrt(g, grid))
+                # no media type: GDAL's VRT has no registered one, and odc-stac reads an untyped
+                # data asset as a raster (it skips "application/xml", the type this had before)
                 item.add_asset("image", pystac.Asset(
-                    href=str(vrt), media_type="application/xml", roles=["data"],
+                    href=str(vrt), roles=["data"],
                     title="Calibrated, cropped bands as a GDAL VRT over the archive members (QA mask not applied)",
                     description="Bands: " + ", ".join(g.keys),
                 ))
                 files["image"] = vrt
-            ctx.workdir.save(item, files=files)
+            store(ctx.workdir, item, files=files)
         if frame is not None and cover < 0.99:
             log.warning("%s covers %.1f %% of the frame: the rest is nodata (another tile of the same "
                         "path and date, e.g. the neighbouring row, would fill it)", name, 100 * cover)
@@ -160,6 +163,25 @@ def _share(value: float, fraction: bool = False) -> str:
     if fraction:
         return f"{value:.6g}"
     return f"{100 * value:.4g} %"
+
+
+def _frame_fields(frame: Frame | None) -> dict:
+    """The frame's geometry as the product keeps it (its own CRS), so that a compile without a
+    frame covers the same rectangle whichever zone each image is in."""
+    if frame is None:
+        return {}
+    crs = frame.crs
+    epsg = crs.to_epsg()
+    geometry = frame.geometry
+    if len(geometry.wkt) > FRAME_WKT_LIMIT:
+        # a detailed outline (a district's border) would swell every item; its convex hull has the
+        # same corner points, so the same rectangle (up to the bend of its straight edges)
+        geometry = geometry.convex_hull
+    return {"frame_geometry": geometry.wkt, "frame_crs": f"EPSG:{epsg}" if epsg else crs.to_wkt()}
+
+
+#: the longest frame outline (WKT characters) an import item keeps as it is
+FRAME_WKT_LIMIT = 20_000
 
 
 def _frame_stamp(frame: Path | None) -> list:

@@ -8,14 +8,17 @@ import numpy as np
 import pystac
 import xarray as xr
 
+from ..chain import ChainError
 from ..composite import reduce_stack
+from ..errors import ImalysError
 from ..cube.grid import Grid
 from ..registry import REDUCERS
 from ..product_records import COG_CHECKED, COMMAND, CompositeRecord, file_stamp
-from ..products import KIND, cube_of, derived_item
+from ..products import KIND, collapse_warning, cube_of, derived_item, store
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
 from ..write.blocks import Parts, part_windows
+from ..write.raster import as_disk_error, check_room_for, gdal_errors, has_valid_pixel
 from .context import FINGERPRINT, RunContext, command_record, fingerprint, load_product, log, up_to_date
 
 #: Side of a part (pixels) when a grid is reduced in parts: a larger grid is computed window by
@@ -25,12 +28,9 @@ PART_PIXELS = 8192
 
 
 def part_side() -> int:
-    import os
+    from ..settings import current
 
-    try:
-        return max(16, int(os.environ.get("IMALYS_PART_PIXELS", PART_PIXELS)))
-    except ValueError:
-        return PART_PIXELS
+    return current().part_pixels
 
 
 def reduce_parts(build_cube, grid: Grid, reduce, side: int | None = None) -> tuple[xr.DataArray, xr.DataArray]:
@@ -66,6 +66,17 @@ def layers_as_time(cube: xr.DataArray) -> xr.DataArray:
     return out.rio.write_crs(cube.rio.crs)
 
 
+def _why_empty(cube: xr.DataArray, method: str, p) -> str:
+    """Why a reduce result holds no valid pixel, in the user's terms (for the warning)."""
+    qualities = [float(q) for q in cube.coords["quality"].values]
+    n = len(qualities)
+    if max(qualities, default=0.0) <= 0.0:
+        return (f"{'the only layer' if n == 1 else f'all {n} layers'} of {p.select} ha{'s' if n == 1 else 've'} no clear pixel "
+                f"in the frame (quality 0) — raise quality in import so such images are not kept, or choose other dates")
+    return (f"none of the {n} layer(s) of {p.select} (qualities {', '.join(f'{q:.2f}' for q in qualities)}) has a "
+            f"pixel that {method} keeps — check its parameters (threshold, bands) and the frame")
+
+
 def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
     wd = ctx.workdir
@@ -94,13 +105,24 @@ def run(ctx: RunContext, cmd) -> None:
                 red=p.red, nir=p.nir, blue=getattr(p, "blue", None), count=p.count, source=p.source, flat=p.flat,
             )
 
+        collapse = collapse_warning(method, source, p.preserve, REDUCERS[method].per_band)
+        if collapse:
+            log.warning(collapse)
         try:  # a large grid in parts (one bounded graph each); the first part is built here
             result, cube = reduce_parts(build_cube, grid, reduce)
-        except (ValueError, KeyError) as exc:
-            raise cmd.error(str(exc), parameter="execute") from exc
+        except ImalysError as exc:  # only what the user can fix is a located error; a bug stays a bug
+            if isinstance(exc, ChainError):
+                raise
+            raise cmd.error(str(exc.args[0]) if exc.args else str(exc),
+                            parameter=getattr(exc, "parameter", None) or "execute", hint=exc.hint) from exc
         if isinstance(result.data, Parts):
             log.info("   %s: %d × %d pixels in %d parts of at most %d² (one graph each)", name, grid.shape[1],
                      grid.shape[0], len(result.data.windows), part_side())
+        unit = grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units"
+        unit = {"metre": "m"}.get(unit, unit)
+        bands, rows, cols = result.shape
+        check_room_for((bands, rows, cols), result.dtype, wd.path, what=f"{name}",
+                       pixel=f"{grid.resolution:g} {unit} of EPSG:{grid.epsg}")
         dates = [str(np.datetime_as_string(t, unit="D")) for t in cube.time.values]
         tags = {
             "IMALYS_PROCESS": method,
@@ -111,7 +133,15 @@ def run(ctx: RunContext, cmd) -> None:
         with wd.scratch(name) as tmp:
             tif = Path(tmp) / f"{name}.tif"
             with dask_progress(method):
-                write_cog(result, tif, tags=tags)
+                try:
+                    write_cog(result, tif, tags=tags)
+                except gdal_errors() as exc:  # asked now: the clean-up of the scratch folder frees the disk
+                    disk = as_disk_error(exc, tmp)
+                    if disk is exc:
+                        raise
+                    raise disk from exc
+            if not has_valid_pixel(tif):
+                log.warning("   %s: the result has no valid pixel (all nodata): %s", name, _why_empty(cube, method, p))
             record = CompositeRecord(
                 process=method, preserve=p.preserve, threshold=p.threshold if method == "bestof" else None,
                 inputs=(source.id,), dates=tuple(dates), layers=int(cube.sizes["time"]),
@@ -129,5 +159,5 @@ def run(ctx: RunContext, cmd) -> None:
             png = write_quicklook(str(tif), Path(tmp) / f"{name}.png", max_size=512)
             item.add_asset("thumbnail", pystac.Asset(href=str(png), media_type=pystac.MediaType.PNG,
                                                      roles=["thumbnail"], title="Quicklook"))
-            ctx.workdir.save(item, files={"data": tif, "thumbnail": png})
+            store(ctx.workdir, item, files={"data": tif, "thumbnail": png})
         log.info("   %s: %s over %d layer(s) → %s", name, method, cube.sizes["time"], wd.path / name / f"{name}.tif")

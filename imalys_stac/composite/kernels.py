@@ -218,7 +218,9 @@ def _median_source(n: int) -> str:
 
 def _cache_dir() -> Path:
     """Folder for the generated kernel modules (numba caches their machine code beside them)."""
-    env = os.environ.get("IMALYS_STAC_KERNEL_CACHE")
+    from ..settings import current
+
+    env = current().kernel_cache
     candidates = [Path(env)] if env else []
     candidates += [Path.home() / ".cache" / "imalys_stac" / "kernels",
                    Path(tempfile.gettempdir()) / f"imalys_stac_kernels_{os.getuid() if hasattr(os, 'getuid') else 0}"]

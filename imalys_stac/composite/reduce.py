@@ -15,18 +15,15 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ..errors import InputError
 from ..registry import REDUCERS
 from . import kernels as K
 
 __all__ = ["METHODS", "reduce_stack", "BLOCK_BYTES"]
 
-#: Reducers by name (the Imalys ``execute`` values, lower case), from the one registry.
+#: The reducers built in (the Imalys ``execute`` values, lower case); ``reduce_stack`` reads the
+#: registry itself, so a reducer registered later is accepted too.
 METHODS: tuple[str, ...] = tuple(REDUCERS)
-
-_PER_BAND = {name for name, r in REDUCERS.items() if r.per_band}
-_INDICES = {"ndvi": K.INDEX_NDVI, "nirv": K.INDEX_NIRV, "evi": K.INDEX_EVI}
-_STATS = {"mean": K.STAT_MEAN, "variance": K.STAT_VARIANCE, "count": K.STAT_COUNT,
-          "difference": K.STAT_DIFFERENCE}
 #: Upper bound for one input block (all times × bands in the block × y × x × 4 bytes).
 #: Spatial chunks are split until a block fits, so memory per task does not grow
 #: with the number of dates beyond this.
@@ -34,15 +31,22 @@ BLOCK_BYTES = 64 * 2**20
 _DIMS = ("time", "band", "y", "x")
 
 
+def _band_error(name: str, message: str) -> InputError:
+    """A band number the user gave that does not fit the stack (a user error: located at `name`)."""
+    err = InputError(message)
+    err.parameter = name  # type: ignore[attr-defined]
+    return err
+
+
 def _check_band_number(name: str, value: Any, nbands: int, method: str) -> int:
     if value is None:
-        raise ValueError(f"reduce '{method}' needs the '{name}' band number (1-based, 1..{nbands})")
+        raise _band_error(name, f"reduce '{method}' needs the '{name}' band number (1-based, 1..{nbands})")
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"'{name}' must be a band number (1-based, 1..{nbands}), got {value!r}") from None
+        raise _band_error(name, f"'{name}' must be a band number (1-based, 1..{nbands}), got {value!r}") from None
     if number != value or not 1 <= number <= nbands:
-        raise ValueError(f"'{name}' must be a band number (1-based, 1..{nbands}), got {value!r}")
+        raise _band_error(name, f"'{name}' must be a band number (1-based, 1..{nbands}), got {value!r}")
     return number
 
 
@@ -82,25 +86,15 @@ def _plan_chunks(arr: da.Array, whole_band: bool) -> da.Array:
     return arr.rechunk(target)
 
 
-def _reduce_block(block: np.ndarray, *, method: str, quality: np.ndarray, threshold: float,
+def _reduce_block(block: np.ndarray, *, kernel: Any, quality: np.ndarray, threshold: float,
                   want_count: bool, want_source: bool, flat: bool) -> np.ndarray:
     """Reduce one block ``(T, B, y, x)`` → ``(nout, y, x)``: result bands, then count, then source.
 
-    For the indices the block holds ``[red, nir(, blue)]`` only.
+    ``kernel`` is the registry entry's (:class:`imalys_stac.registry.Reducer`); for a reducer
+    with ``needs`` the block holds those bands only (``[red, nir(, blue)]``).
     """
     block = np.ascontiguousarray(block, dtype=np.float32)
-    src = None
-    cnt = None
-    if method in ("bestof", "median"):
-        out, src = K.median_block(block, quality, threshold, method == "bestof", want_source)
-    elif method in _STATS:
-        out = K.stats_block(block, _STATS[method])
-    elif method == "medoid":
-        out, src, cnt = K.medoid_block(block)
-    elif method == "brightness":
-        out = K.brightness_block(block)
-    else:
-        out, cnt, src = K.index_block(block, _INDICES[method], want_source)
+    out, src, cnt = kernel(block, quality, threshold, want_source)
     if flat:
         out = K.flatten_bands(out)
     planes = [out]
@@ -174,8 +168,9 @@ def reduce_stack(cube: xr.DataArray, method: str, *, quality: Any = None, thresh
     if not isinstance(cube, xr.DataArray):
         raise TypeError(f"reduce_stack needs an xarray.DataArray, got {type(cube).__name__}")
     name = str(method).strip().lower()
-    if name not in METHODS:
-        raise ValueError(f"unknown reduce method {method!r}; accepted: {', '.join(METHODS)}")
+    if name not in REDUCERS:
+        raise InputError(f"unknown reduce method {method!r}; accepted: {', '.join(REDUCERS)}")
+    entry = REDUCERS[name]
     if set(cube.dims) != set(_DIMS) or cube.ndim != 4:
         raise ValueError(f"cube must have dims {_DIMS}, got {tuple(cube.dims)}")
     cube = cube.transpose(*_DIMS)
@@ -184,22 +179,17 @@ def reduce_stack(cube: xr.DataArray, method: str, *, quality: Any = None, thresh
         raise ValueError("cube has no bands")
     threshold = float(threshold)
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be between 0 and 1 (bestof quality ratio), got {threshold}")
+        raise InputError(f"threshold must be between 0 and 1 (bestof quality ratio), got {threshold}")
 
-    q = _quality_vector(cube, quality, T) if name == "bestof" else np.ones(T)
-    bands: tuple[int, ...] = ()
-    if name in _INDICES:
-        r = _check_band_number("red", red, B, name)
-        n = _check_band_number("nir", nir, B, name)
-        bands = (r - 1, n - 1)
-        if name == "evi":
-            bands += (_check_band_number("blue", blue, B, name) - 1,)
+    q = _quality_vector(cube, quality, T) if entry.uses_quality else np.ones(T)
+    numbers = {"red": red, "nir": nir, "blue": blue}
+    bands = tuple(_check_band_number(need, numbers[need], B, name) - 1 for need in entry.needs)
 
-    per_band = name in _PER_BAND and not flat
+    per_band = entry.per_band and not flat
     n_result = B if per_band else 1
     nout = n_result + int(bool(count)) + int(bool(source))
-    kwargs = dict(method=name, quality=q, threshold=threshold,
-                  want_count=bool(count), want_source=bool(source), flat=bool(flat) and name in _PER_BAND)
+    kwargs = dict(kernel=entry.load_kernel(), quality=q, threshold=threshold,
+                  want_count=bool(count), want_source=bool(source), flat=bool(flat) and entry.per_band)
 
     data = cube.data
     if data.dtype != np.float32:
@@ -208,7 +198,7 @@ def reduce_stack(cube: xr.DataArray, method: str, *, quality: Any = None, thresh
         data = data[:, list(bands)]
     if isinstance(data, da.Array):
         # Bands stay split only where each band reduces alone and nothing spans them.
-        whole_band = not (name in _PER_BAND and name != "medoid" and not count and not source and not flat)
+        whole_band = not (entry.per_band and not entry.spans_bands and not count and not source and not flat)
         data = _plan_chunks(data, whole_band)
         out_band_chunks = data.chunks[1] if (per_band and nout == B) else (nout,)
         # time kept as a unit axis and dropped by indexing (a view): map_blocks' drop_axis copies

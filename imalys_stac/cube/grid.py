@@ -95,8 +95,8 @@ class Grid:
         if not (0 <= row0 < row1 <= rows and 0 <= col0 < col1 <= cols):
             raise ValueError(f"window {row0}:{row1}, {col0}:{col1} is not inside the grid's {rows} × {cols} pixels")
         t = self.transform
-        left, top = t * (col0, row0)
-        right, bottom = t * (col1, row1)
+        left, top = t @ (col0, row0)
+        right, bottom = t @ (col1, row1)
         return Grid(self.epsg, (left, bottom, right, top), self.resolution, self.yres)
 
     @property

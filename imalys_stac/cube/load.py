@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from ..errors import InputError
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
@@ -24,7 +23,7 @@ from .bands import Calibration
 from .fuse import auto_chunk, count_present_clear, fuse_stack, group_tables
 from .quality import QualityBand, quality_band
 from .grid import Grid, geometry_mask, reproject_geometry
-from .tiles import OutGrid, read_stack
+from .reader import OutputGrid, StackReader, StackRequest, default_reader
 
 DEFAULT_CHUNK = 1024  # QA-only passes (import quality); band cubes size their chunks with auto_chunk
 RESAMPLING = {
@@ -71,60 +70,34 @@ def _href(item: pystac.Item, key: str) -> str | None:
 
 def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling: str | Sequence[str], chunksize: int,
            dtype: str = "float32", fill: float = np.nan, quality: QualityBand | None = None,
-           window: tuple[int, int, int, int] | None = None) -> xr.DataArray:
+           window: tuple[int, int, int, int] | None = None, reader: StackReader | None = None) -> xr.DataArray:
     """(time=item, band=asset, y, x) DNs on `grid`; `fill` where the file has nodata or the grid
-    leaves the raster (stackstac's semantics). Read by `cube.tiles`: chunk boundaries on the
-    members' tile edges where the grid is their own or a crop of it, each compressed tile
-    decoded once. `resampling`: one for all items or one per item. With `quality`, its band is
-    read as well (the last band: nearest neighbour, its own fill value). `window` (row0, row1,
-    col0, col1): only that part of the grid, pixels as in the whole (see tiles.read_stack)."""
+    leaves the raster (stackstac's semantics), read by `reader` (`cube.reader`; default: the
+    project's tile reader, or stackstac with IMALYS_READER=stackstac). `resampling`: one for all
+    items or one per item. With `quality`, its band is read as well (the last band: nearest
+    neighbour, its own fill value). `window` (row0, row1, col0, col1): only that part of the grid,
+    pixels as in the whole (see tiles.read_stack)."""
     rs = [resampling] * len(items) if isinstance(resampling, str) else list(resampling)
-    if os.environ.get("IMALYS_READER") == "stackstac":  # the former reader, kept for the benchmarks' before/after
-        return _stack_stackstac(items, keys, grid if window is None else grid.window(*window), rs, chunksize, dtype,
-                                fill, quality)
     ny, nx = grid.shape
     r0, r1, c0, c1 = window or (0, ny, 0, nx)
-    out_grid = OutGrid(grid.epsg, grid.transform, ny, nx)
-    cast = np.dtype(dtype).type
     keys = list(keys) + ([quality.asset] if quality else [])
-    band_fill = [cast(fill)] * len(keys)
-    band_rs: list = [None] * len(keys)
+    band_fill = [float(fill)] * len(keys)
+    band_rs: list[str | None] = [None] * len(keys)
     if quality:
-        band_fill[-1], band_rs[-1] = cast(quality.fill_value), Resampling.nearest
-    data, _ = read_stack([[_href(it, k) for k in keys] for it in items], out_grid, chunksize=chunksize,
-                         resampling=[RESAMPLING[r] for r in rs], dtype=np.dtype(dtype), fill=cast(fill),
-                         band_fill=band_fill, band_resampling=band_rs, window=window)
+        band_fill[-1], band_rs[-1] = float(quality.fill_value), "nearest"
     t = grid.transform
+    request = StackRequest(
+        hrefs=tuple(tuple(_href(it, k) for k in keys) for it in items),
+        grid=OutputGrid(grid.epsg, (t.a, t.b, t.c, t.d, t.e, t.f), ny, nx), chunksize=chunksize,
+        dtype=np.dtype(dtype).name, resampling=tuple(RESAMPLING[r].name for r in rs), band_fill=tuple(band_fill),
+        band_resampling=tuple(band_rs), window=window,
+        items=tuple(items), keys=tuple(keys))
+    data = (reader or default_reader()).stack(request)
     return xr.DataArray(data, dims=("time", "band", "y", "x"), coords={
         "band": list(keys),
         "y": t.f + t.e * (np.arange(r0, r1) + 0.5),
         "x": t.c + t.a * (np.arange(c0, c1) + 0.5),
     })
-
-
-def _stack_stackstac(items, keys, grid: Grid, rs: list[str], chunksize: int, dtype, fill,
-                     quality: QualityBand | None) -> xr.DataArray:
-    """The same array read by stackstac (chunks from the grid's corner, one graph per resampling)."""
-    import stackstac  # only this reader needs it (its import pulls in distributed: start-up time)
-
-    def one(its, ks, r, f):
-        return stackstac.stack(
-            [it.to_dict(include_self_link=False, transform_hrefs=False) for it in its], assets=ks,
-            epsg=grid.epsg, resolution=grid.res_xy, bounds=grid.bounds, snap_bounds=False,
-            resampling=RESAMPLING[r], dtype=np.dtype(dtype), fill_value=np.dtype(dtype).type(f), rescale=False,
-            sortby_date=False, xy_coords="center", properties=False, band_coords=False, chunksize=chunksize)
-
-    parts, order = [], []
-    for r in sorted(set(rs)):
-        idx = [i for i, ri in enumerate(rs) if ri == r]
-        parts.append(one([items[i] for i in idx], list(keys), r, fill))
-        order += idx
-    out = xr.concat(parts, dim="time", coords="minimal", compat="override", join="override").isel(time=np.argsort(order))
-    if quality:
-        qa = one(items, [quality.asset], "nearest", quality.fill_value)
-        out = xr.concat([out, qa], dim="band", coords="minimal", compat="override", join="override")
-    out = out.drop_vars([c for c in out.coords if c not in ("x", "y")])
-    return out.assign_coords(band=list(keys) + ([quality.asset] if quality else []))
 
 
 def _quality_band_of(groups: Sequence[SceneGroup]) -> QualityBand:
@@ -136,7 +109,7 @@ def _quality_band_of(groups: Sequence[SceneGroup]) -> QualityBand:
 
 
 def quality_counts(group: SceneGroup, grid: Grid, rule: str | None, *, chunksize: int = DEFAULT_CHUNK,
-                   region: np.ndarray | None = None) -> tuple[da.Array, da.Array]:
+                   region: np.ndarray | None = None, reader: StackReader | None = None) -> tuple[da.Array, da.Array]:
     """Lazy pixel counts of one acquisition on `grid`: (present, clear).
 
     present: some tile of the acquisition has data there (its quality band is not fill); clear:
@@ -144,7 +117,7 @@ def quality_counts(group: SceneGroup, grid: Grid, rule: str | None, *, chunksize
     the same lookup tables, so the stored quality describes exactly the pixels a composite can
     use. `region` (bool y × x) restricts both counts to an exact frame polygon."""
     qband = _quality_band_of([group])
-    qa = _stack(group.items, [qband.asset], grid, "nearest", chunksize, "uint16", qband.fill_value)
+    qa = _stack(group.items, [qband.asset], grid, "nearest", chunksize, "uint16", qband.fill_value, reader=reader)
     qa_d = qa.data[:, 0].rechunk({0: -1})  # (time, y, x), all tiles of a block in one task
     present_t, clear_t = qband.table(None), qband.table(rule)
 
@@ -169,6 +142,7 @@ def load_groups(
     chunksize: int | None = None,
     region: np.ndarray | None = None,
     window: tuple[int, int, int, int] | None = None,
+    reader: StackReader | None = None,
 ) -> xr.DataArray:
     """The calibrated, masked cube (time, band, y, x) float32 of the groups on `grid`.
 
@@ -178,7 +152,8 @@ def load_groups(
     out in one chunk, ready for the compositing kernels. `region` (bool y×x) sets pixels outside
     an exact frame polygon to NaN. `window` = (row0, row1, col0, col1): only that part of the grid
     (`region` then covers the window), every pixel as in the whole cube — a large grid is
-    computed in parts, each its own bounded graph."""
+    computed in parts, each its own bounded graph. `reader`: see `cube.reader` (default: the
+    project's tile reader)."""
     if not groups:
         raise InputError("no images to load")
     keys = groups[0].keys
@@ -195,7 +170,8 @@ def load_groups(
     resamplings = [g.resampling for g in groups for _ in g.items]
     qband = _quality_band_of(groups)
     # DNs and QA in one read: one task per chunk, QA as the last band, every tile decoded once
-    both = _stack(items, keys, grid, resamplings, chunk, "uint16", nodata[0], quality=qband, window=window)
+    both = _stack(items, keys, grid, resamplings, chunk, "uint16", nodata[0], quality=qband, window=window,
+                  reader=reader)
     part = grid if window is None else grid.window(*window)
     dn = both.isel(band=slice(0, len(keys)))
     group_of = np.array([gi for gi, g in enumerate(groups) for _ in g.items], dtype=np.int64)

@@ -11,6 +11,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pystac
 
+from ..errors import ImalysError
 from ..registry import provider_for_item
 from .bands import Calibration, image_assets, resolve_band
 from .grid import Frame, Grid, asset_grid, transform_bounds
@@ -104,7 +105,7 @@ class Acquisition:
     grid: Grid
 
 
-class PlanError(ValueError):
+class PlanError(ImalysError, ValueError):
     """A recipe the items cannot satisfy; `parameter` names the recipe field at fault."""
 
     def __init__(self, message: str, parameter: str):

@@ -56,7 +56,8 @@ log = logging.getLogger("imalys_stac.read")
 # from the OS cache at no decoding cost), so it needs little: with 64 MB instead of 256–512 MB the
 # peak RSS of a chain fell by 0.4–1.0 GB (8 and 16 dates of the frame, a 7800² footprint) at the
 # same speed. GDAL reads the setting when its cache is first used; a value set by the user wins.
-os.environ.setdefault("GDAL_CACHEMAX", "64")
+# The runtime sets it (runtime.names.GDAL_ENV, applied when a run starts; IMALYS_GDAL_CACHEMAX),
+# not this module's import.
 
 # Each tile is read once, so a per-handle VSI cache (the runtime turns it on, 64 MB per open
 # file) only keeps compressed bytes that are never read again: measured on 8 dates of a
@@ -171,9 +172,11 @@ class _TileCache:
         of the Dask worker this runs in. On a cluster a tile's users are spread over the workers,
         so a worker's count of uses left rarely reaches 0 and its tiles stay until the budget
         evicts them: a fixed 768 MB grew every worker with the area (1 GB workers paused)."""
-        text = os.environ.get("IMALYS_TILE_CACHE_MB")
-        if text:
-            return int(float(text) * 2**20)
+        from ..settings import current
+
+        mb = current().tile_cache_mb
+        if mb is not None:
+            return int(mb * 2**20)
         limit = _worker_memory_limit()
         return min(768 * 2**20, limit // 16) if limit else 768 * 2**20
 
@@ -433,8 +436,8 @@ class SourcePlan:
         ok = np.ones(shape, bool)
         for i, (y0, y1) in enumerate(zip(ys0.tolist(), ys1.tolist())):
             for j, (x0, x1) in enumerate(zip(xs0.tolist(), xs1.tolist())):
-                left, top = g * (x0, y0)
-                right, bottom = g * (x1, y1)
+                left, top = g @ (x0, y0)
+                right, bottom = g @ (x1, y1)
                 try:
                     b = _bounds_in(self.grid.epsg, self.info.crs_wkt,
                                    min(left, right), min(top, bottom), max(left, right), max(top, bottom))
@@ -457,15 +460,15 @@ class SourcePlan:
             r0, r1, c0, c1 = y0 + oy, y1 + oy, x0 + ox, x1 + ox
         else:
             g = self.grid.transform
-            left, top = g * (x0, y0)
-            right, bottom = g * (x1, y1)
+            left, top = g @ (x0, y0)
+            right, bottom = g @ (x1, y1)
             try:
                 l, b, r, t = _bounds_in(self.grid.epsg, info.crs_wkt,
                                         min(left, right), min(top, bottom), max(left, right), max(top, bottom))
             except Exception:
                 return None
             inv = ~info.transform
-            cols, rows = zip(*(inv * (x, y) for x, y in ((l, t), (r, t), (l, b), (r, b))))
+            cols, rows = zip(*(inv @ (x, y) for x, y in ((l, t), (r, t), (l, b), (r, b))))
             margin = 2 if self.resampling == Resampling.nearest else 3
             r0, r1 = math.floor(min(rows)) - margin, math.ceil(max(rows)) + margin
             c0, c1 = math.floor(min(cols)) - margin, math.ceil(max(cols)) + margin
@@ -511,7 +514,12 @@ class SourcePlan:
 
         def decode() -> np.ndarray:
             win = Window(tx * bw, ty * bh, min(bw, self.info.width - tx * bw), min(bh, self.info.height - ty * bh))
-            return _dataset(self.info.href).read(1, window=win)
+            try:
+                return _dataset(self.info.href).read(1, window=win)
+            except rasterio.errors.RasterioIOError as exc:  # corrupt tiles: name the archive and member
+                from ..archives.container import unreadable_pixels
+
+                raise unreadable_pixels(self.info.href, exc) from exc
 
         a, decoded = _CACHE.fetch((self.key, ty, tx), left <= 0, decode, keep=left > 0)
         with _STATS_LOCK:
@@ -606,8 +614,8 @@ def warp_together(plans: Sequence[SourcePlan], y0: int, y1: int, x0: int, x1: in
     for i, p in enumerate(plans):
         p._gather(src[i], w)
     g = first.grid.transform
-    kw = dict(src_transform=first.info.transform * Affine.translation(c0, r0), src_crs=first.info.crs_wkt,
-              dst_transform=g * Affine.translation(x0, y0), dst_crs=rasterio.crs.CRS.from_epsg(first.grid.epsg),
+    kw = dict(src_transform=first.info.transform @ Affine.translation(c0, r0), src_crs=first.info.crs_wkt,
+              dst_transform=g @ Affine.translation(x0, y0), dst_crs=rasterio.crs.CRS.from_epsg(first.grid.epsg),
               dst_nodata=first.fill, resampling=first.resampling, init_dest_nodata=True, num_threads=1)
     nodata = first.info.nodata
     if nodata is None:
@@ -635,7 +643,9 @@ def _report(token: str) -> None:
     log.debug("read %s: %d tiles decoded for %d needed (%.2f×) over %d chunk(s) of %d source(s); tile cache peak %.1f MiB",
               token[:8], s["decoded"], s["needed"], s["decoded"] / max(1, s["needed"]), s["chunks"], s["sources"],
               s["cache_peak_mib"])
-    path = os.environ.get("IMALYS_READ_STATS")
+    from ..settings import current
+
+    path = current().read_stats
     if path:
         with _STATS_LOCK, open(path, "a") as fh:
             fh.write(json.dumps({"token": token, "pid": os.getpid(), **s}) + "\n")

@@ -1,6 +1,11 @@
-"""The provider interface: what generic code may ask of a product line.
+"""The provider interface: what generic code may ask of a product line, in two halves.
 
-A provider (Landsat Collection 2 Level-2, Sentinel-2 Level-2A, …) answers, for its own items only:
+* :class:`ArchiveFormat` — reading files: ``container``, ``open``, ``item_fields``;
+* :class:`CollectionProfile` — what a collection means: keys, quality rule, bands, names.
+
+A :class:`Provider` has both (Landsat, Sentinel-2 archives); a collection that exists only in a
+STAC API is a profile alone, which plain data can describe (:mod:`.profile`). In detail, a
+provider answers, for its own items only:
 
 * **containers** — which files it reads (:class:`ContainerFormat`: file name endings and magic
   bytes) and how one is opened in place into :class:`SceneMetadata`;
@@ -16,8 +21,8 @@ A provider (Landsat Collection 2 Level-2, Sentinel-2 Level-2A, …) answers, for
   name and member suffix) and which asset keys are auxiliary (no default band);
 * **planning** — how acquisitions are keyed (tiles of one sensor, orbit and day merge) and named.
 
-The providers live in ``imalys_stac.providers.<name>`` and are listed, one line each, in
-``imalys_stac.registry.PROVIDERS``; generic code asks the registry (``provider_for_path``,
+The providers live in ``imalys_stac.providers.<name>`` and are registered in
+``imalys_stac.registry`` (``register_provider``, or an ``imalys_stac.providers`` entry point); generic code asks the registry (``provider_for_path``,
 ``provider_for_item``), never a concrete provider. See ``docs/extending.md``.
 """
 from __future__ import annotations
@@ -62,7 +67,7 @@ class SceneMetadata:
     provider's subclass; generic code reads only these.
     """
 
-    #: registry name of the provider that reads these (``registry.PROVIDERS`` key)
+    #: registry name of the provider that reads these (its ``register_provider`` name)
     provider_name: ClassVar[str] = ""
 
     archive: Path  # absolute path of the container
@@ -163,21 +168,12 @@ def item_parts(item: ItemLike) -> tuple[str, str | None, Mapping[str, Any], Mapp
 
 
 @runtime_checkable
-class Provider(Protocol):
-    """One product line. Implementations are plain objects (no base class to inherit)."""
+class ArchiveFormat(Protocol):
+    """How a product line's containers are read: recognised, opened in place, turned into item
+    fields. Only a provider that reads files has one (a STAC-API-only collection has none)."""
 
-    #: short name ("landsat", "sentinel-2"), the key of its registry line
-    name: str
-    #: collection ids it owns; the first is the one its archives' items get
-    collections: tuple[str, ...]
     #: how its containers are recognised
     container: ContainerFormat
-    #: its quality band and mask rules
-    quality: QualityBand
-    #: asset keys of public STAC API COG collections → its own keys ("B04" → "red", "SCL" → "scl")
-    api_aliases: Mapping[str, str]
-    #: item properties an imported product inherits from its first source item
-    product_properties: tuple[str, ...]
 
     def open(self, path: Path) -> SceneMetadata:
         """Read one container in place; raises ``ArchiveError("<file>: <reason>")``."""
@@ -186,6 +182,23 @@ class Provider(Protocol):
     def item_fields(self, meta: SceneMetadata) -> ItemFields:
         """Properties, assets and extensions of the item of one opened container."""
         ...
+
+
+@runtime_checkable
+class CollectionProfile(Protocol):
+    """What a collection means, wherever its items come from (an archive or a STAC API): its keys,
+    quality rule, bands and names. Plain data can describe one (:class:`.profile.Profile`)."""
+
+    #: short name ("landsat", "sentinel-2"), the key of its registry line
+    name: str
+    #: collection ids it owns; the first is the one its archives' items get
+    collections: tuple[str, ...]
+    #: its quality band and mask rules
+    quality: QualityBand
+    #: asset keys of public STAC API COG collections → its own keys ("B04" → "red", "SCL" → "scl")
+    api_aliases: Mapping[str, str]
+    #: item properties an imported product inherits from its first source item
+    product_properties: tuple[str, ...]
 
     def item_assets(self) -> dict[str, Any]:
         """``item_assets`` of its collection (asset key → template)."""
@@ -212,9 +225,32 @@ class Provider(Protocol):
         ...
 
 
-#: the members :class:`Provider` requires (checked by the tests and by ``registry.providers``)
-PROVIDER_MEMBERS = ("name", "collections", "container", "quality", "api_aliases", "product_properties", "open",
-                    "item_fields", "item_assets", "owns", "band_table", "is_auxiliary", "scene_key", "product_name")
+@runtime_checkable
+class Provider(ArchiveFormat, CollectionProfile, Protocol):
+    """A product line with files: an archive format and a collection profile in one object.
+    Implementations are plain objects (no base class to inherit)."""
+
+
+#: the members of each half (checked by the tests and by ``registry.register_provider``)
+ARCHIVE_MEMBERS = ("container", "open", "item_fields")
+PROFILE_MEMBERS = ("name", "collections", "quality", "api_aliases", "product_properties", "item_assets", "owns",
+                   "band_table", "is_auxiliary", "scene_key", "product_name")
+PROVIDER_MEMBERS = PROFILE_MEMBERS + ARCHIVE_MEMBERS
+
+
+def has_archive_format(obj: Any) -> bool:
+    """Whether a registered provider reads containers (has every archive-format member)."""
+    return all(hasattr(obj, m) for m in ARCHIVE_MEMBERS)
+
+
+def missing_members(obj: Any) -> list[str]:
+    """The members a provider object lacks: every profile member, and either all archive-format
+    members or none (a profile of a STAC-API-only collection)."""
+    missing = [m for m in PROFILE_MEMBERS if not hasattr(obj, m)]
+    partial = [m for m in ARCHIVE_MEMBERS if not hasattr(obj, m)]
+    if len(partial) < len(ARCHIVE_MEMBERS):
+        missing += partial
+    return missing
 
 
 def canonical_assets(assets: Mapping[str, Any], aliases: Mapping[str, str]) -> dict[str, Any]:
@@ -240,8 +276,9 @@ def date_key(item: ItemLike) -> str:
     return when.strftime("%Y%m%d")
 
 
-__all__ = ["ALL_CODES", "ContainerFormat", "Definition", "ItemFields", "ItemLike", "PROVIDER_MEMBERS", "Provider",
-           "QualityBand", "SceneMetadata", "canonical_assets", "date_key", "item_parts"]
+__all__ = ["ALL_CODES", "ARCHIVE_MEMBERS", "ArchiveFormat", "CollectionProfile", "ContainerFormat", "Definition",
+           "ItemFields", "ItemLike", "PROFILE_MEMBERS", "PROVIDER_MEMBERS", "Provider", "QualityBand", "SceneMetadata",
+           "canonical_assets", "date_key", "has_archive_format", "item_parts", "missing_members"]
 
 
 # ------------------------------------------------------------------- planning for items no provider owns

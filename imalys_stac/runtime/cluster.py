@@ -1,7 +1,7 @@
 """Where Dask runs: in-process (default), a local process cluster, any scheduler by address, or
 an ephemeral Kubernetes cluster. The choice comes from `home` (`scheduler`, `workers`, `memory`)
 or, for batch jobs that must not edit chains, from the environment (`IMALYS_SCHEDULER`,
-`IMALYS_WORKERS`, `IMALYS_MEMORY`).
+`IMALYS_WORKERS`, `IMALYS_MEMORY`, read by :mod:`imalys_stac.settings`).
 
 On a distributed scheduler the run is made fault-tolerant and bounded:
 - every worker, also one that joins or is restarted later, gets the GDAL settings (a worker
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
+import socket
+import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -24,47 +25,28 @@ from typing import Any, Iterator
 import dask
 
 from ..errors import ResourceError
+from ..settings import Settings, current
+from ..settings import parse_memory as _parse_size
+from .client import active_client
+from .names import GDAL_ENV
 
 log = logging.getLogger("imalys_stac.runtime")
-
-# GDAL settings for the client and every worker: a small block cache (tiles are decoded once by
-# the tile reader, which keeps what later chunks need), a cache for archive members read through /vsitar/, and for remote
-# hrefs (/vsicurl/, /vsis3/, /vsigs/) timeouts, retries and no directory listing on open.
-# GDAL_DISABLE_READDIR_ON_OPEN = TRUE (not EMPTY_DIR): GDAL still probes named sidecars such as
-# an ENVI .hdr one by one, it only skips listing the folder (an HTTP request per open).
-GDAL_ENV = {
-    "GDAL_CACHEMAX": "64",  # see cube/tiles.py; a worker with a memory limit sets its own (plugins.py)
-    "VSI_CACHE": "TRUE",
-    "VSI_CACHE_SIZE": str(64 * 1024 * 1024),
-    "GDAL_HTTP_TIMEOUT": "60",
-    "GDAL_HTTP_CONNECTTIMEOUT": "20",
-    "GDAL_HTTP_MAX_RETRY": "5",
-    "GDAL_HTTP_RETRY_DELAY": "2",
-    "GDAL_DISABLE_READDIR_ON_OPEN": "TRUE",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.tar,.zip,.jp2,.xml,.txt,.json,.vrt",
-}
 
 #: below this a worker cannot even hold its own libraries: it would be killed and restarted forever
 MIN_WORKER_MEMORY = 256 * 2**20  # as the chain validator's minimum for `home memory`
 #: tasks that kill this many workers plus one fail (KilledWorker) instead of killing more
 ALLOWED_FAILURES = 3
-#: default seconds that work may wait with no worker at all before it fails
-NO_WORKERS_TIMEOUT = 120.0
+#: default seconds that work may wait with no worker at all before it fails (IMALYS_NO_WORKERS_TIMEOUT)
+NO_WORKERS_TIMEOUT = Settings.no_workers_timeout
 #: where the volumes of a Kubernetes run are mounted (the same paths in every pod)
 KUBE_VOLUMES = {"archives": "/data/archives", "catalog": "/data/catalog", "work": "/data/work", "results": "/data/results"}
 
-_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
-
-
 def parse_memory(text: str) -> int | None:
-    """Bytes of a memory size like 4GB, 512MB, 2GiB; None for `auto`."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]i?)?b?\s*", text, flags=re.IGNORECASE)
-    if text.strip().lower() == "auto":
-        return None
-    if not m:
-        raise ResourceError(f"memory = {text} is not a size", hint="write it like 4GB, 512MB or 2GiB")
-    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+    """Bytes of a memory size like 4GB, 512MB, 2GiB; None for `auto` (see settings.parse_memory)."""
+    try:
+        return _parse_size(text)
+    except ValueError:
+        raise ResourceError(f"memory = {text} is not a size", hint="write it like 4GB, 512MB or 2GiB") from None
 
 
 @dataclass(frozen=True)
@@ -76,11 +58,14 @@ class ClusterSpec:
     memory: str | None = None  # per worker, e.g. "4GB"
 
     @classmethod
-    def resolve(cls, scheduler: str | None, workers: int | None, memory: str | None) -> "ClusterSpec":
+    def resolve(cls, scheduler: str | None, workers: int | None, memory: str | None,
+                settings: Settings | None = None) -> "ClusterSpec":
+        """What `home` asked for, the settings (IMALYS_SCHEDULER, …) overriding it."""
+        s = settings or current()
         return cls(
-            scheduler=os.environ.get("IMALYS_SCHEDULER") or scheduler,
-            workers=int(os.environ["IMALYS_WORKERS"]) if os.environ.get("IMALYS_WORKERS") else workers,
-            memory=os.environ.get("IMALYS_MEMORY") or memory,
+            scheduler=s.scheduler or scheduler,
+            workers=s.workers if s.workers is not None else workers,
+            memory=s.memory or memory,
         )
 
     @property
@@ -100,37 +85,27 @@ class ClusterSpec:
             return None
         n = parse_memory(self.memory)
         if n is not None and n < MIN_WORKER_MEMORY:
+            # units as the user wrote them: 260MB (10⁶) is below 256 MiB (2²⁰), so both are named
             raise ResourceError(
-                f"memory = {self.memory} per worker is too small: a Dask worker needs at least 256 MB for its "
-                f"libraries and one block of pixels, and would be killed and restarted over and over",
-                hint="give each worker at least 256MB (2GB or more for large frames)")
+                f"memory = {self.memory} per worker is too small ({n / 1e6:.0f} MB = {n / 2**20:.0f} MiB): a Dask "
+                f"worker needs at least 256 MiB ({MIN_WORKER_MEMORY / 1e6:.0f} MB) for its libraries and one block "
+                f"of pixels, and would be killed and restarted over and over",
+                hint="give each worker at least 256MiB or 270MB (2GB or more for large frames)")
         return n
 
 
-def active_client() -> Any | None:
-    """The distributed Client dask computes on right now, or None. Without `distributed`
-    imported there is none, and asking would import it (a second of start-up)."""
-    import sys
-
-    if "distributed" not in sys.modules:
-        return None
-    from distributed import default_client
-
-    try:
-        client = default_client()
-    except ValueError:
-        return None
-    scheduler = dask.base.get_scheduler()
-    return client if getattr(scheduler, "__self__", None) is client else None
-
-
-def apply_gdal_env() -> None:
-    for key, value in GDAL_ENV.items():
+def apply_gdal_env(settings: Settings | None = None) -> None:
+    """GDAL's configuration in this process (values already in the environment are kept, except
+    GDAL_CACHEMAX when IMALYS_GDAL_CACHEMAX asks for one)."""
+    s = settings or current()
+    for key, value in s.gdal_env().items():
         os.environ.setdefault(key, value)
+    if s.gdal_cachemax is not None:
+        os.environ["GDAL_CACHEMAX"] = str(s.gdal_cachemax)
 
 
 def no_workers_timeout() -> float:
-    return float(os.environ.get("IMALYS_NO_WORKERS_TIMEOUT") or NO_WORKERS_TIMEOUT)
+    return current().no_workers_timeout
 
 
 def _harden_scheduler(dask_scheduler: Any, no_workers: float, allowed: int | None) -> dict[str, Any]:
@@ -156,7 +131,8 @@ class ClusterWatch:
         try:
             from .plugins import GdalEnvPlugin
 
-            client.register_plugin(GdalEnvPlugin())
+            s = current()
+            client.register_plugin(GdalEnvPlugin(s.gdal_env(), cachemax=s.gdal_cachemax))
         except Exception as exc:  # a scheduler/worker without imalys-stac cannot unpickle the plugin
             log.warning("dask: could not install the GDAL settings on the workers (%s); "
                         "set them in the workers' environment (see deploy/README.md)", exc)
@@ -230,7 +206,7 @@ def _dashboard_address() -> str | None:
         import bokeh  # noqa: F401
     except ImportError:
         return None
-    return os.environ.get("IMALYS_DASHBOARD", ":0")
+    return current().dashboard
 
 
 def kube_cluster_spec(spec: ClusterSpec, *, image: str | None = None, name: str = "imalys",
@@ -239,10 +215,11 @@ def kube_cluster_spec(spec: ClusterSpec, *, image: str | None = None, name: str 
     entrypoint turns the operator's `dask-scheduler`/`dask-worker` arguments into `dask scheduler`/
     `dask worker`; every pod mounts the same volumes at the same paths (`KUBE_VOLUMES`), so the
     paths in chains and /vsitar/ hrefs resolve on the workers as on the runner. Claim names come
-    from `IMALYS_CLAIM_<NAME>` (default `imalys-<name>`)."""
+    from the settings (`IMALYS_CLAIM_<NAME>`, default `imalys-<name>`)."""
     from dask_kubernetes.operator import make_cluster_spec
 
-    image = image or os.environ.get("IMALYS_IMAGE", "imalys-stac:latest")
+    settings = current()
+    image = image or settings.image
     n = spec.workers or 2
     mem = spec.memory_bytes()
     resources = None
@@ -252,9 +229,9 @@ def kube_cluster_spec(spec: ClusterSpec, *, image: str | None = None, name: str 
         resources = {"requests": {"memory": quantity, "cpu": "1"}, "limits": {"memory": quantity}}
         args = ["--memory-limit", str(mem)]
     env = {"DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT": f"{int(no_workers_timeout())}s",
-           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES), **GDAL_ENV}
+           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES), **settings.gdal_env()}
     cluster = make_cluster_spec(name=name, image=image, n_workers=n, resources=None, env=env)
-    claims = claims or {k: os.environ.get(f"IMALYS_CLAIM_{k.upper()}", f"imalys-{k}") for k in KUBE_VOLUMES}
+    claims = claims or settings.kube_claims()
     volumes = [{"name": k, "persistentVolumeClaim": {"claimName": claims[k]}} for k in KUBE_VOLUMES]
     mounts = [{"name": k, "mountPath": path} for k, path in KUBE_VOLUMES.items()]
     for role in ("worker", "scheduler"):
@@ -303,7 +280,7 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
         log.info("dask: local cluster, %d worker processes%s", n, f", {spec.memory} each" if spec.memory else "")
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
                               "distributed.scheduler.no-workers-timeout": f"{no_workers_timeout()}s"}):
-            with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+            with library_logging_to_file(), LocalCluster(**kwargs) as cluster, Client(cluster) as client:
                 with ClusterWatch(client).watching():
                     yield client
         return
@@ -323,7 +300,7 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
                  resource["spec"]["worker"]["spec"]["containers"][0]["image"], n)
         cluster = KubeCluster(custom_cluster_spec=resource, shutdown_on_close=True)  # pragma: no cover
         try:  # pragma: no cover - needs a cluster
-            with Client(cluster) as client:
+            with library_logging_to_file(), Client(cluster) as client:
                 with ClusterWatch(client).watching():
                     yield client
         finally:  # pragma: no cover
@@ -331,13 +308,186 @@ def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
         return
 
     log.info("dask: connecting to scheduler %s", spec.scheduler)
-    with Client(spec.scheduler, timeout="30s") as client:
+    check_scheduler_address(str(spec.scheduler))
+    with library_logging_to_file(), Client(spec.scheduler, timeout="30s") as client:
         with ClusterWatch(client).watching():
             yield client
 
 
+#: seconds to reach a scheduler's port, and then to hear its greeting (a Dask scheduler speaks first)
+CONNECT_TIMEOUT = 10.0
+#: a Dask greeting (handshake) is a few hundred bytes; a first frame claiming more is not Dask
+_MAX_HANDSHAKE = 1 << 20
+_DEFAULT_PORT = 8786
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a `tcp://host:port` (or bare `host:port`) address; None for other
+    protocols (tls://, ws://, ucx://, inproc://), which distributed checks itself."""
+    text = address.strip()
+    if "://" in text:
+        scheme, _, text = text.partition("://")
+        if scheme.lower() != "tcp":
+            return None
+    text = text.rstrip("/")
+    if text.startswith("["):  # [::1]:8786
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    if not host:
+        return None
+    try:
+        return host, int(port) if port else _DEFAULT_PORT
+    except ValueError:
+        raise ResourceError(f"scheduler = {address}: the port {port!r} is not a number",
+                            hint="write the address like tcp://host:8786") from None
+
+
+def _printable(data: bytes, limit: int = 60) -> str:
+    text = data.split(b"\n", 1)[0].strip().decode("latin-1")
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def _what_speaks(first: bytes) -> str:
+    """A guess at the service from its first bytes (for the message)."""
+    if first.startswith(b"SSH-"):
+        return "an SSH server"
+    if first.startswith(b"HTTP/"):
+        return "an HTTP server (a Dask dashboard is on 8787, the scheduler on 8786)"
+    if first.startswith((b"220", b"* OK", b"+OK")):
+        return "a mail or FTP server"
+    if first[:1] in (b"\x15", b"\x16"):
+        return "a TLS server (for a TLS scheduler write tls://…)"
+    return "a service that is not a Dask scheduler"
+
+
+def check_scheduler_address(address: str, *, connect_timeout: float = CONNECT_TIMEOUT,
+                            answer_timeout: float = CONNECT_TIMEOUT) -> None:
+    """Check, before distributed connects, that a Dask scheduler answers at `address`.
+
+    distributed waits without a limit for the greeting of whatever listens there (an HTTP server
+    waits for a request: a hang), and reads the first 8 bytes of a service that speaks first as
+    the length of a message (an SSH banner asks for exabytes: MemoryError). A scheduler sends its
+    greeting at once: an 8-byte length of a few hundred bytes. Anything else is a ResourceError
+    naming what answered."""
+    where = _host_port(address)
+    if where is None:
+        return
+    host, port = where
+    label = f"scheduler = {address}"
+    try:
+        sock = socket.create_connection((host, port), timeout=connect_timeout)
+    except socket.gaierror as exc:
+        raise ResourceError(f"{label}: unknown host {host} ({exc.strerror or exc})",
+                            hint="check the host name in the address") from None
+    except ConnectionRefusedError:
+        raise ResourceError(f"{label}: nothing listens on {host}:{port} (connection refused)",
+                            hint="start the scheduler (dask scheduler --port PORT) or check the port") from None
+    except (socket.timeout, TimeoutError):
+        raise ResourceError(f"{label}: no answer from {host}:{port} within {connect_timeout:g} s",
+                            hint="check the address, that the host is up and that no firewall drops the port") from None
+    except OSError as exc:
+        raise ResourceError(f"{label}: cannot reach {host}:{port} ({exc.strerror or exc})",
+                            hint="check the address and the network") from None
+    with sock:
+        sock.settimeout(answer_timeout)
+        first = b""
+        try:
+            while len(first) < 8:
+                chunk = sock.recv(8 - len(first))
+                if not chunk:
+                    break
+                first += chunk
+        except (socket.timeout, TimeoutError):
+            pass
+        except OSError as exc:
+            raise ResourceError(f"{label}: {host}:{port} accepted the connection and then failed ({exc.strerror or exc})",
+                                hint="check that the address is the scheduler's (port 8786 by default)") from None
+        if len(first) == 8:
+            (length,) = struct.unpack("<Q", first)
+            if 0 < length <= _MAX_HANDSHAKE:
+                return  # a Dask greeting
+        if first:
+            try:  # the rest of a text banner, for the message
+                sock.settimeout(0.2)
+                first += sock.recv(200)
+            except OSError:
+                pass
+            raise ResourceError(f"{label}: {host}:{port} is not a Dask scheduler; {_what_speaks(first)} answered "
+                                f"{_printable(first)!r}",
+                                hint="check the port: a Dask scheduler listens on 8786 by default")
+        # silent: ask as a web browser would, to name what listens
+        reply = b""
+        try:
+            sock.settimeout(min(answer_timeout, 2.0))
+            sock.sendall(f"HEAD / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode("ascii", "replace"))
+            reply = sock.recv(200)
+        except OSError:
+            pass
+    if reply.startswith(b"HTTP/"):
+        raise ResourceError(f"{label}: {host}:{port} is not a Dask scheduler; {_what_speaks(reply)} answered "
+                            f"{_printable(reply)!r}",
+                            hint="check the port: a Dask scheduler listens on 8786 by default")
+    raise ResourceError(f"{label}: {host}:{port} accepted the connection but sent no Dask greeting within "
+                        f"{answer_timeout:g} s{f' (it answered {_printable(reply)!r} to a web request)' if reply else ''}; "
+                        "not a Dask scheduler", hint="check the port: a Dask scheduler listens on 8786 by default")
+
+
+#: loggers that distributed (at import) gives a handler of their own on the terminal; asyncio's
+#: errors (a lost scheduler's tasks) would reach the terminal through logging's last resort
+_LIBRARY_TERMINAL_LOGGERS = ("distributed", "distributed.client", "tornado", "tornado.application", "bokeh", "asyncio")
+
+
+@contextmanager
+def library_logging_to_file() -> Iterator[None]:
+    """While a distributed cluster runs, its libraries log to the run's log file only: their own
+    terminal handlers are taken away (a cluster that loses its workers logs hundreds of lines) and
+    the handlers the run log attached to `distributed` (the file) serve all of them. Restored after."""
+    import distributed  # noqa: F401  (configures its loggers at import; they are changed after that)
+
+    file_handlers = [h for h in logging.getLogger("distributed").handlers if not _is_terminal(h)]
+    saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
+    for name in _LIBRARY_TERMINAL_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, list(logger.handlers), logger.propagate))
+        for h in list(logger.handlers):
+            if _is_terminal(h):
+                logger.removeHandler(h)
+        if name != "distributed":
+            for h in file_handlers:
+                if h not in logger.handlers:
+                    logger.addHandler(h)
+            logger.propagate = False
+        if not logger.handlers:  # no run log: keep them quiet rather than on logging's last resort
+            logger.addHandler(logging.NullHandler())
+    try:
+        yield
+    finally:
+        for logger, handlers, propagate in saved:
+            for h in list(logger.handlers):
+                logger.removeHandler(h)
+            for h in handlers:
+                logger.addHandler(h)
+            logger.propagate = propagate
+
+
+def _is_terminal(handler: logging.Handler) -> bool:
+    return type(handler) is logging.StreamHandler  # FileHandler and the run log's own are subclasses or others
+
+
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _address(client: Any) -> str:
+    try:
+        return str(client.scheduler.address)
+    except Exception:  # pragma: no cover - no scheduler object any more
+        return ""
 
 
 def _paused_workers(client: Any) -> int:
@@ -359,6 +509,8 @@ def cluster_faults(client: Any) -> Iterator[None]:
         return
     from concurrent.futures import CancelledError
 
+    from distributed.client import ClosedClientError
+    from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker, NoValidWorkerError, NoWorkerError
 
     try:
@@ -384,12 +536,16 @@ def cluster_faults(client: Any) -> Iterator[None]:
             f"(workers that left are listed above in the log)",
             hint="check why the workers died (their logs, memory limits) and that new ones can start",
         ) from exc
-    except CancelledError as exc:
-        if getattr(client, "status", "running") != "running":
-            raise ResourceError(f"lost the connection to the Dask scheduler ({_describe(exc)})",
-                                hint="check that the scheduler is still running") from exc
+    except (CancelledError, ClosedClientError, CommClosedError, OSError, TimeoutError) as exc:
+        # a scheduler that died or cannot be reached any more: the client stops "running" (it
+        # reconnects, then closes) and the work in flight fails with whatever was waiting on it;
+        # an OSError of a running client is the run's own (a full disk) and passes unchanged
+        if isinstance(exc, (ClosedClientError, CommClosedError)) or getattr(client, "status", "running") != "running":
+            raise ResourceError(f"lost the connection to the Dask scheduler {_address(client)} ({_describe(exc)}); "
+                                "the run stopped", hint="check that the scheduler is still running, then run again "
+                                "(finished products are kept)") from exc
         raise
 
 
-__all__ = ["ClusterSpec", "GDAL_ENV", "KUBE_VOLUMES", "ClusterWatch", "apply_gdal_env",
+__all__ = ["ClusterSpec", "GDAL_ENV", "active_client", "check_scheduler_address", "library_logging_to_file", "KUBE_VOLUMES", "ClusterWatch", "apply_gdal_env",
            "cluster_faults", "dask_runtime", "kube_cluster_spec", "parse_memory"]

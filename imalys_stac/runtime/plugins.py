@@ -9,32 +9,44 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
-from .cluster import GDAL_ENV
-from .progress import TASK_COUNTER
+from .names import GDAL_ENV, GDAL_ENV_PLUGIN, TASK_COUNTER
 
 
 class GdalEnvPlugin(WorkerPlugin):
-    """Sets GDAL_ENV in every worker process, including workers that join or restart later
-    (`client.run` would reach only those present now). Values a worker's environment already
-    has (e.g. from its pod spec) are kept."""
+    """Sets the client's GDAL settings in every worker process, including workers that join or
+    restart later (`client.run` would reach only those present now). Values a worker's environment
+    already has (e.g. from its pod spec) are kept. `cachemax`: the user's GDAL cache (MB,
+    IMALYS_GDAL_CACHEMAX on the client) — it wins on every worker; without it a worker with a
+    memory limit gets an eighth of it (settings.Settings.worker_gdal_cachemax)."""
 
-    name = "imalys-gdal-env"
+    name = GDAL_ENV_PLUGIN
 
-    def __init__(self, env: dict[str, str] | None = None):
+    def __init__(self, env: dict[str, str] | None = None, cachemax: int | None = None):
         self.env = dict(env or GDAL_ENV)
+        self.cachemax = cachemax
 
     def setup(self, worker: Any) -> None:
+        from ..settings import Settings, SettingsError
+
         for key, value in self.env.items():
             os.environ.setdefault(key, value)
-        # GDAL's block cache is per process: on a worker with a memory limit it gets an eighth of
-        # it (at most 512 MB), so the cache cannot push a small worker over its limit
+        # GDAL's block cache is per process: sized so it cannot push a small worker over its limit
         limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
-        if limit and "IMALYS_GDAL_CACHEMAX" not in os.environ:
-            os.environ["GDAL_CACHEMAX"] = str(max(32, min(512, int(limit) // 8 // 2**20)))
+        cachemax = self.cachemax
+        if cachemax is None:  # the worker's own environment (a pod spec) may say it
+            try:
+                cachemax = Settings.from_env().gdal_cachemax
+            except SettingsError:
+                cachemax = None
+        worker_cache = Settings(gdal_cachemax=cachemax).worker_gdal_cachemax(limit)
+        if worker_cache is not None:
+            os.environ["GDAL_CACHEMAX"] = worker_cache
 
 
 class TaskCounter(SchedulerPlugin):
-    """On the scheduler: per client, tasks submitted and tasks finished (processing → memory)."""
+    """On the scheduler: per client, tasks submitted and tasks finished (processing → memory).
+    A task that fails (erred, e.g. after killing its workers) is not work done: it counts as
+    expected but never as finished."""
 
     name = TASK_COUNTER
 
@@ -50,7 +62,7 @@ class TaskCounter(SchedulerPlugin):
                 c[0] += 1
 
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
-        if start == "processing" and finish in ("memory", "erred"):
+        if start == "processing" and finish == "memory":
             client = self.owner.pop(key, None)
             if client is not None:
                 self.counts[client][1] += 1

@@ -14,7 +14,6 @@ without a terminal (batch jobs, Kubernetes, redirected output) the lines go to s
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -24,12 +23,10 @@ from typing import Any, Iterator
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
-from .cluster import active_client
+from .client import active_client
+from .names import TASK_COUNTER
 
 log = logging.getLogger("imalys_stac.progress")
-
-#: the name of the scheduler plugin that counts a client's tasks (runtime.plugins.TaskCounter)
-TASK_COUNTER = "imalys-progress"
 
 _current: list["StepProgress"] = []
 _lock = threading.Lock()
@@ -41,10 +38,9 @@ def progress_enabled() -> bool:
 
 
 def _interval() -> float:
-    try:
-        return float(os.environ.get("IMALYS_PROGRESS_INTERVAL", "10"))
-    except ValueError:
-        return 10.0
+    from ..settings import current
+
+    return current().progress_interval
 
 
 class StepProgress:
@@ -83,13 +79,18 @@ class StepProgress:
                 # beside a bar the lines are for the file only (the terminal level is INFO)
                 log.log(logging.DEBUG if self.tty else logging.INFO, "   %s: %d %% (%.0f s)", self.desc, pct, now - self.start)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """End the step. `failed`: it stopped with an error — then the share reached is what the
+        log says (never a 100 % of work that was not done)."""
         if self.bar is not None:
             self.bar.close()
         # Say that it ended when lines were shown, or when the step outlasted the interval: a step
         # that ends between two polls of a distributed scheduler has shown no line yet.
         elapsed = time.monotonic() - self.start
-        if self.reported >= 0 or elapsed >= self.interval:
+        if failed:
+            # for the file only: the error itself is the last line on the terminal
+            log.debug("   %s: stopped at %d %% (%.0f s)", self.desc, int(100 * self.fraction), elapsed)
+        elif self.reported >= 0 or elapsed >= self.interval:
             log.log(logging.DEBUG if self.tty else logging.INFO, "   %s: 100 %% (%.0f s)", self.desc, elapsed)
 
 
@@ -196,6 +197,7 @@ def dask_progress(desc: str) -> Iterator[StepProgress]:
     step = StepProgress(desc)
     with _lock:
         _current.append(step)
+    failed = True
     try:
         client = active_client()
         if client is not None:
@@ -204,7 +206,8 @@ def dask_progress(desc: str) -> Iterator[StepProgress]:
         else:
             with _TaskCallback(step):
                 yield step
+        failed = False
     finally:
         with _lock:
             _current.remove(step)
-        step.close()
+        step.close(failed=failed)

@@ -37,7 +37,8 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..product_records import ARCHIVE
 from ..write.atomic import atomic_path
-from ..archives import ArchiveError, open_archive
+from ..archives import ArchiveError
+from ..registry import open_archive
 from ..templates import collection_template
 from .hrefs import local_path, relative_href
 from .index import INDEX_NAME, read_index, row_from_item, write_index
@@ -285,7 +286,7 @@ def catalog_dict(collection_ids: list[str]) -> dict[str, Any]:
     return {
         "type": "Catalog", "stac_version": STAC_VERSION, "id": CATALOG_ID,
         "title": "Imalys archive catalog",
-        "description": "Provider archives catalogued in place by imalys-stac: each asset is a member of an archive, addressed relative to its item (…/<archive>.tar/<member>); `imalys-stac serve` serves them as files.",
+        "description": "Provider archives catalogued in place by imalys-stac: each asset is a member of an archive, addressed relative to its item (`…/<archive>.tar/<member>`); `imalys-stac serve` serves them as files.",
         "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json"}]
         + [{"rel": "child", "href": f"./{c}/collection.json", "type": "application/json"} for c in collection_ids],
     }

@@ -55,6 +55,20 @@ def relative_href(href: str, base_dir: str | os.PathLike) -> str:
     return href
 
 
+def portable_hrefs(d: dict, base_dir: str | os.PathLike) -> dict:
+    """An item dict with its asset hrefs and its archive path (``imalys:archive``) relative to
+    ``base_dir`` (see :func:`relative_href`); links are left as they are."""
+    from ..product_records import ARCHIVE
+
+    d = dict(d)
+    d["assets"] = {k: dict(a, href=relative_href(a["href"], base_dir)) if "href" in a else a
+                   for k, a in (d.get("assets") or {}).items()}
+    props = d.get("properties") or {}
+    if props.get(ARCHIVE):
+        d["properties"] = dict(props, **{ARCHIVE: relative_href(props[ARCHIVE], base_dir)})
+    return d
+
+
 def local_path(href: str, base_dir: str | os.PathLike) -> str:
     """``href`` (relative, percent-encoded) resolved against ``base_dir`` as a normalised local path."""
     return os.path.normpath(os.path.join(os.fspath(base_dir), unquote(href)))

@@ -12,9 +12,9 @@ from typing import Any
 import pystac
 from pyproj import Transformer
 
-from ..archives import open_archive
 from ..providers.base import SceneMetadata
 from ..providers.common import COG, EXT, GEOTIFF, JP2, JPEG, PNG, STAC_VERSION  # noqa: F401 (re-exported)
+from ..registry import open_archive
 
 
 def _provider(meta: SceneMetadata):
@@ -102,8 +102,9 @@ def item_from_archive(path: str | Path) -> pystac.Item:
 
 def footprint_in_crs(item: pystac.Item, epsg: int):
     """The item's footprint projected to ``epsg`` (helper for tests and cube code)."""
+    import numpy as np
+    import shapely
     from shapely.geometry import shape
-    from shapely.ops import transform as shp_transform
 
     tr = Transformer.from_crs(4326, epsg, always_xy=True)
-    return shp_transform(tr.transform, shape(item.geometry))
+    return shapely.transform(shape(item.geometry), lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))

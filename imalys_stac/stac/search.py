@@ -135,9 +135,9 @@ def _is_url(source: Any) -> bool:
 
 def _is_container(path: Path) -> bool:
     """Whether a path (or pattern) names provider containers (their file name endings)."""
-    from ..registry import providers
+    from ..registry import archive_providers
 
-    return any(p.container.name_match(path.name) for p in providers()) or path.suffix.lower() in (".gz", ".tgz")
+    return any(p.container.name_match(path.name) for p in archive_providers()) or path.suffix.lower() in (".gz", ".tgz")
 
 
 def _resolve_catalog(source: str | os.PathLike) -> tuple[str, Path]:

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
+import shapely
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shp_transform
 
 from .landscape import Landscape
 from .scene import SceneSpec, SyntheticScene, write_landsat_archive
@@ -62,7 +63,7 @@ def tutorial_frame(size: int, pixel: float = 30.0) -> tuple[Polygon, Polygon]:
     ll = box(min(lon), min(lat), max(lon), max(lat))
     back = Transformer.from_crs(4326, 32632, always_xy=True)
     dense = ll.segmentize(max(ll.bounds[2] - ll.bounds[0], ll.bounds[3] - ll.bounds[1]) / 10)
-    return ll, shp_transform(lambda x, y: back.transform(x, y), dense)
+    return ll, shapely.transform(dense, lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
 
 
 def write_tutorial_collection(root: str | Path, size: int = 256, seed: int = 0) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from ..errors import ImalysError
 from .atomic import atomic_path, remove, temp_name
 from .blocks import DatasetSink, stream
 from .overviews import FirstLevelSink
@@ -65,7 +66,7 @@ def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dic
         h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
         level = stack.enter_context(rasterio.open(
             f"{path}.ovr", "w", **{**profile, "width": w1, "height": h1,
-                                   "transform": r.transform * r.transform.scale(r.width / w1, r.height / h1)}))
+                                   "transform": r.transform @ r.transform.scale(r.width / w1, r.height / h1)}))
         sink = FirstLevelSink(dst, level, r.nodata)
         stream(r.data, sink, numpy_block=blocksize * 2)
         sink.finish()
@@ -159,7 +160,7 @@ def write_cog(
     return path
 
 
-class InvalidCOG(ValueError):
+class InvalidCOG(ImalysError, ValueError):
     """A written COG failed its checks (structure or overview content); nothing was moved into place."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
@@ -71,12 +71,34 @@ def _decimated_array(da: xr.DataArray, rgb, max_size: int) -> np.ndarray:
     return np.asarray(sel.values, dtype="float32")
 
 
-def _decimated_file(path: Path, rgb, max_size: int) -> np.ndarray:
+def _file_of(da: xr.DataArray) -> Path | None:
+    """The raster file a DataArray is, unchanged (opened lazily by rioxarray, nothing computed on
+    top: every graph layer is the file's own), or None. Its quicklook is then read from the
+    file's overviews instead of computing every pixel at full resolution."""
+    source = da.encoding.get("source")
+    graph = getattr(getattr(da.data, "dask", None), "layers", None)
+    if not source or graph is None or not all("open_rasterio" in str(name) for name in graph):
+        return None
+    path = Path(source)
+    if not path.is_file():
+        return None
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            shape = (src.count, src.height, src.width)
+    except rasterio.errors.RasterioIOError:
+        return None
+    return path if tuple(da.shape) == shape else None
+
+
+def _decimated_file(path: Path, rgb, max_size: int, names: Sequence[str] | None = None) -> np.ndarray:
     import rasterio
     from rasterio.enums import Resampling
 
     with rasterio.open(path) as src:
-        names = list(src.descriptions) if all(src.descriptions) else None
+        if names is None:
+            names = list(src.descriptions) if all(src.descriptions) else None
         idx = _resolve(rgb, names, src.count)
         f = max(1.0, max(src.width, src.height) / max_size)
         shape = (len(idx), max(1, round(src.height / f)), max(1, round(src.width / f)))
@@ -104,8 +126,9 @@ def write_quicklook(da: xr.DataArray | str | os.PathLike, path_png: str | os.Pat
                     max_size: int = 1024) -> Path:
     """An 8-bit PNG (RGBA, or grey + alpha for one band) no larger than `max_size` pixels a side.
 
-    da: a DataArray (band, y, x) — reduced by block means before computing — or the path of a
-    raster file, read through its overviews. rgb: three (or one) band indices (0-based) or names;
+    da: a DataArray (band, y, x) — reduced by block means before computing; a DataArray that is a
+    raster file opened lazily and unchanged is read through the file's overviews — or the path of
+    a raster file, read through its overviews. rgb: three (or one) band indices (0-based) or names;
     default: false colour nir08/red/green, else red/green/blue, else the first bands.
     NaN is black and transparent."""
     from PIL import Image
@@ -115,7 +138,13 @@ def write_quicklook(da: xr.DataArray | str | os.PathLike, path_png: str | os.Pat
     lo, hi = stretch
     if not 0 <= lo < hi <= 100:
         raise ValueError(f"stretch must be two percentiles 0 ≤ low < high ≤ 100, got {stretch}")
-    if isinstance(da, xr.DataArray):
+    source = _file_of(da) if isinstance(da, xr.DataArray) and da.ndim == 3 else None
+    if source is not None:
+        assert isinstance(da, xr.DataArray)
+        bdim = da.dims[0]
+        names = [str(b) for b in da[bdim].values] if bdim in da.coords and da[bdim].dtype.kind in "UO" else None
+        a = _decimated_file(source, rgb, max_size, names)
+    elif isinstance(da, xr.DataArray):
         a = _decimated_array(da, rgb, max_size)
     else:
         a = _decimated_file(Path(da), rgb, max_size)
@@ -128,3 +157,12 @@ def write_quicklook(da: xr.DataArray | str | os.PathLike, path_png: str | os.Pat
     with atomic_path(path_png) as tmp:
         img.save(tmp, format="PNG", optimize=False)
     return path_png
+
+
+def write_png(da: xr.DataArray, target: str | os.PathLike, *, tags: dict[str, Any] | None = None,
+              band_names: Sequence[str] | None = None) -> Path:
+    """The `.png` export (the writer of its format registry entry): a quicklook of `da`; `tags`
+    have no place in a PNG and are left out."""
+    if band_names is not None and da.ndim == 3:
+        da = da.assign_coords({da.dims[0]: list(band_names)})
+    return write_quicklook(da, target)

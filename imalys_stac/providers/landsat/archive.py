@@ -63,6 +63,30 @@ def _fail(path: Path, reason: str) -> ArchiveError:
     return ArchiveError(f"{path}: {reason}")
 
 
+#: a file name that begins like a product id names a sensor (LT05_…)
+_NAMED_SENSOR = re.compile(r"^(L[CEOT]0[1-9])_")
+#: what the MTL says (SENSOR_ID) for each sensor code of the product id
+_MTL_SENSOR = {"LC09": ("OLI_TIRS", "OLI", "TIRS"), "LC08": ("OLI_TIRS", "OLI", "TIRS"), "LE07": ("ETM",),
+               "LT05": ("TM",), "LT04": ("TM",)}
+
+
+def _check_mtl_sensor(path: Path, product_id: str, sensor: str, attrs: dict[str, Any], contents: dict[str, Any]) -> None:
+    """Refuse an MTL that describes another product or sensor than its member names (a mixed-up
+    or edited archive would be calibrated and masked with the wrong band table)."""
+    pid = contents.get("LANDSAT_PRODUCT_ID")
+    if pid and str(pid) != product_id:
+        raise _fail(path, f"the MTL describes {pid}, the members are {product_id}; a mixed-up archive")
+    craft = attrs.get("SPACECRAFT_ID")
+    platform = SENSORS[sensor][0]
+    if craft and str(craft).lower().replace("_", "-") != platform:
+        raise _fail(path, f"the MTL says SPACECRAFT_ID = {craft}, the members are {sensor} ({platform}); "
+                          "a mixed-up archive")
+    sid = attrs.get("SENSOR_ID")
+    if sid and str(sid).upper() not in _MTL_SENSOR.get(sensor, (str(sid).upper(),)):
+        raise _fail(path, f"the MTL says SENSOR_ID = {sid}, the members are {sensor} "
+                          f"({'/'.join(_MTL_SENSOR[sensor][:1])}); a mixed-up archive")
+
+
 _ANG_CORNERS = re.compile(r"^[ \t]*(BAND01_L1T_IMAGE_CORNER_(?:LINES|SAMPS))[ \t]*=[ \t]*\([^)]*\)", re.MULTILINE)
 
 
@@ -122,7 +146,8 @@ def _footprint(mtl: dict[str, Any], ang: dict[str, Any] | None, epsg: int) -> Po
         ulx = proj.get("CORNER_UL_PROJECTION_X_PRODUCT")
         uly = proj.get("CORNER_UL_PROJECTION_Y_PRODUCT")
         cell = proj.get("GRID_CELL_SIZE_REFLECTIVE")
-        if lines and samps and len(lines) == 4 and len(samps) == 4 and None not in (ulx, uly, cell):
+        if lines and samps and len(lines) == 4 and len(samps) == 4 and ulx is not None and uly is not None \
+                and cell is not None:
             xs = [float(ulx) + float(s) * float(cell) for s in samps]
             ys = [float(uly) - float(ln) * float(cell) for ln in lines]
             tr = Transformer.from_crs(epsg, 4326, always_xy=True)
@@ -186,6 +211,10 @@ def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> LandsatMetada
     if sensor not in SENSORS:
         raise _fail(path, f"sensor {sensor} not supported; accepted: {', '.join(SENSORS)}")
     platform, instruments, table = SENSORS[sensor]
+    named = _NAMED_SENSOR.match(path.name)
+    if named and named[1] != sensor:
+        raise _fail(path, f"the file is named as a {named[1]} ({SENSORS.get(named[1], ('?',))[0]}) archive but its "
+                          f"members are {sensor} ({platform}): {product_id}; a renamed or mixed-up download")
 
     members: dict[str, str] = {}
     prefix = product_id + "_"
@@ -206,6 +235,7 @@ def _open_tar(path: Path, tar: tarfile.TarFile, fd: int | None) -> LandsatMetada
         raise _fail(path, "MTL.txt has no LANDSAT_METADATA_FILE group")
     attrs = root.get("IMAGE_ATTRIBUTES") or {}
     contents = root.get("PRODUCT_CONTENTS") or {}
+    _check_mtl_sensor(path, product_id, sensor, attrs, contents)
     ang = None
     if "ANG.txt" in members:
         try:

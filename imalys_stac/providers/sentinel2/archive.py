@@ -251,9 +251,8 @@ def _tile_grids(tl: ET.Element) -> tuple[int | None, dict[int, MemberGrid]]:
     grids: dict[int, MemberGrid] = {}
     for el in _all(tl, "Geoposition"):
         r = int(float(el.get("resolution", "0")))
-        vals = [as_float(_text(el, k)) for k in ("ULX", "ULY", "XDIM", "YDIM")]
-        if r in sizes and None not in vals:
-            ulx, uly, xd, yd = vals  # type: ignore[misc]
+        ulx, uly, xd, yd = (as_float(_text(el, k)) for k in ("ULX", "ULY", "XDIM", "YDIM"))
+        if r in sizes and ulx is not None and uly is not None and xd is not None and yd is not None:
             grids[r] = MemberGrid(sizes[r], (xd, 0.0, ulx, 0.0, yd, uly), epsg, "uint16", 0)
     return epsg, grids
 
@@ -324,18 +323,19 @@ def _offsets(mtd: ET.Element, baseline: str) -> tuple[float, dict[str, float]]:
     by_id: dict[int, float] = {}
     for el in _all(mtd, "BOA_ADD_OFFSET"):
         v = as_float(el.text)
-        if v is not None and el.get("band_id") is not None:
-            by_id[int(el.get("band_id"))] = v
+        band_id = el.get("band_id")
+        if v is not None and band_id is not None:
+            by_id[int(band_id)] = v
     names: dict[int, str] = {}
     for el in _all(mtd, "Spectral_Information"):
-        pb, bid = el.get("physicalBand"), el.get("bandId")
-        if pb and bid is not None:
-            pb = pb.upper()
+        physical, bid = el.get("physicalBand"), el.get("bandId")
+        if physical and bid is not None:
+            pb = physical.upper()
             names[int(bid)] = "B" + pb[1:].zfill(2) if pb[1:].isdigit() else pb
     default = -1000.0 if _baseline_at_least(baseline, "04.00") and not by_id else 0.0
     out = {}
-    for band, bid in BAND_IDS.items():
-        ids = [i for i, n in names.items() if n == band] or [bid]
+    for band, band_number in BAND_IDS.items():
+        ids = [i for i, n in names.items() if n == band] or [band_number]
         out[band] = by_id.get(ids[0], default)
     return q, out
 
