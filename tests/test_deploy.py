@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -220,7 +221,7 @@ def test_validation_catches_mistakes():
     (pvc, *_) = by_kind("PersistentVolumeClaim")
     bad = copy.deepcopy(pvc)
     bad["spec"]["accessModes"] = "ReadWriteMany"
-    with pytest.raises(Exception):
+    with pytest.raises(kubernetes_validate.ValidationError, match="accessModes"):
         validate_core(bad)
 
 
