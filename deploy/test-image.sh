@@ -105,7 +105,8 @@ debian_base() {
         rm -rf "$rootfs" &  # many small files: slow on a busy disk, and nothing waits for it
     fi
     podman import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'ENV LANG=C.UTF-8' --change 'CMD ["/bin/bash"]' "$tarball" "$DEBIAN_BASE" >/dev/null
+        --change 'ENV LANG=C.UTF-8' --change 'CMD ["/bin/bash"]' "$tarball" "$DEBIAN_BASE" >"$CACHE/import.log" 2>&1 \
+        || fail "podman import of the Debian base failed (see $CACHE/import.log)"
 }
 if [ -n "${BASE_IMAGE:-}" ]; then
     podman image exists "$BASE_IMAGE" || podman pull -q "$BASE_IMAGE" >/dev/null || fail "cannot pull BASE_IMAGE=$BASE_IMAGE"
