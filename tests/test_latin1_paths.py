@@ -217,3 +217,16 @@ def test_json_on_stdout_escapes_latin1_bytes(capsys):
     out = capsys.readouterr().out
     assert "\\udce9" in out and out.isascii()
     assert json.loads(out)["file"] == path  # Python's json reads the same path back
+
+
+def test_gdal_messages_name_the_users_folder_not_the_link(tmp_path):
+    from imalys_stac.archives.container import unreadable_pixels
+
+    cafe = latin1(tmp_path, b"caf\xe9")
+    cafe.mkdir()
+    href = f"{cafe}/missing.tif"
+    with pytest.raises(rasterio.errors.RasterioIOError) as info:
+        rasterio.open(gdal_name(href))
+    assert "imalys-names-" in str(info.value)  # GDAL saw the link
+    message = str(unreadable_pixels(href, info.value))
+    assert f"{cafe}/missing.tif" in message and "imalys-names-" not in message
