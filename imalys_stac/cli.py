@@ -38,18 +38,38 @@ def _err(msg: str) -> None:
 
 @contextmanager
 def _signals_stop_cleanly() -> Iterator[None]:
-    """SIGTERM (sent by `timeout`, batch schedulers and Kubernetes) stops a run exactly like
-    Ctrl-C: the exception unwinds through every temporary-file guard, so nothing is left behind."""
+    """SIGINT (Ctrl-C), SIGTERM (sent by `timeout`, batch schedulers and Kubernetes) and SIGHUP stop
+    a run alike: the exception unwinds through every temporary-file guard, so nothing is left behind.
+
+    Python runs a signal handler between any two bytecodes of the main thread, and the exception
+    it raises appears there. Not inside the import system: an exception thrown into a module that
+    is being imported leaves it half made (dropped from ``sys.modules``, its submodules and its
+    package's namespace half filled) while the dask threads that are still running import and fill
+    the same modules, and the unwinding then tripped over that state ("RuntimeError: dictionary
+    changed size during iteration" instead of "stopped by SIGINT"). A signal that arrives during an
+    import is therefore delivered again a moment later, once the import has finished. A signal the
+    process was started to ignore (``nohup``, a background job's SIGINT) stays ignored."""
+    import os
     import signal
+    import threading
 
     from .errors import Interrupted
 
+    base = _import_depth(sys._getframe())  # a run started from inside an import (a script imported)
+
     def stop(signum, frame):
+        if _import_depth(frame) > base:
+            again = threading.Timer(_REDELIVER_S, os.kill, (os.getpid(), signum))
+            again.daemon = True
+            again.start()
+            return
         raise Interrupted(signal.Signals(signum).name)
 
     previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         try:
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue
             previous[sig] = signal.signal(sig, stop)
         except (ValueError, OSError):  # not the main thread (e.g. called from a test runner thread)
             pass
@@ -58,6 +78,20 @@ def _signals_stop_cleanly() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+#: seconds after which a signal that arrived during an import is delivered again
+_REDELIVER_S = 0.05
+
+
+def _import_depth(frame) -> int:
+    """How many frames of the import system (``importlib._bootstrap``) ``frame`` runs under."""
+    depth = 0
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            depth += 1
+        frame = frame.f_back
+    return depth
 
 
 def _print_json(doc: dict) -> None:

@@ -675,3 +675,51 @@ def test_export_checks_a_reduce_cog_again_only_when_it_changed(write_chain, caps
     assert len(calls) == 1
     assert code == 1 and "the written file is not a valid COG" in error_line(err), err
     assert not (tmp_path / "results" / "other.tif").exists()
+
+
+# -- a signal that arrives while a module is being imported -------------------------------------
+
+_IMPORT_UNDER_SIGNAL = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+from imalys_stac.cli import _signals_stop_cleanly
+with _signals_stop_cleanly():
+    try:
+        import half_made  # its body signals this process, then takes a while
+        time.sleep(10)
+        print("not stopped")
+    except KeyboardInterrupt as exc:  # what the command line catches
+        module = sys.modules.get("half_made")
+        print(getattr(exc, "signame", "SIGINT"), "complete" if getattr(module, "COMPLETE", False) else "half made")
+"""
+
+_SLOW_MODULE = """
+import os, signal, sys, time
+os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+for _ in range(40):  # the handler runs between these bytecodes
+    time.sleep(0.005)
+COMPLETE = True
+"""
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_an_import_stops_the_run_after_the_import(tmp_path, signame):
+    """Was: the interrupt was raised inside the module's body: the import system dropped the half-made
+    module while dask's threads went on importing and filling the same modules, and a stop under load
+    ended once as 'internal error (RuntimeError: dictionary changed size during iteration)'. Now the
+    signal is delivered again once the import is complete, and stops the run as usual."""
+    (tmp_path / "half_made.py").write_text(_SLOW_MODULE)
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_UNDER_SIGNAL, str(tmp_path), signame],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == [signame, "complete"], proc.stderr
+
+
+@pytest.mark.system
+def test_a_signal_the_process_ignores_stays_ignored():
+    """`nohup imalys-stac run …` ignores SIGHUP; the run must not be stopped by a hang-up."""
+    script = ("import os, signal, time\nsignal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+              "from imalys_stac.cli import _signals_stop_cleanly\nwith _signals_stop_cleanly():\n"
+              "    os.kill(os.getpid(), signal.SIGHUP)\n    time.sleep(0.3)\nprint('still running')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "still running", proc.stderr

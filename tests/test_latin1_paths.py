@@ -217,3 +217,35 @@ def test_json_on_stdout_escapes_latin1_bytes(capsys):
     out = capsys.readouterr().out
     assert "\\udce9" in out and out.isascii()
     assert json.loads(out)["file"] == path  # Python's json reads the same path back
+
+
+def test_gdal_messages_name_the_users_folder_not_the_link(tmp_path):
+    from imalys_stac.archives.container import unreadable_pixels
+
+    cafe = latin1(tmp_path, b"caf\xe9")
+    cafe.mkdir()
+    href = f"{cafe}/missing.tif"
+    with pytest.raises(rasterio.errors.RasterioIOError) as info:
+        rasterio.open(gdal_name(href))
+    assert "imalys-names-" in str(info.value)  # GDAL saw the link
+    message = str(unreadable_pixels(href, info.value))
+    assert f"{cafe}/missing.tif" in message and "imalys-names-" not in message
+
+
+def test_to_cog_into_a_latin1_folder(tmp_path):
+    """The API's writer: the COG lands in the folder itself (not beside a link), its item beside it."""
+    import rioxarray  # noqa: F401  (the .rio accessor)
+    import xarray as xr
+
+    import imalys_stac as ims
+
+    arr = xr.DataArray(np.arange(32 * 32, dtype=np.float32).reshape(1, 32, 32), dims=("band", "y", "x"),
+                       coords={"band": ["a"], "y": 5e6 - 30 * np.arange(32) - 15, "x": 6e5 + 30 * np.arange(32) + 15})
+    arr = arr.rio.write_crs(32632)
+    cafe = latin1(tmp_path, b"caf\xe9")
+    cafe.mkdir()
+    ims.to_cog(arr, cafe / "x.tif")
+    assert json.loads((cafe / "x.json").read_bytes())["assets"]["data"]["href"] == "./x.tif"
+    assert sorted(os.listdir(os.fsencode(cafe))) == [b"x.json", b"x.tif"]
+    with rasterio.open(gdal_name(cafe / "x.tif")) as ds:
+        np.testing.assert_array_equal(ds.read(1), arr.values[0])

@@ -503,9 +503,10 @@ def _cog_item(target: Path, arr: "xr.DataArray", when: Any) -> dict:
 
     from .. import __version__
     from ..cube.grid import Grid
+    from ..gdalnames import gdal_name
     from ..products import EO_EXT, PROJ_EXT, RASTER_EXT, band_fields
 
-    with rasterio.open(target) as ds:
+    with rasterio.open(gdal_name(target)) as ds:
         epsg = ds.crs.to_epsg() if ds.crs is not None else None
         if epsg is None:
             raise InputError(f"to_cog: the CRS of {target.name} has no EPSG code; reproject to one first")

@@ -18,7 +18,7 @@ import rasterio
 from affine import Affine
 
 from ..errors import ImalysError
-from ..gdalnames import gdal_name
+from ..gdalnames import gdal_name, shown
 
 
 class ArchiveError(ImalysError):
@@ -170,7 +170,7 @@ def _gdal_reasons(exc: BaseException) -> list[str]:
     out: list[str] = []
     seen: BaseException | None = exc
     while seen is not None and len(out) < 8:
-        text = str(seen.args[-1] if seen.args else seen).strip()
+        text = shown(str(seen.args[-1] if seen.args else seen)).strip()  # the user's path, not a link
         if text and "See previous exception" not in text and text not in out:
             out.append(text)
         seen = seen.__cause__ or seen.__context__

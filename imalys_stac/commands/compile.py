@@ -19,7 +19,7 @@ from ..cube.plan import common_grid
 from ..product_records import COMMAND, ImportRecord
 from ..products import KIND, VRT_MEDIA_TYPE, compile_item, store
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame
-from ..gdalnames import vrt_bytes
+from ..gdalnames import gdal_name, vrt_bytes
 
 
 def pick_inputs(ctx: RunContext, cmd) -> list[str]:
@@ -111,7 +111,7 @@ def template_grid(ctx: RunContext, cmd, template: str) -> Grid:
     path = Path(template).expanduser()
     if not path.exists():
         raise cmd.error(f"template {template!r} is neither a product nor a file", parameter="projection")
-    with rasterio.open(path) as ds:
+    with rasterio.open(gdal_name(path)) as ds:
         b = ds.bounds
         rx, ry = abs(ds.transform.a), abs(ds.transform.e)
         return Grid(ds.crs.to_epsg(), (b.left, b.bottom, b.right, b.top), rx, None if rx == ry else ry)

@@ -140,8 +140,8 @@ class RunLog:
 
 class _Shown(logging.Formatter):
     """Lines with the bytes of a name that are not UTF-8 (a Latin-1 folder, which Python keeps as
-    lone surrogates) written as ``\\xe9``: the log file is UTF-8 and the terminal's encoder would
-    drop the whole line ("--- Logging error ---") for one such byte."""
+    lone surrogates) written as ``\\xe9``: the UTF-8 log file dropped the whole line for one such
+    byte ("--- Logging error ---"), and the terminal would show ``\\udce9``."""
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
