@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..chain import Chain
 from ..product_records import FINGERPRINT
 from ..runtime.log import RunLog
 from ..workdir import WorkDir
@@ -14,7 +15,7 @@ log = logging.getLogger("imalys_stac.commands")
 
 @dataclass
 class RunContext:
-    chain: object  # imalys_stac.chain.Chain
+    chain: Chain
     workdir: WorkDir
     runlog: RunLog
     client: object | None = None

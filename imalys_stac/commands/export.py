@@ -8,6 +8,7 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rioxarray  # noqa: F401  (registers .rio)
@@ -49,6 +50,8 @@ def _product_array(ctx: RunContext, item, quicklook: bool = False) -> xr.DataArr
         href = item.assets["data"].get_absolute_href()
         side = ctx.chunksize or 1024
         da = rioxarray.open_rasterio(gdal_name(href), chunks={"band": -1, "y": side, "x": side}, masked=True)
+        if not isinstance(da, xr.DataArray):  # reduce writes one GeoTIFF, never a file of subdatasets
+            raise RecordError(f"{href} holds several rasters, not the one composite reduce wrote")
         names = list(CompositeRecord.from_item(item).bands)
         if names and len(names) == da.sizes["band"]:
             da = da.assign_coords(band=names)
@@ -159,7 +162,7 @@ def run(ctx: RunContext, cmd) -> None:
         with scratch_dir(target.parent, target.name) as scratch:
             out = scratch / target.name
             checked = False
-            if copy_cog:
+            if array is None:  # copy_cog
                 # Already a COG written by reduce: copying is exact and cheap, and a file that is
                 # still the one write_cog checked (same size and time) needs no second check.
                 source_tif = Path(item.assets["data"].get_absolute_href())
@@ -168,7 +171,8 @@ def run(ctx: RunContext, cmd) -> None:
                 shutil.copyfile(source_tif, out)
             else:
                 with dask_progress("export"):
-                    write_image(array, out, tags=tags, **({"scaling": scaling} if scaling else {}))
+                    options: dict[str, Any] = {"scaling": scaling} if scaling else {}  # only COG/VRT take it
+                    write_image(array, out, tags=tags, **options)
             if checked:
                 log.debug("   %s: a copy of the COG reduce checked (unchanged since), not checked again", target)
             elif ending in (".tif", ".tiff"):
@@ -235,7 +239,7 @@ def item_path_for(target: Path) -> Path:
     return target.with_name(target.name + ".json")
 
 
-def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int] | None,
+def provenance_item(ctx: RunContext, cmd, item, target: Path, stamp: str, written: list[int | str] | None,
                     written_file: Path | None = None, scaling: Scaling | None = None, bands: int = 1) -> dict:
     """The STAC item beside the exported file: the product's item with the file as its asset and
     the provenance (archive items, chain text, every command's parameters, package version).

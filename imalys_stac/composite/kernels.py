@@ -254,8 +254,9 @@ def _unrolled_module(n: int):
                 tmp.write_text(src)
         name = f"imalys_stac_generated_median_t{n}_{digest}"
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:  # a .py path always has a source loader
+            raise ImportError(f"cannot load the generated kernels {path}")
         module = importlib.util.module_from_spec(spec)
-        assert spec.loader is not None
         # Registered so numba can find the module again when it loads cached code.
         sys.modules[name] = module
         spec.loader.exec_module(module)

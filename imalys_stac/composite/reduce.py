@@ -9,6 +9,7 @@ computed at call time when the input is Dask-backed.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from typing import Any
 
 import dask.array as da
@@ -188,7 +189,7 @@ def reduce_stack(cube: xr.DataArray, method: str, *, quality: Any = None, thresh
     per_band = entry.per_band and not flat
     n_result = B if per_band else 1
     nout = n_result + int(bool(count)) + int(bool(source))
-    kwargs = dict(kernel=entry.load_kernel(), quality=q, threshold=threshold,
+    kwargs: dict[str, Any] = dict(kernel=entry.load_kernel(), quality=q, threshold=threshold,
                   want_count=bool(count), want_source=bool(source), flat=bool(flat) and entry.per_band)
 
     data = cube.data
@@ -222,7 +223,7 @@ def _wrap(cube: xr.DataArray, result: Any, name: str, per_band: bool, count: boo
         names = [name]
     extra = (["count"] if count else []) + (["source"] if source else [])
     band_values = np.array([str(v) for v in names] + extra) if extra else np.asarray(names)
-    coords: dict[str, Any] = {"band": band_values}
+    coords: dict[Hashable, Any] = {"band": band_values}
     for cname, coord in cube.coords.items():
         if cname == "band" or "time" in coord.dims:
             continue

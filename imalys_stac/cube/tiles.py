@@ -566,6 +566,7 @@ class SourcePlan:
             out[...] = self.fill
             return
         r0, r1, c0, c1 = w
+        assert self.offset is not None, "read_into reads crops of the grid only (see read)"
         oy, ox = self.offset
         a0, a1, b0, b1 = r0 - oy - y0, r1 - oy - y0, c0 - ox - x0, c1 - ox - x0
         out[:a0] = self.fill
@@ -666,16 +667,19 @@ class _Plans:
         # together (one GDAL call per scene and resampling, see warp_together)
         self.alone: list[list[int]] = []
         self.warped: list[list[list[int]]] = []
+        # the plans of each `warped` group, beside its band numbers (never None: a missing asset is alone)
+        self.warped_plans: list[list[list[SourcePlan]]] = []
         for row in plans:
-            groups: dict[tuple, list[int]] = {}
+            groups: dict[tuple, list[tuple[int, SourcePlan]]] = {}
             alone = []
             for b, plan in enumerate(row):
                 if plan is None or plan.offset is not None:
                     alone.append(b)
                 else:
-                    groups.setdefault(plan.warp_key(), []).append(b)
+                    groups.setdefault(plan.warp_key(), []).append((b, plan))
             self.alone.append(alone)
-            self.warped.append(list(groups.values()))
+            self.warped.append([[b for b, _ in group] for group in groups.values()])
+            self.warped_plans.append([[plan for _, plan in group] for group in groups.values()])
 
 
 def _read_chunk(p: _Plans, y0: int, y1: int, x0: int, x1: int, clip: tuple[slice, slice] | None = None) -> np.ndarray:
@@ -690,8 +694,8 @@ def _read_chunk(p: _Plans, y0: int, y1: int, x0: int, x1: int, clip: tuple[slice
                 out[t, b] = p.fills[b]
             else:
                 plan.read_into(out[t, b], y0, y1, x0, x1)
-        for bands in p.warped[t]:
-            block = warp_together([p.plans[t][b] for b in bands], y0, y1, x0, x1)
+        for bands, group in zip(p.warped[t], p.warped_plans[t]):
+            block = warp_together(group, y0, y1, x0, x1)
             for i, b in enumerate(bands):
                 out[t, b] = block[i]
     with _STATS_LOCK:
@@ -720,7 +724,7 @@ def plan_chunks(infos: Sequence[SourceInfo], grid: OutGrid, target: int) -> tupl
     """Chunks of the output grid for these sources: aligned to the tiles of the sources that are
     crops of the grid (the most common tiling and phase, when they differ), regular otherwise.
     Returns (y chunks, x chunks, how)."""
-    phases = Counter()
+    phases: Counter[tuple[int, int, int, int]] = Counter()
     for info in infos:
         off = crop_offset(info, grid)
         if off is not None:

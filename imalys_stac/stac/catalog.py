@@ -157,10 +157,10 @@ def _read_all(paths: list[str], workers: int | None, progress: bool,
                             bar.update()
                     else:
                         batches = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
-                        for fut in cf.as_completed([pool.submit(_read_some, b) for b in batches]):
-                            for r in fut.result():
+                        for batch in cf.as_completed([pool.submit(_read_some, b) for b in batches]):
+                            for r in batch.result():
                                 take(r)
-                            bar.update(len(fut.result()))
+                            bar.update(len(batch.result()))
                 except BaseException:
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
@@ -570,10 +570,9 @@ def _build(pattern_or_paths: Any, folder: Path, csv_path: Path | None, workers: 
                 report.removed.append(entry["id"])
         report.unchanged = len(keep)
 
-        csv_missing = csv_path is not None and not csv_path.is_file()
         if not report.changed and (folder / "catalog.json").is_file() and new_skipped == old_skipped:
             staging.discard()
-            if csv_missing:
+            if csv_path is not None and not csv_path.is_file():
                 write_csv(list(_old_rows(folder, keep).values()), csv_path, folder)
             log.info("%s (nothing changed)", report.summary())
             return report

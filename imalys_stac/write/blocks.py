@@ -213,7 +213,9 @@ def _stream(data: Any, sink: BlockSink, numpy_block: int) -> None:
     elif _local_scheduler_kind() in ("threads", "sync"):
         locked = _Locked(sink)
         try:
-            da.store(data, locked, lock=False, compute=True)
+            # dask types `targets` as ArrayLike, but store only calls `target[key] = block` (its
+            # docstring: "array-like objects ... that support setitem"), which _Locked does
+            da.store(data, locked, lock=False, compute=True)  # type: ignore[arg-type]
         finally:
             locked.close()
     else:

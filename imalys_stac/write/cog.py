@@ -69,8 +69,8 @@ def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dic
             dst.scales = [scaling.scale] * r.count
             dst.offsets = [scaling.offset] * r.count
         if not first_level:
-            sink = DatasetSink(dst)
-            stream(r.data, ScaledSink(sink, scaling) if scaling else sink, numpy_block=blocksize * 2)
+            dataset_sink = DatasetSink(dst)
+            stream(r.data, ScaledSink(dataset_sink, scaling) if scaling else dataset_sink, numpy_block=blocksize * 2)
             return False
         h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
         level = stack.enter_context(rasterio.open(
@@ -128,7 +128,7 @@ def write_cog(
         resampling_enum = Resampling[str(resampling).lower()]
     except KeyError:
         raise ValueError(f"resampling={resampling!r} is unknown; use e.g. average, nearest, mode, bilinear") from None
-    if overviews in (None, "none", "NONE", False):
+    if overviews is None or overviews in ("none", "NONE", False):
         factors: list[int] = []
     elif isinstance(overviews, str):
         if overviews.lower() != "auto":
@@ -379,7 +379,8 @@ def _average_errors(name: str, got: np.ndarray, gv: np.ndarray, exp: np.ndarray,
     rows) GDAL, working in chunks of lines, can leave such a partial line out: there the pixel
     may be nodata when its fully covered pixels are all nodata, and its value must lie within the
     range of the valid pixels it covers."""
-    partial = (((wy > 0) & (wy < 1)).any(axis=1)[:, None]) | (((wx > 0) & (wx < 1)).any(axis=1)[None, :])
+    # np.asarray: numpy's stubs type `.any(axis=…)` as a scalar or an array
+    partial = (np.asarray(((wy > 0) & (wy < 1)).any(axis=1))[:, None]) | (np.asarray(((wx > 0) & (wx < 1)).any(axis=1))[None, :])
     ev = np.isfinite(exp)
     lost = ev & ~gv & ~(partial & ~core_valid)  # nodata in the overview where the average has data
     extra = gv & ~ev  # data in the overview where no source pixel has any

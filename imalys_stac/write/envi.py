@@ -85,7 +85,7 @@ def header_text(r: Raster, dtype: np.dtype, *, description: str | None = None) -
         "file type = ENVI Standard", f"data type = {code}", "interleave = bsq", "byte order = 0",
     ]
     mi = map_info(r)
-    if mi:
+    if mi and r.crs is not None:  # map_info is None without a CRS
         lines.append(f"map info = {mi}")
         from pyproj import CRS as ProjCRS
         from pyproj.enums import WktVersion
