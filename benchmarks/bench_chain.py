@@ -202,9 +202,9 @@ def warm_archives(folder: Path) -> float:
 
 
 def _measured(cmd: list[str], env: dict | None = None) -> dict:
-    from benchmarks.memory import run_measured
-
     import resource
+
+    from benchmarks.memory import run_measured
 
     load0 = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.bench_chain import (BANDS, Case, _measured, _steps, chain_text, compare, frame_file, warm_archives, _grid_of)
+from benchmarks.bench_chain import BANDS, Case, _grid_of, _measured, _steps, chain_text, compare, frame_file, warm_archives
 from benchmarks.datasets import WORK, ArchiveSet
 from benchmarks.results_md import save_results, write_section
 

@@ -8,9 +8,9 @@ import json
 import re
 import sys
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from . import __version__
 

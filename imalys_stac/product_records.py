@@ -19,8 +19,9 @@ This module imports nothing of the package, so any layer may use it.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from .errors import ImalysError
 

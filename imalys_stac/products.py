@@ -13,23 +13,35 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pystac
 import xarray as xr
-from shapely.geometry import mapping
 from shapely import wkt as shapely_wkt
+from shapely.geometry import mapping
 
 from . import __version__
 from .cube.bands import Calibration
 from .cube.grid import Grid, geometry_mask
 from .cube.load import SceneGroup, load_groups
 from .gdalnames import gdal_name, vrt_bytes
+from .product_records import (
+    COMMAND,
+    FILL_ONLY,
+    INPUTS,
+    KIND,
+    VERSION,
+    WRITTEN_IN,
+    CompileRecord,
+    CompositeRecord,
+    ImportRecord,
+    RecordError,
+    record_of,
+)
 from .text import markdown_escape
-from .product_records import (COMMAND, FILL_ONLY, INPUTS, KIND, VERSION, WRITTEN_IN, CompileRecord, CompositeRecord, ImportRecord,
-                              RecordError, record_of)
 from .workdir import WorkDir, WorkdirError
 
 PROJ_EXT = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"

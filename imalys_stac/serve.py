@@ -43,11 +43,12 @@ import tarfile
 import tempfile
 import threading
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Iterable, Iterator
+from typing import IO, Any, BinaryIO
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from .errors import ImalysError

@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from .errors import ImalysError
 
@@ -161,7 +162,7 @@ class Settings:
         "otherwise restart once with MALLOC_MMAP_THRESHOLD_ etc., see below)", "unset"))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings in `environ` (default: this process's environment), each checked. An
         empty variable counts as unset. Raises SettingsError naming the first bad variable."""
         env = os.environ if environ is None else environ

@@ -17,11 +17,12 @@ from __future__ import annotations
 import fcntl
 import os
 import pickle
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings

@@ -7,7 +7,7 @@ retrieve callable never touches the network).
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -39,7 +39,7 @@ def _registry() -> tuple[Registry, frozenset[str]]:
     return Registry().with_resources(resources.items()), frozenset(resources)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(uri: str):
     registry, known = _registry()
     key = _norm(uri)

@@ -10,8 +10,8 @@ import rasterio
 from shapely.geometry import shape
 
 from imalys_stac.archives import ArchiveError
-from imalys_stac.registry import open_archive
 from imalys_stac.providers.landsat.mtl import parse_odl
+from imalys_stac.registry import open_archive
 from tests.realdata import PRODUCT_ID, REAL_DIR, USGS_ITEM, tar_real_scene, tar_real_variant
 
 
@@ -238,8 +238,8 @@ def test_tiff_signature(tmp_path):
     t = Affine(30, 0, 300000, 0, -30, 5000000)
     blobs = {"a": _tiff_bytes(64, 64, t), "b": _tiff_bytes(64, 64, t), "c": _tiff_bytes(64, 32, t),
              "big": None, "junk": b"not a tiff at all"}
-    from rasterio.io import MemoryFile
     import numpy as np
+    from rasterio.io import MemoryFile
     with MemoryFile() as mem:
         with mem.open(driver="GTiff", width=64, height=64, count=1, dtype="uint16", crs="EPSG:32618",
                       transform=t, nodata=0, BIGTIFF="YES") as ds:

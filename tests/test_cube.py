@@ -213,8 +213,8 @@ def test_compile_keeps_the_archive_pixel_grid_and_takes_template_paths(tmp_path,
 
 # ---------------------------------------------------------------- reading plans (cube.tiles)
 
-from affine import Affine  # noqa: E402
 import rasterio  # noqa: E402
+from affine import Affine  # noqa: E402
 from rasterio.enums import Resampling  # noqa: E402
 from rasterio.warp import reproject  # noqa: E402
 

@@ -451,8 +451,9 @@ def _wait_for(proc: subprocess.Popen, log: Path, text: str, timeout: float = 120
 @pytest.fixture(scope="module")
 def big_archives(tmp_path_factory) -> Path:
     """Archives large enough that a reduce takes a few seconds (room for a signal)."""
-    from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
     from datetime import date
+
+    from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
 
     folder = tmp_path_factory.mktemp("big")
     land = Landscape(seed=9)

@@ -164,7 +164,7 @@ def test_any_chain_shaped_text_parses_or_fails_located(text, variables):
         assert chain.commands and any(c.name == "home" for c in chain.commands)
         for cmd in chain.commands:
             assert 2 <= cmd.line <= len(split_lines(text.removeprefix("\ufeff")))
-            for key, line in cmd.param_lines.items():
+            for _key, line in cmd.param_lines.items():
                 assert line >= cmd.line
 
 
@@ -391,8 +391,8 @@ def test_numbers_keep_the_text_as_written():
     cmd = c.commands[1]
     p = cmd.params
     assert p.quality == 0.999 and isinstance(p.quality, float) and isinstance(p.quality, Number)
-    assert (str(p.quality), f"{p.quality}", "%s" % p.quality, p.quality.raw) == ("0.999",) * 4
-    assert "%.2f" % p.quality == "1.00" and f"{p.quality:.3f}" == "0.999"  # formats still work
+    assert (str(p.quality), f"{p.quality}", "%s" % p.quality, p.quality.raw) == ("0.999",) * 4  # noqa: UP031 (%-formatting of the parsed number is what is tested)
+    assert "%.2f" % p.quality == "1.00" and f"{p.quality:.3f}" == "0.999"  # noqa: UP031 (formats still work)
     assert (str(p.pixel), p.pixel) == ("3e1", 30.0) and str(p.offset) == "-0.20" and str(p.factor) == "2.75e-5"
     assert cmd.written("quality") == "0.999" and cmd.written("pixel") == "3e1" and cmd.written("cover") is None
     assert type(p.quality * 2) is float and p.quality * 2 == 1.998

@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from imalys_stac.providers.landsat import qa as Q
 from imalys_stac.composite import METHODS, reduce_stack, reference
 from imalys_stac.cube import fuse
 from imalys_stac.cube import load as L
+from imalys_stac.providers.landsat import qa as Q
 from imalys_stac.registry import provider
 
 QA_PIXEL = provider("landsat").quality
@@ -63,9 +63,9 @@ def _kernel_usable(codes: np.ndarray, band, rule: str | None) -> np.ndarray:
 def _quality_counts(tiles: np.ndarray, band, rule: str | None, monkeypatch, region=None) -> tuple[int, int]:
     """(present, clear) as the import counts them (``cube.load.quality_counts``), for QA tiles
     (tile, y, x) of one acquisition, read in several dask blocks."""
-    import dask.array as da
     import datetime as dt
 
+    import dask.array as da
     import pystac
 
     def fake_stack(items, keys, grid, resampling, chunksize, dtype="float32", fill=np.nan, **kwargs):
@@ -257,7 +257,7 @@ QUALITY_TIES = {
 def test_every_small_nan_and_tie_pattern(T, method):
     """All 4**T value patterns (NaN, ties, zeros) per pixel, every method, value + count + source."""
     stack = _all_patterns(T, 3)
-    for qname, qfun in QUALITY_TIES.items() if method == "bestof" else [("equal", QUALITY_TIES["equal"])]:
+    for _qname, qfun in QUALITY_TIES.items() if method == "bestof" else [("equal", QUALITY_TIES["equal"])]:
         quality = qfun(T)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

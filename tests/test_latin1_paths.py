@@ -22,8 +22,8 @@ from rasterio.io import MemoryFile
 
 from imalys_stac.chain import ChainError, load_chain
 from imalys_stac.commands import run_chain
-from imalys_stac.gdalnames import gdal_name, shown
 from imalys_stac.errors import InputError
+from imalys_stac.gdalnames import gdal_name, shown
 
 from .conftest import RED_NIR
 

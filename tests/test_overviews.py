@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
+import dask.array as da
 import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-import dask.array as da
 from affine import Affine
 from rasterio.enums import Resampling
 

@@ -3,8 +3,8 @@ views of multi-band files, and a storage layer that does not read rasters."""
 from __future__ import annotations
 
 import ast
-import re
 import json
+import re
 from datetime import date, datetime, timezone
 from pathlib import Path
 

@@ -15,8 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imalys_stac import product_records as pr
-from imalys_stac.product_records import (CompileRecord, CompositeRecord, ExportRecord, ImportRecord, Provenance,
-                                         RecordError, record_of)
+from imalys_stac.product_records import (
+    CompileRecord,
+    CompositeRecord,
+    ExportRecord,
+    ImportRecord,
+    Provenance,
+    RecordError,
+    record_of,
+)
 
 PACKAGE = Path(pr.__file__).parent
 

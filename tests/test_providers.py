@@ -9,10 +9,11 @@ import ast
 import json
 import shutil
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -27,8 +28,18 @@ from imalys_stac import registry
 from imalys_stac.archives import ArchiveError
 from imalys_stac.archives.bands import BandInfo
 from imalys_stac.archives.container import read_grid, read_tar_member, tar_members, vsitar
-from imalys_stac.providers.base import (PROVIDER_MEMBERS, ArchiveFormat, CollectionProfile, ContainerFormat,
-                                        ItemFields, Provider, QualityBand, SceneMetadata, date_key, item_parts)
+from imalys_stac.providers.base import (
+    PROVIDER_MEMBERS,
+    ArchiveFormat,
+    CollectionProfile,
+    ContainerFormat,
+    ItemFields,
+    Provider,
+    QualityBand,
+    SceneMetadata,
+    date_key,
+    item_parts,
+)
 from imalys_stac.providers.common import EXT, asset_template, proj_fields, raster_asset
 from imalys_stac.registry import open_archive
 
@@ -293,8 +304,8 @@ def toy(tmp_path):
 
 
 def test_a_third_provider_is_one_registry_line(toy, archives, tmp_path):
-    from imalys_stac.cube.plan import default_bands as _default_bands
     from imalys_stac.cube.bands import resolve_band
+    from imalys_stac.cube.plan import default_bands as _default_bands
     from imalys_stac.cube.plan import group_items, product_name
     from imalys_stac.cube.quality import quality_band
     from imalys_stac.stac import Query, build_catalog, search

@@ -12,7 +12,6 @@ from imalys_stac.chain import load_chain
 from imalys_stac.commands import run_chain
 from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
 
-
 SIZE = 2048
 DATES = 8
 WORKER_MEMORY = "700MB"

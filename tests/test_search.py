@@ -1,21 +1,19 @@
 """Search semantics over a catalog, its index, a .csv, archives on the fly, and a real STAC API."""
 from __future__ import annotations
 
+import importlib
 import shutil
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
-
-from tests.stac_api import serve_collection
 import shapely
 from shapely.geometry import Polygon, box
 
 from imalys_stac.stac import Query, build_catalog, search
 from imalys_stac.stac.search import match_rows, tile_distance
-import importlib
-
 from tests.realdata import PRODUCT_ID, tar_real_scene, tar_real_variant
+from tests.stac_api import serve_collection
 
 search_mod = importlib.import_module("imalys_stac.stac.search")
 

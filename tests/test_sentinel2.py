@@ -12,9 +12,16 @@ import rasterio
 from shapely.geometry import shape
 
 from imalys_stac.archives import ArchiveError
+from imalys_stac.providers.sentinel2.archive import (
+    SCL_CLASSES,
+    SCL_DISTURBED,
+    SCL_FILL,
+    Sentinel2Metadata,
+    scl_disturbed,
+    scl_fill,
+    scl_valid,
+)
 from imalys_stac.registry import open_archive
-from imalys_stac.providers.sentinel2.archive import (SCL_CLASSES, Sentinel2Metadata, SCL_DISTURBED, SCL_FILL, scl_disturbed, scl_fill,
-                                                     scl_valid)
 from imalys_stac.stac import build_catalog, item_from_archive
 from imalys_stac.stac.items import item_dict
 from imalys_stac.synth import write_sentinel2_archive

@@ -6,9 +6,9 @@ on the grids MTD_TL.xml describes, so the geometry and every grid field come fro
 from __future__ import annotations
 
 import json
-from datetime import datetime
 import xml.etree.ElementTree as ET
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest

@@ -250,7 +250,7 @@ def test_working_directory_lineage_reaches_the_archives(site, serve):
     got = sources(bestof)
     assert got and all(i.startswith("LC08_L2SP_193026_2022") for i in got)
     assert bestof["properties"]["start_datetime"] < bestof["properties"]["end_datetime"]
-    for key, url in ((k, u) for (_, i, k), u in assets.items() if i == "bestof"):
+    for _key, url in ((k, u) for (_, i, k), u in assets.items() if i == "bestof"):
         body = get(url)[2]
         assert body == (site / "wd" / "bestof" / urlsplit(url).path.rsplit("/", 1)[1]).read_bytes()
 

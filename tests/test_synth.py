@@ -17,8 +17,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from imalys_stac.providers.landsat import qa as Q
 from imalys_stac.providers.landsat.qa import MaskRule
-from imalys_stac.synth import (Landscape, SceneSpec, write_frame, write_landsat_archive, write_tutorial_collection,
-                               wrs_centre)
+from imalys_stac.synth import Landscape, SceneSpec, write_frame, write_landsat_archive, write_tutorial_collection, wrs_centre
 from imalys_stac.synth.scene import encode_qa
 
 LAND = Landscape(seed=7)

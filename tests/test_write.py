@@ -3,6 +3,7 @@ atomicity, distributed clients, streaming. References are plain numpy computed i
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import dask
 import dask.array as dsa
@@ -11,12 +12,9 @@ import pytest
 import rasterio
 import xarray as xr
 from affine import Affine
-from pathlib import Path
-
 from PIL import Image
 
-from imalys_stac.write import (FORMATS, atomic_path, check_cog, write_cog, write_envi, write_image,
-                               write_quicklook)
+from imalys_stac.write import FORMATS, atomic_path, check_cog, write_cog, write_envi, write_image, write_quicklook
 from imalys_stac.write.cog import overview_factors
 from imalys_stac.write.quicklook import guess_rgb
 

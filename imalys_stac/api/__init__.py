@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..product_records import WRITER as _WRITER
@@ -44,7 +45,7 @@ __all__ = ["ChainResult", "catalog", "load", "plan", "reduce", "run_chain", "sea
 
 # ------------------------------------------------------------------------------------------ chains
 def read_chain(chain: str | os.PathLike[str], variables: Mapping[int | str, Any] | Sequence[Any] | None = None,
-               check_files: bool = True) -> "Chain":
+               check_files: bool = True) -> Chain:
     """A validated chain from a file path or from the chain's text (text starts with ``IMALYS``
     or holds a line break). ``variables``: ``{1: "c7934"}``, ``{"$1": "c7934"}`` or a list of the
     values for ``$1``, ``$2``, … (they override the chain's ``replace``). Raises ChainError."""
@@ -81,11 +82,11 @@ class ChainResult:
     beside it; ``log``: the run log. :meth:`open` gives any of them as a lazy DataArray."""
 
     workdir: Path
-    products: dict[str, "pystac.Item"] = field(default_factory=dict)
-    exports: dict[Path, "pystac.Item"] = field(default_factory=dict)
+    products: dict[str, pystac.Item] = field(default_factory=dict)
+    exports: dict[Path, pystac.Item] = field(default_factory=dict)
     log: Path | None = None
 
-    def open(self, name: str | os.PathLike[str], chunks: int | None = None) -> "xr.DataArray":
+    def open(self, name: str | os.PathLike[str], chunks: int | None = None) -> xr.DataArray:
         """A product (by name) or an exported file (path or file name) as a lazy DataArray with its
         CRS and band names: ``(band, y, x)`` for a composite or an exported file, ``(time, band,
         y, x)`` with the ``quality`` coordinate for an imported image or a compiled stack."""
@@ -106,7 +107,7 @@ class ChainResult:
                          f"exports: {', '.join(p.name for p in self.exports) or 'none'})")
 
 
-def _band_names(item: "pystac.Item") -> list[str] | None:
+def _band_names(item: pystac.Item) -> list[str] | None:
     asset = item.assets.get("data")
     bands = (asset.extra_fields.get("eo:bands") if asset is not None else None) or item.properties.get("eo:bands")
     names = [b.get("name") for b in bands or []]
@@ -120,7 +121,7 @@ def _band_names(item: "pystac.Item") -> list[str] | None:
         return None
 
 
-def _open_raster(path: str, names: Sequence[str] | None, chunks: int | None) -> "xr.DataArray":
+def _open_raster(path: str, names: Sequence[str] | None, chunks: int | None) -> xr.DataArray:
     import rioxarray
     import xarray as xr
 
@@ -172,7 +173,7 @@ def plan(chain: str | os.PathLike[str], variables: Mapping[int | str, Any] | Seq
 
 # ------------------------------------------------------------------------------------------- catalog
 def catalog(archives: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], target: str | os.PathLike[str],
-            workers: int | None = None) -> "CatalogReport":
+            workers: int | None = None) -> CatalogReport:
     """Catalog archives (a folder, a wildcard pattern or a list of files) into a static STAC
     catalog at ``target`` (a folder, ``…/catalog.json``, or ``….csv`` for the Imalys table with
     the catalog beside it), incrementally: what is unchanged is not read again. Returns the report
@@ -197,7 +198,7 @@ def _is_archive(path: Path) -> bool:
 # -------------------------------------------------------------------------------------------- search
 def search(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
            bbox: Sequence[float] | None = None, datetime: Any = None, collections: str | Sequence[str] | None = None,
-           frame: Any = None, max_cloud: float | None = None, distance: float | None = None) -> list["pystac.Item"]:
+           frame: Any = None, max_cloud: float | None = None, distance: float | None = None) -> list[pystac.Item]:
     """Items of ``source`` that match, sorted by date then id, hrefs absolute.
 
     ``source``: a catalog (folder, ``catalog.json``, its ``items.parquet``, an Imalys ``.csv``), a
@@ -282,7 +283,7 @@ def _day(value: Any, open_end: date) -> date:
                          "2022-05-01/2022-09-30 (.. for an open end) or 20220501-20220930") from None
 
 
-def _frame(frame: Any) -> "Frame | None":
+def _frame(frame: Any) -> Frame | None:
     """A Frame from a vector file, a Frame, a shapely geometry (WGS84) or a (w, s, e, n) box in degrees."""
     if frame is None:
         return None
@@ -305,11 +306,11 @@ def _frame(frame: Any) -> "Frame | None":
 
 
 # ---------------------------------------------------------------------------------------------- load
-def load(items: Iterable["pystac.Item"], *, bands: Sequence[str] | None = None, frame: Any = None,
+def load(items: Iterable[pystac.Item], *, bands: Sequence[str] | None = None, frame: Any = None,
          crs: int | str | None = None, resolution: float | None = None, rule: str = "flags",
          quality: float | None = None, cover: float | None = None, mask: bool = True,
          factor: float | str | None = "auto", offset: float | None = None,
-         chunks: int | None = None) -> "xr.DataArray":
+         chunks: int | None = None) -> xr.DataArray:
     """The calibrated, masked cube of ``items``: a lazy float32 DataArray (time, band, y, x).
 
     Exactly what ``import`` + ``compile`` compute: tiles of one sensor, orbit and day are merged
@@ -330,11 +331,9 @@ def load(items: Iterable["pystac.Item"], *, bands: Sequence[str] | None = None, 
 
     import dask
 
-    from ..cube.grid import geometry_mask
+    from ..cube.grid import check_grid_size, geometry_mask
     from ..cube.load import load_groups
     from ..cube.plan import PlanError, Recipe, common_grid, coverage_graph, coverages, plan_acquisitions
-    from ..cube.grid import check_grid_size
-
     from ..runtime.cluster import apply_gdal_env
 
     apply_gdal_env()  # GDAL's cache and HTTP settings, as a chain run has them (values already set win)
@@ -397,9 +396,9 @@ def _epsg(crs: int | str | None) -> int | None:
 
 
 # -------------------------------------------------------------------------------------------- reduce
-def reduce(cube: "xr.DataArray", method: str = "bestof", *, threshold: float = 0.5, preserve: str | None = "bands",
+def reduce(cube: xr.DataArray, method: str = "bestof", *, threshold: float = 0.5, preserve: str | None = "bands",
            red: int | None = None, nir: int | None = None, blue: int | None = None,
-           count: bool = False, source: bool = False, flat: bool = False) -> "xr.DataArray":
+           count: bool = False, source: bool = False, flat: bool = False) -> xr.DataArray:
     """Reduce a (time, band, y, x) cube over time, per pixel: a lazy (band, y, x) DataArray.
 
     ``method``: ``bestof`` (uses the cube's ``quality`` coordinate), ``median``, ``mean``,
@@ -440,8 +439,8 @@ def reduce(cube: "xr.DataArray", method: str = "bestof", *, threshold: float = 0
 
 
 # -------------------------------------------------------------------------------------------- to_cog
-def to_cog(dataarray: "xr.DataArray", path: str | os.PathLike[str], *, overwrite: bool = False,
-           datetime: Any = None, **options: Any) -> "pystac.Item":
+def to_cog(dataarray: xr.DataArray, path: str | os.PathLike[str], *, overwrite: bool = False,
+           datetime: Any = None, **options: Any) -> pystac.Item:
     """Write a (band, y, x) DataArray (lazy or not, with a CRS) as a Cloud Optimized GeoTIFF at
     ``path`` and its STAC item beside it (``x.json`` for ``x.tif``); return that item.
 
@@ -496,7 +495,7 @@ def _ours(item_path: Path, target: Path) -> bool:
             and data.get("assets", {}).get("data", {}).get("href") == f"./{target.name}")
 
 
-def _cog_item(target: Path, arr: "xr.DataArray", when: Any) -> dict:
+def _cog_item(target: Path, arr: xr.DataArray, when: Any) -> dict:
     """The STAC item of a COG written by to_cog: footprint, dates, projection and the bands read
     back from the file (``eo:bands``/``raster:bands``)."""
     import rasterio

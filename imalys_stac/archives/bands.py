@@ -23,5 +23,5 @@ class BandInfo:
     gsd: float = 30.0
     mtl_band: str | None = None  # band label in the MTL scale keys ("1", "ST_B10")
 
-    def with_calibration(self, scale: float | None, offset: float | None) -> "BandInfo":
+    def with_calibration(self, scale: float | None, offset: float | None) -> BandInfo:
         return replace(self, scale=scale, offset=offset)

@@ -71,7 +71,7 @@ class ChainError(ImalysError, ValueError):
         line: int | None = None,
         command: str | None = None,
         parameter: str | None = None,
-    ) -> "ChainError":
+    ) -> ChainError:
         """A copy with missing location fields filled in (fields already set win)."""
         return ChainError(
             self.message,
@@ -84,7 +84,7 @@ class ChainError(ImalysError, ValueError):
             row_line=self.row_line,
         )
 
-    def in_row(self, rows: str | Path, row_line: int) -> "ChainError":
+    def in_row(self, rows: str | Path, row_line: int) -> ChainError:
         """A copy that also names the repeat-list row the chain was read with."""
         return ChainError(self.message, file=self.file, line=self.line, command=self.command,
                           parameter=self.parameter, hint=self.hint, rows=rows, row_line=row_line)

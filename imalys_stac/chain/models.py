@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
-from . import values as v
 from ..registry import REDUCERS as REDUCER_REGISTRY
 from ..registry import UNSUPPORTED_REDUCERS
+from . import values as v
 from .errors import ChainError
 from .period import Period
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..registry import FORMATS, companion_paths
 from . import values as v
 from .errors import ChainError
 from .models import COMMANDS, Catalog, Export, Home, Model, Replace
-from ..registry import FORMATS, companion_paths
 from .paths import catalog_outputs, kind_of, path_key
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\$[0-9]+")

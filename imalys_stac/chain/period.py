@@ -39,7 +39,7 @@ class Period:
             )
 
     @classmethod
-    def parse(cls, text: str) -> "Period":
+    def parse(cls, text: str) -> Period:
         """Read ``YYYYMMDD-YYYYMMDD``; also ``YYYYMMDD - YYYYMMDD``, ``YYYYMMDD YYYYMMDD`` and an en dash.
 
         Raises :class:`ChainError` (without a location) naming the accepted form.

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..gdalnames import is_utf8, shown_bytes
 from ..registry import FORMATS as FORMAT_REGISTRY
@@ -57,7 +58,7 @@ class Number(float):
     __slots__ = ("raw",)
     raw: str
 
-    def __new__(cls, value: float, raw: str | None = None) -> "Number":
+    def __new__(cls, value: float, raw: str | None = None) -> Number:
         self = super().__new__(cls, value)
         self.raw = raw if raw is not None else repr(float(value))
         return self

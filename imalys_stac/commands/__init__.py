@@ -198,7 +198,7 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
     except Exception as exc:
         log.error("internal error:\n%s", traceback.format_exc(), extra={"file_only": True})
         try:  # the CLI names the log in its message (an attribute no exception class declares)
-            setattr(exc, "imalys_log", runlog.path)
+            setattr(exc, "imalys_log", runlog.path)  # noqa: B010 (mypy: no exception class declares it)
         except AttributeError:
             pass
         raise

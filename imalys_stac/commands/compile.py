@@ -14,12 +14,12 @@ import rasterio
 from shapely import wkt as shapely_wkt
 
 from ..cube.grid import Frame, Grid
-from ..cube.vrt import on_grid, stack_vrt, write_warped_vrt
 from ..cube.plan import common_grid
+from ..cube.vrt import on_grid, stack_vrt, write_warped_vrt
+from ..gdalnames import gdal_name, vrt_bytes
 from ..product_records import COMMAND, ImportRecord
 from ..products import KIND, VRT_MEDIA_TYPE, compile_item, store
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame
-from ..gdalnames import gdal_name, vrt_bytes
 
 
 def pick_inputs(ctx: RunContext, cmd) -> list[str]:

@@ -15,14 +15,13 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from .. import __version__
-from ..product_records import (COG_CHECKED, PROCESS, PROVENANCE, CompositeRecord, ExportRecord, Provenance, RecordError,
-                               file_stamp)
-from ..products import KIND, RASTER_EXT, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
 from ..cube.grid import Grid
-from ..runtime.progress import dask_progress
 from ..gdalnames import gdal_name
+from ..product_records import COG_CHECKED, PROCESS, PROVENANCE, CompositeRecord, ExportRecord, Provenance, RecordError, file_stamp
+from ..products import KIND, RASTER_EXT, archive_sources, cube_of, export_links, export_view, exported_band_fields, lineage
 from ..registry import FORMATS as FORMAT_REGISTRY
 from ..registry import companion_paths
+from ..runtime.progress import dask_progress
 from ..write import check_cog, write_image
 from ..write.atomic import recover_swaps, replace, scratch_dir, sweep_stale, write_json_atomic
 from ..write.cog import InvalidCOG

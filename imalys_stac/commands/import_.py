@@ -19,12 +19,12 @@ from ..chain import as_measured, resolve_archive_pattern
 from ..cube.grid import Frame
 from ..cube.plan import PlanError, Recipe, coverage_graph, coverages, plan_acquisitions
 from ..cube.vrt import recipe_vrt, vrt_possible
+from ..gdalnames import vrt_bytes
 from ..product_records import COMMAND, KIND, ImportRecord
 from ..products import import_item, store
 from ..runtime.progress import dask_progress
 from ..stac import Query, search
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, log, read_frame
-from ..gdalnames import vrt_bytes
 
 
 def select_items(cmd, frame: Frame | None) -> list[pystac.Item]:

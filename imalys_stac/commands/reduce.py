@@ -10,11 +10,11 @@ import xarray as xr
 
 from ..chain import ChainError
 from ..composite import reduce_stack
-from ..errors import ImalysError
 from ..cube.grid import Grid
-from ..registry import REDUCERS
+from ..errors import ImalysError
 from ..product_records import COG_CHECKED, COMMAND, CompositeRecord, file_stamp
 from ..products import KIND, collapse_warning, cube_of, derived_item, store
+from ..registry import REDUCERS
 from ..runtime.progress import dask_progress
 from ..write import write_cog, write_quicklook
 from ..write.blocks import Parts, part_windows

@@ -37,7 +37,7 @@ import os
 import sys
 import tempfile
 import threading
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,7 @@ _SRC_UNSET = np.float32(-2.0)
 _SRC_NONE = np.float32(-1.0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def sorting_network(n: int) -> np.ndarray:
     """Comparator pairs ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort for ``n`` wires.
 
@@ -235,7 +235,7 @@ def _cache_dir() -> Path:
                   "set IMALYS_STAC_KERNEL_CACHE to a writable directory")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _unrolled_module(n: int):
     """Load (generating once) the module of compiled unrolled kernels for ``n`` times.
 

@@ -8,7 +8,6 @@ import pystac
 from ..errors import InputError
 
 
-
 class BandError(InputError):
     """A requested band that an item does not have."""
 
@@ -87,7 +86,7 @@ class Calibration:
     source: str  # "given" or "auto" (from raster:bands)
 
     @classmethod
-    def build(cls, item: pystac.Item, keys: list[str], factor: float | str | None, offset: float | None) -> "Calibration":
+    def build(cls, item: pystac.Item, keys: list[str], factor: float | str | None, offset: float | None) -> Calibration:
         if factor == "auto":
             fs, os_ = [], []
             for key in keys:

@@ -7,14 +7,14 @@ instead of loose (epsg, bounds, resolution) tuples.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
+import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
-import shapely
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
@@ -27,7 +27,7 @@ _EPS = 1e-6
 MAX_GRID_PIXELS = 5e10
 
 
-def check_grid_size(grid: "Grid", limit: float = MAX_GRID_PIXELS) -> None:
+def check_grid_size(grid: Grid, limit: float = MAX_GRID_PIXELS) -> None:
     """Refuse, before any work, a grid that no machine can hold."""
     rows, cols = grid.shape
     if rows * cols > limit:
@@ -61,7 +61,7 @@ class Grid:
         resolution: float,
         anchor: tuple[float, float] = (0.0, 0.0),
         yres: float | None = None,
-    ) -> "Grid":
+    ) -> Grid:
         """The smallest grid covering `bounds` whose pixel edges lie on anchor + k·resolution."""
         left, bottom, right, top = (float(v) for v in bounds)
         ax, ay = anchor
@@ -89,7 +89,7 @@ class Grid:
         rx, ry = self.res_xy
         return Affine(rx, 0.0, left, 0.0, -ry, top)
 
-    def window(self, row0: int, row1: int, col0: int, col1: int) -> "Grid":
+    def window(self, row0: int, row1: int, col0: int, col1: int) -> Grid:
         """The part rows row0:row1, cols col0:col1 of this grid (same pixels, same alignment)."""
         rows, cols = self.shape
         if not (0 <= row0 < row1 <= rows and 0 <= col0 < col1 <= cols):
@@ -124,7 +124,7 @@ class Grid:
         }
 
     @classmethod
-    def from_stac(cls, props: dict) -> "Grid":
+    def from_stac(cls, props: dict) -> Grid:
         epsg = props.get("proj:epsg")
         if epsg is None and str(props.get("proj:code", "")).upper().startswith("EPSG:"):
             epsg = int(str(props["proj:code"]).split(":")[1])
@@ -160,7 +160,7 @@ class Frame:
     epsg_or_wkt: str
 
     @classmethod
-    def read(cls, path: Path) -> "Frame":
+    def read(cls, path: Path) -> Frame:
         import geopandas as gpd
 
         path = Path(path)

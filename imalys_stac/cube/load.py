@@ -6,11 +6,9 @@ step computes only the blocks it needs.
 """
 from __future__ import annotations
 
-from ..errors import InputError
-
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
 
 import dask.array as da
 import numpy as np
@@ -19,10 +17,11 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from rasterio.enums import Resampling
 
+from ..errors import InputError
 from .bands import Calibration
 from .fuse import auto_chunk, count_present_clear, fuse_stack, group_tables
-from .quality import QualityBand, quality_band
 from .grid import Grid, geometry_mask, reproject_geometry
+from .quality import QualityBand, quality_band
 from .reader import OutputGrid, StackReader, StackRequest, default_reader
 
 DEFAULT_CHUNK = 1024  # QA-only passes (import quality); band cubes size their chunks with auto_chunk

@@ -5,8 +5,9 @@ stackstac's `prepare.py`). Commands translate parameters into calls of these.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pystac

@@ -26,21 +26,18 @@ same pixels as one masked call per band.
 """
 from __future__ import annotations
 
-from ..errors import InputError
-from ..gdalnames import gdal_name
-
+import functools
 import json
 import logging
-import functools
 import math
 import os
 import sys
 import threading
 import uuid
 from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import rasterio
@@ -48,6 +45,9 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
+
+from ..errors import InputError
+from ..gdalnames import gdal_name
 
 log = logging.getLogger("imalys_stac.read")
 

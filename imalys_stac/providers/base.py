@@ -27,11 +27,12 @@ The providers live in ``imalys_stac.providers.<name>`` and are registered in
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -144,7 +145,7 @@ class QualityBand:
         return table[values.astype(np.uint16, copy=False)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _table(band: QualityBand, rule: str | None) -> np.ndarray:
     table = np.ascontiguousarray(band.definition(ALL_CODES, rule), dtype=np.bool_)
     if table.shape != ALL_CODES.shape:

@@ -18,9 +18,10 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import dask
 
@@ -59,7 +60,7 @@ class ClusterSpec:
 
     @classmethod
     def resolve(cls, scheduler: str | None, workers: int | None, memory: str | None,
-                settings: Settings | None = None) -> "ClusterSpec":
+                settings: Settings | None = None) -> ClusterSpec:
         """What `home` asked for, the settings (IMALYS_SCHEDULER, …) overriding it."""
         s = settings or current()
         return cls(
@@ -126,7 +127,7 @@ class ClusterWatch:
         self.lost: list[str] = []
         self.settings: dict[str, Any] = {}
 
-    def start(self, *, allowed_failures: int | None = None) -> "ClusterWatch":
+    def start(self, *, allowed_failures: int | None = None) -> ClusterWatch:
         client = self.client
         try:
             from .plugins import GdalEnvPlugin
@@ -163,7 +164,7 @@ class ClusterWatch:
             pass
 
     @contextmanager
-    def watching(self) -> Iterator["ClusterWatch"]:
+    def watching(self) -> Iterator[ClusterWatch]:
         self.start()
         try:
             yield self
@@ -387,7 +388,7 @@ def check_scheduler_address(address: str, *, connect_timeout: float = CONNECT_TI
     except ConnectionRefusedError:
         raise ResourceError(f"{label}: nothing listens on {host}:{port} (connection refused)",
                             hint="start the scheduler (dask scheduler --port PORT) or check the port") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise ResourceError(f"{label}: no answer from {host}:{port} within {connect_timeout:g} s",
                             hint="check the address, that the host is up and that no firewall drops the port") from None
     except OSError as exc:
@@ -402,7 +403,7 @@ def check_scheduler_address(address: str, *, connect_timeout: float = CONNECT_TI
                 if not chunk:
                     break
                 first += chunk
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             pass
         except OSError as exc:
             raise ResourceError(f"{label}: {host}:{port} accepted the connection and then failed ({exc.strerror or exc})",

@@ -18,10 +18,11 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 LOGGER_NAME = "imalys_stac"
 log = logging.getLogger(LOGGER_NAME)
@@ -44,7 +45,7 @@ class RunLog:
         self.errors = 0
         self._saved: dict[str, Any] | None = None
 
-    def open(self, folder: Path | None = None) -> "RunLog":
+    def open(self, folder: Path | None = None) -> RunLog:
         if folder is not None:
             self.folder = Path(folder)
         self.close()

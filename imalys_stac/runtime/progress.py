@@ -17,8 +17,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
@@ -28,7 +29,7 @@ from .names import TASK_COUNTER
 
 log = logging.getLogger("imalys_stac.progress")
 
-_current: list["StepProgress"] = []
+_current: list[StepProgress] = []
 _lock = threading.Lock()
 
 

@@ -26,20 +26,21 @@ import multiprocessing
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from tqdm import tqdm
 
+from ..archives import ArchiveError
 from ..errors import InputError
 from ..product_records import ARCHIVE
-from ..write.atomic import atomic_path
-from ..archives import ArchiveError
 from ..registry import open_archive
 from ..templates import collection_template
+from ..write.atomic import atomic_path
 from .hrefs import local_path, relative_href
 from .index import INDEX_NAME, read_index, row_from_item, write_index
 from .items import EXT, STAC_VERSION, item_dict
@@ -386,7 +387,7 @@ class _Lock:
         self.path, self.log = folder / LOCK_NAME, log
         self.fh: Any = None
 
-    def __enter__(self) -> "_Lock":
+    def __enter__(self) -> _Lock:
         import fcntl
 
         self.fh = open(self.path, "a")

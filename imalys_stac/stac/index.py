@@ -8,22 +8,23 @@ file instead of parsing every item JSON; only the matching items' JSON files are
 """
 from __future__ import annotations
 
-from ..errors import InputError
-from ..gdalnames import gdal_name
-from ..product_records import ARCHIVE
-
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 from shapely.geometry import shape
+
+from ..errors import InputError
+from ..gdalnames import gdal_name
+from ..product_records import ARCHIVE
 
 INDEX_NAME = "items.parquet"
 #: the columns search and the catalog read back (missing optional ones read as None)

@@ -6,23 +6,23 @@ Every source is reduced to index rows (see :mod:`.index`) and filtered by :func:
 """
 from __future__ import annotations
 
-from ..errors import InputError
-
 import concurrent.futures as cf
 import json
 import logging
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pystac
 import shapely
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
+from ..errors import InputError
 from ..product_records import ARCHIVE
 from .catalog import catalog_location, expand_archives
 from .hrefs import absolute_href, local_path

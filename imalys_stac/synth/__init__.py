@@ -7,8 +7,8 @@ draws a ``SceneSpec`` of it through clouds, shadows, cirrus and snow into a USGS
 from .collection import write_frame, write_tutorial_collection
 from .landscape import Landscape
 from .scene import SceneSpec, SyntheticScene, encode_qa, write_landsat_archive
-from .wrs import scene_grid, wrs_centre
 from .sentinel2 import SyntheticS2Scene, write_sentinel2_archive  # Sentinel-2 L2A SAFE zips
+from .wrs import scene_grid, wrs_centre
 
 __all__ = [
     "Landscape", "SceneSpec", "SyntheticScene", "write_landsat_archive", "write_tutorial_collection",

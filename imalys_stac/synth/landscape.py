@@ -17,8 +17,8 @@ cover; vegetation has NIR 0.3–0.45 and red 0.03–0.06, water has NIR < 0.02.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numba
 import numpy as np

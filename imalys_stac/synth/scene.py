@@ -39,8 +39,16 @@ from ..write.atomic import atomic_path
 from . import metadata as M
 from .landscape import Landscape
 from .noise import grid_field, wave_table
-from .wrs import (SceneGrid, earth_sun_distance, overpass_time, scene_grid, sun_position, swath_coordinates,
-                  swath_corners, wrs_centre)
+from .wrs import (
+    SceneGrid,
+    earth_sun_distance,
+    overpass_time,
+    scene_grid,
+    sun_position,
+    swath_coordinates,
+    swath_corners,
+    wrs_centre,
+)
 
 SR_MULT, SR_ADD = 2.75e-5, -0.2
 ST_MULT, ST_ADD = 0.00341802, 149.0
@@ -587,7 +595,7 @@ def _ang(spec: SceneSpec, grid: SceneGrid, when: datetime) -> str:
             "EPHEMERIS_TIME": M.odl_list([0.0, 1.0, 2.0, 3.0], "{:10.6f}"),
         },
     }
-    for i, b in enumerate(bands, 1):
+    for i, _b in enumerate(bands, 1):
         tag = f"BAND{i:02d}"
         doc[f"RPC_{tag}"] = {
             f"{tag}_NUMBER_OF_SCAS": "14" if spec.landsat8 else "1",

@@ -38,7 +38,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 import rasterio
 import rasterio.shutil
-from pyproj import CRS as PCRS, Transformer
+from pyproj import CRS as PCRS
+from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine

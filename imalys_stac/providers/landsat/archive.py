@@ -21,12 +21,21 @@ from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
 from ...archives.bands import BandInfo
-from ...archives.container import (ArchiveError, MemberGrid, as_float, compression_note, has_sidecars, read_grid,
-                                   read_tar_member, tar_members, tiff_signature, vsitar)
+from ...archives.container import (
+    ArchiveError,
+    MemberGrid,
+    as_float,
+    compression_note,
+    has_sidecars,
+    read_grid,
+    read_tar_member,
+    tar_members,
+    tiff_signature,
+    vsitar,
+)
 from ..base import SceneMetadata
 from .bands import SENSORS
 from .mtl import parse_odl
-
 
 PRODUCT_ID = re.compile(
     r"^(?P<sensor>L[CEOT]0[4-9])_(?P<correction>L2S[PR])_(?P<path>\d{3})(?P<row>\d{3})_"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import ItemFields
 from ...product_records import ARCHIVE
+from ..base import ItemFields
 from ..common import COG, EXT, GEOTIFF, as_float, asset_template, proj_fields, raster_asset, reference_grid
 from . import qa
 from .archive import LandsatMetadata

@@ -2,15 +2,15 @@
 COG collections of STAC APIs (earth-search and Planetary Computer use the same asset keys)."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ...archives.bands import BandInfo
+from ..base import ContainerFormat, ItemFields, ItemLike, QualityBand, SceneMetadata, date_key, generic_product_name, item_parts
 from ..common import owns_item
-from ..base import (ContainerFormat, ItemFields, ItemLike, QualityBand, SceneMetadata, date_key,
-                    generic_product_name, item_parts)
 from . import qa as Q
 from .archive import LandsatMetadata, open_archive
 from .bands import SENSORS

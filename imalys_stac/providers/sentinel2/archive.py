@@ -30,8 +30,7 @@ from shapely.geometry import Polygon, box
 from shapely.geometry.polygon import orient
 
 from ...archives.bands import BandInfo
-from ...archives.container import (ArchiveError, MemberGrid, as_float, read_grid, read_zip_member, vsizip,
-                                   zip_members)
+from ...archives.container import ArchiveError, MemberGrid, as_float, read_grid, read_zip_member, vsizip, zip_members
 from ..base import SceneMetadata
 
 COLLECTION = "sentinel-2-l2a"

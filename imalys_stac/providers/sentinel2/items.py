@@ -5,8 +5,8 @@ import re
 from typing import Any
 
 from ...archives.container import MemberGrid
-from ..base import ItemFields
 from ...product_records import ARCHIVE
+from ..base import ItemFields
 from ..common import EXT, asset_template, iso, proj_fields, raster_asset, reference_grid
 from .archive import JP2, S2_BANDS, S2_METADATA_MEMBERS, SCL_BAND, Sentinel2Metadata, scl_classes
 

@@ -3,15 +3,15 @@ collections of STAC APIs (earth-search: keys ``red``, ``nir08``, ``scl`` as ours
 duplicates; Planetary Computer: ``B04``, ``B8A``, ``SCL`` — renamed to ours on reading)."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ...archives.bands import BandInfo
+from ..base import ContainerFormat, ItemFields, ItemLike, QualityBand, SceneMetadata, date_key, generic_product_name, item_parts
 from ..common import owns_item
-from ..base import (ContainerFormat, ItemFields, ItemLike, QualityBand, SceneMetadata, date_key,
-                    generic_product_name, item_parts)
 from .archive import COLLECTION, S2_BANDS, SCL_BAND, Sentinel2Metadata, open_sentinel2_archive, scl_fill, scl_valid
 from .items import item_assets, item_fields
 
