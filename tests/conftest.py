@@ -93,15 +93,6 @@ def _tier(item) -> str:
     return MODULE_TIERS.get(module, "integration")
 
 
-def _uses_module_fixture(item) -> bool:
-    """Whether the test uses a fixture of module scope (built once per module: its tests stay on one
-    xdist worker so it is built once, not once per worker)."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    return any(defs and defs[-1].scope == "module" for defs in info.name2fixturedefs.values())
-
-
 def _cap_examples(item, cap: int) -> None:
     """Under the `dev` profile, at most ``cap`` examples also for a test that sets its own count.
     Hypothesis reads the settings off the wrapped test when it runs, so they are replaced there."""
@@ -113,13 +104,10 @@ def _cap_examples(item, cap: int) -> None:
 
 def pytest_collection_modifyitems(config, items) -> None:
     dev = settings.get_profile("dev")
-    xdist = config.pluginmanager.hasplugin("xdist")
     for item in items:
         tier = _tier(item)
         if not item.get_closest_marker(tier):
             item.add_marker(getattr(pytest.mark, tier))
-        if xdist and _uses_module_fixture(item) and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
         if HYPOTHESIS_PROFILE == "dev":
             _cap_examples(item, dev.max_examples)
         module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else ""
