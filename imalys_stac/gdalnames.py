@@ -24,6 +24,8 @@ import shutil
 import tempfile
 import threading
 
+from .text import shown_bytes
+
 #: GDAL's virtual file system prefixes put before a path (``/vsitar/``, ``/vsizip/``, ``/vsigzip/`` …)
 _VSI_PREFIX = re.compile(r"^((?:/vsi[a-z0-9_]+/)+)")
 #: what a link's name keeps of the name it stands for: letters GDAL needs to know the kind of file
@@ -66,14 +68,6 @@ def gdal_name(name: str | os.PathLike[str]) -> str:
                          "only under UTF-8 names",
                          hint="name the file in ASCII or UTF-8; a folder named in Latin-1 is fine")
     return prefix + "/".join([_link(head), *parts[last + 1:]])
-
-
-def shown_bytes(text: str) -> str:
-    """``text`` with the bytes that are not UTF-8 as ``\\xe9`` (printable, and what they are)."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a surrogate that stands for no byte
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _link(target: str) -> str:

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from ..errors import ImalysError
+from ..text import shown_bytes
 
 
 class ChainError(ImalysError, ValueError):
@@ -99,16 +100,8 @@ def printable(text: str) -> str:
     line break inside a value) are shown as ``\\x00``, and bytes of a file name that are not
     UTF-8 (kept by Python as lone surrogates, e.g. a Latin-1 ``é``) as ``\\xe9`` instead of
     making ``print`` raise ``UnicodeEncodeError``."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a surrogate that stands for no byte
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return shown_bytes(_CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text))
 
 
 def _rebuild(message, file, line, command, parameter, hint, rows=None, row_line=None) -> ChainError:

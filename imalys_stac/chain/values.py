@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..gdalnames import is_utf8, shown_bytes
+from ..gdalnames import is_utf8
 from ..registry import FORMATS as FORMAT_REGISTRY
+from ..text import shown_bytes
 from .paths import expand_path_text, has_wildcard, kind_of, on_disk, path_key, resolve_archive_pattern
 from .period import Period
 

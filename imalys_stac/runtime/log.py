@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..text import shown_bytes
+
 LOGGER_NAME = "imalys_stac"
 log = logging.getLogger(LOGGER_NAME)
 
@@ -145,16 +147,7 @@ class _Shown(logging.Formatter):
     byte ("--- Logging error ---"), and the terminal would show ``\\udce9``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        try:
-            text.encode("utf-8")
-            return text
-        except UnicodeEncodeError:
-            pass
-        try:
-            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:  # a surrogate that stands for no byte
-            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return shown_bytes(super().format(record))
 
 
 class _ShortLevel(logging.Filter):
