@@ -112,9 +112,10 @@ def _catalog(cmd, state: _State) -> dict:
 def _import(cmd, state: _State) -> dict:
     import dask
 
-    from ..commands.context import checked_grid, read_frame
+    from ..commands.context import read_frame
+    from ..commands.import_ import planned as plan_import
     from ..commands.import_ import select_items
-    from ..cube.plan import PlanError, Recipe, coverage_graph, coverages, plan_acquisitions
+    from ..cube.plan import coverage_graph, coverages
 
     p = cmd.params
     frame = read_frame(cmd)
@@ -130,14 +131,7 @@ def _import(cmd, state: _State) -> dict:
         items = select_items(cmd, frame)
     if not items:
         return {"archives": 0, "acquisitions": [], "kept": 0}
-    recipe = Recipe(bands=tuple(p.bands or ()), factor=p.factor, offset=p.offset, rule=p.rule, mask=p.mask,
-                    warp=p.warp, pixel=p.pixel, polygon=bool(frame is not None and p.polygon))
-    try:
-        acquisitions = plan_acquisitions(items, recipe, frame)
-    except PlanError as exc:
-        raise cmd.error(str(exc), parameter=exc.parameter) from exc
-    for a in acquisitions:
-        checked_grid(cmd, a.grid)
+    acquisitions = plan_import(cmd, items, frame)
     measured = coverages(dask.compute(*coverage_graph(acquisitions, p.rule)))
     rows = []
     kept = 0

@@ -17,7 +17,7 @@ import pystac
 
 from ..chain import as_measured, resolve_archive_pattern
 from ..cube.grid import Frame
-from ..cube.plan import PlanError, Recipe, coverage_graph, coverages, plan_acquisitions
+from ..cube.plan import Acquisition, PlanError, Recipe, coverage_graph, coverages, plan_acquisitions
 from ..cube.vrt import recipe_vrt, vrt_possible
 from ..gdalnames import vrt_bytes
 from ..product_records import COMMAND, KIND, ImportRecord
@@ -70,6 +70,22 @@ def _selected_items(cmd, query: Query) -> list[pystac.Item]:
     return filter_items(items, query)
 
 
+def planned(cmd, items: list[pystac.Item], frame: Frame | None) -> list[Acquisition]:
+    """The acquisitions an import of `items` makes (the recipe from the command's parameters),
+    each grid checked against the size limits; a PlanError becomes an error at its parameter.
+    The import itself and `imalys-stac plan` (api/dryrun.py) both plan through this."""
+    p = cmd.params
+    recipe = Recipe(bands=tuple(p.bands or ()), factor=p.factor, offset=p.offset, rule=p.rule, mask=p.mask,
+                    warp=p.warp, pixel=p.pixel, polygon=bool(frame is not None and p.polygon))
+    try:
+        acquisitions = plan_acquisitions(items, recipe, frame)
+    except PlanError as exc:
+        raise cmd.error(str(exc), parameter=exc.parameter) from exc
+    for a in acquisitions:
+        checked_grid(cmd, a.grid)
+    return acquisitions
+
+
 def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
     frame = read_frame(cmd)
@@ -81,14 +97,7 @@ def run(ctx: RunContext, cmd) -> None:
         ctx.workdir.note_import({"kept": 0, "selected": 0, "rejected": {}, "line": cmd.line,
                                  "chain": str(getattr(ctx.chain, "path", ""))})
         return
-    recipe = Recipe(bands=tuple(p.bands or ()), factor=p.factor, offset=p.offset, rule=p.rule, mask=p.mask,
-                    warp=p.warp, pixel=p.pixel, polygon=bool(frame is not None and p.polygon))
-    try:
-        plan = plan_acquisitions(items, recipe, frame)
-    except PlanError as exc:
-        raise cmd.error(str(exc), parameter=exc.parameter) from exc
-    for a in plan:
-        checked_grid(cmd, a.grid)
+    plan = planned(cmd, items, frame)
 
     if p.target and len(plan) > 1:
         log.warning("import: target = %s names one image but %d acquisitions were selected; they keep "
