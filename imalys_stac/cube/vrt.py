@@ -27,29 +27,43 @@ from .grid import Grid, asset_grid
 from .load import SceneGroup
 
 
+def pixel_offset(own: Grid, grid: Grid) -> tuple[int, int] | None:
+    """(column, row) of the first pixel of a raster on `own` within `grid`, or None when it does
+    not lie on `grid`'s pixels (another CRS or pixel size, or not a whole-pixel shift): a VRT's
+    simple sources only shift, they do not resample."""
+    if own.epsg != grid.epsg or own.res_xy != grid.res_xy:
+        return None
+    dx = (own.bounds[0] - grid.bounds[0]) / grid.res_xy[0]
+    dy = (grid.bounds[3] - own.bounds[3]) / grid.res_xy[1]
+    if abs(dx - round(dx)) > 1e-6 or abs(dy - round(dy)) > 1e-6:
+        return None
+    return round(dx), round(dy)
+
+
+def on_grid(own: Grid, grid: Grid) -> bool:
+    """Whether a raster on `own` lies on `grid`'s pixels (same CRS and pixel size, whole-pixel offsets)."""
+    return pixel_offset(own, grid) is not None
+
+
 def vrt_possible(group: SceneGroup, grid: Grid) -> bool:
-    for it in group.items:
-        for key in group.keys:
-            g = asset_grid(it, key)
-            if g.epsg != grid.epsg or g.res_xy != grid.res_xy:
-                return False
-            # whole-pixel offsets only (no resampling in a simple source)
-            dx = (grid.bounds[0] - g.bounds[0]) / g.res_xy[0]
-            dy = (g.bounds[3] - grid.bounds[3]) / g.res_xy[1]
-            if abs(dx - round(dx)) > 1e-6 or abs(dy - round(dy)) > 1e-6:
-                return False
-    return True
+    return all(on_grid(asset_grid(it, key), grid) for it in group.items for key in group.keys)
+
+
+def _dataset_head(grid: Grid) -> list[str]:
+    """The opening lines of a VRT on `grid`: size, CRS and geotransform."""
+    rows, cols = grid.shape
+    t = grid.transform
+    return [
+        f'<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}">',
+        f"  <SRS>{escape(CRS.from_epsg(grid.epsg).to_wkt())}</SRS>",
+        f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
+    ]
 
 
 def recipe_vrt(group: SceneGroup, grid: Grid) -> str:
     """VRT XML for `group` on `grid` (call only when `vrt_possible`)."""
     rows, cols = grid.shape
-    t = grid.transform
-    parts = [
-        f'<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}">',
-        f"  <SRS>{escape(CRS.from_epsg(grid.epsg).to_wkt())}</SRS>",
-        f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
-    ]
+    parts = _dataset_head(grid)
     for b, key in enumerate(group.keys, start=1):
         factor, offset = group.calibration.factors[b - 1], group.calibration.offsets[b - 1]
         parts += [f'  <VRTRasterBand dataType="Float32" band="{b}">', "    <NoDataValue>nan</NoDataValue>",
@@ -59,8 +73,9 @@ def recipe_vrt(group: SceneGroup, grid: Grid) -> str:
             asset = it.assets[key]
             g = asset_grid(it, key)
             src_rows, src_cols = g.shape
-            xoff = round((grid.bounds[0] - g.bounds[0]) / g.res_xy[0])
-            yoff = round((g.bounds[3] - grid.bounds[3]) / g.res_xy[1])
+            offset_in_grid = pixel_offset(g, grid)
+            assert offset_in_grid is not None, "recipe_vrt needs vrt_possible"
+            xoff, yoff = -offset_in_grid[0], -offset_in_grid[1]  # the grid's first pixel in the file
             nodata = (asset.extra_fields.get("raster:bands") or [{}])[0].get("nodata")
             parts += [
                 "    <ComplexSource>",
@@ -134,20 +149,12 @@ def stack_vrt(layers: list[tuple[str, int, Grid, str]], grid: Grid, relative_to:
     VRT source only shifts, and a stack that differs from what imalys-stac computes is not
     offered. Paths are written relative to `relative_to` (the compile's folder)."""
     rows, cols = grid.shape
-    t = grid.transform
-    parts = [
-        f'<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}">',
-        f"  <SRS>{escape(CRS.from_epsg(grid.epsg).to_wkt())}</SRS>",
-        f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
-    ]
+    parts = _dataset_head(grid)
     for n, (path, band, own, name) in enumerate(layers, start=1):
-        if own.epsg != grid.epsg or own.res_xy != grid.res_xy:
+        offset_in_grid = pixel_offset(own, grid)  # the file's first column and row in the stack
+        if offset_in_grid is None:
             return None
-        dx = (own.bounds[0] - grid.bounds[0]) / grid.res_xy[0]  # the file's first column in the stack
-        dy = (grid.bounds[3] - own.bounds[3]) / grid.res_xy[1]
-        if abs(dx - round(dx)) > 1e-6 or abs(dy - round(dy)) > 1e-6:
-            return None
-        dx, dy = round(dx), round(dy)
+        dx, dy = offset_in_grid
         src_rows, src_cols = own.shape
         # the part of the file inside the stack (GDAL wants source windows inside the source)
         c0, r0 = max(0, -dx), max(0, -dy)
@@ -169,14 +176,6 @@ def stack_vrt(layers: list[tuple[str, int, Grid, str]], grid: Grid, relative_to:
     parts.append("</VRTDataset>")
     return "\n".join(parts) + "\n"
 
-
-def on_grid(own: Grid, grid: Grid) -> bool:
-    """Whether a raster on `own` lies on `grid`'s pixels (same CRS and pixel size, whole-pixel offsets)."""
-    if own.epsg != grid.epsg or own.res_xy != grid.res_xy:
-        return False
-    dx = (own.bounds[0] - grid.bounds[0]) / grid.res_xy[0]
-    dy = (grid.bounds[3] - own.bounds[3]) / grid.res_xy[1]
-    return abs(dx - round(dx)) <= 1e-6 and abs(dy - round(dy)) <= 1e-6
 
 
 def write_warped_vrt(src: str | os.PathLike, grid: Grid, dst: str | os.PathLike) -> None:
