@@ -55,7 +55,7 @@ from .errors import ImalysError
 from .product_records import KIND, PROVENANCE
 from .stac.catalog import STATE_NAME
 from .stac.hrefs import is_archive_name, local_path, split_vsi
-from .workdir import CATALOG_ID, MARKER
+from .workdir import MARKER, has_workdir_catalog
 
 log = logging.getLogger("imalys_stac.serve")
 
@@ -108,12 +108,7 @@ def is_own_archive_catalog(folder: Path) -> bool:
 
 def is_own_working_directory(folder: Path) -> bool:
     """A working directory made by a chain: our marker and our catalog id."""
-    if not (folder / MARKER).is_file():
-        return False
-    try:
-        return json.loads((folder / "catalog.json").read_text(encoding="utf-8")).get("id") == CATALOG_ID
-    except (OSError, ValueError, AttributeError):
-        return False
+    return (folder / MARKER).is_file() and has_workdir_catalog(folder)
 
 
 def _hrefs(doc: Any) -> Iterable[str]:

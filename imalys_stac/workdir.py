@@ -42,8 +42,11 @@ class WorkdirError(ImalysError):
 def is_workdir(folder: Path) -> bool:
     """Whether `folder` is a working directory: it holds our marker, our lock, or a catalog.json
     with our id (a working directory whose marker was lost)."""
-    if (folder / MARKER).exists() or (folder / LOCK).exists():
-        return True
+    return (folder / MARKER).exists() or (folder / LOCK).exists() or has_workdir_catalog(folder)
+
+
+def has_workdir_catalog(folder: Path) -> bool:
+    """Whether `folder` holds a catalog.json with a working directory's catalog id."""
     try:
         return json.loads((folder / "catalog.json").read_text(encoding="utf-8")).get("id") == CATALOG_ID
     except (OSError, ValueError, AttributeError):
