@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,23 @@ class RunContext:
     client: object | None = None
     chunksize: int | None = None  # None: sized per cube so a block's memory does not grow with the dates
     outputs: list[Path] = field(default_factory=list)
+    #: starts the run's in-process Dask scheduler (its configuration) on first use; None once started
+    dask_starter: Callable[[], object] | None = None
+
+    def use_dask(self) -> None:
+        """Make the run's Dask scheduler the one computations use (at most once per run)."""
+        start, self.dask_starter = self.dask_starter, None
+        if start is not None:
+            start()
+
+    @contextmanager
+    def dask_step(self, desc: str) -> Iterator[None]:
+        """A step computed with Dask: the run's scheduler started, progress shown as `desc`."""
+        from ..runtime.progress import dask_progress
+
+        self.use_dask()
+        with dask_progress(desc):
+            yield
 
 
 def command_record(ctx: RunContext, cmd) -> dict:

@@ -17,8 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import shapely
 from shapely.geometry import shape
 
@@ -107,6 +105,9 @@ def _chain(first: Any, rest: Iterable[Any]) -> Iterable[Any]:
 
 def _empty(path: Path) -> None:
     """A catalog without items: an empty table with the stac-geoparquet core columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     schema = pa.schema([
         ("type", pa.string()), ("stac_version", pa.string()), ("stac_extensions", pa.list_(pa.string())),
         ("id", pa.string()), ("collection", pa.string()), ("geometry", pa.binary()),
@@ -128,6 +129,9 @@ class Rows(list):
 
 def read_index(path: Path) -> Rows:
     """The search rows of a stac-geoparquet index (only the columns search needs are read)."""
+    import pyarrow as pa  # imported when an index is read (an import of archives never is)
+    import pyarrow.parquet as pq
+
     try:
         names = pq.read_schema(gdal_name(path)).names
         missing = [c for c in REQUIRED if c not in names]
