@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..chain import Chain
 from ..product_records import FINGERPRINT
@@ -33,13 +34,15 @@ class RunContext:
             start()
 
     @contextmanager
-    def dask_step(self, desc: str) -> Iterator[None]:
-        """A step computed with Dask: the run's scheduler started, progress shown as `desc`."""
-        from ..runtime.progress import dask_progress
+    def step(self, desc: str, *, dask: bool = True) -> Iterator[Any]:
+        """A long step, its progress shown as `desc` (runtime.progress); `dask`: computed with
+        Dask (the run's scheduler started, progress from its tasks), else the block reports it."""
+        from ..runtime.progress import dask_progress, step_progress
 
-        self.use_dask()
-        with dask_progress(desc):
-            yield
+        if dask:
+            self.use_dask()
+        with dask_progress(desc) if dask else step_progress(desc) as progress:
+            yield progress
 
 
 def command_record(ctx: RunContext, cmd) -> dict:

@@ -104,7 +104,7 @@ def run(ctx: RunContext, cmd) -> None:
     # Quality and cover: one pass over the quality band per acquisition (in this process for a
     # small frame, else one Dask pass over all of them on the run's scheduler)
     measured_all = measure_coverages(plan, p.rule, ctx.chunksize, in_process=ctx.client is None,
-                                     dask_step=lambda: ctx.dask_step("quality"))
+                                     progress=lambda dask: ctx.step("quality", dask=dask))
     written = 0
     rejected: Counter[str] = Counter()
     q_text, c_text = cmd.written("quality"), cmd.written("cover")

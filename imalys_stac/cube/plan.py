@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,14 +209,15 @@ THREADED_FROM = 3
 
 def measure_coverages(acquisitions: Sequence[Acquisition], rule: str, chunksize: int | None = None, *,
                       in_process: bool = True,
-                      dask_step: Callable[[], AbstractContextManager] | None = None) -> list[Coverage]:
+                      progress: Callable[[bool], AbstractContextManager[Any]] | None = None) -> list[Coverage]:
     """Coverage per acquisition, computed now: the numbers of ``coverages(dask.compute(*coverage_graph(…)))``.
 
     `in_process`: the files can be read here and no distributed cluster was asked for. Then a
     small count (a frame of a few hundred pixels, see `counts.fits_in_process`) reads its quality
     codes in this process without Dask (a tutorial's import: milliseconds of work against a
-    second to import and schedule a graph); everything else is one Dask pass as before, inside
-    `dask_step()` if given (the run's scheduler and progress display)."""
+    second to import and schedule a graph); everything else is one Dask pass as before.
+    `progress(dask)`: the step's progress display, entered around the count (`dask`: the count
+    is a Dask pass; else the context's value is told the share done, `update(fraction, "tasks")`)."""
     from ..settings import current
 
     chunk = chunksize or DEFAULT_CHUNK
@@ -226,7 +227,7 @@ def measure_coverages(acquisitions: Sequence[Acquisition], rule: str, chunksize:
         import dask
 
         graph = coverage_graph(acquisitions, rule, chunksize)
-        with dask_step() if dask_step is not None else nullcontext():
+        with progress(True) if progress is not None else nullcontext():
             return coverages(dask.compute(*graph))
 
     def one(a: Acquisition) -> tuple[int, int, int]:
@@ -234,10 +235,19 @@ def measure_coverages(acquisitions: Sequence[Acquisition], rule: str, chunksize:
         total = int(region.sum()) if region is not None else int(np.prod(a.grid.shape))
         return (*count_quality(a.group, a.grid, rule, chunksize=chunk, region=region), total)
 
-    if len(acquisitions) < THREADED_FROM:
-        return coverages([one(a) for a in acquisitions])
-    import os
-    from concurrent.futures import ThreadPoolExecutor
+    with ExitStack() as stack:
+        step = stack.enter_context(progress(False)) if progress is not None else None
+        if len(acquisitions) < THREADED_FROM:
+            results: Iterable[tuple[int, int, int]] = map(one, acquisitions)
+        else:
+            import os
+            from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(min(len(acquisitions), os.cpu_count() or 1, 4)) as pool:
-        return coverages(list(pool.map(one, acquisitions)))
+            pool = stack.enter_context(ThreadPoolExecutor(min(len(acquisitions), os.cpu_count() or 1, 4)))
+            results = pool.map(one, acquisitions)
+        counted = []
+        for n, result in enumerate(results, 1):
+            counted.append(result)
+            if step is not None:
+                step.update(n / len(acquisitions), "tasks")
+    return coverages(counted)

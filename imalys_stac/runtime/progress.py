@@ -205,13 +205,26 @@ def _distributed_tasks(client: Any, step: StepProgress, period: float = 1.0) -> 
 
 
 @contextmanager
-def dask_progress(desc: str) -> Iterator[StepProgress]:
-    """Report the progress of the dask work in this block (see the module's docstring)."""
+def step_progress(desc: str) -> Iterator[StepProgress]:
+    """A step whose progress the block reports itself (`step.update(fraction, source)`), or a
+    tracked sink inside it; no dask involved."""
     step = StepProgress(desc)
     with _lock:
         _current.append(step)
     failed = True
     try:
+        yield step
+        failed = False
+    finally:
+        with _lock:
+            _current.remove(step)
+        step.close(failed=failed)
+
+
+@contextmanager
+def dask_progress(desc: str) -> Iterator[StepProgress]:
+    """Report the progress of the dask work in this block (see the module's docstring)."""
+    with step_progress(desc) as step:
         client = active_client()
         if client is not None:
             with _distributed_tasks(client, step):
@@ -219,8 +232,3 @@ def dask_progress(desc: str) -> Iterator[StepProgress]:
         else:
             with _task_callback_type()(step):
                 yield step
-        failed = False
-    finally:
-        with _lock:
-            _current.remove(step)
-        step.close(failed=failed)
