@@ -55,14 +55,14 @@ def quality_counts(group: SceneGroup, grid: Grid, rule: str | None, *, chunksize
     qa_d = qa.data[:, 0].rechunk({0: -1})  # (time, y, x), all tiles of a block in one task
     present_t, clear_t = qband.table(None), qband.table(rule)
 
-    def counts(block: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    def block_counts(block: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
         present, clear = count_present_clear(block, present_t, clear_t, keep)
         return np.array([[[present, clear]]], dtype=np.int64)
 
     args = [qa_d]
     if region is not None:
         args.append(da.from_array(np.asarray(region, bool)[None], chunks=((1,),) + qa_d.chunks[1:]))
-    per_block = da.map_blocks(lambda b, k=None: counts(b, None if k is None else k[0]), *args, dtype=np.int64,
+    per_block = da.map_blocks(lambda b, k=None: block_counts(b, None if k is None else k[0]), *args, dtype=np.int64,
                               chunks=((1,) * len(qa_d.chunks[0]), (1,) * len(qa_d.chunks[1]),
                                       (2,) * len(qa_d.chunks[2])), token="imalys-quality-count",
                               meta=np.empty((0, 0, 0), np.int64))  # given: inferring it runs the kernel
