@@ -84,10 +84,12 @@ def stored_cube(path: Path, groups: Sequence[SceneGroup], bands: Sequence[str], 
         if ds.count != ntime * nbands or ds.shape != grid.shape:
             raise ValueError(f"{path}: {ds.count} layers of {ds.shape[0]} × {ds.shape[1]} pixels, expected "
                              f"{ntime} dates × {nbands} bands of {grid.shape[0]} × {grid.shape[1]}")
+        block = ds.block_shapes[0][0]
     part = grid if window is None else grid.window(*window)
     origin = (0, 0) if window is None else (window[0], window[2])
     ny, nx = part.shape
-    side = chunksize or auto_chunk(ntime, nbands)
+    # whole stored blocks per dask block (a window across block edges decodes those blocks again)
+    side = chunksize or max(block, auto_chunk(ntime, nbands) // block * block)
     layers = _Layers(path, ntime, nbands, (ny, nx), origin)
     stat = os.stat(path)
     name = "imalys-stored-" + tokenize(str(path), stat.st_size, stat.st_mtime_ns, origin, (ny, nx), side)
