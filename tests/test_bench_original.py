@@ -116,3 +116,18 @@ def test_compare_images_on_shifted_grids(tmp_path):
     assert v["median_abs_diff"] == 0.0 and v["p95_abs_diff"] == 0.0
     assert v["band_means"]["original"][1] == round(float(a[1, 1:5, 2:7].mean() + 0.5 / 20), 4)
     assert compare_images(tmp_path / "a.tif", tmp_path / "none.tif")["original"] == "missing"
+
+
+def test_ours_start_without_the_catalog_and_results(tmp_path):
+    from benchmarks.bench_original import prepare_ours
+
+    (tmp_path / "archives" / "bonds").mkdir(parents=True)
+    (tmp_path / "archives" / LONG[0]).write_bytes(b"tar")
+    for name in ("bonds.csv", "bonds.csvt", "bonds.prj", "bonds/item.json"):
+        (tmp_path / "archives" / name).write_text("x")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "bestof_summer.tif").write_text("old")
+    chains = prepare_ours(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "archives").iterdir()) == [LONG[0]]
+    assert list((tmp_path / "results").iterdir()) == []
+    assert set(TAGS) <= set(chains) and f"{tmp_path}/archives/bonds.csv" in chains["2c"].read_text()
