@@ -15,10 +15,17 @@ What the original needs, found by running it (GDAL 3.6, Imalys binary of the pub
   its catalog takes every `*_L2SP_*.tar`, so both names side by side would list each scene twice.
 - a writable current directory: it extracts the archives' members there (and removes them).
 - its own dialect of the chains (`original_chain`): `warp`/`pixel` at import (without `warp` it
-  calls `gdalwarp -t_srs EPSG:0` and aborts; its own tutorial gives `warp = 32632, pixel = 30`),
+  calls `gdalwarp -t_srs EPSG:0` and aborts; its own tutorial gives `warp = 32632, pixel = 30`;
+  the scenes are on that grid already, so it then calls no gdalwarp at all: no extra work),
   no `crsystem`/`pixel` under compile (it warps at import only), no `preserve` under reduce
   ("Undefined parameter under flatten"), and `period` alone under compile: its `search` and
   `period` select additively, so `search = LC0*.hdr` with a period stacks every image twice.
+
+What differs in the results (recorded in the JSON, "outputs"): the bestofs share origin, pixel and
+bands; the original's grid is one row and column smaller (224 × 231 against 225 × 232: its
+`gdal_translate -projwin` crop of the frame's rectangle); 2b's values are identical where both
+are valid. 2d selects differently: imalys-stac takes the path-192 scene of 2022-05-24 (warped from
+UTM 33) and rejects 2022-08-03 by quality, the original the reverse — so 2e's autumn bestofs differ.
 """
 from __future__ import annotations
 
