@@ -113,7 +113,7 @@ def test_compare_images_on_shifted_grids(tmp_path):
     v = r["values"]
     assert v["common_window"] == [4, 5] and v["both_valid_share"] == 1.0
     # by hand: 40 pixel pairs, one differs by 0.5
-    assert v["median_abs_diff"] == 0.0 and v["p95_abs_diff"] == 0.0
+    assert v["median_abs_diff"] == 0.0 and v["p95_abs_diff"] == 0.0 and v["identical_share"] == 39 / 40
     assert v["band_means"]["original"][1] == round(float(a[1, 1:5, 2:7].mean() + 0.5 / 20), 4)
     assert compare_images(tmp_path / "a.tif", tmp_path / "none.tif")["original"] == "missing"
 

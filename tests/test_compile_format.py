@@ -23,13 +23,14 @@ HALF_STEP = 1e-4 / 2 + 1e-6  # half a scale step, plus float32 rounding of the v
 @pytest.fixture(scope="module")
 def stacks(synthetic_archives, tmp_path_factory):
     """One import; a lazy compile, an int16 compile and a `format = true` compile of it; bestof of
-    the lazy and of the int16 stack."""
+    the lazy and of the int16 stack; both stacks exported."""
     folder = tmp_path_factory.mktemp("compile-format")
     chain = folder / "chain.txt"
     compiles = "".join(f"compile\n\tsearch = LC08*\n{extra}\ttarget = {name}\n"
                        for name, extra in (("lazy", ""), ("scaled", "\tformat = int16\n"), ("kept", "\tformat = true\n")))
     reduces = "".join(f"reduce\n\tselect = {src}\n\texecute = bestof\n\tpreserve = bands\n\ttarget = bestof_{src}\n"
-                      f"export\n\tselect = bestof_{src}\n\ttarget = {folder}/bestof_{src}.tif\n" for src in ("lazy", "scaled"))
+                      f"export\n\tselect = bestof_{src}\n\ttarget = {folder}/bestof_{src}.tif\n"
+                      f"export\n\tselect = {src}\n\ttarget = {folder}/stack_{src}.tif\n" for src in ("lazy", "scaled"))
     chain.write_text(f"IMALYS [compile format]\nhome\n\tdirectory = {folder}/wd\n\tclear = true\nimport\n"
                      f"\tselect = {synthetic_archives.folder}/*.tar\n{RED_NIR}{compiles}{reduces}")
     run_chain(load_chain(chain))
@@ -86,6 +87,16 @@ def test_bestof_of_the_stored_stack_is_within_half_a_step(stacks):
     with rasterio.open(folder / "bestof_lazy.tif") as a, rasterio.open(folder / "bestof_scaled.tif") as b:
         x, y = a.read().astype(np.float64), b.read().astype(np.float64)
         assert (a.transform, a.shape) == (b.transform, b.shape)
+    ok = ~np.isnan(x)
+    assert np.array_equal(np.isnan(y), ~ok) and ok.any()
+    assert np.abs(x[ok] - y[ok]).max() <= HALF_STEP
+
+
+def test_the_stored_stack_exports_as_the_lazy_one(stacks):
+    folder, _, _ = stacks
+    with rasterio.open(folder / "stack_lazy.tif") as a, rasterio.open(folder / "stack_scaled.tif") as b:
+        x, y = a.read().astype(np.float64), b.read().astype(np.float64)
+        assert (a.transform, a.shape, a.descriptions, b.dtypes[0]) == (b.transform, b.shape, b.descriptions, "float32")
     ok = ~np.isnan(x)
     assert np.array_equal(np.isnan(y), ~ok) and ok.any()
     assert np.abs(x[ok] - y[ok]).max() <= HALF_STEP
