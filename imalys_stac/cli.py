@@ -16,13 +16,27 @@ from . import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-from .settings import MALLOC_ENV, malloc_tuning_wanted  # the malloc policy (why: see settings.MALLOC_ENV)
+from .settings import MALLOC_ENV, MALLOPT, malloc_tuning_wanted  # the malloc policy (why: see settings.MALLOC_ENV)
+
+
+def _mallopt() -> bool:
+    """Set the malloc policy in this process (glibc's mallopt); False where that is not possible."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return all(libc.mallopt(param, value) == 1 for param, value in MALLOPT.items())
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def _with_malloc_tuning(func_name: str) -> None:
     import os
 
     if not malloc_tuning_wanted() or all(k in os.environ for k in MALLOC_ENV) or sys.platform != "linux":
+        return
+    if _mallopt():  # in force here without starting Python again (~0.1 s); children get the variables
+        os.environ.update(MALLOC_ENV)
         return
     env = {**os.environ, **MALLOC_ENV}
     code = f"import sys; from imalys_stac.cli import {func_name}; sys.exit({func_name}())"

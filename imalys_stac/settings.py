@@ -159,7 +159,7 @@ class Settings:
         "IMALYS_PART_PIXELS", _whole(16), "side (pixels) of the parts a large grid is reduced in, one graph each"))
     no_malloc_tuning: bool = field(default=False, metadata=_meta(
         "IMALYS_NO_MALLOC_TUNING", _flag, "any value: the console scripts keep glibc's malloc settings (they "
-        "otherwise restart once with MALLOC_MMAP_THRESHOLD_ etc., see below)", "unset"))
+        "otherwise set them with mallopt as they start, see below)", "unset"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -211,13 +211,18 @@ class Settings:
 
 # glibc returns every large buffer to the kernel on free and zero-fills fresh pages on the next
 # allocation; a chain allocates and frees gigabytes of block buffers, and this cost a third of the
-# CPU time (sys) in the benchmark. Keeping freed memory in the process removes it. The variables
-# must be set before the interpreter starts, so the console scripts re-execute themselves once.
+# CPU time (sys) in the benchmark. Keeping freed memory in the process removes it. The console
+# scripts set the same three parameters with mallopt(3) as they start (glibc's own parameters,
+# in force for every later allocation) and put the variables in the environment for the processes
+# they start; where mallopt is not to be had they re-execute themselves once with the variables.
 MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
     "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
     "MALLOC_TOP_PAD_": str(256 << 20),
 }
+#: the same policy as mallopt(3) parameters (M_TRIM_THRESHOLD -1, M_TOP_PAD -2, M_MMAP_THRESHOLD -3);
+#: mallopt takes a C int, so the trim threshold is the largest one (2 GiB, as good as 4 here)
+MALLOPT = {-3: 1 << 30, -1: (1 << 31) - 1, -2: 256 << 20}
 
 FIELDS = tuple(fields(Settings))
 
@@ -270,6 +275,6 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-__all__ = ["FIELDS", "MALLOC_ENV", "MAX_WORKERS", "Settings", "SettingsError", "current", "malloc_tuning_wanted",
+__all__ = ["FIELDS", "MALLOC_ENV", "MALLOPT", "MAX_WORKERS", "Settings", "SettingsError", "current", "malloc_tuning_wanted",
            "markdown_table",
            "parse_memory", "using"]

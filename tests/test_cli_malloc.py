@@ -1,0 +1,45 @@
+"""The console scripts set the malloc policy in their own process (mallopt) instead of starting
+Python a second time, and hand it to the processes they start through the environment."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from imalys_stac import cli
+from imalys_stac.settings import MALLOC_ENV
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_the_policy_is_set_without_a_second_start(monkeypatch):
+    for k in MALLOC_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.delenv("IMALYS_NO_MALLOC_TUNING", raising=False)
+    started = []
+    monkeypatch.setattr(os, "execve", lambda *a: started.append(a))
+    cli._with_malloc_tuning("main")
+    assert started == []
+    assert {k: os.environ[k] for k in MALLOC_ENV} == MALLOC_ENV
+
+
+def test_without_mallopt_the_script_starts_again_with_the_variables(monkeypatch):
+    for k in MALLOC_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.delenv("IMALYS_NO_MALLOC_TUNING", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(cli, "_mallopt", lambda: False)
+    started = []
+    monkeypatch.setattr(os, "execve", lambda exe, argv, env: started.append(env))
+    cli._with_malloc_tuning("main")
+    assert len(started) == 1 and all(started[0][k] == v for k, v in MALLOC_ENV.items())
+    assert not any(k in os.environ for k in MALLOC_ENV)
+
+
+def test_opting_out_sets_nothing(monkeypatch):
+    for k in MALLOC_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("IMALYS_NO_MALLOC_TUNING", "1")
+    monkeypatch.setattr(cli, "_mallopt", lambda: pytest.fail("mallopt called"))
+    cli._with_malloc_tuning("main")
+    assert not any(k in os.environ for k in MALLOC_ENV)
