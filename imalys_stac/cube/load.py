@@ -19,7 +19,7 @@ from rasterio.enums import Resampling
 
 from ..errors import InputError
 from .bands import Calibration
-from .fuse import auto_chunk, count_present_clear, fuse_stack, group_tables
+from .fuse import SMALL_FUSE, auto_chunk, count_present_clear, fuse_stack, group_tables
 from .grid import Grid, geometry_mask, reproject_geometry
 from .quality import QualityBand, quality_band
 from .reader import OutputGrid, StackReader, StackRequest, default_reader
@@ -196,9 +196,11 @@ def load_groups(
     args = [both_d]
     if keep is not None:
         args.append(da.from_array(keep[:, None], chunks=((len(keep),), (1,), both_d.chunks[2], both_d.chunks[3])))
+    # a small load (a tutorial's frame) is fused by numpy: no compiled kernel to load for it
+    small = both_d.size <= SMALL_FUSE
     data = da.map_blocks(
         _fuse_and_keep, *args, dtype=np.float32,
-        chunks=((len(groups),), (len(keys),), both_d.chunks[2], both_d.chunks[3]),
+        chunks=((len(groups),), (len(keys),), both_d.chunks[2], both_d.chunks[3]), small=small,
         nbands=len(keys), group_of=group_of, factors=factors, offsets=offsets, tables=tables, table_of=table_of, nodata=nodata, ngroups=len(groups),
         token="imalys-calibrate-mask-merge", meta=np.empty((0, 0, 0, 0), np.float32),
     )
