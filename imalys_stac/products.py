@@ -16,10 +16,9 @@ import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pystac
-import xarray as xr
 from shapely import wkt as shapely_wkt
 from shapely.geometry import mapping
 
@@ -43,6 +42,9 @@ from .product_records import (
 )
 from .text import markdown_escape
 from .workdir import WorkDir, WorkdirError
+
+if TYPE_CHECKING:  # the cube is made by cube.load (xarray is imported there, when a cube is read)
+    import xarray as xr
 
 PROJ_EXT = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
 SOURCES_FILE = "sources.json"

@@ -169,3 +169,15 @@ def test_numpy_fuse_is_the_kernels_bits_and_the_reference(seed):
     _bits_equal(got, compiled)
     np.testing.assert_array_equal(got, _fuse_reference(stack, nb, **kw))
     assert np.isnan(got[2]).all()
+
+
+def test_a_distributed_cluster_gets_the_compiled_kernels(monkeypatch):
+    """The numpy forms save a process's numba start-up; a cluster's workers pay it once in their life."""
+    from imalys_stac.runtime import client
+
+    stack = _stack(2, 3, 2, 5, 6, 0.3, False)
+    kernel = R._kernel(R.REDUCERS["bestof"], "bestof", stack.size, np.ones(3), 0.5)
+    assert kernel is small.KERNELS["bestof"]
+    monkeypatch.setattr(client, "active_client", lambda: object())
+    kernel = R._kernel(R.REDUCERS["bestof"], "bestof", stack.size, np.ones(3), 0.5)
+    assert kernel is not small.KERNELS["bestof"]

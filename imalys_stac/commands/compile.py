@@ -22,7 +22,8 @@ from ..products import KIND, VRT_MEDIA_TYPE, compile_item, store
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame
 
 
-def pick_inputs(ctx: RunContext, cmd) -> list[str]:
+def pick_inputs(ctx: RunContext, cmd) -> list[pystac.Item]:
+    """The imported images the compile stacks, by date (then name), each item read once."""
     p = cmd.params
     wd = ctx.workdir
     names: list[str] = []
@@ -54,7 +55,7 @@ def pick_inputs(ctx: RunContext, cmd) -> list[str]:
             + (f" ({why})" if why else ""),
             parameter="period" if p.period else ("search" if p.search else "select"),
         )
-    return sorted(items, key=lambda n: (items[n].datetime, n))
+    return [items[n] for n in sorted(items, key=lambda n: (items[n].datetime, n))]
 
 
 def inputs_frame(recipes: list[ImportRecord]) -> Frame | None:
@@ -122,8 +123,8 @@ def run(ctx: RunContext, cmd) -> None:
     if p.format:
         log.warning("compile: format = %s is not applied (line %d): imalys-stac keeps stacks as float32 with NaN "
                     "nodata; choose the file format and type on export", p.format, cmd.param_lines.get("format", cmd.line))
-    names = pick_inputs(ctx, cmd)
-    items = [ctx.workdir.load(n) for n in names]
+    items = pick_inputs(ctx, cmd)
+    names = [it.id for it in items]
     recipes = [ImportRecord.from_item(it) for it in items]
     grids = [Grid.from_stac(it.properties) for it in items]
     frame = read_frame(cmd) or inputs_frame(recipes)

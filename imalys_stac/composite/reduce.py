@@ -224,8 +224,11 @@ def reduce_stack(cube: xr.DataArray, method: str, *, quality: Any = None, thresh
 def _kernel(entry: Any, name: str, values: int, quality: np.ndarray, threshold: float) -> Any:
     """The registry entry's kernel, or for a small stack of a built-in ``median``/``bestof`` its
     numpy form (:mod:`.small`: the same values without loading numba, whose first call costs ten
-    times the pixel work of a tutorial-sized stack)."""
-    if (values <= S.SMALL_VALUES and name in S.KERNELS and entry.kernel == f"imalys_stac.composite.methods:{name}"
+    times the pixel work of a tutorial-sized stack) — when it is computed in this process: the
+    workers of a distributed cluster load the kernels once for their whole life."""
+    from ..runtime.client import active_client
+
+    if (values <= S.SMALL_VALUES and active_client() is None and name in S.KERNELS and entry.kernel == f"imalys_stac.composite.methods:{name}"
             and quality.shape[0] >= 1 and S.fits(quality, threshold)):
         return S.KERNELS[name]
     return entry.load_kernel()

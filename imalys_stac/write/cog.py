@@ -421,7 +421,7 @@ def _footprint_reduce(a: np.ndarray, valid: np.ndarray, wy: np.ndarray, wx: np.n
 
 def cog_errors(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """rio-cogeo's structural validation plus the overview content check: (errors, warnings)."""
-    from rio_cogeo.cogeo import cog_validate
+    from .cogcheck import cog_validate  # rio-cogeo's check without its imports (see there)
 
     path = Path(path)
     if not path.is_file():
