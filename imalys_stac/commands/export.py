@@ -45,6 +45,13 @@ if TYPE_CHECKING:  # the arrays and the COG writer are imported where an export 
     import xarray as xr
 
 
+def check_cog(path: Path) -> tuple[bool, list[str], list[str]]:
+    """write.check_cog, imported where an export checks a COG (with the writer: dask.array, xarray)."""
+    from ..write import check_cog as check
+
+    return check(path)
+
+
 def _invalid_cog() -> type[Exception]:
     """write_cog's InvalidCOG (read when an exception is matched against it: only a run that wrote
     a COG can have raised it, and that run imported the writer already)."""
@@ -188,8 +195,6 @@ def run(ctx: RunContext, cmd) -> None:
             if checked:
                 log.debug("   %s: a copy of the COG reduce checked (unchanged since), not checked again", target)
             elif ending in (".tif", ".tiff"):
-                from ..write import check_cog
-
                 ok, errors, _ = check_cog(out)
                 if not ok:
                     raise cmd.error(f"the written file is not a valid COG: {'; '.join(errors)}; nothing was replaced",

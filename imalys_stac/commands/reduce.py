@@ -58,6 +58,27 @@ def reduce_parts(build_cube, grid: Grid, reduce, side: int | None = None) -> tup
     return out, first_cube
 
 
+def reduce_stack(*args, **kwargs):
+    """composite.reduce_stack, imported on first use (with the kernels' module and dask.array)."""
+    from ..composite import reduce_stack as reduce_now
+
+    return reduce_now(*args, **kwargs)
+
+
+def write_cog(*args, **kwargs) -> Path:
+    """write.write_cog, imported on first use (the writer brings dask.array, xarray and pandas)."""
+    from ..write import write_cog as write
+
+    return write(*args, **kwargs)
+
+
+def write_quicklook(*args, **kwargs) -> Path:
+    """write.write_quicklook, imported on first use."""
+    from ..write import write_quicklook as write
+
+    return write(*args, **kwargs)
+
+
 def layers_as_time(cube: xr.DataArray) -> xr.DataArray:
     """Without `preserve = bands` the original reduces the whole layer stack (all bands of all
     dates) to one band: fold the band axis into time, each layer keeping its image's quality."""
@@ -101,8 +122,6 @@ def run(ctx: RunContext, cmd) -> None:
         if up_to_date(wd, name, stamp):
             log.info("   %s: up to date (same input and parameters as the product in %s), kept", name, wd.path / name)
             continue
-        from ..composite import reduce_stack
-        from ..write import write_cog, write_quicklook
         from ..write.blocks import Parts
 
         def build_cube(window, source=source):
