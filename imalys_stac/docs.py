@@ -28,7 +28,7 @@ COMMAND_TEXT = {
               "acquisition: cropped to the frame, masked with the quality band, calibrated, same-day tiles "
               "merged. Products are lazy recipes over the archive members.",
     "compile": "Imported images on one grid: a lazy stack product (named `compile` unless `target` says "
-               "otherwise).",
+               "otherwise), or with `format = int16` the stack stored as scaled integers.",
     "reduce": "Per-pixel reductions of a stack or image, computed on Dask; each result is a COG product "
               "named after its process (or `target`).",
     "export": "A product out of the working directory, in the format the target's ending names, with a "
@@ -74,8 +74,14 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("compile", "crsystem"): "EPSG code of the grid (default: the most common of the images).",
     ("compile", "pixel"): "Pixel size (default: the finest of the images).",
     ("compile", "projection"): "Take the grid of a product or an image file.",
-    ("compile", "format"): "Accepted for old chains and not applied: stacks stay float32 with NaN nodata; "
-                           "the file format is chosen on export.",
+    ("compile", "format"): "**New:** `int16` computes the stack once (calibrated, masked, framed) and stores it as "
+                           "scaled integers DN = round((value − offset) / scale), nodata −9999, as export's `int16`: "
+                           "half the bytes of a float32 stack, the scale and offset in the file and in the item's "
+                           "`raster:bands` (odc-stac, stackstac, GDAL calibrate back); `reduce` reads it within half "
+                           "a scale step of the float32 stack. `float32` (default) keeps the lazy stack; the "
+                           "original's `true` (keep the input type) too: imported reflectance is float32.",
+    ("compile", "scale"): "**New.** With `format = int16`: the value of one DN step (default `0.0001`).",
+    ("compile", "offset"): "**New.** With `format = int16`: the value of DN 0 (default `0`).",
     ("compile", "target"): "Name of the stack product.",
     ("reduce", "select"): "The stack or image to reduce.",
     ("reduce", "execute"): "Processes, each stored under its own name; repeatable (see the table below).",

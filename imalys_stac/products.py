@@ -26,6 +26,7 @@ from . import __version__
 from .cube.bands import Calibration
 from .cube.grid import Grid, geometry_mask
 from .cube.load import SceneGroup, load_groups
+from .cube.stored import stored_cube, stored_stack_path
 from .gdalnames import gdal_name, vrt_bytes
 from .product_records import (
     COMMAND,
@@ -143,6 +144,8 @@ def band_fields(path: str | Path) -> dict:
                 r["unit"] = "1"  # calibrated surface reflectance: a fraction
             elif info is not None and getattr(info, "unit", None):
                 r["unit"] = info.unit
+            if (ds.scales[i], ds.offsets[i]) != (1.0, 0.0):  # scaled integers: how readers calibrate them
+                r.update(scale=ds.scales[i], offset=ds.offsets[i])
             rb.append(r)
     return {"eo:bands": eo, "raster:bands": rb}
 
@@ -434,6 +437,9 @@ def cube_of(workdir: WorkDir, item: pystac.Item, chunksize: int | None = None,
                 # compile reprojects or shifts this image: interpolate reflectance (QA stays nearest)
                 g = dataclasses.replace(g, resampling="bilinear")
             groups.append(g)
+        stored = stored_stack_path(item)
+        if stored is not None and grid is own_grid:  # `compile format = int16`: the stack's pixels are stored
+            return stored_cube(stored, groups, rec.bands or groups[0].keys, grid, chunksize=chunksize, window=window)
         region = None
         if rec.frame_wkt:
             region = geometry_mask(shapely_wkt.loads(rec.frame_wkt),

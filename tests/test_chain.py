@@ -519,10 +519,10 @@ def test_catalog():
 # --- compile, reduce, export ------------------------------------------------------------------
 
 def test_compile_values():
-    p = chain(HOME + "compile\n\tselect = LC08_193026_20220515\n\tprojection = ~/tpl\n\tformat = input\n"
+    p = chain(HOME + "compile\n\tselect = LC08_193026_20220515\n\tprojection = ~/tpl\n\tformat = true\n"
               "\ttarget = stack\n").commands[1].params
     assert p.select == ["LC08_193026_20220515"] and p.projection == str(Path.home() / "tpl")
-    assert (p.format, p.target, p.frame) == ("input", "stack", None)
+    assert (p.format, p.target, p.frame) == ("true", "stack", None)
 
 
 def test_reduce_execute():

@@ -4,7 +4,7 @@
   Sentinel-2 SCL codes — the USGS/ESA bit meanings written out per value (independent
   reference) vs the lookup tables built from the provider rules (``cube.quality``) as the numba
   fused loader (``cube.fuse``) applies them and as the import quality count
-  (``cube.load.quality_counts``) counts them — pixel for pixel and count for count;
+  (``cube.counts.quality_counts``) counts them — pixel for pixel and count for count;
 * the fused calibrate-mask-merge kernel vs a per-pixel loop, for any QA values and tile order;
 * the compositing kernels (``composite.kernels`` via ``reduce_stack``) vs ``composite.reference``
   exhaustively over small value/NaN patterns with ties, and by hypothesis over explicit NaN masks,
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from imalys_stac.composite import METHODS, reduce_stack, reference
-from imalys_stac.cube import fuse
+from imalys_stac.cube import counts, fuse
 from imalys_stac.cube import load as L
 from imalys_stac.providers.landsat import qa as Q
 from imalys_stac.registry import provider
@@ -61,7 +61,7 @@ def _kernel_usable(codes: np.ndarray, band, rule: str | None) -> np.ndarray:
 
 
 def _quality_counts(tiles: np.ndarray, band, rule: str | None, monkeypatch, region=None) -> tuple[int, int]:
-    """(present, clear) as the import counts them (``cube.load.quality_counts``), for QA tiles
+    """(present, clear) as the import counts them (``cube.counts.quality_counts``), for QA tiles
     (tile, y, x) of one acquisition, read in several dask blocks."""
     import datetime as dt
 
@@ -77,7 +77,7 @@ def _quality_counts(tiles: np.ndarray, band, rule: str | None, monkeypatch, regi
     for it in items:
         it.add_asset(band.asset, pystac.Asset("qa.tif"))
     group = L.SceneGroup("acquisition", items, ["red"], None, rule, "nearest")
-    present, clear = L.quality_counts(group, None, rule, region=region)
+    present, clear = counts.quality_counts(group, None, rule, region=region)
     return int(present.compute()), int(clear.compute())
 
 

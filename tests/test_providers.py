@@ -336,7 +336,8 @@ def test_a_third_provider_is_one_registry_line(toy, archives, tmp_path):
     assert resolve_band(items[0], "B08") == "nir" and resolve_band(items[0], "_B04") == "red"
     # a Landsat tile and a toy tile in one load are refused (their quality bands differ)
     from imalys_stac.cube.bands import Calibration
-    from imalys_stac.cube.load import SceneGroup, quality_counts
+    from imalys_stac.cube.counts import quality_counts
+    from imalys_stac.cube.load import SceneGroup
 
     landsat = search(folder / "catalog", Query(collections=["landsat-c2-l2"]))
     mixed = SceneGroup("x", [items[0], landsat[0]], ["red"], Calibration((1.0,), (0.0,), "given"), "flags", "nearest")

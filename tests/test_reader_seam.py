@@ -11,8 +11,9 @@ import pystac
 import pytest
 
 from imalys_stac.cube.bands import Calibration
+from imalys_stac.cube.counts import quality_counts
 from imalys_stac.cube.grid import Grid
-from imalys_stac.cube.load import SceneGroup, load_groups, quality_counts
+from imalys_stac.cube.load import SceneGroup, load_groups
 from imalys_stac.cube.reader import (
     AssetStack,
     FakeReader,

@@ -29,9 +29,9 @@ print(json.dumps({"rc": rc, "loaded": [m for m in HEAVY if m in sys.modules]}))
 """
 
 
-def _loaded(*argv: str) -> list[str]:
+def _loaded(*argv: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "IMALYS_NO_MALLOC_TUNING": "1"}
-    code = f"HEAVY = {HEAVY!r}\n{_PROBE}"
+    code = f"HEAVY = {heavy!r}\n{_PROBE}"
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=300,
                          cwd=ROOT)
     last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
@@ -110,3 +110,75 @@ def test_quality_count_paths_agree_with_a_plain_loop(monkeypatch, small):
     keep = rng.random((23, 31)) < 0.7
     for k in (None, keep):
         assert fuse.count_present_clear(qa, present_t, clear_t, k) == _reference_counts(qa, present_t, clear_t, k)
+
+
+# ------------------------------------------------------------------ import and catalog chains
+#: what an import of a tutorial frame and a catalog do not need: the array stack, the compiled
+#: kernels, geopandas for the frame (cube.vector reads plain ones), pyarrow's dataset layer for
+#: the search index, and a Dask scheduler (the quality count runs in this process)
+SMALL_CHAIN_HEAVY = HEAVY + ("geopandas", "pyogrio", "pyarrow.dataset", "stac_geoparquet", "dask")
+
+_MODULES_PROBE = """
+import importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps({"rc": 0, "loaded": [m for m in HEAVY if m in sys.modules]}))
+"""
+
+
+def _loaded_by_importing(*modules: str) -> set[str]:
+    """Heavy modules that importing `modules` alone loads (their owners' start-up, not a chain's)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code = f"HEAVY = {SMALL_CHAIN_HEAVY!r}\n{_MODULES_PROBE}"
+    out = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return set(json.loads(out.stdout.strip().splitlines()[-1])["loaded"])
+
+
+@pytest.fixture(scope="module")
+def shared_modules() -> set[str]:
+    """What the modules an import shares with the cube loader load at import (cube.load builds
+    the Dask cubes of compile and reduce; once it imports dask.array and xarray where it builds
+    one, this is empty and the tests below ask for nothing heavy at all)."""
+    return _loaded_by_importing("imalys_stac.cube.load", "imalys_stac.products")
+
+
+@pytest.fixture()
+def framed_tutorial_chain(write_chain, synthetic_archives, tmp_path):
+    from shapely.geometry import box
+
+    from imalys_stac.stac import item_from_archive
+    from imalys_stac.synth import write_frame
+
+    item = item_from_archive(synthetic_archives.archives[0])
+    left, bottom, right, top = item.properties["proj:bbox"]
+    frame = write_frame(tmp_path / "frame.shp", box(left + 300, bottom + 450, right - 600, top - 90),
+                        f"EPSG:{item.properties['proj:epsg']}")
+    return write_chain(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\nimport\n"
+                       f"\tselect = {synthetic_archives.folder}/*.tar\n\tframe = {frame}\n\tquality = 0.3\n"
+                       "\tbands = _B2, _B3, _B4\n\tfactor = 2.75e-5\n\toffset = -0.2\n")
+
+
+def test_import_of_a_small_frame_loads_no_array_stack_no_geopandas_and_no_dask(framed_tutorial_chain, shared_modules):
+    """The tutorial's import (chain 2a): frame from a shapefile, quality counted in this process."""
+    loaded = set(_loaded("run", str(framed_tutorial_chain), heavy=SMALL_CHAIN_HEAVY))
+    assert loaded <= shared_modules, sorted(loaded - shared_modules)
+    assert not loaded & {"numba", "geopandas", "pyogrio", "pyarrow.dataset", "stac_geoparquet", "distributed"}
+
+
+def test_catalog_and_import_from_it_load_no_pandas(write_chain, synthetic_archives, tmp_path, shared_modules):
+    """Chains 2c and 2d: building a catalog writes its index with stac-geoparquet (which imports
+    geopandas, and pandas through pyarrow.dataset); running it again unchanged, and importing from the catalog's
+    table (its search index read with pyarrow alone), load none of it."""
+    catalog = write_chain(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd_catalog\ncatalog\n"
+                          f"\tarchives = {synthetic_archives.folder}/*.tar\n\ttarget = {tmp_path}/bonds.csv\n",
+                          name="catalog.txt")
+    first = _loaded("run", str(catalog), heavy=SMALL_CHAIN_HEAVY)
+    assert not set(first) & {"numba", "xarray", "dask", "distributed"}  # stac-geoparquet: pandas, geopandas
+    assert _loaded("run", str(catalog), heavy=SMALL_CHAIN_HEAVY) == []  # unchanged: nothing heavy at all
+    database = write_chain(f"IMALYS\nhome\n\tdirectory = {tmp_path}/wd\nimport\n\tdatabase = {tmp_path}/bonds.csv\n"
+                           "\tperiod = 20220501-20221031\n\tbands = _B4, _B5\n", name="database.txt")
+    loaded = set(_loaded("run", str(database), heavy=SMALL_CHAIN_HEAVY))
+    assert loaded <= shared_modules, sorted(loaded - shared_modules)
+    assert not loaded & {"numba", "geopandas", "pyarrow.dataset", "stac_geoparquet", "distributed"}

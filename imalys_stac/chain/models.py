@@ -198,8 +198,17 @@ class Compile(Model):
     crsystem: int | None = param(v.epsg, aliases=("warp",))
     pixel: float | None = param(v.positive)
     projection: str | None = param(v.path_text)
-    format: str | None = param(v.text_value)
+    # int16: the stack's pixels stored as DN = round((value - offset) / scale), nodata -9999 (as
+    # export's int16); true/false: the original's words (keep the input type: float32 reflectance)
+    format: str | None = param(v.choice("float32", "int16", "true", "false"))
+    scale: float = param(v.positive, default=1e-4)
+    offset: float = param(v.number, default=0.0)
     target: str = param(v.name, default="compile")
+
+    def _check(self, fail: Fail, given: set[str], check_files: bool) -> None:
+        for key in ("scale", "offset"):
+            if key in given and self.format != "int16":
+                raise fail(key, f"{key} applies to format = int16 only", "add format = int16, or remove " + key)
 
 
 #: ``execute`` processes built in (the validator reads the registry itself, see imalys_stac.registry).

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..chain import Chain, ChainError, Command
 from ..errors import ImalysError
-from ..runtime.cluster import ClusterSpec, cluster_faults, dask_runtime
+from ..runtime.cluster import ClusterSpec, apply_gdal_env, cluster_faults, dask_runtime
 from ..runtime.log import RunLog
 from ..settings import Settings, SettingsError, using
 from ..workdir import WorkDir, WorkdirError
@@ -25,6 +25,10 @@ HANDLERS = {
     "reduce": "reduce",
     "export": "export",
 }
+
+#: commands that start the in-process Dask scheduler themselves when they use it (ctx.use_dask);
+#: before any other command it is started by the runner
+DASK_ON_DEMAND = frozenset({"catalog", "import"})
 
 
 def handler_for(name: str):
@@ -145,12 +149,16 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
                 if callers is not None:  # the caller's cluster, used as it is (no plugins, no watch)
                     import dask
 
-                    from ..runtime.cluster import apply_gdal_env
-
                     apply_gdal_env()
                     log.info("dask: the caller's client %s", callers)
                     stack.enter_context(dask.config.set(scheduler=callers))
                     ctx.client = callers
+                elif spec.kind == "threads":
+                    # the in-process scheduler costs nothing to start but importing dask: entered
+                    # before the first command that computes with it (RunContext.use_dask), so a
+                    # chain of catalog and small imports never loads it
+                    apply_gdal_env()
+                    ctx.dask_starter = lambda: stack.enter_context(dask_runtime(spec))
                 else:
                     ctx.client = stack.enter_context(dask_runtime(spec))
             except ImalysError as exc:
@@ -169,6 +177,8 @@ def _run_commands(chain: Chain, home_cmd, workdir: WorkDir, runlog: RunLog, chun
                         pass
                     continue
                 handler = handler_for(cmd.name)
+                if cmd.name not in DASK_ON_DEMAND:
+                    ctx.use_dask()
                 with runlog.command(cmd.name, cmd.line, _params(cmd)):
                     try:
                         with cluster_faults(ctx.client):  # a cluster that cannot finish: a user error, not a hang

@@ -19,6 +19,7 @@ from ..cube.vrt import on_grid, stack_vrt, write_warped_vrt
 from ..gdalnames import gdal_name, vrt_bytes
 from ..product_records import COMMAND, ImportRecord
 from ..products import KIND, VRT_MEDIA_TYPE, compile_item, store
+from .compile_format import stack_scaling, write_scaled_stack
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame
 
 
@@ -120,9 +121,7 @@ def template_grid(ctx: RunContext, cmd, template: str) -> Grid:
 
 def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
-    if p.format:
-        log.warning("compile: format = %s is not applied (line %d): imalys-stac keeps stacks as float32 with NaN "
-                    "nodata; choose the file format and type on export", p.format, cmd.param_lines.get("format", cmd.line))
+    scaling = stack_scaling(cmd)  # format = int16: the stack is computed and stored (compile_format)
     items = pick_inputs(ctx, cmd)
     names = [it.id for it in items]
     recipes = [ImportRecord.from_item(it) for it in items]
@@ -144,8 +143,11 @@ def run(ctx: RunContext, cmd) -> None:
     item.properties[COMMAND] = command_record(ctx, cmd)
     item.properties[FINGERPRINT] = fingerprint(cmd, [(it.id, it.properties.get(FINGERPRINT)) for it in items], grid.to_stac())
     with ctx.workdir.scratch(p.target) as tmp:
-        files = stack_view(ctx, items, grid, Path(tmp) / f"{p.target}.vrt", ctx.workdir.product_folder(p.target))
-        for key, path in files.items():
+        if scaling is not None:  # the stored stack (its asset added there) instead of the VRTs
+            files = write_scaled_stack(ctx, item, scaling, Path(tmp) / f"{p.target}.tif")
+        else:
+            files = stack_view(ctx, items, grid, Path(tmp) / f"{p.target}.vrt", ctx.workdir.product_folder(p.target))
+        for key, path in files.items() if scaling is None else ():
             if key == "stack":
                 # untyped, as the import's VRT: odc-stac reads an untyped data asset as a raster
                 item.add_asset(key, pystac.Asset(

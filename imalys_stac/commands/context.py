@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..chain import Chain
 from ..product_records import FINGERPRINT
@@ -21,6 +24,25 @@ class RunContext:
     client: object | None = None
     chunksize: int | None = None  # None: sized per cube so a block's memory does not grow with the dates
     outputs: list[Path] = field(default_factory=list)
+    #: starts the run's in-process Dask scheduler (its configuration) on first use; None once started
+    dask_starter: Callable[[], object] | None = None
+
+    def use_dask(self) -> None:
+        """Make the run's Dask scheduler the one computations use (at most once per run)."""
+        start, self.dask_starter = self.dask_starter, None
+        if start is not None:
+            start()
+
+    @contextmanager
+    def step(self, desc: str, *, dask: bool = True) -> Iterator[Any]:
+        """A long step, its progress shown as `desc` (runtime.progress); `dask`: computed with
+        Dask (the run's scheduler started, progress from its tasks), else the block reports it."""
+        from ..runtime.progress import dask_progress, step_progress
+
+        if dask:
+            self.use_dask()
+        with dask_progress(desc) if dask else step_progress(desc) as progress:
+            yield progress
 
 
 def command_record(ctx: RunContext, cmd) -> dict:

@@ -1,8 +1,8 @@
 """`import`: STAC search → one masked, calibrated, cropped product per acquisition.
 
 Translates the parameters into a search (`stac.search`) and a `cube.plan.Recipe`; planning
-(`cube.plan`: acquisitions, names, grids, coverage and quality from one Dask pass over the
-quality band) happens there, on frozen values. This module decides what to say about each
+(`cube.plan`: acquisitions, names, grids, coverage and quality from one pass over the quality
+band) happens there, on frozen values. This module decides what to say about each
 acquisition and stores the accepted ones as lazy products (recipes over the archive members, see
 `products.py`). No archive is extracted and no band pixel is read here.
 """
@@ -12,17 +12,15 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import dask
 import pystac
 
 from ..chain import as_measured, resolve_archive_pattern
 from ..cube.grid import Frame
-from ..cube.plan import Acquisition, PlanError, Recipe, coverage_graph, coverages, plan_acquisitions
+from ..cube.plan import Acquisition, PlanError, Recipe, measure_coverages, plan_acquisitions
 from ..cube.vrt import recipe_vrt, vrt_possible
 from ..gdalnames import vrt_bytes
 from ..product_records import COMMAND, KIND, ImportRecord
 from ..products import import_item, store
-from ..runtime.progress import dask_progress
 from ..stac import Query, search
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, log, read_frame
 
@@ -103,10 +101,10 @@ def run(ctx: RunContext, cmd) -> None:
         log.warning("import: target = %s names one image but %d acquisitions were selected; they keep "
                     "their sensor_tile_date names", p.target, len(plan))
 
-    # Quality and cover: one lazy pass over the quality band per acquisition, computed together.
-    graph = coverage_graph(plan, p.rule, ctx.chunksize)
-    with dask_progress("quality"):
-        measured_all = coverages(dask.compute(*graph))
+    # Quality and cover: one pass over the quality band per acquisition (in this process for a
+    # small frame, else one Dask pass over all of them on the run's scheduler)
+    measured_all = measure_coverages(plan, p.rule, ctx.chunksize, in_process=ctx.client is None,
+                                     progress=lambda dask: ctx.step("quality", dask=dask))
     written = 0
     rejected: Counter[str] = Counter()
     q_text, c_text = cmd.written("quality"), cmd.written("cover")

@@ -161,18 +161,20 @@ class Frame:
 
     @classmethod
     def read(cls, path: Path) -> Frame:
-        import geopandas as gpd
+        from .vector import read_plain
 
         path = Path(path)
-        try:
-            df = gpd.read_file(path)
-        except Exception as exc:  # pyogrio raises its own DataSourceError types
-            raise InputError(f"cannot read the frame {path}: {exc}") from exc
-        if df.empty or df.geometry.isna().all():
+        plain = read_plain(path)  # a plain shapefile or GeoJSON: no geopandas (start-up time)
+        crs: CRS | str | None
+        if plain is not None:
+            geometries, crs = plain
+        else:
+            geometries, crs = _read_with_geopandas(path)
+        if not geometries or all(g is None for g in geometries):
             raise InputError(f"the frame {path} holds no geometry")
-        if df.crs is None:
+        if crs is None:
             raise InputError(f"the frame {path} has no coordinate system (.prj missing?)")
-        for n, g in enumerate(df.geometry, 1):
+        for n, g in enumerate(geometries, 1):
             if g is None or g.is_empty:
                 continue
             if not g.is_valid:
@@ -185,10 +187,10 @@ class Frame:
                     f"the frame {path} is not a valid geometry (feature {n}: {reason})",
                     hint="list the polygon's corners in order around its outline, or repair it in a GIS "
                          "(e.g. QGIS 'Fix geometries')")
-        geom = df.geometry.union_all() if hasattr(df.geometry, "union_all") else df.geometry.unary_union
+        geom = shapely.union_all(np.array(geometries, dtype=object))  # as geopandas' union_all (None: skipped)
         if geom.is_empty:
             raise InputError(f"the frame {path} holds no geometry")
-        return cls(path, geom, df.crs.to_wkt())
+        return cls(path, geom, CRS.from_user_input(crs).to_wkt())
 
     @property
     def crs(self) -> CRS:
@@ -206,6 +208,17 @@ class Frame:
 
     def wgs84_rectangle(self) -> BaseGeometry:
         return box(*self.bounds_in(4326))
+
+
+def _read_with_geopandas(path: Path) -> tuple[list[BaseGeometry | None], CRS | None]:
+    """Any vector format GDAL reads: (one geometry per feature, None for a null one; its CRS)."""
+    import geopandas as gpd
+
+    try:
+        df = gpd.read_file(path)
+    except Exception as exc:  # pyogrio raises its own DataSourceError types
+        raise InputError(f"cannot read the frame {path}: {exc}") from exc
+    return list(df.geometry), df.crs
 
 
 def geometry_mask(geom: BaseGeometry, grid: Grid) -> np.ndarray:

@@ -18,12 +18,11 @@ from rasterio.enums import Resampling
 
 from ..errors import InputError
 from .bands import Calibration
-from .fuse import auto_chunk, count_present_clear, fuse_stack, group_tables
+from .fuse import auto_chunk, fuse_stack, group_tables
 from .grid import Grid, geometry_mask, reproject_geometry
 from .quality import QualityBand, quality_band
 from .reader import OutputGrid, StackReader, StackRequest, default_reader
 
-DEFAULT_CHUNK = 1024  # QA-only passes (import quality); band cubes size their chunks with auto_chunk
 RESAMPLING = {
     "nearest": Resampling.nearest,
     "bilinear": Resampling.bilinear,
@@ -125,33 +124,6 @@ def _quality_band_of(groups: Sequence[SceneGroup]) -> QualityBand:
         raise InputError("cannot mix tiles of different quality bands in one load ("
                          + ", ".join(sorted(b.asset for b in bands)) + "): their providers differ")
     return bands.pop()
-
-
-def quality_counts(group: SceneGroup, grid: Grid, rule: str | None, *, chunksize: int = DEFAULT_CHUNK,
-                   region: np.ndarray | None = None, reader: StackReader | None = None) -> tuple[da.Array, da.Array]:
-    """Lazy pixel counts of one acquisition on `grid`: (present, clear).
-
-    present: some tile of the acquisition has data there (its quality band is not fill); clear:
-    some tile is usable under `rule` — the same "any tile usable" the fused kernel merges by, and
-    the same lookup tables, so the stored quality describes exactly the pixels a composite can
-    use. `region` (bool y × x) restricts both counts to an exact frame polygon."""
-    qband = _quality_band_of([group])
-    qa = _stack(group.items, [qband.asset], grid, "nearest", chunksize, "uint16", qband.fill_value, reader=reader)
-    qa_d = qa.data[:, 0].rechunk({0: -1})  # (time, y, x), all tiles of a block in one task
-    present_t, clear_t = qband.table(None), qband.table(rule)
-
-    def counts(block: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-        present, clear = count_present_clear(block, present_t, clear_t, keep)
-        return np.array([[[present, clear]]], dtype=np.int64)
-
-    args = [qa_d]
-    if region is not None:
-        args.append(da.from_array(np.asarray(region, bool)[None], chunks=((1,),) + qa_d.chunks[1:]))
-    per_block = da.map_blocks(lambda b, k=None: counts(b, None if k is None else k[0]), *args, dtype=np.int64,
-                              chunks=((1,) * len(qa_d.chunks[0]), (1,) * len(qa_d.chunks[1]),
-                                      (2,) * len(qa_d.chunks[2])), token="imalys-quality-count",
-                              meta=np.empty((0, 0, 0), np.int64))  # given: inferring it runs the kernel
-    return per_block[..., 0::2].sum(), per_block[..., 1::2].sum()
 
 
 def load_groups(

@@ -5,7 +5,8 @@ stackstac's `prepare.py`). Commands translate parameters into calls of these.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +16,9 @@ import pystac
 from ..errors import ImalysError
 from ..registry import provider_for_item
 from .bands import Calibration, image_assets, resolve_band
+from .counts import DEFAULT_CHUNK, count_quality, fits_in_process, quality_counts
 from .grid import Frame, Grid, asset_grid, transform_bounds
-from .load import DEFAULT_CHUNK, SceneGroup, quality_counts
+from .load import SceneGroup
 
 
 def scene_key(item: pystac.Item) -> tuple[str, str, str]:
@@ -198,3 +200,54 @@ def coverage_graph(acquisitions: Sequence[Acquisition], rule: str, chunksize: in
 def coverages(counts: Sequence[tuple]) -> list[Coverage]:
     """Computed (present, clear, total) → Coverage per acquisition."""
     return [Coverage(int(p), int(c), int(t)) for p, c, t in counts]
+
+
+#: acquisitions from which `measure_coverages` counts several at a time (threads: the tile
+#: decoding releases the GIL); fewer are counted one after the other
+THREADED_FROM = 3
+
+
+def measure_coverages(acquisitions: Sequence[Acquisition], rule: str, chunksize: int | None = None, *,
+                      in_process: bool = True,
+                      progress: Callable[[bool], AbstractContextManager[Any]] | None = None) -> list[Coverage]:
+    """Coverage per acquisition, computed now: the numbers of ``coverages(dask.compute(*coverage_graph(…)))``.
+
+    `in_process`: the files can be read here and no distributed cluster was asked for. Then a
+    small count (a frame of a few hundred pixels, see `counts.fits_in_process`) reads its quality
+    codes in this process without Dask (a tutorial's import: milliseconds of work against a
+    second to import and schedule a graph); everything else is one Dask pass as before.
+    `progress(dask)`: the step's progress display, entered around the count (`dask`: the count
+    is a Dask pass; else the context's value is told the share done, `update(fraction, "tasks")`)."""
+    from ..settings import current
+
+    chunk = chunksize or DEFAULT_CHUNK
+    small = (in_process and current().reader != "stackstac"
+             and fits_in_process([a.group for a in acquisitions], [a.grid for a in acquisitions], chunk))
+    if not small:
+        import dask
+
+        graph = coverage_graph(acquisitions, rule, chunksize)
+        with progress(True) if progress is not None else nullcontext():
+            return coverages(dask.compute(*graph))
+
+    def one(a: Acquisition) -> tuple[int, int, int]:
+        region = a.group.region_mask(a.grid)
+        total = int(region.sum()) if region is not None else int(np.prod(a.grid.shape))
+        return (*count_quality(a.group, a.grid, rule, chunksize=chunk, region=region), total)
+
+    with ExitStack() as stack:
+        step = stack.enter_context(progress(False)) if progress is not None else None
+        if len(acquisitions) < THREADED_FROM:
+            results: Iterable[tuple[int, int, int]] = map(one, acquisitions)
+        else:
+            import os
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = stack.enter_context(ThreadPoolExecutor(min(len(acquisitions), os.cpu_count() or 1, 4)))
+            results = pool.map(one, acquisitions)
+        counted = []
+        for n, result in enumerate(results, 1):
+            counted.append(result)
+            if step is not None:
+                step.update(n / len(acquisitions), "tasks")
+    return coverages(counted)

@@ -13,7 +13,7 @@ import pystac
 from ..errors import InputError
 from ..providers.base import ALL_CODES, Definition, QualityBand
 
-__all__ = ["ALL_CODES", "Definition", "QualityBand", "quality_band"]
+__all__ = ["ALL_CODES", "Definition", "QualityBand", "quality_band", "quality_band_of"]
 
 
 def quality_band(item: pystac.Item) -> QualityBand:
@@ -29,3 +29,13 @@ def quality_band(item: pystac.Item) -> QualityBand:
             return p.quality
     names = " or ".join(p.quality.asset for p in providers())
     raise InputError(f"{item.id} has no quality band ({names}): cannot mask clouds or count quality")
+
+
+def quality_band_of(groups) -> QualityBand:
+    """The one quality band of the tiles of `groups` (scene groups: `.items`); tiles of providers
+    with different quality bands cannot be counted or masked together."""
+    bands = {quality_band(it) for g in groups for it in g.items}
+    if len(bands) > 1:
+        raise InputError("cannot mix tiles of different quality bands in one load ("
+                         + ", ".join(sorted(b.asset for b in bands)) + "): their providers differ")
+    return bands.pop()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import dask
-
 
 def active_client() -> Any | None:
     """The distributed Client dask computes on right now, or None. Without `distributed`
     imported there is none, and asking would import it (a second of start-up)."""
     if "distributed" not in sys.modules:
         return None
+    import dask
     from distributed import default_client
 
     try:

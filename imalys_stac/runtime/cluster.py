@@ -23,8 +23,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import dask
-
 from ..errors import ResourceError
 from ..settings import Settings, current
 from ..settings import parse_memory as _parse_size
@@ -254,6 +252,8 @@ def kube_cluster_spec(spec: ClusterSpec, *, image: str | None = None, name: str 
 @contextmanager
 def dask_runtime(spec: ClusterSpec) -> Iterator[object | None]:
     """Yield a distributed Client (or None for the in-process threaded scheduler) for a run."""
+    import dask  # a chain whose commands need no Dask (catalog, a small import) never enters this
+
     apply_gdal_env()
     kind = spec.kind
     if kind == "threads":

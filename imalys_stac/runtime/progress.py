@@ -13,6 +13,7 @@ without a terminal (batch jobs, Kubernetes, redirected output) the lines go to s
 """
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -21,9 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dask.callbacks import Callback
-from tqdm.auto import tqdm
-
 from .client import active_client
 from .names import TASK_COUNTER
 
@@ -31,6 +29,12 @@ log = logging.getLogger("imalys_stac.progress")
 
 _current: list[StepProgress] = []
 _lock = threading.Lock()
+
+
+def _tqdm() -> Any:
+    from tqdm.auto import tqdm  # a bar only on a terminal: batch runs never import it
+
+    return tqdm
 
 
 def progress_enabled() -> bool:
@@ -57,7 +61,7 @@ class StepProgress:
         self.reported = -1  # last logged percentage
         self.last_line = self.start
         self.lock = threading.Lock()
-        self.bar = tqdm(total=100, desc=desc, unit="%", leave=False, file=sys.stderr,
+        self.bar = _tqdm()(total=100, desc=desc, unit="%", leave=False, file=sys.stderr,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]") if self.tty else None
 
     def update(self, fraction: float, source: str) -> None:
@@ -135,22 +139,30 @@ def track(sink: Any, shape: tuple[int, ...]) -> Any:
     return sink if step is None else _Tracked(sink, shape, step)
 
 
-class _TaskCallback(Callback):
-    """In-process scheduler: tasks finished / tasks started, over all computes of the step."""
+@functools.cache
+def _task_callback_type() -> type:
+    """The dask callback class (made when the first step runs on the in-process scheduler: a
+    module that only asks `progress_enabled` or tracks a sink does not import dask)."""
+    from dask.callbacks import Callback
 
-    def __init__(self, step: StepProgress):
-        super().__init__()
-        self.step = step
-        self.total = 0
-        self.done = 0
+    class _TaskCallback(Callback):
+        """In-process scheduler: tasks finished / tasks started, over all computes of the step."""
 
-    def _start_state(self, dsk, state):  # noqa: ANN001 - dask's callback signature
-        self.total += sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+        def __init__(self, step: StepProgress):
+            super().__init__()
+            self.step = step
+            self.total = 0
+            self.done = 0
 
-    def _posttask(self, key, result, dsk, state, worker_id):  # noqa: ANN001
-        self.done += 1
-        if self.total:
-            self.step.update(self.done / self.total, "tasks")
+        def _start_state(self, dsk, state):  # noqa: ANN001 - dask's callback signature
+            self.total += sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+
+        def _posttask(self, key, result, dsk, state, worker_id):  # noqa: ANN001
+            self.done += 1
+            if self.total:
+                self.step.update(self.done / self.total, "tasks")
+
+    return _TaskCallback
 
 
 def _scheduler_counts(dask_scheduler: Any, client_id: str) -> list[int]:
@@ -193,22 +205,30 @@ def _distributed_tasks(client: Any, step: StepProgress, period: float = 1.0) -> 
 
 
 @contextmanager
-def dask_progress(desc: str) -> Iterator[StepProgress]:
-    """Report the progress of the dask work in this block (see the module's docstring)."""
+def step_progress(desc: str) -> Iterator[StepProgress]:
+    """A step whose progress the block reports itself (`step.update(fraction, source)`), or a
+    tracked sink inside it; no dask involved."""
     step = StepProgress(desc)
     with _lock:
         _current.append(step)
     failed = True
     try:
-        client = active_client()
-        if client is not None:
-            with _distributed_tasks(client, step):
-                yield step
-        else:
-            with _TaskCallback(step):
-                yield step
+        yield step
         failed = False
     finally:
         with _lock:
             _current.remove(step)
         step.close(failed=failed)
+
+
+@contextmanager
+def dask_progress(desc: str) -> Iterator[StepProgress]:
+    """Report the progress of the dask work in this block (see the module's docstring)."""
+    with step_progress(desc) as step:
+        client = active_client()
+        if client is not None:
+            with _distributed_tasks(client, step):
+                yield step
+        else:
+            with _task_callback_type()(step):
+                yield step

@@ -13,12 +13,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import shapely
 from shapely.geometry import shape
 
@@ -107,6 +105,9 @@ def _chain(first: Any, rest: Iterable[Any]) -> Iterable[Any]:
 
 def _empty(path: Path) -> None:
     """A catalog without items: an empty table with the stac-geoparquet core columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     schema = pa.schema([
         ("type", pa.string()), ("stac_version", pa.string()), ("stac_extensions", pa.list_(pa.string())),
         ("id", pa.string()), ("collection", pa.string()), ("geometry", pa.binary()),
@@ -119,6 +120,20 @@ def _empty(path: Path) -> None:
     pq.write_table(table, gdal_name(path), compression="zstd")
 
 
+def _naive_utc(table: Any, pa: Any) -> tuple[Any, bool]:
+    """The table with its UTC ``datetime`` column as plain timestamps (the same instants), and
+    whether it was UTC: pyarrow turns a column with a time zone into Python values through
+    pandas' time-zone types, and importing pandas costs more than reading the whole index."""
+    i = table.schema.get_field_index("datetime")
+    kind = table.schema.field(i).type
+    # nanoseconds become pandas Timestamps in Python: those stay as they are
+    if not pa.types.is_timestamp(kind) or kind.tz not in ("UTC", "+00:00", "Z") or kind.unit == "ns":
+        return table, False
+    plain = pa.timestamp(kind.unit)  # a view of the same numbers (a cast would import pyarrow.compute)
+    column = pa.chunked_array([chunk.view(plain) for chunk in table.column(i).chunks], type=plain)
+    return table.set_column(i, "datetime", column), True
+
+
 class Rows(list):
     """Search rows (a list; ``to_pylist`` kept for callers written against a pyarrow table)."""
 
@@ -128,16 +143,25 @@ class Rows(list):
 
 def read_index(path: Path) -> Rows:
     """The search rows of a stac-geoparquet index (only the columns search needs are read)."""
+    import pyarrow as pa  # imported when an index is read (an import of archives never is)
+    import pyarrow.parquet as pq
+
     try:
         names = pq.read_schema(gdal_name(path)).names
         missing = [c for c in REQUIRED if c not in names]
         if missing:
             raise InputError(f"{path}: search index lacks columns {missing}; rebuild the catalog")
-        table = pq.read_table(gdal_name(path), columns=[c for c in COLUMNS if c in names])
+        # one file, read as it is: read_table would go through pyarrow.dataset, whose import
+        # brings pandas (a third of a second before the first row)
+        with pq.ParquetFile(gdal_name(path)) as parquet:
+            table = parquet.read(columns=[c for c in COLUMNS if c in names])
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path}: not a readable search index ({exc})") from None
+    table, utc = _naive_utc(table, pa)
     rows = Rows()
     for r in table.to_pylist():
+        if utc and r["datetime"] is not None:
+            r["datetime"] = r["datetime"].replace(tzinfo=timezone.utc)
         b = r["bbox"]
         href = item_href(r["collection"], r["id"])
         archive = r.get(ARCHIVE)

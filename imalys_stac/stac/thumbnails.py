@@ -18,6 +18,7 @@ from ..gdalnames import gdal_name
 
 MAX_SIZE = 256
 STRETCH = 0.3  # reflectance shown as white
+PNG_LEVEL = 1
 
 
 def _rgb_assets(d: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -43,7 +44,9 @@ def _png(rgb: np.ndarray, alpha: np.ndarray) -> bytes:
 
     img = Image.fromarray(np.dstack([rgb[0], rgb[1], rgb[2], alpha]).astype(np.uint8), "RGBA")
     buf = io.BytesIO()
-    img.save(buf, "PNG", optimize=True)
+    # zlib's fastest level: 11× faster than `optimize` (0.18 s of a catalog's CPU per archive on a
+    # 256² thumbnail, most of a small catalog's time) for a file 12 % larger; the same pixels
+    img.save(buf, "PNG", compress_level=PNG_LEVEL)
     return buf.getvalue()
 
 
