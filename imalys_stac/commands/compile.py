@@ -23,7 +23,8 @@ from .compile_format import stack_scaling, write_scaled_stack
 from .context import FINGERPRINT, RunContext, checked_grid, command_record, fingerprint, load_product, log, read_frame
 
 
-def pick_inputs(ctx: RunContext, cmd) -> list[str]:
+def pick_inputs(ctx: RunContext, cmd) -> list[pystac.Item]:
+    """The imported images the compile stacks, by date (then name), each item read once."""
     p = cmd.params
     wd = ctx.workdir
     names: list[str] = []
@@ -55,7 +56,7 @@ def pick_inputs(ctx: RunContext, cmd) -> list[str]:
             + (f" ({why})" if why else ""),
             parameter="period" if p.period else ("search" if p.search else "select"),
         )
-    return sorted(items, key=lambda n: (items[n].datetime, n))
+    return [items[n] for n in sorted(items, key=lambda n: (items[n].datetime, n))]
 
 
 def inputs_frame(recipes: list[ImportRecord]) -> Frame | None:
@@ -121,8 +122,8 @@ def template_grid(ctx: RunContext, cmd, template: str) -> Grid:
 def run(ctx: RunContext, cmd) -> None:
     p = cmd.params
     scaling = stack_scaling(cmd)  # format = int16: the stack is computed and stored (compile_format)
-    names = pick_inputs(ctx, cmd)
-    items = [ctx.workdir.load(n) for n in names]
+    items = pick_inputs(ctx, cmd)
+    names = [it.id for it in items]
     recipes = [ImportRecord.from_item(it) for it in items]
     grids = [Grid.from_stac(it.properties) for it in items]
     frame = read_frame(cmd) or inputs_frame(recipes)

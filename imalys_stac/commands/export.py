@@ -8,11 +8,9 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rioxarray  # noqa: F401  (registers .rio)
-import xarray as xr
 
 from .. import __version__
 from ..cube.grid import Grid
@@ -22,9 +20,8 @@ from ..products import KIND, RASTER_EXT, archive_sources, cube_of, export_links,
 from ..registry import FORMATS as FORMAT_REGISTRY
 from ..registry import companion_paths
 from ..runtime.progress import dask_progress
-from ..write import check_cog, write_image
+from ..write import write_image
 from ..write.atomic import recover_swaps, replace, scratch_dir, sweep_stale, write_json_atomic
-from ..write.cog import InvalidCOG
 from ..write.quicklook import QUICKLOOK_SIDE
 from ..write.scaled import Scaling
 from .context import FINGERPRINT, RunContext, fingerprint, load_product, log, os_reason
@@ -43,7 +40,30 @@ def _quicklook_grid(item, side: int) -> Grid | None:
     return Grid.aligned(own.epsg, own.bounds, rx * f, anchor=(left, top), yres=ry * f if ry != rx else None)
 
 
+if TYPE_CHECKING:  # the arrays and the COG writer are imported where an export computes or checks one:
+    # copying the COG reduce wrote and checked needs neither (xarray, pandas, dask.array: ~1 s)
+    import xarray as xr
+
+
+def check_cog(path: Path) -> tuple[bool, list[str], list[str]]:
+    """write.check_cog, imported where an export checks a COG (with the writer: dask.array, xarray)."""
+    from ..write import check_cog as check
+
+    return check(path)
+
+
+def _invalid_cog() -> type[Exception]:
+    """write_cog's InvalidCOG (read when an exception is matched against it: only a run that wrote
+    a COG can have raised it, and that run imported the writer already)."""
+    from ..write.cog import InvalidCOG
+
+    return InvalidCOG
+
+
 def _product_array(ctx: RunContext, item, quicklook: bool = False) -> xr.DataArray:
+    import rioxarray  # registers .rio
+    import xarray as xr
+
     kind = item.properties.get(KIND)
     if kind == "reduce":
         href = item.assets["data"].get_absolute_href()
@@ -186,7 +206,7 @@ def run(ctx: RunContext, cmd) -> None:
             os.replace(scratch / item_path.name, item_path)
             for f in files:
                 replace(f, target.parent / f.name)
-    except InvalidCOG as exc:
+    except _invalid_cog() as exc:
         raise cmd.error(f"the written file is not a valid COG: {exc}; nothing was replaced", parameter="target") from exc
     except OSError as exc:
         reason, hint = os_reason(exc, target.parent)

@@ -3,21 +3,18 @@ stored as a COG product in the working directory."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pystac
-import xarray as xr
 
 from ..chain import ChainError
-from ..composite import reduce_stack
 from ..cube.grid import Grid
 from ..errors import ImalysError
 from ..product_records import COG_CHECKED, COMMAND, CompositeRecord, file_stamp
 from ..products import KIND, collapse_warning, cube_of, derived_item, store
 from ..registry import REDUCERS
 from ..runtime.progress import dask_progress
-from ..write import write_cog, write_quicklook
-from ..write.blocks import Parts, part_windows
 from ..write.raster import as_disk_error, check_room_for, gdal_errors, has_valid_pixel
 from .context import FINGERPRINT, RunContext, command_record, fingerprint, load_product, log, up_to_date
 
@@ -25,6 +22,10 @@ from .context import FINGERPRINT, RunContext, command_record, fingerprint, load_
 #: window, each window its own graph (~6,000 tasks at the usual 256-px blocks, built in seconds),
 #: streamed into the one output file. `IMALYS_PART_PIXELS` overrides it.
 PART_PIXELS = 8192
+
+if TYPE_CHECKING:  # the cube, the kernels and the writer are imported when a result is computed: a
+    # reduce whose product is up to date (a chain run again) needs none of them (~1 s of start-up)
+    import xarray as xr
 
 
 def part_side() -> int:
@@ -38,6 +39,10 @@ def reduce_parts(build_cube, grid: Grid, reduce, side: int | None = None) -> tup
     `part_side()`): returns (result, the cube of the first window). One window: the plain lazy
     result. More: a DataArray over `Parts`, each part's graph built only when the writer reaches
     it; every pixel is the one the whole grid's graph gives (see tiles.read_stack)."""
+    import xarray as xr
+
+    from ..write.blocks import Parts, part_windows
+
     ny, nx = grid.shape
     windows = part_windows(ny, nx, side or part_side())
     first_cube = build_cube(windows[0] if len(windows) > 1 else None)
@@ -53,9 +58,32 @@ def reduce_parts(build_cube, grid: Grid, reduce, side: int | None = None) -> tup
     return out, first_cube
 
 
+def reduce_stack(*args, **kwargs):
+    """composite.reduce_stack, imported on first use (with the kernels' module and dask.array)."""
+    from ..composite import reduce_stack as reduce_now
+
+    return reduce_now(*args, **kwargs)
+
+
+def write_cog(*args, **kwargs) -> Path:
+    """write.write_cog, imported on first use (the writer brings dask.array, xarray and pandas)."""
+    from ..write import write_cog as write
+
+    return write(*args, **kwargs)
+
+
+def write_quicklook(*args, **kwargs) -> Path:
+    """write.write_quicklook, imported on first use."""
+    from ..write import write_quicklook as write
+
+    return write(*args, **kwargs)
+
+
 def layers_as_time(cube: xr.DataArray) -> xr.DataArray:
     """Without `preserve = bands` the original reduces the whole layer stack (all bands of all
     dates) to one band: fold the band axis into time, each layer keeping its image's quality."""
+    import xarray as xr
+
     t, b = cube.sizes["time"], cube.sizes["band"]
     data = cube.transpose("time", "band", "y", "x").data.reshape((t * b, 1) + cube.shape[2:])
     quality = np.repeat(cube.coords["quality"].values, b)
@@ -94,6 +122,7 @@ def run(ctx: RunContext, cmd) -> None:
         if up_to_date(wd, name, stamp):
             log.info("   %s: up to date (same input and parameters as the product in %s), kept", name, wd.path / name)
             continue
+        from ..write.blocks import Parts
 
         def build_cube(window, source=source):
             return cube_of(wd, source, chunksize=ctx.chunksize, window=window)

@@ -43,6 +43,9 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from .small import INDEX_EVI, INDEX_NDVI, INDEX_NIRV, STAT_COUNT, STAT_DIFFERENCE, STAT_MEAN, STAT_VARIANCE
+from .small import quality_order as _quality_order
+
 __all__ = [
     "MAX_UNROLLED",
     "sorting_network",
@@ -64,8 +67,6 @@ __all__ = [
     "INDEX_EVI",
 ]
 
-STAT_MEAN, STAT_VARIANCE, STAT_COUNT, STAT_DIFFERENCE = 0, 1, 2, 3
-INDEX_NDVI, INDEX_NIRV, INDEX_EVI = 0, 1, 2
 
 _F32_NAN = np.float32(np.nan)
 _F32_INF = np.float32(np.inf)
@@ -437,30 +438,6 @@ def count_any(block):
             for x in range(X):
                 orow[x] += np.float32(anyv[x])
     return out
-
-
-def _quality_order(quality: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Reading order and cuts that turn the two-value rule into one integer compare.
-
-    ``order``: times by descending quality (stable).  In that order the first of two
-    valid values is the better image (or equal), and it wins iff the other's quality
-    is below ``threshold`` times its own.  With qualities descending, the positions
-    ``j`` where that holds for position ``p`` are all ``j >= cut[p]`` (``cut[p] = T``:
-    none).  The comparison is the reference's float64 ``q_low < threshold * q_high``.
-    Needs ``0 <= threshold <= 1`` and finite qualities ``>= 0`` (then at most one of
-    the two images can win, and only the better one).
-    """
-    T = quality.shape[0]
-    order = np.argsort(-quality, kind="stable").astype(np.int64)
-    qs = quality[order]
-    cut = np.full(T, T, dtype=np.int32)
-    for p in range(T):
-        limit = threshold * qs[p]
-        for j in range(p + 1, T):
-            if qs[j] < limit:
-                cut[p] = j
-                break
-    return order, cut
 
 
 def _median_pick(block: np.ndarray, quality: np.ndarray, threshold: float, use_quality: bool,

@@ -3,12 +3,27 @@
 Each has the one signature ``kernel(block, quality, threshold, want_source) → (result, source,
 count)`` (see :class:`imalys_stac.registry.Reducer`) and hands the block to its compiled kernel in
 :mod:`.kernels`; ``reduce_stack`` calls whichever kernel the registry entry names.
+
+:mod:`.kernels` is imported on the first call (numba's import and its cached code cost ~0.5 s of
+CPU), so a chain whose stacks are small enough for :mod:`.small` never pays it.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import kernels as K
+from . import small
+
+
+class _Kernels:
+    """:mod:`.kernels`, imported on first use (its constants too: ``K.STAT_MEAN`` is read in calls)."""
+
+    def __getattr__(self, name: str):
+        from . import kernels
+
+        return getattr(kernels, name)
+
+
+K = _Kernels()
 
 Planes = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]
 
@@ -29,10 +44,10 @@ def _stat(which: int):
     return kernel
 
 
-mean = _stat(K.STAT_MEAN)
-variance = _stat(K.STAT_VARIANCE)
-count = _stat(K.STAT_COUNT)
-difference = _stat(K.STAT_DIFFERENCE)
+mean = _stat(small.STAT_MEAN)
+variance = _stat(small.STAT_VARIANCE)
+count = _stat(small.STAT_COUNT)
+difference = _stat(small.STAT_DIFFERENCE)
 
 
 def medoid(block: np.ndarray, quality: np.ndarray, threshold: float, want_source: bool) -> Planes:
@@ -51,9 +66,9 @@ def _index(kind: int):
     return kernel
 
 
-ndvi = _index(K.INDEX_NDVI)
-nirv = _index(K.INDEX_NIRV)
-evi = _index(K.INDEX_EVI)
+ndvi = _index(small.INDEX_NDVI)
+nirv = _index(small.INDEX_NIRV)
+evi = _index(small.INDEX_EVI)
 
 __all__ = ["bestof", "brightness", "count", "difference", "evi", "mean", "median", "medoid", "ndvi", "nirv",
            "variance"]

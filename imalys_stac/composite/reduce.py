@@ -18,7 +18,7 @@ import xarray as xr
 
 from ..errors import InputError
 from ..registry import REDUCERS
-from . import kernels as K
+from . import small as S
 
 __all__ = ["METHODS", "reduce_stack", "BLOCK_BYTES"]
 
@@ -97,11 +97,18 @@ def _reduce_block(block: np.ndarray, *, kernel: Any, quality: np.ndarray, thresh
     block = np.ascontiguousarray(block, dtype=np.float32)
     out, src, cnt = kernel(block, quality, threshold, want_source)
     if flat:
-        out = K.flatten_bands(out)
+        from .kernels import flatten_bands
+
+        out = flatten_bands(out)
     planes = [out]
     if want_count:
         if cnt is None:
-            cnt = K.count_any(block)
+            if kernel in S.KERNELS.values():  # a small stack: no compiled kernel loaded for it
+                cnt = S.count_any(block)
+            else:
+                from .kernels import count_any
+
+                cnt = count_any(block)
         planes.append(cnt[None])
     if want_source:
         if src is None or src.size == 0:
@@ -189,7 +196,7 @@ def reduce_stack(cube: xr.DataArray, method: str, *, quality: Any = None, thresh
     per_band = entry.per_band and not flat
     n_result = B if per_band else 1
     nout = n_result + int(bool(count)) + int(bool(source))
-    kwargs: dict[str, Any] = dict(kernel=entry.load_kernel(), quality=q, threshold=threshold,
+    kwargs: dict[str, Any] = dict(kernel=_kernel(entry, name, T * B * Y * X, q, threshold), quality=q, threshold=threshold,
                   want_count=bool(count), want_source=bool(source), flat=bool(flat) and entry.per_band)
 
     data = cube.data
@@ -212,6 +219,19 @@ def reduce_stack(cube: xr.DataArray, method: str, *, quality: Any = None, thresh
         result = _reduce_block(np.asarray(data), **kwargs)
 
     return _wrap(cube, result, name, per_band, bool(count), bool(source))
+
+
+def _kernel(entry: Any, name: str, values: int, quality: np.ndarray, threshold: float) -> Any:
+    """The registry entry's kernel, or for a small stack of a built-in ``median``/``bestof`` its
+    numpy form (:mod:`.small`: the same values without loading numba, whose first call costs ten
+    times the pixel work of a tutorial-sized stack) — when it is computed in this process: the
+    workers of a distributed cluster load the kernels once for their whole life."""
+    from ..runtime.client import active_client
+
+    if (values <= S.SMALL_VALUES and active_client() is None and name in S.KERNELS and entry.kernel == f"imalys_stac.composite.methods:{name}"
+            and quality.shape[0] >= 1 and S.fits(quality, threshold)):
+        return S.KERNELS[name]
+    return entry.load_kernel()
 
 
 def _wrap(cube: xr.DataArray, result: Any, name: str, per_band: bool, count: bool,

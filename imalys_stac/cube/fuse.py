@@ -14,16 +14,25 @@ import math
 
 import numpy as np
 
+#: DNs and QA codes (items × (bands + 1) × y × x) of a whole load up to which `fuse_stack` runs in
+#: numpy: a tutorial's stack takes it ~20 ms, numba's import and cache load ~0.5 s of CPU
+SMALL_FUSE = 4 << 20
+
 
 def fuse_stack(stack: np.ndarray, nbands: int, *, group_of: np.ndarray, factors: np.ndarray, offsets: np.ndarray,
-               tables: np.ndarray, table_of: np.ndarray, nodata: np.ndarray, ngroups: int) -> np.ndarray:
+               tables: np.ndarray, table_of: np.ndarray, nodata: np.ndarray, ngroups: int,
+               small: bool = False) -> np.ndarray:
     """(items, bands + 1, y, x) uint16 — the DNs of `nbands` bands and the QA as the last band, as
     the reader delivers them — → (groups, bands, y, x) float32. Reads the reader's block in place
     (no copy of the DNs).
 
-    `tables` (k × 65536 bool) are the distinct usable-tables, `table_of[g]` the one of group g."""
+    `tables` (k × 65536 bool) are the distinct usable-tables, `table_of[g]` the one of group g.
+    `small`: the whole load is small (see SMALL_FUSE; decided per load, not per block, so that the
+    blocks of a large frame all take the compiled kernel): numpy computes the same values."""
     if stack.dtype != np.uint16:
         raise TypeError(f"fuse_stack needs uint16 DNs and QA, got {stack.dtype}")
+    if small:
+        return _fuse_numpy(stack, int(nbands), group_of, factors, offsets, tables, table_of, nodata, int(ngroups))
     # the output is allocated by numpy, not inside the kernel: numpy asks for huge pages on large
     # arrays, numba's allocator does not, and first-touch page faults of a fresh 50 MB block cost
     # more than the kernel's work (measured 51 vs 5 ms for the calibration of 8 × 6 × 512²)
@@ -32,6 +41,32 @@ def fuse_stack(stack: np.ndarray, nbands: int, *, group_of: np.ndarray, factors:
 
     return _fuse(np.ascontiguousarray(stack), int(nbands), group_of, factors, offsets, tables, table_of, nodata,
                  ngroups, out)
+
+
+def _fuse_numpy(stack, nb, group_of, factors, offsets, tables, table_of, nodata, ngroups) -> np.ndarray:
+    """`fuse_kernels._fuse` in numpy, operation for operation: DN·factor + offset in float64, then
+    float32; a group's first tile writes every pixel (NaN where unusable), later tiles of the same
+    day fill only what is still NaN."""
+    out = np.empty((ngroups, nb) + stack.shape[2:], dtype=np.float32)
+    seen = np.zeros(ngroups, dtype=bool)
+    nan = np.float32(np.nan)
+    for i in range(stack.shape[0]):
+        g = int(group_of[i])
+        ok = tables[table_of[g]][stack[i, nb]]
+        first = not seen[g]
+        seen[g] = True
+        for b in range(nb):
+            v = stack[i, b]
+            use = ok & (v != nodata[b])
+            value = (v * np.float64(factors[g, b]) + np.float64(offsets[g, b])).astype(np.float32)
+            if first:
+                out[g, b] = np.where(use, value, nan)
+            else:
+                dst = out[g, b]
+                fill = use & np.isnan(dst)
+                dst[fill] = value[fill]
+    out[~seen] = nan
+    return out
 
 
 def fuse_block(dn: np.ndarray, qa: np.ndarray, **kw) -> np.ndarray:

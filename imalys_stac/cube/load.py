@@ -6,15 +6,14 @@ step computes only the blocks it needs.
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import pystac
-import rioxarray  # noqa: F401  (registers the .rio accessor)
-import xarray as xr
 from rasterio.enums import Resampling
 
 from ..errors import InputError
@@ -30,6 +29,27 @@ RESAMPLING = {
     "cubic": Resampling.cubic,
     "average": Resampling.average,
 }
+
+
+class _OnFirstUse:
+    """A module imported when one of its names is first read: dask.array brings xarray and pandas
+    along (~0.6 s of CPU), which a chain that builds no cube here (compile, an up-to-date reduce)
+    never needs."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._name == "xarray":
+            importlib.import_module("rioxarray")  # registers the .rio accessor the cubes are written with
+        return getattr(importlib.import_module(self._name), attr)
+
+
+if TYPE_CHECKING:
+    import dask.array as da
+    import xarray as xr
+else:
+    da, xr = _OnFirstUse("dask.array"), _OnFirstUse("xarray")
 
 
 @dataclass(frozen=True)
@@ -168,9 +188,15 @@ def load_groups(
     args = [both_d]
     if keep is not None:
         args.append(da.from_array(keep[:, None], chunks=((len(keep),), (1,), both_d.chunks[2], both_d.chunks[3])))
+    # a small load (a tutorial's frame) computed in this process is fused by numpy: no compiled
+    # kernel to load for it (a distributed cluster's workers load it once for their whole life)
+    from ..runtime.client import active_client
+    from .fuse import SMALL_FUSE
+
+    small = both_d.size <= SMALL_FUSE and active_client() is None
     data = da.map_blocks(
         _fuse_and_keep, *args, dtype=np.float32,
-        chunks=((len(groups),), (len(keys),), both_d.chunks[2], both_d.chunks[3]),
+        chunks=((len(groups),), (len(keys),), both_d.chunks[2], both_d.chunks[3]), small=small,
         nbands=len(keys), group_of=group_of, factors=factors, offsets=offsets, tables=tables, table_of=table_of, nodata=nodata, ngroups=len(groups),
         token="imalys-calibrate-mask-merge", meta=np.empty((0, 0, 0, 0), np.float32),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import lru_cache
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -94,21 +95,28 @@ def recipe_vrt(group: SceneGroup, grid: Grid) -> str:
     return "\n".join(parts) + "\n"
 
 
+@lru_cache(maxsize=4)
+def _header(path: str, inode: int, mtime_ns: int, size: int) -> tuple:
+    """(rows, cols, transform, SRS WKT, per band (dtype, nodata, description, scale, offset, block
+    shape)) of a raster, read once for all the single-band VRTs of one file (a compiled stack's
+    has one per date and band: each open of the stack VRT parsed it again). Keyed by the file's
+    inode, time and size, so a file written again (or replaced) is read again."""
+    import rasterio
+
+    with rasterio.open(gdal_name(path)) as ds:
+        srs = ds.crs.to_wkt() if ds.crs is not None else ""
+        # scales/offsets: a scaled-integer export's calibration
+        bands = tuple(zip(ds.dtypes, ds.nodatavals, ds.descriptions, ds.scales, ds.offsets, ds.block_shapes))
+        return ds.height, ds.width, ds.transform, srs, bands
+
+
 def band_vrt(path: str | os.PathLike, band: int, relative_to: str | os.PathLike | None = None) -> str:
     """VRT XML of band `band` of the raster `path` alone (same grid, type, nodata and description),
     naming it relative to the folder `relative_to` (where the VRT goes) when given, so a product
     folder can move. GDAL uses the source's overviews through it (a full-extent simple source)."""
-    import rasterio
-
-    with rasterio.open(gdal_name(path)) as ds:
-        rows, cols = ds.height, ds.width
-        t = ds.transform
-        dtype = ds.dtypes[band - 1]
-        nodata = ds.nodatavals[band - 1]
-        desc = ds.descriptions[band - 1]
-        scale, offset = ds.scales[band - 1], ds.offsets[band - 1]  # a scaled-integer export's calibration
-        srs = ds.crs.to_wkt() if ds.crs is not None else ""
-        bx, by = ds.block_shapes[band - 1][1], ds.block_shapes[band - 1][0]
+    st = os.stat(path)
+    rows, cols, t, srs, bands = _header(str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+    dtype, nodata, desc, scale, offset, (by, bx) = bands[band - 1]
     gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                  "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32",
                  "float64": "Float64"}[dtype]

@@ -19,7 +19,6 @@ from ..errors import ImalysError
 from ..gdalnames import gdal_name
 from .atomic import atomic_path, remove, temp_name
 from .blocks import DatasetSink, stream
-from .overviews import FirstLevelSink
 from .raster import Raster, as_raster
 from .scaled import ScaledSink, Scaling
 
@@ -73,6 +72,8 @@ def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dic
             dataset_sink = DatasetSink(dst)
             stream(r.data, ScaledSink(dataset_sink, scaling) if scaling else dataset_sink, numpy_block=blocksize * 2)
             return False
+        from .overviews import FirstLevelSink  # its numba kernel: only where a first level is written
+
         h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
         level = stack.enter_context(rasterio.open(
             f"{path}.ovr", "w", **{**profile, "width": w1, "height": h1,
@@ -420,7 +421,7 @@ def _footprint_reduce(a: np.ndarray, valid: np.ndarray, wy: np.ndarray, wx: np.n
 
 def cog_errors(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """rio-cogeo's structural validation plus the overview content check: (errors, warnings)."""
-    from rio_cogeo.cogeo import cog_validate
+    from .cogcheck import cog_validate  # rio-cogeo's check without its imports (see there)
 
     path = Path(path)
     if not path.is_file():

@@ -5,13 +5,15 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from ..gdalnames import gdal_name
 from .atomic import atomic_path
+
+if TYPE_CHECKING:  # imported for an array: a quicklook of a file (reduce's COG) needs no xarray
+    import xarray as xr
 
 #: the largest side of a quicklook in pixels
 QUICKLOOK_SIDE = 1024
@@ -142,16 +144,21 @@ def write_quicklook(da: xr.DataArray | str | os.PathLike, path_png: str | os.Pat
     lo, hi = stretch
     if not 0 <= lo < hi <= 100:
         raise ValueError(f"stretch must be two percentiles 0 ≤ low < high ≤ 100, got {stretch}")
-    source = _file_of(da) if isinstance(da, xr.DataArray) and da.ndim == 3 else None
-    if source is not None:
-        assert isinstance(da, xr.DataArray)
-        bdim = da.dims[0]
-        names = [str(b) for b in da[bdim].values] if bdim in da.coords and da[bdim].dtype.kind in "UO" else None
-        a = _decimated_file(source, rgb, max_size, names)
-    elif isinstance(da, xr.DataArray):
-        a = _decimated_array(da, rgb, max_size)
-    else:
+    if isinstance(da, (str, os.PathLike)):
         a = _decimated_file(Path(da), rgb, max_size)
+    else:
+        import rioxarray  # noqa: F401  (registers the .rio accessor)
+        import xarray as xr
+
+        if not isinstance(da, xr.DataArray):
+            raise TypeError(f"write_quicklook needs a DataArray or a raster file's path, got {type(da).__name__}")
+        source = _file_of(da) if da.ndim == 3 else None
+        if source is not None:
+            bdim = da.dims[0]
+            names = [str(b) for b in da[bdim].values] if bdim in da.coords and da[bdim].dtype.kind in "UO" else None
+            a = _decimated_file(source, rgb, max_size, names)
+        else:
+            a = _decimated_array(da, rgb, max_size)
     bands, alpha = stretch_to_uint8(a, stretch)
     if bands.shape[0] == 3:
         img = Image.fromarray(np.dstack([bands[0], bands[1], bands[2], alpha]), mode="RGBA")

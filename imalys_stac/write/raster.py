@@ -6,15 +6,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rioxarray  # noqa: F401  (registers the .rio accessor)
-import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
 from ..gdalnames import gdal_name
+
+if TYPE_CHECKING:  # imported by as_raster: the disk and validity helpers below serve commands without a cube
+    import xarray as xr
 
 
 @dataclass
@@ -54,6 +55,9 @@ def as_raster(da: xr.DataArray, *, band_names: Sequence[str] | None = None,
     """Check and unpack a DataArray with dims (band, y, x) or (y, x), georeferenced by rioxarray.
 
     Band names: `band_names` when given, else the `band` coordinate when it holds strings."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    import xarray as xr
+
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"expected an xarray.DataArray, got {type(da).__name__}")
     if da.ndim == 2:
