@@ -18,7 +18,8 @@ from rasterio.windows import Window
 from ..errors import ImalysError
 from ..gdalnames import gdal_name
 from .atomic import atomic_path, remove, temp_name
-from .blocks import DatasetSink, stream
+from .blocks import DatasetSink, Parts, stream
+from .cogfile import Level, assemble, read_levels
 from .overviews import FirstLevelSink
 from .raster import Raster, as_raster
 from .scaled import ScaledSink, Scaling
@@ -149,25 +150,21 @@ def write_cog(
         opts["PREDICTOR"] = predictor if predictor is not None else (3 if r.is_float and not scaling else 2)
 
     source = temp_name(path, ".src.tif")
+    first_level = bool(factors) and factors[0] == 2 and resampling_enum == Resampling.average
+    extra_tags = {RESAMPLING_TAG: resampling_enum.name.upper()} if factors else None
     try:
         with atomic_path(path) as tmp:
             remove(source)
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_OVR_BLOCKSIZE=str(blocksize)):
-                first = write_gtiff_source(r, source, blocksize=blocksize,
-                                           extra_tags={RESAMPLING_TAG: resampling_enum.name.upper()} if factors else None,
-                                           first_level=bool(factors) and factors[0] == 2 and resampling_enum == Resampling.average,
-                                           scaling=scaling)
-                if first and len(factors) > 1:
-                    # the smaller levels from the ×2 level (GDAL's external overview file: its
-                    # first image is level ×2, its own overviews the levels after it)
-                    with rasterio.open(f"{source}.ovr", "r+") as ovr:
-                        ovr.build_overviews([f // 2 for f in factors[1:]], resampling_enum)
-                elif factors and not first:
-                    with rasterio.open(source, "r+") as dst:
-                        dst.build_overviews(factors, resampling_enum)
-                # The COG driver's own overview generation took 30 s for 6×4096² here (vs 1.3 s
-                # for build_overviews above), so it only copies ours.
-                rasterio.shutil.copy(source, tmp, driver="COG", **opts)
+                if _assembles(r):
+                    levels = write_compressed_levels(r, source, blocksize=blocksize, opts=opts, factors=factors,
+                                                     resampling=resampling_enum, extra_tags=extra_tags,
+                                                     first_level=first_level, scaling=scaling)
+                    assemble(levels, tmp)
+                else:
+                    _copy_through_gdal(r, source, tmp, blocksize=blocksize, opts=opts, factors=factors,
+                                       resampling=resampling_enum, extra_tags=extra_tags, first_level=first_level,
+                                       scaling=scaling)
             remove(source)
             if check:
                 errors, _ = cog_errors(tmp)
@@ -177,6 +174,109 @@ def write_cog(
         for leftover in (source, Path(f"{source}.ovr"), Path(f"{source}.aux.xml")):
             remove(leftover)
     return user_path
+
+
+def _assembles(r: Raster) -> bool:
+    """Whether the COG is assembled from tiles compressed while the blocks come in: rows of the
+    image complete one after another (not for spatial parts side by side, whose rows complete
+    only with the last part of the row: the row buffer would hold whole parts)."""
+    return not (isinstance(r.data, Parts) and len({w[2] for w in r.data.windows}) > 1)
+
+
+def _gtiff_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """The GTiff creation options that compress as the COG options `opts` say."""
+    codec = opts["COMPRESS"]
+    out: dict[str, Any] = {"compress": codec}
+    if codec != "NONE":
+        out["predictor"] = opts["PREDICTOR"]
+    if "LEVEL" in opts:
+        out[{"ZSTD": "zstd_level", "DEFLATE": "zlevel"}[codec]] = opts["LEVEL"]
+    return out
+
+
+def _overview_env(opts: dict[str, Any]) -> dict[str, str]:
+    """GDAL's settings that compress internal overviews like the full resolution."""
+    env = {"COMPRESS_OVERVIEW": opts["COMPRESS"], "INTERLEAVE_OVERVIEW": "PIXEL"}
+    if opts["COMPRESS"] != "NONE":
+        env["PREDICTOR_OVERVIEW"] = str(opts["PREDICTOR"])
+    if "LEVEL" in opts:
+        env[{"ZSTD": "ZSTD_LEVEL_OVERVIEW", "DEFLATE": "ZLEVEL_OVERVIEW"}[opts["COMPRESS"]]] = str(opts["LEVEL"])
+    return env
+
+
+def write_compressed_levels(r: Raster, path: Path, *, blocksize: int, opts: dict[str, Any], factors: list[int],
+                            resampling: Resampling, extra_tags: dict[str, str] | None, first_level: bool,
+                            scaling: Scaling | None) -> list[Level]:
+    """Full resolution and overviews as compressed tiled GeoTIFFs (`path`, and `<path>.ovr` for
+    the levels after the first when it is streamed), compressed by GDAL's worker threads while
+    the blocks are computed (`tilerows`); returns their levels (IFDs), largest first, for
+    `cogfile.assemble`."""
+    from .tilerows import TileRows
+
+    profile: dict[str, Any] = dict(
+        driver="GTiff", width=r.width, height=r.height, count=r.count,
+        dtype=scaling.dtype if scaling else r.dtype.name,
+        crs=r.crs, transform=r.transform, nodata=scaling.nodata if scaling else r.nodata, tiled=True,
+        blockxsize=blocksize, blockysize=blocksize, bigtiff="if_safer", interleave="pixel", num_threads="all_cpus",
+        **_gtiff_options(opts))
+    first_level = first_level and r.is_float
+    dtype = np.dtype(profile["dtype"])
+    with contextlib.ExitStack() as stack:
+        dst = stack.enter_context(rasterio.open(path, "w", **profile))
+        if r.band_names:
+            for i, name in enumerate(r.band_names, 1):
+                dst.set_band_description(i, name)
+        if r.tags or extra_tags:
+            dst.update_tags(**{**r.tags, **(extra_tags or {})})
+        if scaling is not None:
+            dst.scales = [scaling.scale] * r.count
+            dst.offsets = [scaling.offset] * r.count
+        rows = TileRows(dst, r.count, r.height, r.width, dtype, blocksize, keep_read_rows=first_level)
+        sink: Any = rows
+        if first_level:
+            h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
+            level = stack.enter_context(rasterio.open(
+                f"{path}.ovr", "w", **{**profile, "width": w1, "height": h1,
+                                       "transform": r.transform @ r.transform.scale(r.width / w1, r.height / h1)}))
+            sink = FirstLevelSink(dst, level, scaling.nodata if scaling else r.nodata, rows=rows,
+                                  level_rows=TileRows(level, r.count, h1, w1, dtype, blocksize))
+        stream(r.data, ScaledSink(sink, scaling) if scaling else sink, numpy_block=blocksize * 2)
+        sink.finish()
+    with rasterio.Env(**_overview_env(opts)):
+        if first_level and len(factors) > 1:
+            with rasterio.open(f"{path}.ovr", "r+") as ovr:
+                ovr.build_overviews([f // 2 for f in factors[1:]], resampling)
+        elif factors and not first_level:
+            with rasterio.open(path, "r+") as full:
+                full.build_overviews(factors, resampling)
+    levels = read_levels(path) + (read_levels(f"{path}.ovr") if first_level else [])
+    want = [levels[0].tags[t] for t in (259, 317) if t in levels[0].tags]
+    for lv in levels[1:]:
+        if [lv.tags[t] for t in (259, 317) if t in lv.tags] != want:  # GDAL did not take the settings
+            raise RuntimeError(f"an overview of {path} is not compressed like its full resolution")
+    if len(levels) != 1 + len(factors):
+        raise RuntimeError(f"{path}: {len(levels)} images written for {len(factors)} overview levels")
+    return levels
+
+
+def _copy_through_gdal(r: Raster, source: Path, tmp: Path, *, blocksize: int, opts: dict[str, Any],
+                       factors: list[int], resampling: Resampling, extra_tags: dict[str, str] | None,
+                       first_level: bool, scaling: Scaling | None) -> None:
+    """An uncompressed tiled source with its overviews, compressed by GDAL's COG driver after the
+    last block (spatial parts side by side: see `_assembles`)."""
+    first = write_gtiff_source(r, source, blocksize=blocksize, extra_tags=extra_tags, first_level=first_level,
+                               scaling=scaling)
+    if first and len(factors) > 1:
+        # the smaller levels from the ×2 level (GDAL's external overview file: its first image is
+        # level ×2, its own overviews the levels after it)
+        with rasterio.open(f"{source}.ovr", "r+") as ovr:
+            ovr.build_overviews([f // 2 for f in factors[1:]], resampling)
+    elif factors and not first:
+        with rasterio.open(source, "r+") as dst:
+            dst.build_overviews(factors, resampling)
+    # The COG driver's own overview generation took 30 s for 6×4096² here (vs 1.3 s for
+    # build_overviews above), so it only copies ours.
+    rasterio.shutil.copy(source, tmp, driver="COG", **opts)
 
 
 class InvalidCOG(ImalysError, ValueError):
