@@ -105,7 +105,9 @@ def run(ctx: RunContext, cmd) -> None:
 
     # Quality and cover: one lazy pass over the quality band per acquisition, computed together.
     graph = coverage_graph(plan, p.rule, ctx.chunksize)
-    with dask_progress("quality"):
+    from ..cube.tiles import keep_decoded_tiles  # a reduce later in the chain reads these QA tiles again: kept
+    cmds = list(getattr(ctx.chain, "commands", []))
+    with dask_progress("quality"), keep_decoded_tiles(any(c.name == "reduce" for c in cmds[cmds.index(cmd) + 1:] if cmd in cmds)):
         measured_all = coverages(dask.compute(*graph))
     written = 0
     rejected: Counter[str] = Counter()
