@@ -156,10 +156,9 @@ def write_cog(
         with atomic_path(path) as tmp:
             remove(source)
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_OVR_BLOCKSIZE=str(blocksize)):
-                if _assembles(r):
+                if _assembles(r, factors, first_level):
                     levels = write_compressed_levels(r, source, blocksize=blocksize, opts=opts, factors=factors,
-                                                     resampling=resampling_enum, extra_tags=extra_tags,
-                                                     first_level=first_level, scaling=scaling)
+                                                     extra_tags=extra_tags, scaling=scaling)
                     assemble(levels, tmp)
                 else:
                     _copy_through_gdal(r, source, tmp, blocksize=blocksize, opts=opts, factors=factors,
@@ -171,15 +170,19 @@ def write_cog(
                 if errors:
                     raise InvalidCOG(f"{user_path} would not be a valid COG: {'; '.join(errors)}")
     finally:
-        for leftover in (source, Path(f"{source}.ovr"), Path(f"{source}.aux.xml")):
+        for leftover in (source, Path(f"{source}.aux.xml"), *(Path(f"{source}.ovr{k if k > 1 else ''}") for k in range(1, len(factors) + 1))):
             remove(leftover)
     return user_path
 
 
-def _assembles(r: Raster) -> bool:
-    """Whether the COG is assembled from tiles compressed while the blocks come in: rows of the
-    image complete one after another (not for spatial parts side by side, whose rows complete
-    only with the last part of the row: the row buffer would hold whole parts)."""
+def _assembles(r: Raster, factors: list[int], first_level: bool) -> bool:
+    """Whether the COG is assembled from tiles compressed while the blocks come in: float data
+    with `average` overviews halving from full resolution (computed here level by level; other
+    resamplings are GDAL's), whose rows complete one after another (not for spatial parts side by
+    side, whose rows complete only with the last part of the row: the row buffer would hold whole
+    parts)."""
+    if not (r.is_float and first_level and all(b == 2 * a for a, b in zip(factors, factors[1:]))):
+        return False
     return not (isinstance(r.data, Parts) and len({w[2] for w in r.data.windows}) > 1)
 
 
@@ -194,23 +197,15 @@ def _gtiff_options(opts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _overview_env(opts: dict[str, Any]) -> dict[str, str]:
-    """GDAL's settings that compress internal overviews like the full resolution."""
-    env = {"COMPRESS_OVERVIEW": opts["COMPRESS"], "INTERLEAVE_OVERVIEW": "PIXEL"}
-    if opts["COMPRESS"] != "NONE":
-        env["PREDICTOR_OVERVIEW"] = str(opts["PREDICTOR"])
-    if "LEVEL" in opts:
-        env[{"ZSTD": "ZSTD_LEVEL_OVERVIEW", "DEFLATE": "ZLEVEL_OVERVIEW"}[opts["COMPRESS"]]] = str(opts["LEVEL"])
-    return env
-
-
 def write_compressed_levels(r: Raster, path: Path, *, blocksize: int, opts: dict[str, Any], factors: list[int],
-                            resampling: Resampling, extra_tags: dict[str, str] | None, first_level: bool,
-                            scaling: Scaling | None) -> list[Level]:
-    """Full resolution and overviews as compressed tiled GeoTIFFs (`path`, and `<path>.ovr` for
-    the levels after the first when it is streamed), compressed by GDAL's worker threads while
-    the blocks are computed (`tilerows`); returns their levels (IFDs), largest first, for
-    `cogfile.assemble`."""
+                            extra_tags: dict[str, str] | None, scaling: Scaling | None) -> list[Level]:
+    """Full resolution and its `average` overview levels as compressed tiled GeoTIFFs (`path`, and
+    `<path>.ovr`, `<path>.ovr2`, ... for the levels ×2, ×4, ...), each tile compressed by GDAL's
+    worker threads as soon as its row of tiles is complete — for full resolution and ×2 while the
+    blocks are still being computed (`tilerows`, `overviews.FirstLevelSink`). Each further level is
+    computed from the one before with the same rule, as the COG check expects (GDAL's
+    build_overviews on a pixel-interleaved file computes every level from the first). Returns
+    their levels (IFDs), largest first, for `cogfile.assemble`."""
     from .tilerows import TileRows
 
     profile: dict[str, Any] = dict(
@@ -219,8 +214,14 @@ def write_compressed_levels(r: Raster, path: Path, *, blocksize: int, opts: dict
         crs=r.crs, transform=r.transform, nodata=scaling.nodata if scaling else r.nodata, tiled=True,
         blockxsize=blocksize, blockysize=blocksize, bigtiff="if_safer", interleave="pixel", num_threads="all_cpus",
         **_gtiff_options(opts))
-    first_level = first_level and r.is_float
     dtype = np.dtype(profile["dtype"])
+    nodata = scaling.nodata if scaling else r.nodata
+
+    def level_profile(h: int, w: int, parent_h: int, parent_w: int, parent_transform: Any) -> dict[str, Any]:
+        t = parent_transform @ parent_transform.scale(parent_w / w, parent_h / h)
+        return {**profile, "width": w, "height": h, "transform": t}
+
+    files = [Path(f"{path}.ovr{'' if k == 1 else k}") for k in range(1, len(factors) + 1)]
     with contextlib.ExitStack() as stack:
         dst = stack.enter_context(rasterio.open(path, "w", **profile))
         if r.band_names:
@@ -231,29 +232,27 @@ def write_compressed_levels(r: Raster, path: Path, *, blocksize: int, opts: dict
         if scaling is not None:
             dst.scales = [scaling.scale] * r.count
             dst.offsets = [scaling.offset] * r.count
-        rows = TileRows(dst, r.count, r.height, r.width, dtype, blocksize, keep_read_rows=first_level)
-        sink: Any = rows
-        if first_level:
-            h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
-            level = stack.enter_context(rasterio.open(
-                f"{path}.ovr", "w", **{**profile, "width": w1, "height": h1,
-                                       "transform": r.transform @ r.transform.scale(r.width / w1, r.height / h1)}))
-            sink = FirstLevelSink(dst, level, scaling.nodata if scaling else r.nodata, rows=rows,
-                                  level_rows=TileRows(level, r.count, h1, w1, dtype, blocksize))
+        rows = TileRows(dst, r.count, r.height, r.width, dtype, blocksize, keep_read_rows=True)
+        h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
+        level = stack.enter_context(rasterio.open(files[0], "w", **level_profile(h1, w1, r.height, r.width, r.transform)))
+        sink = FirstLevelSink(dst, level, nodata, rows=rows, level_rows=TileRows(level, r.count, h1, w1, dtype, blocksize))
         stream(r.data, ScaledSink(sink, scaling) if scaling else sink, numpy_block=blocksize * 2)
         sink.finish()
-    with rasterio.Env(**_overview_env(opts)):
-        if first_level and len(factors) > 1:
-            with rasterio.open(f"{path}.ovr", "r+") as ovr:
-                ovr.build_overviews([f // 2 for f in factors[1:]], resampling)
-        elif factors and not first_level:
-            with rasterio.open(path, "r+") as full:
-                full.build_overviews(factors, resampling)
-    levels = read_levels(path) + (read_levels(f"{path}.ovr") if first_level else [])
-    want = [levels[0].tags[t] for t in (259, 317) if t in levels[0].tags]
-    for lv in levels[1:]:
-        if [lv.tags[t] for t in (259, 317) if t in lv.tags] != want:  # GDAL did not take the settings
-            raise RuntimeError(f"an overview of {path} is not compressed like its full resolution")
+    for parent_file, file in zip(files, files[1:]):
+        with rasterio.open(parent_file) as parent:
+            h, w = -(-parent.height // 2), -(-parent.width // 2)
+            with rasterio.open(file, "w", **level_profile(h, w, parent.height, parent.width, parent.transform)) as level:
+                held = TileRows(None, r.count, parent.height, parent.width, dtype, blocksize, keep_read_rows=True)
+                sink = FirstLevelSink(parent, level, nodata, rows=held,
+                                      level_rows=TileRows(level, r.count, h, w, dtype, blocksize))
+                for y in range(0, parent.height, blocksize):  # whole rows of tiles: each decoded once
+                    y1 = min(y + blocksize, parent.height)
+                    sink[(slice(0, r.count), slice(y, y1), slice(0, parent.width))] = parent.read(
+                        window=Window(0, y, parent.width, y1 - y))
+                sink.finish()
+    levels = read_levels(path)
+    for file in files:
+        levels += read_levels(file)
     if len(levels) != 1 + len(factors):
         raise RuntimeError(f"{path}: {len(levels)} images written for {len(factors)} overview levels")
     return levels
