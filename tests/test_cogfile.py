@@ -119,16 +119,17 @@ class _Recorder:
         self.windows: list[tuple[int, int]] = []
 
     def write(self, rows, window) -> None:
-        r0 = int(window.row_off)
-        self.windows.append((r0, r0 + int(window.height)))
-        self.data[:, r0:r0 + rows.shape[1]] = rows
+        r0, c0 = int(window.row_off), int(window.col_off)
+        self.windows.append((r0, r0 + int(window.height), c0, c0 + int(window.width)))
+        assert (self.data[:, r0:r0 + rows.shape[1], c0:c0 + rows.shape[2]] == -1).all(), "written twice"
+        self.data[:, r0:r0 + rows.shape[1], c0:c0 + rows.shape[2]] = rows
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_tile_rows_writes_each_row_of_tiles_once_whole(seed):
-    """Blocks in any order (a distributed scheduler delivers them as they finish): rows go to the
-    dataset in whole rows of tiles (the last row of the image may be shorter), each once, in
-    order, with the blocks' values; the buffer never holds the whole image."""
+    """Blocks in any order (a distributed scheduler delivers them as they finish): the dataset
+    gets whole tiles (smaller only at the image's edges), each once, row of tiles after row of
+    tiles, with the blocks' values; the buffer never holds the whole image."""
     bands, h, w, tile = 2, 1000, 300, 128
     truth = np.arange(bands * h * w, dtype=np.int32).reshape(bands, h, w)
     keys = [(slice(0, bands), slice(y, min(y + 90, h)), slice(x, min(x + 70, w)))
@@ -143,10 +144,11 @@ def test_tile_rows_writes_each_row_of_tiles_once_whole(seed):
         rows[keys[i]] = truth[keys[i]]
         held = max(held, rows.buf.shape[1])
     rows.finish()
-    starts = [a for a, _ in dst.windows]
-    assert starts == sorted(starts) and dst.windows[0][0] == 0 and dst.windows[-1][1] == h
-    assert all(b == c for (_, b), (c, _) in zip(dst.windows, dst.windows[1:]))
-    assert all(a % tile == 0 and (b % tile == 0 or b == h) for a, b in dst.windows)
+    starts = [(a, c) for a, _, c, _ in dst.windows]
+    assert starts == sorted(starts)  # row after row of tiles
+    # each call one whole tile: tile-aligned, a full tile unless at the image's edge
+    assert all(a % tile == 0 and c % tile == 0 and b == min(a + tile, h) and d == min(c + tile, w)
+               for a, b, c, d in dst.windows)
     np.testing.assert_array_equal(dst.data, truth)
     assert held < h
 

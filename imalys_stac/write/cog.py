@@ -201,11 +201,11 @@ def write_compressed_levels(r: Raster, path: Path, *, blocksize: int, opts: dict
                             extra_tags: dict[str, str] | None, scaling: Scaling | None) -> list[Level]:
     """Full resolution and its `average` overview levels as compressed tiled GeoTIFFs (`path`, and
     `<path>.ovr`, `<path>.ovr2`, ... for the levels ×2, ×4, ...), each tile compressed by GDAL's
-    worker threads as soon as its row of tiles is complete — for full resolution and ×2 while the
-    blocks are still being computed (`tilerows`, `overviews.FirstLevelSink`). Each further level is
-    computed from the one before with the same rule, as the COG check expects (GDAL's
-    build_overviews on a pixel-interleaved file computes every level from the first). Returns
-    their levels (IFDs), largest first, for `cogfile.assemble`."""
+    worker threads as soon as its row of tiles is complete, while the blocks are still being
+    computed (`tilerows`, `overviews.FirstLevelSink`). Each level is computed from the one before
+    with the same rule, as the COG check expects (GDAL's build_overviews on a pixel-interleaved
+    file computes every level from the first). Returns their levels (IFDs), largest first, for
+    `cogfile.assemble`."""
     from .tilerows import TileRows
 
     profile: dict[str, Any] = dict(
@@ -232,24 +232,21 @@ def write_compressed_levels(r: Raster, path: Path, *, blocksize: int, opts: dict
         if scaling is not None:
             dst.scales = [scaling.scale] * r.count
             dst.offsets = [scaling.offset] * r.count
-        rows = TileRows(dst, r.count, r.height, r.width, dtype, blocksize, keep_read_rows=True)
-        h1, w1 = -(-r.height // 2), -(-r.width // 2)  # GDAL's overview size: rounded up
-        level = stack.enter_context(rasterio.open(files[0], "w", **level_profile(h1, w1, r.height, r.width, r.transform)))
-        sink = FirstLevelSink(dst, level, nodata, rows=rows, level_rows=TileRows(level, r.count, h1, w1, dtype, blocksize))
+        datasets = [dst]
+        for file in files:
+            parent = datasets[-1]
+            h, w = -(-parent.height // 2), -(-parent.width // 2)  # GDAL's overview size: rounded up
+            datasets.append(stack.enter_context(rasterio.open(
+                file, "w", **level_profile(h, w, parent.height, parent.width, parent.transform))))
+        # every level computed from the one before as the rows of that one complete, all while
+        # the blocks come in: a chain of sinks, full resolution → ×2 → ×4 ... (no level read back)
+        rows = [TileRows(ds, r.count, ds.height, ds.width, dtype, blocksize, keep_read_rows=k < len(files))
+                for k, ds in enumerate(datasets)]
+        sink: Any = rows[-1]
+        for k in reversed(range(len(files))):
+            sink = FirstLevelSink(datasets[k], datasets[k + 1], nodata, rows=rows[k], level_rows=sink)
         stream(r.data, ScaledSink(sink, scaling) if scaling else sink, numpy_block=blocksize * 2)
         sink.finish()
-    for parent_file, file in zip(files, files[1:]):
-        with rasterio.open(parent_file) as parent:
-            h, w = -(-parent.height // 2), -(-parent.width // 2)
-            with rasterio.open(file, "w", **level_profile(h, w, parent.height, parent.width, parent.transform)) as level:
-                held = TileRows(None, r.count, parent.height, parent.width, dtype, blocksize, keep_read_rows=True)
-                sink = FirstLevelSink(parent, level, nodata, rows=held,
-                                      level_rows=TileRows(level, r.count, h, w, dtype, blocksize))
-                for y in range(0, parent.height, blocksize):  # whole rows of tiles: each decoded once
-                    y1 = min(y + blocksize, parent.height)
-                    sink[(slice(0, r.count), slice(y, y1), slice(0, parent.width))] = parent.read(
-                        window=Window(0, y, parent.width, y1 - y))
-                sink.finish()
     levels = read_levels(path)
     for file in files:
         levels += read_levels(file)

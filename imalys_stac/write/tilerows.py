@@ -61,8 +61,14 @@ class TileRows:
         if end <= self.written or self.dst is None:
             self.written = max(self.written, end)
             return
-        rows = self.buf[:, self.written - self.base:end - self.base]
-        self.dst.write(rows, window=Window(0, self.written, self.width, end - self.written))
+        for r0 in range(self.written, end, self.tile):
+            r1 = min(r0 + self.tile, end)
+            # one tile (all bands) per call: GDAL fills and flushes a pixel-interleaved block at
+            # once; a window of many tiles goes band by band through its block cache, where a
+            # block evicted before its last band is compressed, decoded and compressed again
+            for c0 in range(0, self.width, self.tile):
+                c1 = min(c0 + self.tile, self.width)
+                self.dst.write(self.buf[:, r0 - self.base:r1 - self.base, c0:c1], window=Window(c0, r0, c1 - c0, r1 - r0))
         self.written = end
 
     def rows(self, lo: int, hi: int) -> np.ndarray:
