@@ -102,12 +102,17 @@ def write_cog(
 ) -> Path:
     """Write `da` (dims band, y, x; dask or numpy) as a Cloud Optimized GeoTIFF at `path`.
 
-    Streamed: chunks are computed one batch at a time (threaded scheduler or a distributed Client)
-    and written into an uncompressed tiled GeoTIFF beside the target; overviews are built there
-    (GDAL, `resampling`, NaN ignored), then GDAL's COG driver compresses it with all CPUs into
-    `.<name>.tmp-<pid>`, which is checked (`check_cog`: rio-cogeo's validation and the overview
-    content) and only then renamed onto `path`; a failed check raises InvalidCOG and leaves `path`
-    as it was. Temporaries are removed on any error.
+    Streamed: chunks are computed one batch at a time (threaded scheduler or a distributed Client).
+    Float data with `average` overviews (the products): each row of 512-px tiles is written as soon
+    as it is complete into a compressed tiled GeoTIFF beside the target, GDAL's worker threads
+    compressing its tiles while the next blocks are computed, and each overview level is computed
+    from the one before as its rows complete (`tilerows`, `overviews.FirstLevelSink`); after the
+    last block the compressed tiles are copied as they are into the COG layout (`cogfile`), nothing
+    is compressed twice. Otherwise (other resamplings, integer data, spatial parts side by side) the
+    blocks go into an uncompressed tiled GeoTIFF, GDAL builds the overviews there and its COG driver
+    compresses it. Either way the COG is written to `.<name>.tmp-<pid>`, checked (`check_cog`:
+    rio-cogeo's validation and the overview content) and only then renamed onto `path`; a failed
+    check raises InvalidCOG and leaves `path` as it was. Temporaries are removed on any error.
 
     compress: zstd (default: 2.5× faster than deflate here, read by GDAL ≥ 2.3) | deflate | lzw | none.
     level: codec level (default: 1 for float, where higher
