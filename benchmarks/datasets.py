@@ -36,12 +36,13 @@ class ArchiveSet:
     def acquired(self, i: int) -> date:
         return date(2022, 4, 1) + timedelta(days=8 * i)
 
-    def prepare(self, log=print) -> Path:
+    def prepare(self, log=print, dates: int | None = None) -> Path:
+        """Generate the archives that are missing (`dates`: only the first that many dates)."""
         from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
 
         self.folder.mkdir(parents=True, exist_ok=True)
         landscape = Landscape(seed=1)
-        for i in range(self.dates):
+        for i in range(min(self.dates, dates or self.dates)):
             for path in self.paths:
                 acquired = self.acquired(i)
                 if list(self.folder.glob(f"*_{path:03d}026_{acquired:%Y%m%d}_*.tar")):

@@ -12,6 +12,7 @@ from datetime import date
 import numpy as np
 import pytest
 import rasterio
+import rioxarray  # noqa: F401  (the .rio accessor these tests use)
 
 import imalys_stac as ims
 from imalys_stac.errors import ImalysError

@@ -37,3 +37,21 @@ def test_int16_is_smaller_than_float32(frame):
     w = frame["writes"]
     assert w["write_cog int16"]["mib"] <= w["write_cog float32"]["mib"]
     assert w["gdal int16"]["mib"] <= w["gdal float32"]["mib"]
+
+
+def test_full_footprint_case_runs(tmp_path):
+    """`bench_issue17 full` on a tiny whole scene (no frame): the chain runs and writes the whole footprint."""
+    import dataclasses
+
+    import benchmarks.datasets as ds
+    from benchmarks import bench_issue17
+
+    case = dataclasses.replace(bench_issue17.FULL, aset=ds.ArchiveSet(600, 256, False, 2), dates=1)
+    old, ds.WORK = ds.WORK, tmp_path
+    try:
+        res = bench_issue17.run_full(case, tmp_path)
+    finally:
+        ds.WORK = old
+    assert res["chain"]["ok"], res["chain"].get("output")
+    assert res["chain"]["grid"] == [600, 600]
+    assert len(list((tmp_path / ds.ArchiveSet(600, 256, False, 2).name).glob("*.tar"))) == 1  # only the dates asked

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+import rioxarray  # noqa: F401  (the .rio accessor these tests use)
 
 from imalys_stac.chain import ChainError, load_chain
 from imalys_stac.commands import run_chain

@@ -9,6 +9,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+import rioxarray  # noqa: F401  (the .rio accessor these tests use)
 import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

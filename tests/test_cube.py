@@ -5,6 +5,7 @@ from datetime import date
 
 import numpy as np
 import pytest
+import rioxarray  # noqa: F401  (the .rio accessor these tests use)
 from pyproj import Transformer
 from shapely.geometry import box
 

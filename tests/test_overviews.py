@@ -8,6 +8,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import rasterio
+import rioxarray  # noqa: F401  (the .rio accessor these tests use)
 import xarray as xr
 from affine import Affine
 from rasterio.enums import Resampling

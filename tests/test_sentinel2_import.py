@@ -6,6 +6,7 @@ from datetime import date
 
 import numpy as np
 import rasterio
+import rioxarray  # noqa: F401  (the .rio accessor these tests use)
 
 from imalys_stac.chain import load_chain
 from imalys_stac.commands import run_chain

@@ -10,6 +10,7 @@ import dask.array as dsa
 import numpy as np
 import pytest
 import rasterio
+import rioxarray  # noqa: F401  (the .rio accessor these tests use)
 import xarray as xr
 from affine import Affine
 from PIL import Image
@@ -302,15 +303,16 @@ def test_write_cog_checks_before_moving_into_place(tmp_path, ref, monkeypatch):
     target = tmp_path / "p.tif"
     target.write_bytes(b"the previous product")
     calls = []
-    real_copy = cog.rasterio.shutil.copy
+    real_assemble = cog.assemble
 
-    def copy_then_spoil(src, dst, **kw):
+    def assemble_then_spoil(levels, dst):
         calls.append(1)
-        with rasterio.open(src, "r+") as ds:  # pixels changed after the overviews were built
+        real_assemble(levels, dst)
+        # pixels changed after the overviews were built
+        with rasterio.open(dst, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
             ds.write(np.full((ds.count, ds.height, ds.width), 0.9, dtype="float32"))
-        return real_copy(src, dst, **kw)
 
-    monkeypatch.setattr(cog.rasterio.shutil, "copy", copy_then_spoil)
+    monkeypatch.setattr(cog, "assemble", assemble_then_spoil)
     with pytest.raises(cog.InvalidCOG, match="differ from the average"):
         write_cog(as_da(ref), target, blocksize=256)
     assert calls and target.read_bytes() == b"the previous product"
@@ -588,17 +590,20 @@ def test_synchronous_scheduler(tmp_path, ref):
 
 
 def test_never_materialised(tmp_path):
-    """A 48 MB lazy array in 0.75 MB chunks: numpy memory traced while writing stays a small
-    fraction of the whole (GDAL's own cache is C memory, bounded by GDAL_CACHEMAX)."""
-    n, c = 2048, 256
+    """A 72 MB lazy array in 0.75 MB chunks: numpy memory traced while writing stays a small
+    fraction of the whole (GDAL's own cache is C memory, bounded by GDAL_CACHEMAX). The writer
+    buffers about a row of 512-px tiles (they are compressed whole) and a row of chunks: memory
+    that grows with the width, not the height, so the image is taller than wide."""
+    n, c = 1536, 256
+    ny = 4096
 
     def make(block_info=None):
         (b0, b1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
         yy, xx = np.mgrid[y0:y1, x0:x1]
         return np.broadcast_to(((yy * 7 + xx * 3) % 1000).astype(np.float32), (b1 - b0, y1 - y0, x1 - x0)).copy()
 
-    data = dsa.map_blocks(make, chunks=((3,), (c,) * (n // c), (c,) * (n // c)), dtype=np.float32)
-    total = 3 * n * n * 4
+    data = dsa.map_blocks(make, chunks=((3,), (c,) * (ny // c), (c,) * (n // c)), dtype=np.float32)
+    total = 3 * ny * n * 4
     # a first small write outside the trace: the modules and compiled kernels a first call loads
     # (tens of MB of Python objects) are not the array's memory, and whether an earlier test of the
     # same worker loaded them must not decide this test
@@ -608,7 +613,7 @@ def test_never_materialised(tmp_path):
     tracemalloc.start()
     try:
         write_cog(xr.DataArray(data, dims=("band", "y", "x"),
-                               coords={"y": Y0 - 15 - 30 * np.arange(n), "x": X0 + 15 + 30 * np.arange(n)}
+                               coords={"y": Y0 - 15 - 30 * np.arange(ny), "x": X0 + 15 + 30 * np.arange(n)}
                                ).rio.write_crs(32632), tmp_path / "big.tif")
         _, peak = tracemalloc.get_traced_memory()
     finally:

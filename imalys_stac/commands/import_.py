@@ -102,9 +102,15 @@ def run(ctx: RunContext, cmd) -> None:
                     "their sensor_tile_date names", p.target, len(plan))
 
     # Quality and cover: one pass over the quality band per acquisition (in this process for a
-    # small frame, else one Dask pass over all of them on the run's scheduler)
-    measured_all = measure_coverages(plan, p.rule, ctx.chunksize, in_process=ctx.client is None,
-                                     progress=lambda dask: ctx.step("quality", dask=dask))
+    # small frame, else one Dask pass over all of them on the run's scheduler). A reduce later in
+    # the chain reads the same QA tiles again: the decoded tiles are kept for it.
+    from ..cube.tiles import keep_decoded_tiles
+
+    later = list(getattr(ctx.chain, "commands", []))
+    later = later[later.index(cmd) + 1:] if cmd in later else []
+    with keep_decoded_tiles(any(c.name == "reduce" for c in later)):
+        measured_all = measure_coverages(plan, p.rule, ctx.chunksize, in_process=ctx.client is None,
+                                         progress=lambda dask: ctx.step("quality", dask=dask))
     written = 0
     rejected: Counter[str] = Counter()
     q_text, c_text = cmd.written("quality"), cmd.written("cover")

@@ -26,6 +26,7 @@ same pixels as one masked call per band.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -35,7 +36,7 @@ import sys
 import threading
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -307,6 +308,73 @@ def _trim_heap(every: float = 2.0) -> None:
 
 
 _CACHE = _TileCache()
+
+
+class _KeptTiles:
+    """Tiles one pass decoded, kept for the next pass over the same tiles of the same files — the
+    import's quality count and the reduce after it in one chain both read the quality band: kept,
+    its tiles are decoded once. Within a byte budget (what does not fit is decoded again); a tile
+    is handed out once and dropped (the tile cache then serves its other users)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tiles: dict[tuple, np.ndarray] = {}
+        self.nbytes = 0
+        self.budget = 0  # 0: not keeping
+
+    def start(self, budget: int) -> None:
+        with self.lock:
+            self.tiles.clear()
+            self.nbytes, self.budget = 0, budget
+
+    def stop(self) -> None:
+        with self.lock:
+            self.budget = 0
+
+    def clear(self) -> None:
+        with self.lock:
+            self.tiles.clear()
+            self.nbytes = 0
+
+    def offer(self, key: tuple, a: np.ndarray) -> None:
+        with self.lock:
+            if self.budget and self.nbytes + a.nbytes <= self.budget and key not in self.tiles:
+                self.tiles[key] = a
+                self.nbytes += a.nbytes
+
+    def take(self, key: tuple) -> np.ndarray | None:
+        if not self.tiles:  # unlocked peek: the common case, nothing kept
+            return None
+        with self.lock:
+            a = self.tiles.pop(key, None)
+            if a is not None:
+                self.nbytes -= a.nbytes
+            return a
+
+
+_KEPT = _KeptTiles()
+
+
+@contextlib.contextmanager
+def keep_decoded_tiles(enabled: bool = True, budget_mb: float | None = None) -> Iterator[None]:
+    """Tiles decoded by reads inside this block are kept for one later read of the same tiles in
+    this process (at most `budget_mb`, default half the tile cache's budget; tiles kept by an
+    earlier block are dropped). With a distributed client the reads run on the workers and
+    nothing is kept. `enabled` False: nothing kept (only the earlier block's tiles dropped)."""
+    if not enabled:
+        _KEPT.start(0)
+        yield
+        return
+    _KEPT.start(int(budget_mb * 2**20) if budget_mb is not None else _CACHE.budget // 2)
+    try:
+        yield
+    finally:
+        _KEPT.stop()
+
+
+def drop_kept_tiles() -> None:
+    """Forget the tiles `keep_decoded_tiles` kept (their later read did not come)."""
+    _KEPT.clear()
 _LOCAL = threading.local()
 _OPENED = 0  # datasets opened by this process (one per source and reading thread)
 _STATS_LOCK = threading.Lock()
@@ -317,7 +385,7 @@ _LEFT: dict[str, np.ndarray] = {}
 
 
 def _stat(token: str) -> dict:
-    return STATS.setdefault(token, {"needed": 0, "decoded": 0, "left": 0, "chunks": 0, "sources": 0})
+    return STATS.setdefault(token, {"needed": 0, "decoded": 0, "reused": 0, "left": 0, "chunks": 0, "sources": 0})
 
 
 def _dataset(href: str):
@@ -344,7 +412,7 @@ def tile_stats(token: str | None = None) -> dict:
     """Counters of one load (or of all loads of this process)."""
     with _STATS_LOCK:
         rows = [STATS[token]] if token else list(STATS.values())
-        keys = ("needed", "decoded", "chunks", "sources")
+        keys = ("needed", "decoded", "reused", "chunks", "sources")
         out = {k: sum(r[k] for r in rows) for k in keys}
     out["cache_peak_mib"] = round(_CACHE.peak / 2**20, 1)
     out["datasets_opened"] = _OPENED
@@ -517,20 +585,30 @@ class SourcePlan:
                 counts[ty, tx] = self.uses[ty, tx] - 1
             left = int(counts[ty, tx])
         bh, bw = self.info.block
+        kept_key = (self.info.href, self.info.block, ty, tx)
+        reused = False
 
         def decode() -> np.ndarray:
+            nonlocal reused
+            a = _KEPT.take(kept_key)
+            if a is not None:
+                reused = True
+                return a
             win = Window(tx * bw, ty * bh, min(bw, self.info.width - tx * bw), min(bh, self.info.height - ty * bh))
             try:
-                return _dataset(self.info.href).read(1, window=win)
+                a = _dataset(self.info.href).read(1, window=win)
             except rasterio.errors.RasterioIOError as exc:  # corrupt tiles: name the archive and member
                 from ..archives.container import unreadable_pixels
 
                 raise unreadable_pixels(self.info.href, exc) from exc
+            _KEPT.offer(kept_key, a)
+            return a
 
         a, decoded = _CACHE.fetch((self.key, ty, tx), left <= 0, decode, keep=left > 0)
         with _STATS_LOCK:
             s = _stat(self.token)
-            s["decoded"] += decoded
+            s["decoded"] += decoded and not reused
+            s["reused"] += reused
             s["left"] -= 1
             done = s["left"] == 0
         if done:
@@ -647,9 +725,9 @@ def _same(a, b) -> bool:
 
 def _report(token: str) -> None:
     s = tile_stats(token)
-    log.debug("read %s: %d tiles decoded for %d needed (%.2f×) over %d chunk(s) of %d source(s); tile cache peak %.1f MiB",
-              token[:8], s["decoded"], s["needed"], s["decoded"] / max(1, s["needed"]), s["chunks"], s["sources"],
-              s["cache_peak_mib"])
+    log.debug("read %s: %d tiles decoded (%d kept from an earlier read) for %d needed (%.2f×) over %d chunk(s) of %d "
+              "source(s); tile cache peak %.1f MiB", token[:8], s["decoded"], s["reused"], s["needed"],
+              s["decoded"] / max(1, s["needed"]), s["chunks"], s["sources"], s["cache_peak_mib"])
     from ..settings import current
 
     path = current().read_stats

@@ -18,7 +18,8 @@ from rasterio.windows import Window
 from ..errors import ImalysError
 from ..gdalnames import gdal_name
 from .atomic import atomic_path, remove, temp_name
-from .blocks import DatasetSink, stream
+from .blocks import DatasetSink, Parts, stream
+from .cogfile import Level, assemble, read_levels
 from .raster import Raster, as_raster
 from .scaled import ScaledSink, Scaling
 
@@ -102,12 +103,17 @@ def write_cog(
 ) -> Path:
     """Write `da` (dims band, y, x; dask or numpy) as a Cloud Optimized GeoTIFF at `path`.
 
-    Streamed: chunks are computed one batch at a time (threaded scheduler or a distributed Client)
-    and written into an uncompressed tiled GeoTIFF beside the target; overviews are built there
-    (GDAL, `resampling`, NaN ignored), then GDAL's COG driver compresses it with all CPUs into
-    `.<name>.tmp-<pid>`, which is checked (`check_cog`: rio-cogeo's validation and the overview
-    content) and only then renamed onto `path`; a failed check raises InvalidCOG and leaves `path`
-    as it was. Temporaries are removed on any error.
+    Streamed: chunks are computed one batch at a time (threaded scheduler or a distributed Client).
+    Float data with `average` overviews (the products): each row of 512-px tiles is written as soon
+    as it is complete into a compressed tiled GeoTIFF beside the target, GDAL's worker threads
+    compressing its tiles while the next blocks are computed, and each overview level is computed
+    from the one before as its rows complete (`tilerows`, `overviews.FirstLevelSink`); after the
+    last block the compressed tiles are copied as they are into the COG layout (`cogfile`), nothing
+    is compressed twice. Otherwise (other resamplings, integer data, spatial parts side by side) the
+    blocks go into an uncompressed tiled GeoTIFF, GDAL builds the overviews there and its COG driver
+    compresses it. Either way the COG is written to `.<name>.tmp-<pid>`, checked (`check_cog`:
+    rio-cogeo's validation and the overview content) and only then renamed onto `path`; a failed
+    check raises InvalidCOG and leaves `path` as it was. Temporaries are removed on any error.
 
     compress: zstd (default: 2.5× faster than deflate here, read by GDAL ≥ 2.3) | deflate | lzw | none.
     level: codec level (default: 1 for float, where higher
@@ -150,34 +156,131 @@ def write_cog(
         opts["PREDICTOR"] = predictor if predictor is not None else (3 if r.is_float and not scaling else 2)
 
     source = temp_name(path, ".src.tif")
+    first_level = bool(factors) and factors[0] == 2 and resampling_enum == Resampling.average
+    extra_tags = {RESAMPLING_TAG: resampling_enum.name.upper()} if factors else None
     try:
         with atomic_path(path) as tmp:
             remove(source)
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_OVR_BLOCKSIZE=str(blocksize)):
-                first = write_gtiff_source(r, source, blocksize=blocksize,
-                                           extra_tags={RESAMPLING_TAG: resampling_enum.name.upper()} if factors else None,
-                                           first_level=bool(factors) and factors[0] == 2 and resampling_enum == Resampling.average,
-                                           scaling=scaling)
-                if first and len(factors) > 1:
-                    # the smaller levels from the ×2 level (GDAL's external overview file: its
-                    # first image is level ×2, its own overviews the levels after it)
-                    with rasterio.open(f"{source}.ovr", "r+") as ovr:
-                        ovr.build_overviews([f // 2 for f in factors[1:]], resampling_enum)
-                elif factors and not first:
-                    with rasterio.open(source, "r+") as dst:
-                        dst.build_overviews(factors, resampling_enum)
-                # The COG driver's own overview generation took 30 s for 6×4096² here (vs 1.3 s
-                # for build_overviews above), so it only copies ours.
-                rasterio.shutil.copy(source, tmp, driver="COG", **opts)
+                if _assembles(r, factors, first_level):
+                    levels = write_compressed_levels(r, source, blocksize=blocksize, opts=opts, factors=factors,
+                                                     extra_tags=extra_tags, scaling=scaling)
+                    assemble(levels, tmp)
+                else:
+                    _copy_through_gdal(r, source, tmp, blocksize=blocksize, opts=opts, factors=factors,
+                                       resampling=resampling_enum, extra_tags=extra_tags, first_level=first_level,
+                                       scaling=scaling)
             remove(source)
             if check:
                 errors, _ = cog_errors(tmp)
                 if errors:
                     raise InvalidCOG(f"{user_path} would not be a valid COG: {'; '.join(errors)}")
     finally:
-        for leftover in (source, Path(f"{source}.ovr"), Path(f"{source}.aux.xml")):
+        for leftover in (source, Path(f"{source}.aux.xml"), *(Path(f"{source}.ovr{k if k > 1 else ''}") for k in range(1, len(factors) + 1))):
             remove(leftover)
     return user_path
+
+
+def _assembles(r: Raster, factors: list[int], first_level: bool) -> bool:
+    """Whether the COG is assembled from tiles compressed while the blocks come in: float data
+    with `average` overviews halving from full resolution (computed here level by level; other
+    resamplings are GDAL's), whose rows complete one after another (not for spatial parts side by
+    side, whose rows complete only with the last part of the row: the row buffer would hold whole
+    parts)."""
+    if not (r.is_float and first_level and all(b == 2 * a for a, b in zip(factors, factors[1:]))):
+        return False
+    return not (isinstance(r.data, Parts) and len({w[2] for w in r.data.windows}) > 1)
+
+
+def _gtiff_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """The GTiff creation options that compress as the COG options `opts` say."""
+    codec = opts["COMPRESS"]
+    out: dict[str, Any] = {"compress": codec}
+    if codec != "NONE":
+        out["predictor"] = opts["PREDICTOR"]
+    if "LEVEL" in opts:
+        out[{"ZSTD": "zstd_level", "DEFLATE": "zlevel"}[codec]] = opts["LEVEL"]
+    return out
+
+
+def write_compressed_levels(r: Raster, path: Path, *, blocksize: int, opts: dict[str, Any], factors: list[int],
+                            extra_tags: dict[str, str] | None, scaling: Scaling | None) -> list[Level]:
+    """Full resolution and its `average` overview levels as compressed tiled GeoTIFFs (`path`, and
+    `<path>.ovr`, `<path>.ovr2`, ... for the levels ×2, ×4, ...), each tile compressed by GDAL's
+    worker threads as soon as its row of tiles is complete, while the blocks are still being
+    computed (`tilerows`, `overviews.FirstLevelSink`). Each level is computed from the one before
+    with the same rule, as the COG check expects (GDAL's build_overviews on a pixel-interleaved
+    file computes every level from the first). Returns their levels (IFDs), largest first, for
+    `cogfile.assemble`."""
+    from .tilerows import TileRows
+
+    profile: dict[str, Any] = dict(
+        driver="GTiff", width=r.width, height=r.height, count=r.count,
+        dtype=scaling.dtype if scaling else r.dtype.name,
+        crs=r.crs, transform=r.transform, nodata=scaling.nodata if scaling else r.nodata, tiled=True,
+        blockxsize=blocksize, blockysize=blocksize, bigtiff="if_safer", interleave="pixel", num_threads="all_cpus",
+        **_gtiff_options(opts))
+    dtype = np.dtype(profile["dtype"])
+    nodata = scaling.nodata if scaling else r.nodata
+
+    def level_profile(h: int, w: int, parent_h: int, parent_w: int, parent_transform: Any) -> dict[str, Any]:
+        t = parent_transform @ parent_transform.scale(parent_w / w, parent_h / h)
+        return {**profile, "width": w, "height": h, "transform": t}
+
+    files = [Path(f"{path}.ovr{'' if k == 1 else k}") for k in range(1, len(factors) + 1)]
+    with contextlib.ExitStack() as stack:
+        dst = stack.enter_context(rasterio.open(path, "w", **profile))
+        if r.band_names:
+            for i, name in enumerate(r.band_names, 1):
+                dst.set_band_description(i, name)
+        if r.tags or extra_tags:
+            dst.update_tags(**{**r.tags, **(extra_tags or {})})
+        if scaling is not None:
+            dst.scales = [scaling.scale] * r.count
+            dst.offsets = [scaling.offset] * r.count
+        datasets = [dst]
+        for file in files:
+            parent = datasets[-1]
+            h, w = -(-parent.height // 2), -(-parent.width // 2)  # GDAL's overview size: rounded up
+            datasets.append(stack.enter_context(rasterio.open(
+                file, "w", **level_profile(h, w, parent.height, parent.width, parent.transform))))
+        # every level computed from the one before as the rows of that one complete, all while
+        # the blocks come in: a chain of sinks, full resolution → ×2 → ×4 ... (no level read back)
+        from .overviews import FirstLevelSink  # its numba kernel: imported only where levels are written
+
+        rows = [TileRows(ds, r.count, ds.height, ds.width, dtype, blocksize, keep_read_rows=k < len(files))
+                for k, ds in enumerate(datasets)]
+        sink: Any = rows[-1]
+        for k in reversed(range(len(files))):
+            sink = FirstLevelSink(datasets[k], datasets[k + 1], nodata, rows=rows[k], level_rows=sink)
+        stream(r.data, ScaledSink(sink, scaling) if scaling else sink, numpy_block=blocksize * 2)
+        sink.finish()
+    levels = read_levels(path)
+    for file in files:
+        levels += read_levels(file)
+    if len(levels) != 1 + len(factors):
+        raise RuntimeError(f"{path}: {len(levels)} images written for {len(factors)} overview levels")
+    return levels
+
+
+def _copy_through_gdal(r: Raster, source: Path, tmp: Path, *, blocksize: int, opts: dict[str, Any],
+                       factors: list[int], resampling: Resampling, extra_tags: dict[str, str] | None,
+                       first_level: bool, scaling: Scaling | None) -> None:
+    """An uncompressed tiled source with its overviews, compressed by GDAL's COG driver after the
+    last block (spatial parts side by side: see `_assembles`)."""
+    first = write_gtiff_source(r, source, blocksize=blocksize, extra_tags=extra_tags, first_level=first_level,
+                               scaling=scaling)
+    if first and len(factors) > 1:
+        # the smaller levels from the ×2 level (GDAL's external overview file: its first image is
+        # level ×2, its own overviews the levels after it)
+        with rasterio.open(f"{source}.ovr", "r+") as ovr:
+            ovr.build_overviews([f // 2 for f in factors[1:]], resampling)
+    elif factors and not first:
+        with rasterio.open(source, "r+") as dst:
+            dst.build_overviews(factors, resampling)
+    # The COG driver's own overview generation took 30 s for 6×4096² here (vs 1.3 s for
+    # build_overviews above), so it only copies ours.
+    rasterio.shutil.copy(source, tmp, driver="COG", **opts)
 
 
 class InvalidCOG(ImalysError, ValueError):

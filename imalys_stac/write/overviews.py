@@ -89,11 +89,16 @@ class FirstLevelSink:
     """A block sink that writes full-resolution blocks into `full` (a GTiff open in "w+" mode) and,
     as soon as every row under a strip of the ×2 level is written, computes that strip and writes
     it into `level` (a GTiff of the level's size). Blocks may arrive in any order (a distributed
-    scheduler delivers them as they finish): each source row counts the band-pixels written."""
+    scheduler delivers them as they finish): each source row counts the band-pixels written.
 
-    def __init__(self, full: Any, level: Any, nodata: float | None):
+    `rows`: the full resolution's rows are kept in memory (a `tilerows.TileRows` writing `full`
+    and `level`, the levels compressed as they are written) and the strips are computed from
+    there, not read back from the file."""
+
+    def __init__(self, full: Any, level: Any, nodata: float | None, rows: Any = None, level_rows: Any = None):
         self.full, self.level = full, level
-        self.write_full = DatasetSink(full)
+        self.rows, self.level_rows = rows, level_rows
+        self.write_full = rows if rows is not None else DatasetSink(full)
         self.bands, self.h, self.w = full.count, full.height, full.width
         self.ylo, self.yhi, self.yw = footprints(self.h, level.height)
         self.xlo, self.xhi, self.xw = footprints(self.w, level.width)
@@ -116,11 +121,20 @@ class FirstLevelSink:
             if hi <= r0 or lo >= r1 or not np.all(self.written[lo:hi] == full_row):
                 continue
             self.pending.discard(s)
-            src = self.full.read(window=Window(0, lo, self.w, hi - lo))
+            if self.rows is not None:
+                src = np.ascontiguousarray(self.rows.rows(lo, hi))
+            else:
+                src = self.full.read(window=Window(0, lo, self.w, hi - lo))
             out = np.empty((self.bands, j1 - j0, self.level.width), np.float32)
             _average(src, lo, self.ylo[j0:j1], self.yhi[j0:j1], self.yw[j0:j1], self.xlo, self.xhi, self.xw,
                      self.nodata, self.has_nodata, out)
-            self.level.write(self._as_level_type(out), window=Window(0, j0, self.level.width, j1 - j0))
+            if self.level_rows is not None:
+                self.level_rows[(slice(0, self.bands), slice(j0, j1), slice(0, self.level.width))] = self._as_level_type(out)
+            else:
+                self.level.write(self._as_level_type(out), window=Window(0, j0, self.level.width, j1 - j0))
+        if self.rows is not None:  # the buffer may drop what no pending strip reads
+            self.rows.keep_from = min((int(self.ylo[self.strips[s][0]]) for s in self.pending), default=self.h)
+            self.rows.trim()
 
     def _as_level_type(self, out: np.ndarray) -> np.ndarray:
         """Float averages as the level stores them: integer levels (scaled int16) get the mean
@@ -134,6 +148,9 @@ class FirstLevelSink:
         return rounded.astype(dtype)
 
     def finish(self) -> None:
+        for rows in (self.rows, self.level_rows):
+            if rows is not None:
+                rows.finish()
         if self.pending:
             raise RuntimeError(f"{len(self.pending)} overview strip(s) were never complete: rows of the image "
                                "were not written")
