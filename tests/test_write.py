@@ -595,7 +595,7 @@ def test_never_materialised(tmp_path):
     buffers about a row of 512-px tiles (they are compressed whole) and a row of chunks: memory
     that grows with the width, not the height, so the image is taller than wide."""
     n, c = 1536, 256
-    ny = 4096
+    ny = 8192
 
     def make(block_info=None):
         (b0, b1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
