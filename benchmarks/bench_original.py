@@ -210,8 +210,19 @@ def _warm(folder: Path) -> None:
                 pass
 
 
-def original_times(work: Path) -> dict:
+def _median_run(runs: list) -> dict | str:
+    """The run of median wall time (a string when the tool was not measured)."""
+    if not isinstance(runs[0], dict):
+        return runs[0]
+    ranked = sorted(runs, key=lambda r: r["seconds"])
+    return {**ranked[len(ranked) // 2], "runs_wall_s": [r["seconds"] for r in runs],
+            "runs_cpu_s": [r["cpu_s"] for r in runs]}
+
+
+def original_times(work: Path, rounds: int = 3) -> dict:
     """Both tools' tutorial chains in one run: wall and CPU seconds (process tree), success, outputs.
+    `rounds` rounds of the five chains in order (2b and 2e need 2a's and 2d's products), the two
+    tools alternating chain by chain; each figure is the run of median wall time.
     The original's figures are "not measured" when IMALYS_ORIGINAL names no executable file."""
     from benchmarks.bench_chain import _measured
 
@@ -223,17 +234,23 @@ def original_times(work: Path) -> dict:
     orig = prepare_original(ours_root, orig_root)
     changes = json.loads((orig_root / "chains" / "changes.json").read_text())
     _warm(ours_root / "archives")
-    res: dict = {"binary": binary if runnable else None, "load_before": os.getloadavg(), "chains": {}, "outputs": {}}
-    for tag in TAGS:
-        row: dict = {"imalys-stac": _measured([sys.executable, "-m", "imalys_stac.cli", "run", str(ours[tag])])}
-        if runnable:
-            # its current directory is where it extracts archive members: a folder of its own
-            row["original"] = _measured(["env", "-C", str(orig_root / "scratch"), binary, str(orig[tag])])
-        else:
-            row["original"] = "not measured" + (f" ({ENV} is not set)" if not binary else f" ({binary} is not executable)")
+    res: dict = {"binary": binary if runnable else None, "load_before": os.getloadavg(), "chains": {}, "outputs": {},
+                 "rounds": rounds}
+    runs: dict = {tag: {"imalys-stac": [], "original": []} for tag in TAGS}
+    for _ in range(rounds):
+        for tag in TAGS:
+            runs[tag]["imalys-stac"].append(_measured([sys.executable, "-m", "imalys_stac.cli", "run", str(ours[tag])]))
+            if runnable:
+                # its current directory is where it extracts archive members: a folder of its own
+                runs[tag]["original"].append(_measured(["env", "-C", str(orig_root / "scratch"), binary, str(orig[tag])]))
+            else:
+                runs[tag]["original"].append("not measured" + (f" ({ENV} is not set)" if not binary
+                                                               else f" ({binary} is not executable)"))
+            print(tag, json.dumps({k: v[-1] for k, v in runs[tag].items()}), flush=True)
+    for tag in TAGS:  # the outputs compared are the last round's
+        row: dict = {tool: _median_run(runs[tag][tool]) for tool in ("imalys-stac", "original")}
         row["original_changes"] = changes[tag]
         res["chains"][tag] = row
-        print(tag, json.dumps(row), flush=True)
         if tag in ("2a", "2d"):
             res["outputs"][tag] = {"imported": {"imalys-stac": scenes_in(ours_root / ".imalys"),
                                                 "original": scenes_in(orig_root / ".imalys") if runnable else None}}

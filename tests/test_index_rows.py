@@ -25,3 +25,24 @@ def test_index_rows_are_the_item_rows(synthetic_archives, tmp_path):
         for key in ("id", "collection", "xmin", "ymin", "xmax", "ymax", "eo_cloud_cover", "platform", "grid_code",
                     "epsg"):
             assert row[key] == want[key], key
+
+
+def test_a_small_catalog_is_searched_from_its_item_files_with_the_index_rows(synthetic_archives, tmp_path, monkeypatch):
+    """Below SMALL_CATALOG items search reads the item files instead of importing pyarrow; the rows
+    are the index's rows, every key, archive paths relative to the catalog folder included."""
+    from imalys_stac.stac import index
+
+    build_catalog(str(synthetic_archives.folder / "*.tar"), tmp_path / "cat", progress=False)
+    from_index = {r["id"]: r for r in read_index(tmp_path / "cat" / INDEX_NAME)}
+    from_items = {r["id"]: r for r in index.small_catalog_rows(tmp_path / "cat")}
+    assert from_items.keys() == from_index.keys()
+    for iid, row in from_items.items():
+        want = from_index[iid]
+        assert row.keys() == want.keys()
+        for key, value in row.items():
+            if key == "geometry":
+                assert shapely.from_wkb(value).equals_exact(shapely.from_wkb(want[key]), 0)
+            else:
+                assert value == want[key], key
+    monkeypatch.setattr(index, "SMALL_CATALOG", len(from_index) - 1)
+    assert index.small_catalog_rows(tmp_path / "cat") is None  # larger: the index decides

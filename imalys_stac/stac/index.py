@@ -141,6 +141,45 @@ class Rows(list):
         return list(self)
 
 
+#: a catalog of at most this many items is searched from its item files: reading them costs less
+#: than importing pyarrow to read its index (~0.3 s, most of a small import chain's start)
+SMALL_CATALOG = 200
+
+
+def _archive_in_catalog(href: str, archive: str | None) -> str | None:
+    """An item's archive path relative to the item file → relative to the catalog folder."""
+    if archive and not archive.startswith("/"):
+        return os.path.normpath(os.path.join(os.path.dirname(href), archive))
+    return archive
+
+
+def small_catalog_rows(folder: Path) -> Rows | None:
+    """The search rows of a catalog folder of at most SMALL_CATALOG items, read from its item JSON
+    files (the rows the index holds: `row_from_item`); None for a larger catalog or one whose item
+    files cannot be read (the index then decides)."""
+    files: list[Path] = []
+    try:
+        with os.scandir(folder) as collections:
+            folders = [c.path for c in collections if c.is_dir() and not c.name.startswith(".")]
+        for collection in folders:
+            with os.scandir(collection) as entries:
+                for entry in entries:
+                    item = Path(entry.path) / f"{entry.name}.json"
+                    if entry.is_dir() and not entry.name.startswith(".") and item.is_file():
+                        files.append(item)
+            if len(files) > SMALL_CATALOG:
+                return None
+        rows = Rows()
+        for item in files:
+            href = item.relative_to(folder).as_posix()
+            row = row_from_item(json.loads(item.read_text(encoding="utf-8")), href)
+            row["archive"] = _archive_in_catalog(href, row["archive"])
+            rows.append(row)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rows
+
+
 def read_index(path: Path) -> Rows:
     """The search rows of a stac-geoparquet index (only the columns search needs are read)."""
     import pyarrow as pa  # imported when an index is read (an import of archives never is)
@@ -164,10 +203,7 @@ def read_index(path: Path) -> Rows:
             r["datetime"] = r["datetime"].replace(tzinfo=timezone.utc)
         b = r["bbox"]
         href = item_href(r["collection"], r["id"])
-        archive = r.get(ARCHIVE)
-        if archive and not archive.startswith("/"):  # relative to the item file → to the catalog folder
-            archive = os.path.normpath(os.path.join(os.path.dirname(href), archive))
-        p = dict(r, **{ARCHIVE: archive})
+        p = dict(r, **{ARCHIVE: _archive_in_catalog(href, r.get(ARCHIVE))})
         rows.append(_row(r["id"], r["collection"], r["datetime"], (b["xmin"], b["ymin"], b["xmax"], b["ymax"]),
                          r["geometry"], p, href))
     return rows

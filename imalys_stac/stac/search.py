@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..product_records import ARCHIVE
 from .catalog import catalog_location, expand_archives
 from .hrefs import absolute_href, local_path
-from .index import INDEX_NAME, read_index, row_from_item
+from .index import INDEX_NAME, read_index, row_from_item, small_catalog_rows
 from .items import item_from_archive
 
 log_default = logging.getLogger("imalys_stac.search")
@@ -330,7 +330,9 @@ def _walk_items(catalog_json: Path) -> list[pystac.Item]:
 
 
 def _index_items(index: Path, query: Query) -> list[pystac.Item]:
-    rows = read_index(index)
+    rows = small_catalog_rows(index.parent)
+    if rows is None:
+        rows = read_index(index)
     folder = index.parent
     return [read_item(folder / r["href"]) for r in match_rows(rows, query)]
 
