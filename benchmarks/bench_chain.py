@@ -314,6 +314,7 @@ def run_case(case: Case, work: Path = WORK, variants=("chain", "notebook", "floo
             rows = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
             r["tiles_decoded"] = sum(x["decoded"] for x in rows)
             r["tiles_needed"] = sum(x["needed"] for x in rows)
+            r["tiles_reused"] = sum(x.get("reused", 0) for x in rows)  # the import's QA tiles, kept for the reduce
         r["steps"] = _steps(out_dir / "logs")
         res[key] = r
         print(case.name, key, r, flush=True)

@@ -487,7 +487,10 @@ def test_sigkill_during_reduce_then_the_next_run_completes(big_archives, tmp_pat
     chain.write_text(chain_text(wd, import_block(big_archives), REDUCE, export_block(results / "b.tif"), log=logs))
     proc = _spawn(chain)
     _wait_for(proc, logs, "── reduce")
-    time.sleep(0.5)
+    deadline = time.monotonic() + 60  # the reduce imports its array libraries first, then writes
+    while not temporaries(wd) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
     proc.kill()
     proc.communicate(timeout=60)
     assert temporaries(wd), "a killed reduce leaves its scratch folder (this is what the next run must clean)"

@@ -46,3 +46,20 @@ def test_a_small_catalog_is_searched_from_its_item_files_with_the_index_rows(syn
                 assert value == want[key], key
     monkeypatch.setattr(index, "SMALL_CATALOG", len(from_index) - 1)
     assert index.small_catalog_rows(tmp_path / "cat") is None  # larger: the index decides
+
+
+def test_only_the_items_the_catalog_links_are_rows(synthetic_archives, tmp_path):
+    """Other folders in the catalog folder (a working directory kept beside it, a copy of an item)
+    are not the catalog's items: the rows are the index's."""
+    import shutil
+
+    from imalys_stac.stac import index
+
+    build_catalog(str(synthetic_archives.folder / "*.tar"), tmp_path / "cat", progress=False)
+    collection = next(p for p in (tmp_path / "cat").iterdir() if p.is_dir())
+    item_dir = next(p for p in collection.iterdir() if p.is_dir())
+    shutil.copytree(item_dir, collection / "stray")
+    (collection / "stray" / f"{item_dir.name}.json").rename(collection / "stray" / "stray.json")
+    shutil.copytree(collection, tmp_path / "cat" / "wd")
+    rows = index.small_catalog_rows(tmp_path / "cat")
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in read_index(tmp_path / "cat" / INDEX_NAME))

@@ -341,7 +341,7 @@ def test_an_mtl_that_names_another_sensor_is_refused(tmp_path, synthetic_archive
     ("6m", r"reduce: bestof would be 768 × 768 pixels \(5\.9e\+05 per band\) × 6 band\(s\) at 30 m of EPSG:32632; "
            r"writing it needs about 18\.9 MB of temporary space in {wd}, which has [0-9.]+ MB free — "
            r"choose a larger pixel size or a smaller frame, or free space \(or move the working directory\)"),
-    # ...and more than that in fact (the compressed COG beside its source): the disk fills while writing
+    # ...and enough for it, but the disk fills while the reduce writes (another process's file)
     ("21m", r"reduce: cannot write in {wd}: No space left on device — free some space or choose another folder"),
 ])
 def test_a_disk_that_fills_during_reduce_is_called_full_with_the_folder_and_the_fix(tmp_path, cluster_archives, size,
@@ -362,8 +362,13 @@ def test_a_disk_that_fills_during_reduce_is_called_full_with_the_folder_and_the_
     text = chain.read_text().replace(f"directory = {tmp_path}/wd_full", f"directory = {small}/wd")
     chain.write_text(text.replace("\tclear = true\n", f"\tlog = {tmp_path}/logs\n"))
     cmd = shlex.join([EXE, "run", str(chain)])
+    # once the reduce's product is being written (`.bestof.tmp-…`), another file takes the rest of
+    # the disk: the writer's up-front estimate passed, and the disk fills under it all the same
+    filler = (f"while ! ls -A {small}/wd 2>/dev/null | grep -q '^[.]bestof[.]tmp-'; do sleep 0.005; done; "
+              f"cat /dev/zero > {small}/other-file 2>/dev/null")
     res = subprocess.run([unshare, "--user", "--map-root-user", "--mount", "sh", "-c",
-                          f"mount -t tmpfs -o size={size} tmpfs {small} && {cmd}; rc=$?; ls -A {small}/wd; exit $rc"],
+                          f"mount -t tmpfs -o size={size} tmpfs {small} || exit 9; ({filler}) >/dev/null 2>&1 & "
+                          f"other=$!; {cmd}; rc=$?; kill $other 2>/dev/null; ls -A {small}/wd; exit $rc"],
                          capture_output=True, text=True, timeout=500, env={**os.environ, "IMALYS_NO_MALLOC_TUNING": "1"})
     assert res.returncode == 1, res.stderr
     last = res.stderr.strip().splitlines()[-1]

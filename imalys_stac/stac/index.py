@@ -154,24 +154,23 @@ def _archive_in_catalog(href: str, archive: str | None) -> str | None:
 
 
 def small_catalog_rows(folder: Path) -> Rows | None:
-    """The search rows of a catalog folder of at most SMALL_CATALOG items, read from its item JSON
-    files (the rows the index holds: `row_from_item`); None for a larger catalog or one whose item
-    files cannot be read (the index then decides)."""
+    """The search rows of a catalog folder of at most SMALL_CATALOG items, read from the item JSON
+    files its collections link (the items its index holds: `row_from_item`); None for a larger
+    catalog or one whose documents cannot be read (the index then decides)."""
     files: list[Path] = []
     try:
-        with os.scandir(folder) as collections:
-            folders = [c.path for c in collections if c.is_dir() and not c.name.startswith(".")]
-        for collection in folders:
-            with os.scandir(collection) as entries:
-                for entry in entries:
-                    item = Path(entry.path) / f"{entry.name}.json"
-                    if entry.is_dir() and not entry.name.startswith(".") and item.is_file():
-                        files.append(item)
+        root = json.loads((folder / "catalog.json").read_text(encoding="utf-8"))
+        for child in (link for link in root.get("links", []) if link.get("rel") == "child"):
+            collection_json = (folder / child["href"]).resolve()
+            collection = json.loads(collection_json.read_text(encoding="utf-8"))
+            files += [(collection_json.parent / link["href"]).resolve()
+                      for link in collection.get("links", []) if link.get("rel") == "item"]
             if len(files) > SMALL_CATALOG:
                 return None
         rows = Rows()
+        top = folder.resolve()
         for item in files:
-            href = item.relative_to(folder).as_posix()
+            href = item.relative_to(top).as_posix()
             row = row_from_item(json.loads(item.read_text(encoding="utf-8")), href)
             row["archive"] = _archive_in_catalog(href, row["archive"])
             rows.append(row)

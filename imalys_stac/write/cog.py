@@ -255,12 +255,31 @@ def write_compressed_levels(r: Raster, path: Path, *, blocksize: int, opts: dict
             sink = FirstLevelSink(datasets[k], datasets[k + 1], nodata, rows=rows[k], level_rows=sink)
         stream(r.data, ScaledSink(sink, scaling) if scaling else sink, numpy_block=blocksize * 2)
         sink.finish()
-    levels = read_levels(path)
-    for file in files:
-        levels += read_levels(file)
-    if len(levels) != 1 + len(factors):
-        raise RuntimeError(f"{path}: {len(levels)} images written for {len(factors)} overview levels")
+    try:
+        levels = read_levels(path)
+        for file in files:
+            levels += read_levels(file)
+        if len(levels) != 1 + len(factors):
+            raise ValueError(f"{len(levels)} images written for {len(factors)} overview levels")
+        short = [lv.path for lv in levels if max((o + c for o, c in zip(lv.offsets, lv.counts)), default=0)
+                 > lv.path.stat().st_size]
+        if short:
+            raise ValueError(f"tiles beyond the end of {short[0].name}")
+    except ValueError as exc:
+        raise _not_written(path, exc) from None
     return levels
+
+
+def _not_written(path: Path, why: Exception) -> OSError:
+    """GDAL reports a failed write through libtiff on stderr, not as an exception: the files it left
+    are then truncated. A full disk is the usual reason, and is said so (the commands name the
+    folder and the fix); anything else is an I/O error naming the file."""
+    import errno
+    import shutil
+
+    if shutil.disk_usage(path.parent).free < (1 << 20):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path.parent))
+    return OSError(errno.EIO, f"GDAL could not write {path.name} ({why})", str(path.parent))
 
 
 def _copy_through_gdal(r: Raster, source: Path, tmp: Path, *, blocksize: int, opts: dict[str, Any],
