@@ -60,15 +60,7 @@ def write_gtiff_source(r: Raster, path: Path, *, blocksize: int, extra_tags: dic
     with contextlib.ExitStack() as stack:
         # "w+": the first level's strips are read back from the blocks just written
         dst = stack.enter_context(rasterio.open(path, "w+" if first_level else "w", **profile))
-        if r.band_names:
-            for i, name in enumerate(r.band_names, 1):
-                dst.set_band_description(i, name)
-        if r.tags or extra_tags:
-            dst.update_tags(**{**r.tags, **(extra_tags or {})})
-        if scaling is not None:
-            # GDAL keeps them in its metadata tag; the COG copy carries them over
-            dst.scales = [scaling.scale] * r.count
-            dst.offsets = [scaling.offset] * r.count
+        _describe(dst, r, extra_tags, scaling)
         if not first_level:
             dataset_sink = DatasetSink(dst)
             stream(r.data, ScaledSink(dataset_sink, scaling) if scaling else dataset_sink, numpy_block=blocksize * 2)
@@ -230,14 +222,7 @@ def write_compressed_levels(r: Raster, path: Path, *, blocksize: int, opts: dict
     files = [Path(f"{path}.ovr{'' if k == 1 else k}") for k in range(1, len(factors) + 1)]
     with contextlib.ExitStack() as stack:
         dst = stack.enter_context(rasterio.open(path, "w", **profile))
-        if r.band_names:
-            for i, name in enumerate(r.band_names, 1):
-                dst.set_band_description(i, name)
-        if r.tags or extra_tags:
-            dst.update_tags(**{**r.tags, **(extra_tags or {})})
-        if scaling is not None:
-            dst.scales = [scaling.scale] * r.count
-            dst.offsets = [scaling.offset] * r.count
+        _describe(dst, r, extra_tags, scaling)
         datasets = [dst]
         for file in files:
             parent = datasets[-1]
@@ -268,6 +253,19 @@ def write_compressed_levels(r: Raster, path: Path, *, blocksize: int, opts: dict
     except ValueError as exc:
         raise _not_written(path, exc) from None
     return levels
+
+
+def _describe(dst: Any, r: Raster, extra_tags: dict[str, str] | None, scaling: Scaling | None) -> None:
+    """Band names, tags and scale/offset of a file being written (GDAL keeps scale/offset in its
+    metadata tag; the COG copy and the assembled COG carry them over)."""
+    if r.band_names:
+        for i, name in enumerate(r.band_names, 1):
+            dst.set_band_description(i, name)
+    if r.tags or extra_tags:
+        dst.update_tags(**{**r.tags, **(extra_tags or {})})
+    if scaling is not None:
+        dst.scales = [scaling.scale] * r.count
+        dst.offsets = [scaling.offset] * r.count
 
 
 def _not_written(path: Path, why: Exception) -> OSError:
