@@ -33,6 +33,7 @@ def test_the_environment_wins(fresh, monkeypatch):
 
 
 @pytest.mark.system  # a Dask cluster
+@pytest.mark.timeout(180)  # hung once in a full run (client.submit never answered): a failure, not a stuck suite
 def test_on_a_worker_the_budget_follows_its_memory_limit(fresh):
     from distributed import Client, LocalCluster
 

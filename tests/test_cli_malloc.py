@@ -11,11 +11,15 @@ from imalys_stac import cli
 from imalys_stac.settings import MALLOC_ENV
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_the_policy_is_set_without_a_second_start(monkeypatch):
+    """(mallopt itself is faked here: set in the test process, it would keep every freed buffer of
+    the rest of the run, and an in-process Dask worker measuring that RSS pauses. Its real call is
+    checked in a fresh interpreter in tests/test_startup.py.)"""
     for k in MALLOC_ENV:
         monkeypatch.delenv(k, raising=False)
     monkeypatch.delenv("IMALYS_NO_MALLOC_TUNING", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(cli, "_mallopt", lambda: True)
     started = []
     monkeypatch.setattr(os, "execve", lambda *a: started.append(a))
     cli._with_malloc_tuning("main")

@@ -181,3 +181,11 @@ def test_catalog_and_import_from_it_load_no_pandas(write_chain, synthetic_archiv
     loaded = set(_loaded("run", str(database), heavy=SMALL_CHAIN_HEAVY))
     assert loaded <= shared_modules, sorted(loaded - shared_modules)
     assert not loaded & {"numba", "geopandas", "pyarrow.dataset", "stac_geoparquet", "distributed"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_glibc_takes_the_malloc_policy():
+    """The console scripts' mallopt calls succeed (else they would start Python a second time)."""
+    out = subprocess.run([sys.executable, "-c", "from imalys_stac.cli import _mallopt; print(_mallopt())"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "True", out.stderr
