@@ -20,7 +20,7 @@ import pickle
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,23 @@ def synthetic_archives(tmp_path_factory) -> SyntheticArchives:
     drawn from one landscape by :mod:`imalys_stac.synth`, written once per run. Read-only: copy
     before changing it."""
     return built_once(tmp_path_factory, "synthetic-archives", _write_synthetic_archives)
+
+
+def _write_cluster_archives(folder: Path) -> Path:
+    from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
+
+    land = Landscape(seed=21)
+    for i in range(6):
+        write_landsat_archive(folder, SceneSpec(path=193, row=26, acquired=date(2022, 6, 1) + timedelta(days=16 * i),
+                                                size=768, cloud_cover=0.3, seed=300 + i), landscape=land, truth=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cluster_archives(tmp_path_factory) -> Path:
+    """Six 768 × 768 px synthetic Landsat 8 archives of WRS 193/026 (a reduce on a cluster takes
+    seconds: long enough to kill a worker or a scheduler under it), written once per run. Read-only."""
+    return built_once(tmp_path_factory, "cluster-archives", _write_cluster_archives)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,6 @@ from imalys_stac.chain import ChainError, load_chain
 from imalys_stac.commands import run_chain
 from imalys_stac.errors import ResourceError
 from imalys_stac.runtime.cluster import ClusterSpec, cluster_faults, dask_runtime
-from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
 
 from .conftest import SIX_BANDS, bestof_chain
 
@@ -32,17 +30,6 @@ if TYPE_CHECKING:
 
 distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.timeout(600)
-
-
-
-@pytest.fixture(scope="module")
-def archives(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults") / "archives"
-    land = Landscape(seed=21)
-    for i in range(6):
-        write_landsat_archive(root, SceneSpec(path=193, row=26, acquired=date(2022, 6, 1) + timedelta(days=16 * i),
-                                              size=768, cloud_cover=0.3, seed=300 + i), landscape=land, truth=False)
-    return root
 
 
 def chain_file(tmp: Path, root: Path, name: str, scheduler: str | None) -> Path:
@@ -82,8 +69,8 @@ def _kill_when_busy(cluster: ProcessCluster, started: threading.Event, victims: 
             time.sleep(0.05)
 
 
-def test_worker_killed_during_reduce_gives_the_identical_cog(tmp_path, archives, dask_processes):
-    reference = chain_file(tmp_path, archives, "reference", None)
+def test_worker_killed_during_reduce_gives_the_identical_cog(tmp_path, cluster_archives, dask_processes):
+    reference = chain_file(tmp_path, cluster_archives, "reference", None)
     run_chain(load_chain(reference))  # in-process: the undisturbed result
     cluster = dask_processes(workers=2)  # no nannies: a killed worker stays dead
     seen = _Seen("── reduce")
@@ -92,7 +79,7 @@ def test_worker_killed_during_reduce_gives_the_identical_cog(tmp_path, archives,
     try:
         killer = threading.Thread(target=_kill_when_busy, args=(cluster, seen.event, [0], out), daemon=True)
         killer.start()
-        ctx = run_chain(load_chain(chain_file(tmp_path, archives, "disturbed", cluster.address)))
+        ctx = run_chain(load_chain(chain_file(tmp_path, cluster_archives, "disturbed", cluster.address)))
         killer.join(timeout=10)
         assert out.get("killed"), "the worker was not killed during reduce"
         assert cluster.workers[0].poll() is not None and cluster.workers[1].poll() is None
@@ -112,7 +99,7 @@ def test_worker_killed_during_reduce_gives_the_identical_cog(tmp_path, archives,
     assert ctx.runlog.errors == 0
 
 
-def test_losing_every_worker_is_a_clear_error_in_bounded_time(tmp_path, archives, monkeypatch, dask_processes):
+def test_losing_every_worker_is_a_clear_error_in_bounded_time(tmp_path, cluster_archives, monkeypatch, dask_processes):
     monkeypatch.setenv("IMALYS_NO_WORKERS_TIMEOUT", "5")
     cluster = dask_processes(workers=2)
     seen = _Seen("── reduce")
@@ -120,7 +107,7 @@ def test_losing_every_worker_is_a_clear_error_in_bounded_time(tmp_path, archives
     out: dict = {}
     try:
         threading.Thread(target=_kill_when_busy, args=(cluster, seen.event, [0, 1], out), daemon=True).start()
-        chain = chain_file(tmp_path, archives, "orphan", cluster.address)
+        chain = chain_file(tmp_path, cluster_archives, "orphan", cluster.address)
         t0 = time.monotonic()
         res = None
         with pytest.raises(ChainError) as err:
@@ -163,11 +150,11 @@ def test_a_task_that_keeps_killing_workers_fails_clearly(monkeypatch):
     assert "memory" in err.value.hint
 
 
-def test_worker_memory_too_small_is_refused_up_front(tmp_path, archives, monkeypatch):
+def test_worker_memory_too_small_is_refused_up_front(tmp_path, cluster_archives, monkeypatch):
     """`home memory` is checked by the chain validator; the same limit from the environment of a
     batch job (IMALYS_MEMORY) is refused before any worker starts, instead of 300 restarts."""
     monkeypatch.setenv("IMALYS_MEMORY", "1KB")
-    chain = chain_file(tmp_path, archives, "tiny", "processes")
+    chain = chain_file(tmp_path, cluster_archives, "tiny", "processes")
     t0 = time.monotonic()
     with pytest.raises(ChainError) as err:
         run_chain(load_chain(chain))

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -152,16 +152,7 @@ def test_a_run_with_an_ssh_port_as_scheduler_is_a_user_error_not_a_memory_error(
 
 
 # ----------------------------------------------------- a cluster that dies under a run (item 2)
-@pytest.fixture(scope="module")
-def cluster_archives(tmp_path_factory):
-    from imalys_stac.synth import Landscape, SceneSpec, write_landsat_archive
-
-    root = tmp_path_factory.mktemp("trust-cluster") / "archives"
-    land = Landscape(seed=21)
-    for i in range(6):
-        write_landsat_archive(root, SceneSpec(path=193, row=26, acquired=date(2022, 6, 1) + timedelta(days=16 * i),
-                                              size=768, cloud_cover=0.3, seed=300 + i), landscape=land, truth=False)
-    return root
+# cluster_archives: six 768² archives, from conftest (built once per run)
 
 
 def _run_and_kill_at_reduce(chain: Path, victims, env: dict | None = None) -> tuple[int, str, bool]:
