@@ -76,7 +76,7 @@ def count_quality(group: SceneGroup, grid: Grid, rule: str | None, *, chunksize:
     with it, so a warped tile gives the same pixels), each block counted as there."""
     from rasterio.enums import Resampling
 
-    from .tiles import OutGrid, SourcePlan, plan_chunks, source_infos
+    from .tiles import OutGrid, SourcePlan, _Plans, _read_chunk, plan_chunks, source_infos
 
     qband = quality_band_of([group])
     hrefs = [it.assets[qband.asset].href if qband.asset in it.assets else None for it in group.items]
@@ -88,21 +88,15 @@ def count_quality(group: SceneGroup, grid: Grid, rule: str | None, *, chunksize:
     ychunks, xchunks, _ = plan_chunks(list(infos.values()), out_grid, chunksize)
     token = uuid.uuid4().hex  # one read, as the reader's (its tile counters and cache)
     memo: dict = {}
-    plans = [None if h is None else SourcePlan(infos[h], out_grid, ychunks, xchunks, Resampling.nearest, np.dtype(np.uint16),
-                                               fill, token, memo=memo) for h in hrefs]
+    plans = _Plans([[None if h is None else SourcePlan(infos[h], out_grid, ychunks, xchunks, Resampling.nearest,
+                                                       np.dtype(np.uint16), fill, token, memo=memo)] for h in hrefs],
+                   token, np.uint16, [fill])
     present = clear = 0
     y0 = 0
     for h in ychunks:
         x0 = 0
         for w in xchunks:
-            block = np.empty((len(plans), h, w), np.uint16)
-            for t, plan in enumerate(plans):
-                if plan is None:
-                    block[t] = fill
-                elif plan.offset is not None:
-                    plan.read_into(block[t], y0, y0 + h, x0, x0 + w)
-                else:
-                    block[t] = plan.read(y0, y0 + h, x0, x0 + w)
+            block = _read_chunk(plans, y0, y0 + h, x0, x0 + w)[:, 0]  # the chunk as the Dask pass reads it
             keep = None if region is None else np.asarray(region, bool)[y0:y0 + h, x0:x0 + w]
             p, c = count_present_clear(block, present_t, clear_t, keep)
             present, clear = present + p, clear + c
