@@ -20,7 +20,7 @@ from ..errors import InputError
 from .bands import Calibration
 from .fuse import auto_chunk, fuse_stack, group_tables
 from .grid import Grid, geometry_mask, reproject_geometry
-from .quality import QualityBand, quality_band
+from .quality import QualityBand, quality_band_of
 from .reader import OutputGrid, StackReader, StackRequest, default_reader
 
 RESAMPLING = {
@@ -118,14 +118,6 @@ def _stack(items: Sequence[pystac.Item], keys: list[str], grid: Grid, resampling
     })
 
 
-def _quality_band_of(groups: Sequence[SceneGroup]) -> QualityBand:
-    bands = {quality_band(it) for g in groups for it in g.items}
-    if len(bands) > 1:
-        raise InputError("cannot mix tiles of different quality bands in one load ("
-                         + ", ".join(sorted(b.asset for b in bands)) + "): their providers differ")
-    return bands.pop()
-
-
 def load_groups(
     groups: Sequence[SceneGroup],
     grid: Grid,
@@ -159,7 +151,7 @@ def load_groups(
     # each image is read with its own resampling (nearest on its native grid, bilinear where
     # compile reprojects it): one stackstac graph per resampling, back in item order
     resamplings = [g.resampling for g in groups for _ in g.items]
-    qband = _quality_band_of(groups)
+    qband = quality_band_of(groups)
     # DNs and QA in one read: one task per chunk, QA as the last band, every tile decoded once
     both = _stack(items, keys, grid, resamplings, chunk, "uint16", nodata[0], quality=qband, window=window,
                   reader=reader)
