@@ -329,11 +329,10 @@ def load(items: Iterable[pystac.Item], *, bands: Sequence[str] | None = None, fr
     """
     import dataclasses
 
-    import dask
-
     from ..cube.grid import check_grid_size, geometry_mask
     from ..cube.load import load_groups
-    from ..cube.plan import PlanError, Recipe, common_grid, coverage_graph, coverages, plan_acquisitions
+    from ..cube.plan import PlanError, Recipe, common_grid, measure_coverages, plan_acquisitions
+    from ..runtime.client import active_client
     from ..runtime.cluster import apply_gdal_env
 
     apply_gdal_env()  # GDAL's cache and HTTP settings, as a chain run has them (values already set win)
@@ -351,7 +350,7 @@ def load(items: Iterable[pystac.Item], *, bands: Sequence[str] | None = None, fr
         acquisitions = plan_acquisitions(items, recipe, region)
     except PlanError as exc:
         raise InputError(f"load: {exc} ({exc.parameter})") from exc
-    counts = coverages(dask.compute(*coverage_graph(acquisitions, rule, chunks)))
+    counts = measure_coverages(acquisitions, rule, chunks, in_process=active_client() is None)
     kept = []
     for acq, cov in zip(acquisitions, counts):
         why = cov.rejection(cover=cover, quality=quality)

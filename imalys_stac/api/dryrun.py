@@ -110,12 +110,12 @@ def _catalog(cmd, state: _State) -> dict:
 
 
 def _import(cmd, state: _State) -> dict:
-    import dask
 
     from ..commands.context import read_frame
     from ..commands.import_ import planned as plan_import
     from ..commands.import_ import select_items
-    from ..cube.plan import coverage_graph, coverages
+    from ..cube.plan import measure_coverages
+    from ..runtime.client import active_client
 
     p = cmd.params
     frame = read_frame(cmd)
@@ -132,7 +132,7 @@ def _import(cmd, state: _State) -> dict:
     if not items:
         return {"archives": 0, "acquisitions": [], "kept": 0}
     acquisitions = plan_import(cmd, items, frame)
-    measured = coverages(dask.compute(*coverage_graph(acquisitions, p.rule)))
+    measured = measure_coverages(acquisitions, p.rule, in_process=active_client() is None)
     rows = []
     kept = 0
     for acq, cov in zip(acquisitions, measured):
