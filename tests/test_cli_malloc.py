@@ -11,12 +11,17 @@ from imalys_stac import cli
 from imalys_stac.settings import MALLOC_ENV
 
 
+@pytest.fixture(autouse=True)
+def _no_malloc_variables(monkeypatch):
+    """Each test starts as a console script started by hand: none of the variables set."""
+    for k in MALLOC_ENV:
+        monkeypatch.delenv(k, raising=False)
+
+
 def test_the_policy_is_set_without_a_second_start(monkeypatch):
     """(mallopt itself is faked here: set in the test process, it would keep every freed buffer of
     the rest of the run, and an in-process Dask worker measuring that RSS pauses. Its real call is
     checked in a fresh interpreter in tests/test_startup.py.)"""
-    for k in MALLOC_ENV:
-        monkeypatch.delenv(k, raising=False)
     monkeypatch.delenv("IMALYS_NO_MALLOC_TUNING", raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(cli, "_mallopt", lambda: True)
@@ -28,8 +33,6 @@ def test_the_policy_is_set_without_a_second_start(monkeypatch):
 
 
 def test_without_mallopt_the_script_starts_again_with_the_variables(monkeypatch):
-    for k in MALLOC_ENV:
-        monkeypatch.delenv(k, raising=False)
     monkeypatch.delenv("IMALYS_NO_MALLOC_TUNING", raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(cli, "_mallopt", lambda: False)
@@ -41,8 +44,6 @@ def test_without_mallopt_the_script_starts_again_with_the_variables(monkeypatch)
 
 
 def test_opting_out_sets_nothing(monkeypatch):
-    for k in MALLOC_ENV:
-        monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("IMALYS_NO_MALLOC_TUNING", "1")
     monkeypatch.setattr(cli, "_mallopt", lambda: pytest.fail("mallopt called"))
     cli._with_malloc_tuning("main")
