@@ -79,3 +79,23 @@ def test_kept_tiles_within_their_budget_and_dropped_by_the_next_block():
         tiles._KEPT.offer(key, a)
     assert tiles._KEPT.take(key) is a and tiles._KEPT.take(key) is None  # handed out once
     tiles.drop_kept_tiles()
+
+
+def test_what_the_reduce_did_not_take_is_dropped(synthetic_archives, tmp_path):
+    """Tiles kept for a reduce that it does not ask for (another frame, a scene it leaves out)
+    are dropped when the reduce ends, not held for the rest of the process."""
+    from imalys_stac.chain import load_chain
+    from imalys_stac.commands import run_chain
+
+    chain = bestof_chain(tmp_path, synthetic_archives.folder, "drop")
+    text = chain.read_text()
+    run_chain(load_chain(chain))  # the products, then the reduce again on its own with a stray kept tile
+    reduce_only = tmp_path / "reduce.txt"
+    reduce_only.write_text(text[:text.index("import\n")].replace("\tclear = true\n", "")
+                           + text[text.index("reduce\n"):text.index("export\n")].replace(
+                               "\tpreserve = bands\n", "\tpreserve = bands\n\ttarget = again\n"))
+    with tiles.keep_decoded_tiles(budget_mb=1):
+        tiles._KEPT.offer(("elsewhere.tif", (4, 4), 0, 0), np.zeros((4, 4), np.uint16))
+    assert tiles._KEPT.tiles
+    run_chain(load_chain(reduce_only))
+    assert not tiles._KEPT.tiles and tiles._KEPT.nbytes == 0

@@ -2,6 +2,7 @@
 stored as a COG product in the working directory."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,6 +107,17 @@ def _why_empty(cube: xr.DataArray, method: str, p) -> str:
 
 
 def run(ctx: RunContext, cmd) -> None:
+    try:
+        _reduce(ctx, cmd)
+    finally:
+        # the quality tiles an import kept for this reduce (cube.tiles.keep_decoded_tiles): what it
+        # did not take is needed no more (nothing was kept where the tile reader was never loaded)
+        tiles = sys.modules.get("imalys_stac.cube.tiles")
+        if tiles is not None:
+            tiles.drop_kept_tiles()
+
+
+def _reduce(ctx: RunContext, cmd) -> None:
     p = cmd.params
     wd = ctx.workdir
     source = load_product(ctx, cmd, p.select, hint="run compile (or import) first")
