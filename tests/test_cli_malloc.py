@@ -13,9 +13,13 @@ from imalys_stac.settings import MALLOC_ENV
 
 @pytest.fixture(autouse=True)
 def _no_malloc_variables(monkeypatch):
-    """Each test starts as a console script started by hand: none of the variables set."""
+    """Each test starts as a console script started by hand: none of the variables set. (Set
+    first, so that the monkeypatch restores their absence: a variable only deleted when missing is
+    not recorded, and what the code under test puts in os.environ then stayed for the rest of the
+    worker — every Dask worker a later test started kept its freed memory and paused.)"""
     for k in MALLOC_ENV:
-        monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv(k, "")
+        monkeypatch.delenv(k)
 
 
 def test_the_policy_is_set_without_a_second_start(monkeypatch):
@@ -48,3 +52,4 @@ def test_opting_out_sets_nothing(monkeypatch):
     monkeypatch.setattr(cli, "_mallopt", lambda: pytest.fail("mallopt called"))
     cli._with_malloc_tuning("main")
     assert not any(k in os.environ for k in MALLOC_ENV)
+
